@@ -1,0 +1,29 @@
+"""jaxopt_lab: differentiable optimization in JAX.
+
+``import jaxopt_lab as jaxopt`` keeps jaxopt code running; on top come forward-mode
+implicit differentiation, per-instance status under ``vmap``, traced
+hyperparameters, optax transforms from the recent literature, bilevel, zeroth- and
+second-order methods, and sweeps.
+"""
+
+from jaxopt_lab import base, implicit_diff, linear_solve, tree_util
+from jaxopt_lab.base import KKTSolution, OptStep, Status, status_name
+from jaxopt_lab.solvers import *  # noqa: F401,F403
+from jaxopt_lab.solvers import __all__ as _solvers_all
+from jaxopt_lab.transforms import *  # noqa: F401,F403
+from jaxopt_lab.transforms import __all__ as _transforms_all
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "KKTSolution",
+    "OptStep",
+    "Status",
+    "base",
+    "implicit_diff",
+    "linear_solve",
+    "status_name",
+    "tree_util",
+    *_solvers_all,
+    *_transforms_all,
+]

@@ -1,0 +1,180 @@
+"""Gradient descent with a fixed step or backtracking, optionally accelerated."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_lab import base
+from jaxopt_lab import tree_util as tu
+from jaxopt_lab.solvers import _linesearch
+
+
+class ProxGradState(NamedTuple):
+    """State of :class:`GradientDescent` (and of proximal gradient solvers).
+
+    Attributes:
+      iter_num: iterations done.
+      stepsize: last step size used.
+      error: norm of the gradient mapping ``||x_next - y|| / stepsize``.
+      value: objective at the extrapolated point ``y``.
+      aux: auxiliary output of ``fun``.
+      velocity: extrapolated point ``y`` (equal to params without acceleration).
+      t: momentum coefficient of the accelerated scheme.
+      num_fun_eval: evaluations so far.
+      status: :class:`jaxopt_lab.Status` code.
+    """
+
+    iter_num: jax.Array
+    stepsize: jax.Array
+    error: jax.Array
+    value: jax.Array
+    aux: Any
+    velocity: Any
+    t: jax.Array
+    num_fun_eval: jax.Array
+    status: jax.Array
+
+
+@dataclasses.dataclass(eq=False)
+class GradientDescent(base.IterativeSolver):
+    """Gradient descent, with Nesterov/FISTA acceleration and backtracking.
+
+    With ``acceleration`` the gradient is taken at an extrapolated point
+    ``y_k = x_k + (t_{k-1} - 1) / t_k (x_k - x_{k-1})``, which gives the optimal
+    ``O(1/k^2)`` rate on smooth convex problems. A step size ``<= 0`` selects
+    backtracking on the sufficient-decrease condition
+    ``f(x+) <= f(y) + <g, x+ - y> + ||x+ - y||^2 / (2 t)``, started from the previous
+    step (so the step decreases monotonically, as in Beck and Teboulle).
+
+    Args:
+      fun: objective ``fun(params, *args, **kwargs)``.
+      value_and_grad: whether ``fun`` returns ``(value, grad)``.
+      has_aux: whether ``fun`` returns ``(value, aux)``.
+      stepsize: positive for a fixed step (may be traced), ``<= 0`` for
+        backtracking; a callable ``iter_num -> stepsize`` is also accepted.
+      maxiter: maximum iterations.
+      maxls: maximum backtracking evaluations per iteration.
+      tol: stop when the gradient-mapping norm is ``<= tol``.
+      acceleration: use the accelerated (FISTA) scheme.
+      decrease_factor: backtracking shrink factor.
+      implicit_diff, implicit_diff_solve, jit, unroll, verbose: see
+        :class:`jaxopt_lab.base.IterativeSolver`.
+
+    Returns:
+      ``run`` returns an ``OptStep(params, ProxGradState)``.
+
+    References:
+      Nesterov, "A method for solving the convex programming problem with
+      convergence rate O(1/k^2)", 1983; Beck and Teboulle, "A fast iterative
+      shrinkage-thresholding algorithm for linear inverse problems", 2009.
+    """
+
+    fun: Callable
+    _: dataclasses.KW_ONLY
+    value_and_grad: bool = False
+    has_aux: bool = False
+    stepsize: float | Callable = 0.0
+    maxiter: int = 500
+    maxls: int = 15
+    tol: float = 1e-3
+    acceleration: bool = True
+    decrease_factor: float = 0.5
+
+    def _static_option(self, name, value) -> bool:
+        return name == "stepsize" and self._nonpositive_sentinel(value)
+
+    def __post_init__(self):
+        super().__post_init__()
+        base.check_int(self.maxls, "maxls", minimum=1)
+        base.check_positive(self.decrease_factor, "decrease_factor")
+        if not callable(self.stepsize) and base.is_concrete(self.stepsize):
+            if float(np.asarray(self.stepsize)) < 0:
+                raise ValueError(f"`stepsize` must be >= 0 (0 = backtracking), got {self.stepsize}.")
+
+    def _line_search(self) -> bool:
+        if callable(self.stepsize) or not base.is_concrete(self.stepsize):
+            return False
+        return float(np.asarray(self.stepsize)) <= 0
+
+    def _prox(self, x, hyperparams_prox, scaling):
+        """The proximal operator applied after the gradient step (identity here)."""
+        del hyperparams_prox, scaling
+        return x
+
+    def _split_args(self, args):
+        """``(hyperparams_prox, fun_args)``: plain gradient descent has no prox."""
+        return None, args
+
+    def init_state(self, init_params, *args, **kwargs) -> ProxGradState:
+        """Evaluate ``fun`` at ``init_params``.
+
+        Args:
+          init_params: initial point.
+          *args, **kwargs: passed to ``fun``.
+
+        Returns:
+          A :class:`ProxGradState`.
+        """
+        _, fun_args = self._split_args(args)
+        (value, aux), _ = self._value_and_grad_fun()(init_params, *fun_args, **kwargs)
+        dtype = jnp.result_type(value)
+        return ProxGradState(
+            iter_num=jnp.asarray(0, jnp.int32), stepsize=jnp.asarray(1.0, dtype),
+            error=jnp.asarray(jnp.inf, dtype), value=value, aux=aux, velocity=init_params,
+            t=jnp.asarray(1.0, dtype), num_fun_eval=jnp.asarray(1, jnp.int32),
+            status=jnp.asarray(base.Status.RUNNING, jnp.int32),
+        )
+
+    def update(self, params, state: ProxGradState, *args, **kwargs) -> base.OptStep:
+        """One (accelerated) gradient step.
+
+        Args:
+          params: current point ``x_k``.
+          state: current :class:`ProxGradState`.
+          *args, **kwargs: passed to ``fun``.
+
+        Returns:
+          ``OptStep(params, state)`` after the step.
+        """
+        hp, fun_args = self._split_args(args)
+        vg = self._value_and_grad_fun()
+        y = state.velocity if self.acceleration else params
+        (value, aux), grad = vg(y, *fun_args, **kwargs)
+        dtype = jnp.result_type(value)
+        step_at = lambda t: self._prox(tu.tree_add_scalar_mul(y, -t, grad), hp, t)
+        if self._line_search():
+            value_only = lambda x: (vg(x, *fun_args, **kwargs)[0], None)
+            init_t = jnp.where(state.iter_num == 0, 1.0, state.stepsize).astype(dtype)
+            ls = _linesearch.backtracking(
+                value_only, y, value, grad, None, init_t, aux, maxls=self.maxls,
+                decrease_factor=self.decrease_factor, step_fn=step_at,
+            )
+            t, x_next, nevals = ls.stepsize, ls.params, ls.num_evals
+            failed = ls.failed
+        else:
+            size = self.stepsize(state.iter_num) if callable(self.stepsize) else self.stepsize
+            t = jnp.asarray(size, dtype)
+            x_next, nevals, failed = step_at(t), 0, jnp.asarray(False)
+        diff = tu.tree_sub(x_next, y)
+        error = tu.tree_l2_norm(diff) / jnp.where(t > 0, t, 1.0)
+        if self.acceleration:
+            t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * state.t ** 2))
+            velocity = tu.tree_add_scalar_mul(
+                x_next, (state.t - 1.0) / t_next, tu.tree_sub(x_next, params)
+            )
+        else:
+            t_next, velocity = state.t, x_next
+        new_state = ProxGradState(
+            iter_num=state.iter_num + 1, stepsize=jnp.where(failed, state.stepsize, t),
+            error=error.astype(dtype), value=value, aux=aux, velocity=velocity,
+            t=jnp.asarray(t_next, dtype), num_fun_eval=state.num_fun_eval + 1 + nevals,
+            status=jnp.where(failed, base.Status.LINESEARCH_FAILED,
+                             base.Status.RUNNING).astype(jnp.int32),
+        )
+        return base.OptStep(x_next, new_state)

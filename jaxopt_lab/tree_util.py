@@ -1,0 +1,170 @@
+"""Pytree arithmetic used across the library.
+
+Every function takes and returns pytrees of arrays with matching structure; the
+names follow jaxopt's ``tree_util`` module so that migrated code keeps working.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+PyTree = Any
+
+
+def tree_map(f, tree, *rest):
+    """``jax.tree_util.tree_map`` under jaxopt's name."""
+    return jax.tree_util.tree_map(f, tree, *rest)
+
+
+def tree_add(tree_x: PyTree, tree_y: PyTree) -> PyTree:
+    """Leaf-wise ``x + y``."""
+    return jax.tree_util.tree_map(operator.add, tree_x, tree_y)
+
+
+def tree_sub(tree_x: PyTree, tree_y: PyTree) -> PyTree:
+    """Leaf-wise ``x - y``."""
+    return jax.tree_util.tree_map(operator.sub, tree_x, tree_y)
+
+
+def tree_mul(tree_x: PyTree, tree_y: PyTree) -> PyTree:
+    """Leaf-wise ``x * y``."""
+    return jax.tree_util.tree_map(operator.mul, tree_x, tree_y)
+
+
+def tree_div(tree_x: PyTree, tree_y: PyTree) -> PyTree:
+    """Leaf-wise ``x / y``."""
+    return jax.tree_util.tree_map(operator.truediv, tree_x, tree_y)
+
+
+def tree_scalar_mul(scalar, tree_x: PyTree) -> PyTree:
+    """``scalar * x`` for every leaf (the leaf's dtype is kept)."""
+    return jax.tree_util.tree_map(lambda x: (scalar * x).astype(x.dtype), tree_x)
+
+
+def tree_add_scalar_mul(tree_x: PyTree, scalar, tree_y: PyTree) -> PyTree:
+    """``x + scalar * y`` for every leaf (the dtype of ``x`` is kept)."""
+    return jax.tree_util.tree_map(
+        lambda x, y: (x + scalar * y).astype(x.dtype), tree_x, tree_y
+    )
+
+
+def tree_vdot(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
+    """Real inner product ``<x, y>`` summed over all leaves."""
+    vdots = jax.tree_util.tree_map(
+        lambda x, y: jnp.vdot(x, y, precision=jax.lax.Precision.HIGHEST), tree_x, tree_y
+    )
+    return functools.reduce(operator.add, jax.tree_util.tree_leaves(vdots), jnp.asarray(0.0))
+
+
+def tree_dot(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
+    """Alias of :func:`tree_vdot` (jaxopt name)."""
+    return tree_vdot(tree_x, tree_y)
+
+
+def tree_sum(tree_x: PyTree) -> jax.Array:
+    """Sum of every entry of every leaf."""
+    sums = [jnp.sum(x) for x in jax.tree_util.tree_leaves(tree_x)]
+    return functools.reduce(operator.add, sums, jnp.asarray(0.0))
+
+
+def tree_l2_norm(tree_x: PyTree, squared: bool = False) -> jax.Array:
+    """Euclidean norm of the concatenation of all leaves.
+
+    Args:
+      tree_x: a pytree of arrays.
+      squared: return the squared norm instead.
+
+    Returns:
+      A scalar array.
+    """
+    sq = [jnp.sum(jnp.real(x * jnp.conj(x))) for x in jax.tree_util.tree_leaves(tree_x)]
+    total = functools.reduce(operator.add, sq, jnp.asarray(0.0))
+    return total if squared else jnp.sqrt(total)
+
+
+def tree_norm(tree_x: PyTree, squared: bool = False) -> jax.Array:
+    """Alias of :func:`tree_l2_norm` (jaxopt name)."""
+    return tree_l2_norm(tree_x, squared)
+
+
+def tree_inf_norm(tree_x: PyTree) -> jax.Array:
+    """Largest absolute entry over all leaves."""
+    maxes = [jnp.max(jnp.abs(x)) for x in jax.tree_util.tree_leaves(tree_x) if x.size]
+    return functools.reduce(jnp.maximum, maxes, jnp.asarray(0.0))
+
+
+def tree_zeros_like(tree_x: PyTree) -> PyTree:
+    """Zeros with the structure, shapes and dtypes of ``tree_x``."""
+    return jax.tree_util.tree_map(jnp.zeros_like, tree_x)
+
+
+def tree_ones_like(tree_x: PyTree) -> PyTree:
+    """Ones with the structure, shapes and dtypes of ``tree_x``."""
+    return jax.tree_util.tree_map(jnp.ones_like, tree_x)
+
+
+def tree_negative(tree_x: PyTree) -> PyTree:
+    """Leaf-wise ``-x``."""
+    return jax.tree_util.tree_map(operator.neg, tree_x)
+
+
+def tree_where(cond, tree_x: PyTree, tree_y: PyTree) -> PyTree:
+    """Leaf-wise ``where(cond, x, y)`` with a scalar condition."""
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(cond, x, y), tree_x, tree_y)
+
+
+def tree_all_finite(tree_x: PyTree) -> jax.Array:
+    """True when every entry of every inexact leaf is finite."""
+    checks = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree_util.tree_leaves(tree_x)
+        if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
+    ]
+    return functools.reduce(jnp.logical_and, checks, jnp.asarray(True))
+
+
+def tree_conj(tree_x: PyTree) -> PyTree:
+    """Leaf-wise complex conjugate."""
+    return jax.tree_util.tree_map(jnp.conj, tree_x)
+
+
+def tree_real(tree_x: PyTree) -> PyTree:
+    """Leaf-wise real part."""
+    return jax.tree_util.tree_map(jnp.real, tree_x)
+
+
+def tree_imag(tree_x: PyTree) -> PyTree:
+    """Leaf-wise imaginary part."""
+    return jax.tree_util.tree_map(jnp.imag, tree_x)
+
+
+def tree_average(trees: PyTree, weights) -> PyTree:
+    """Weighted average over the leading axis of every leaf.
+
+    Args:
+      trees: a pytree whose leaves share a leading axis of size ``k``.
+      weights: an array of shape ``(k,)``.
+
+    Returns:
+      A pytree without the leading axis.
+    """
+    return jax.tree_util.tree_map(lambda x: jnp.tensordot(weights, x, axes=1), trees)
+
+
+def tree_single_dtype(tree_x: PyTree):
+    """The common dtype of all leaves, or ``None`` for an empty tree.
+
+    Raises:
+      ValueError: if leaves have different dtypes.
+    """
+    dtypes = {jnp.asarray(x).dtype for x in jax.tree_util.tree_leaves(tree_x)}
+    if not dtypes:
+        return None
+    if len(dtypes) > 1:
+        raise ValueError(f"Expected a single dtype in the pytree, found {sorted(map(str, dtypes))}.")
+    return dtypes.pop()
