@@ -77,7 +77,8 @@ def root_jvp(
       The tangent of ``x*``, a pytree like ``sol``.
     """
     kwargs = {} if kwargs is None else kwargs
-    kwargs_tangents = jax.tree_util.tree_map(_zero_tangent, kwargs) if kwargs_tangents is None else kwargs_tangents
+    if kwargs_tangents is None:
+        kwargs_tangents = jax.tree_util.tree_map(_zero_tangent, kwargs)
     _, Bv = jax.jvp(
         lambda a, k: optimality_fun(sol, *a, **k), (tuple(args), kwargs), (tuple(tangents), kwargs_tangents)
     )
