@@ -1,0 +1,3 @@
+"""Datasets and test problems used by tests, benchmarks, notebooks and the CLI."""
+
+from jaxopt_lab.problems.digits import ClassificationData, accuracy, load_digits, multinomial_logreg_loss
