@@ -1,0 +1,87 @@
+"""Inner solves shared by the hypergradient methods and the bilevel solvers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxopt_lab import base
+from jaxopt_lab import tree_util as tu
+from jaxopt_lab.solvers.lbfgs import LBFGS
+
+INNER_SOLVERS = ("lbfgs", "gd")
+
+
+def gd_steps(grad_fn: Callable, y: Any, stepsize, num_steps: int) -> Any:
+    """``num_steps`` fixed gradient steps ``y <- y - stepsize * grad_fn(y)``."""
+    body = lambda _, yy: tu.tree_add_scalar_mul(yy, -stepsize, grad_fn(yy))
+    return jax.lax.fori_loop(0, num_steps, body, y)
+
+
+def gd_until(grad_fn: Callable, y: Any, stepsize, tol, maxiter: int):
+    """Gradient steps until ``||grad|| <= tol`` or ``maxiter`` steps.
+
+    Returns:
+      ``(y, residual, iterations, status)``.
+    """
+
+    def cond(c):
+        _, g, k = c
+        res = tu.tree_l2_norm(g)
+        return (res > tol) & (k < maxiter) & jnp.isfinite(res)
+
+    def body(c):
+        yy, g, k = c
+        yy = tu.tree_add_scalar_mul(yy, -stepsize, g)
+        return yy, grad_fn(yy), k + 1
+
+    y, g, k = jax.lax.while_loop(cond, body, (y, grad_fn(y), jnp.asarray(0, jnp.int32)))
+    res = tu.tree_l2_norm(g)
+    status = jnp.where(
+        ~jnp.isfinite(res), base.Status.NONFINITE,
+        jnp.where(res <= tol, base.Status.CONVERGED, base.Status.MAX_ITER),
+    ).astype(jnp.int32)
+    return y, res, k, status
+
+
+def solve_inner(problem, x, y0, data, solver: str = "lbfgs", tol=1e-10, maxiter: int = 500,
+                stepsize=None, sigma=None):
+    """Minimize ``G(x, .)`` (or ``sigma F + G`` when ``sigma`` is given) from ``y0``.
+
+    Returns:
+      ``(y, residual, iterations, status)`` with ``residual = ||grad_y||``.
+    """
+    if sigma is None:
+        fun, extra = problem.inner_objective, (x, data)
+    else:
+        fun, extra = problem.penalized_inner, (x, data, sigma)
+    grad_fn = lambda yy: jax.grad(fun)(yy, *extra)
+    if solver == "gd":
+        if stepsize is None:
+            stepsize = 1.0 / estimate_inner_lipschitz(problem, x, y0, data, sigma=sigma)
+        return gd_until(grad_fn, y0, stepsize, tol, maxiter)
+    out = LBFGS(fun=fun, tol=tol, maxiter=maxiter, implicit_diff=False, unroll=False).run(y0, *extra)
+    res = tu.tree_l2_norm(grad_fn(out.params))
+    return out.params, res, out.state.iter_num.astype(jnp.int32), out.state.status
+
+
+def estimate_inner_lipschitz(problem, x, y, data, sigma=None, iters: int = 30) -> jax.Array:
+    """Largest eigenvalue of ``grad^2_yy G`` (or of ``sigma F + G``) by power iteration."""
+    if sigma is None:
+        hvp = lambda v: problem.inner_hvp(x, y, data, v)
+    else:
+        g = lambda yy: jax.grad(problem.penalized_inner)(yy, x, data, sigma)
+        hvp = lambda v: jax.jvp(g, (y,), (v,))[1]
+    v0 = tu.tree_ones_like(y)
+    v0 = tu.tree_scalar_mul(1.0 / tu.tree_l2_norm(v0), v0)
+
+    def body(_, v):
+        w = hvp(v)
+        return tu.tree_scalar_mul(1.0 / jnp.maximum(tu.tree_l2_norm(w), 1e-30), w)
+
+    v = jax.lax.fori_loop(0, iters, body, v0)
+    # Rayleigh quotient, with a 10% margin for the power iteration's underestimate.
+    return 1.1 * jnp.maximum(tu.tree_vdot(v, hvp(v)), 1e-12)
