@@ -22,7 +22,8 @@ def quadratic(d: int = 8, cond: float = 10.0, seed: int = 0, dtype=jnp.float64):
     Q = jnp.asarray((q * eig) @ q.T, dtype)
     c = jnp.asarray(rng.standard_normal(d), dtype)
     fun = lambda x: 0.5 * x @ (Q @ x) - c @ x
-    return fun, jnp.zeros(d, dtype), jnp.linalg.solve(Q, c)
+    x_star = np.linalg.solve(np.asarray(Q, np.float64), np.asarray(c, np.float64))  # LAPACK has no bf16
+    return fun, jnp.zeros(d, dtype), jnp.asarray(x_star, dtype)
 
 
 def rosenbrock(d: int = 4, dtype=jnp.float64):

@@ -58,6 +58,11 @@ class TransformEntry:
       injectable: hyperparameters that ``optax.inject_hyperparams`` can change.
       matrix_only: only matrix-shaped leaves are supported.
       keeps_bf16: updates stay in bfloat16 for bfloat16 gradients.
+      leafwise: the rule acts per leaf (per-layer norms, per-leaf top-k ...), so splitting a
+        vector into several leaves changes the maths.
+      reaches_minimum: the rule converges to the unconstrained minimizer of the test problem
+        (False for rules that by design do not, e.g. a perpendicular-gradient step keeps
+        the weight norm); then only a decrease of the objective is checked.
     """
 
     name: str
@@ -72,6 +77,8 @@ class TransformEntry:
     injectable: tuple = ("learning_rate",)
     matrix_only: bool = False
     keeps_bf16: bool = True
+    leafwise: bool = False
+    reaches_minimum: bool = True
 
 
 _ADAM = optax.adam(0.05)  # one instance: a new optax object is a new static argument
@@ -92,3 +99,16 @@ SOLVERS: list[SolverEntry] = [
 ]
 
 TRANSFORMS: list[TransformEntry] = []
+
+# First-order and proximal transforms (issue 6).
+TRANSFORMS += [
+    TransformEntry("diffgrad", jl.diffgrad, learning_rate=0.1, steps=300),
+    TransformEntry("adamp", jl.adamp, learning_rate=0.1, steps=300),
+    TransformEntry("sgdp", jl.sgdp, learning_rate=0.05, steps=300),
+    TransformEntry("root", jl.root, learning_rate=0.02, steps=400, accuracy=3e-2, matrix_only=True,
+                   kwargs=dict(beta=0.9)),
+    TransformEntry("coordinate_clipped_sgd", jl.coordinate_clipped_sgd, learning_rate=0.05,
+                   kwargs=dict(threshold=1.0)),
+    TransformEntry("perp_grad", jl.perp_grad, learning_rate=0.05, steps=100, leafwise=True,
+                   reaches_minimum=False),
+]

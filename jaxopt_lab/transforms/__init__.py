@@ -4,3 +4,17 @@ Each algorithm is a ``scale_by_*`` block plus a lowercase recipe, one file each.
 """
 
 __all__: list[str] = []
+
+# First-order and proximal transforms (issue 6).
+from jaxopt_lab.transforms.adamp import *  # noqa: E402,F401,F403
+from jaxopt_lab.transforms.adamp import __all__ as _adamp_all  # noqa: E402
+from jaxopt_lab.transforms.clip_by_coordinate import *  # noqa: E402,F401,F403
+from jaxopt_lab.transforms.clip_by_coordinate import __all__ as _clip_all  # noqa: E402
+from jaxopt_lab.transforms.diffgrad import *  # noqa: E402,F401,F403
+from jaxopt_lab.transforms.diffgrad import __all__ as _diffgrad_all  # noqa: E402
+from jaxopt_lab.transforms.perp_grad import *  # noqa: E402,F401,F403
+from jaxopt_lab.transforms.perp_grad import __all__ as _perp_all  # noqa: E402
+from jaxopt_lab.transforms.root import *  # noqa: E402,F401,F403
+from jaxopt_lab.transforms.root import __all__ as _root_all  # noqa: E402
+
+__all__ += [*_adamp_all, *_clip_all, *_diffgrad_all, *_perp_all, *_root_all]

@@ -1,0 +1,198 @@
+"""AdamP and SGDP: drop the radial component of the update on scale-invariant weights."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class ScaleByAdamPState(NamedTuple):
+    """State of :func:`scale_by_adamp`: step count and Adam moments."""
+
+    count: jax.Array
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+class ScaleBySGDPState(NamedTuple):
+    """State of :func:`scale_by_sgdp`: the momentum buffer."""
+
+    trace: optax.Updates
+
+
+def _check(delta, wd_ratio, weight_decay):
+    for name, value in (("delta", delta), ("wd_ratio", wd_ratio), ("weight_decay", weight_decay)):
+        if isinstance(value, int | float) and value < 0:
+            raise ValueError(f"{name} must be non-negative, got {value}.")
+
+
+def _project(w, g, p, delta, eps):
+    """AdamP's projection (Algorithm 1/2): returns ``(p_projected, fired)`` for one leaf.
+
+    The cosine similarity between the gradient and the weights is measured per output
+    channel (rows of ``w.reshape(w.shape[0], -1)``) and then for the whole layer; if its
+    largest absolute value is below ``delta / sqrt(view_dim)`` the weight is treated as
+    scale-invariant and the radial component of ``p`` is removed in that view.
+    """
+    if w.ndim <= 1:  # biases and gains are not scale-invariant
+        return p, jnp.zeros([], bool)
+    acc = jnp.promote_types(w.dtype, jnp.float32)
+    W, G, P = (x.reshape(x.shape[0], -1).astype(acc) for x in (w, g, p))
+
+    def cos(a, b, axis):
+        num = jnp.abs(jnp.sum(a * b, axis=axis))
+        return num / jnp.maximum(jnp.linalg.norm(a, axis=axis) * jnp.linalg.norm(b, axis=axis), eps)
+
+    fire_c = jnp.max(cos(G, W, 1)) < delta / jnp.sqrt(W.shape[1])
+    fire_l = cos(G.ravel(), W.ravel(), 0) < delta / jnp.sqrt(W.size)
+    Wn = W / (jnp.linalg.norm(W, axis=1, keepdims=True) + eps)
+    p_c = P - Wn * jnp.sum(Wn * P, axis=1, keepdims=True)
+    wn = W / (jnp.linalg.norm(W) + eps)
+    p_l = P - wn * jnp.sum(wn * P)
+    out = jnp.where(fire_c, p_c, jnp.where(fire_l, p_l, P))
+    return out.reshape(p.shape).astype(p.dtype), fire_c | fire_l
+
+
+def _finish(directions, grads, params, delta, eps, wd_ratio, weight_decay):
+    if params is None:
+        raise ValueError("AdamP/SGDP need `params` in update(grads, state, params).")
+
+    def leaf(d, g, w):
+        d, fired = _project(w, g, d, delta, eps)
+        ratio = jnp.where(fired, wd_ratio, 1.0)
+        return (d + weight_decay * ratio * w).astype(g.dtype)
+
+    return jax.tree_util.tree_map(leaf, directions, grads, params)
+
+
+def scale_by_adamp(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, delta: float = 0.1, wd_ratio: float = 0.1,
+    weight_decay: float = 0.0, nesterov: bool = False,
+) -> optax.GradientTransformation:
+    """Adam direction with AdamP's projection for scale-invariant weights.
+
+    The Adam direction ``p = m_hat / (sqrt(v_hat) + eps)`` (or its Nesterov form) has its
+    radial component removed, ``p <- p - (w_hat . p) w_hat``, on leaves whose gradient is
+    nearly orthogonal to the weights (``max |cos(g, w)| < delta / sqrt(dim)``, per channel
+    first, then per layer). Decoupled weight decay ``weight_decay * w`` is added and scaled by
+    ``wd_ratio`` on projected leaves. Leaves with ``ndim <= 1`` are never projected.
+
+    Args:
+      b1, b2: moment decay rates.
+      eps: denominator and norm safeguard.
+      delta: threshold of the cosine-similarity test.
+      wd_ratio: weight-decay multiplier on projected leaves.
+      weight_decay: decoupled weight decay (multiplied by the learning rate downstream).
+      nesterov: use Nesterov momentum.
+
+    Returns:
+      An ``optax.GradientTransformation`` that requires ``params``.
+
+    References:
+      Heo, Chun, Oh, Han, Yun, Kim, Uh, Ha, "AdamP: Slowing Down the Slowdown for Momentum
+      Optimizers on Scale-invariant Weights", 2021 (arXiv:2006.08217).
+    """
+    _check(delta, wd_ratio, weight_decay)
+
+    def init(params):
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        return ScaleByAdamPState(jnp.zeros([], jnp.int32), zeros, zeros)
+
+    def update(grads, state, params=None):
+        count = state.count + 1
+        mu = jax.tree_util.tree_map(lambda m, g: (b1 * m + (1 - b1) * g).astype(g.dtype), state.mu, grads)
+        nu = jax.tree_util.tree_map(lambda v, g: (b2 * v + (1 - b2) * g * g).astype(g.dtype), state.nu, grads)
+        bc1, bc2 = 1 - b1**count, 1 - b2**count
+
+        def direction(m, v, g):
+            num = b1 * m + (1 - b1) * g if nesterov else m
+            return (num / bc1 / (jnp.sqrt(v / bc2) + eps)).astype(g.dtype)
+
+        d = jax.tree_util.tree_map(direction, mu, nu, grads)
+        return _finish(d, grads, params, delta, eps, wd_ratio, weight_decay), ScaleByAdamPState(count, mu, nu)
+
+    return optax.GradientTransformation(init, update)
+
+
+def adamp(
+    learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+    delta: float = 0.1, wd_ratio: float = 0.1, weight_decay: float = 0.0, nesterov: bool = False,
+) -> optax.GradientTransformation:
+    """AdamP optimizer: :func:`scale_by_adamp` followed by the learning rate.
+
+    Args:
+      learning_rate: step size or schedule.
+      b1, b2, eps, delta, wd_ratio, weight_decay, nesterov: see :func:`scale_by_adamp`.
+
+    Returns:
+      An ``optax.GradientTransformation``.
+
+    References:
+      Heo et al., "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
+      Scale-invariant Weights", 2021 (arXiv:2006.08217).
+    """
+    return optax.chain(scale_by_adamp(b1, b2, eps, delta, wd_ratio, weight_decay, nesterov),
+                       optax.scale_by_learning_rate(learning_rate))
+
+
+def scale_by_sgdp(
+    momentum: float = 0.9, dampening: float = 0.0, eps: float = 1e-8, delta: float = 0.1,
+    wd_ratio: float = 0.1, weight_decay: float = 0.0, nesterov: bool = False,
+) -> optax.GradientTransformation:
+    """Heavy-ball momentum direction with AdamP's projection (SGDP).
+
+    ``buf <- momentum * buf + (1 - dampening) * g``; the direction is ``buf`` (or
+    ``g + momentum * buf`` with Nesterov), projected as in :func:`scale_by_adamp`.
+
+    Args:
+      momentum: momentum coefficient.
+      dampening: dampening of the gradient in the buffer.
+      eps, delta, wd_ratio, weight_decay, nesterov: see :func:`scale_by_adamp`.
+
+    Returns:
+      An ``optax.GradientTransformation`` that requires ``params``.
+
+    References:
+      Heo et al., "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
+      Scale-invariant Weights", 2021 (arXiv:2006.08217).
+    """
+    _check(delta, wd_ratio, weight_decay)
+
+    def init(params):
+        return ScaleBySGDPState(jax.tree_util.tree_map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        buf = jax.tree_util.tree_map(lambda b, g: (momentum * b + (1 - dampening) * g).astype(g.dtype),
+                                     state.trace, grads)
+        d = jax.tree_util.tree_map(lambda b, g: g + momentum * b, buf, grads) if nesterov else buf
+        return _finish(d, grads, params, delta, eps, wd_ratio, weight_decay), ScaleBySGDPState(buf)
+
+    return optax.GradientTransformation(init, update)
+
+
+def sgdp(
+    learning_rate: optax.ScalarOrSchedule, momentum: float = 0.9, dampening: float = 0.0,
+    eps: float = 1e-8, delta: float = 0.1, wd_ratio: float = 0.1, weight_decay: float = 0.0,
+    nesterov: bool = False,
+) -> optax.GradientTransformation:
+    """SGDP optimizer: :func:`scale_by_sgdp` followed by the learning rate.
+
+    Args:
+      learning_rate: step size or schedule.
+      momentum, dampening, eps, delta, wd_ratio, weight_decay, nesterov: see :func:`scale_by_sgdp`.
+
+    Returns:
+      An ``optax.GradientTransformation``.
+
+    References:
+      Heo et al., "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
+      Scale-invariant Weights", 2021 (arXiv:2006.08217).
+    """
+    return optax.chain(scale_by_sgdp(momentum, dampening, eps, delta, wd_ratio, weight_decay, nesterov),
+                       optax.scale_by_learning_rate(learning_rate))
+
+
+__all__ = ["ScaleByAdamPState", "ScaleBySGDPState", "scale_by_adamp", "adamp", "scale_by_sgdp", "sgdp"]

@@ -1,0 +1,88 @@
+"""diffGrad: Adam whose step is damped by a friction coefficient from the gradient change."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class ScaleByDiffGradState(NamedTuple):
+    """State of :func:`scale_by_diffgrad`: step count, Adam moments and the previous gradient."""
+
+    count: jax.Array
+    mu: optax.Updates
+    nu: optax.Updates
+    prev_grad: optax.Updates
+
+
+def scale_by_diffgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+    """Adam moments damped element-wise by diffGrad's friction coefficient.
+
+    With ``m_t, v_t`` Adam's bias-corrected moments, the friction coefficient is
+    ``xi_t = sigmoid(|g_{t-1} - g_t|)`` (``g_0 = 0``) and the update ``xi_t * m_t / (sqrt(v_t) + eps)``
+    (paper, Section 3, eqs. 5-7). ``xi`` lies in ``[0.5, 1)``: a gradient that barely
+    changes (flat region or near an optimum) halves the step, a changing one keeps it.
+
+    Args:
+      b1: decay rate of the first moment, in ``[0, 1)``.
+      b2: decay rate of the second moment, in ``[0, 1)``.
+      eps: added to the denominator for numerical stability (``> 0``).
+
+    Returns:
+      An ``optax.GradientTransformation`` (state :class:`ScaleByDiffGradState`).
+
+    References:
+      Dubey, Chakraborty, Roy, Mukherjee, Singh, Chaudhuri, "diffGrad: An Optimization
+      Method for Convolutional Neural Networks", 2019 (arXiv:1909.11015).
+    """
+    for name, value in (("b1", b1), ("b2", b2)):
+        if isinstance(value, int | float) and not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must lie in [0, 1), got {value}.")
+    if isinstance(eps, int | float) and eps < 0:
+        raise ValueError(f"eps must be non-negative, got {eps}.")
+
+    def init(params):
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        return ScaleByDiffGradState(jnp.zeros([], jnp.int32), zeros, zeros, zeros)
+
+    def update(grads, state, params=None):
+        del params
+        count = state.count + 1
+        mu = jax.tree_util.tree_map(lambda m, g: (b1 * m + (1 - b1) * g).astype(g.dtype), state.mu, grads)
+        nu = jax.tree_util.tree_map(lambda v, g: (b2 * v + (1 - b2) * g * g).astype(g.dtype), state.nu, grads)
+        bc1 = 1 - b1**count
+        bc2 = 1 - b2**count
+
+        def leaf(m, v, g, g_prev):
+            xi = jax.nn.sigmoid(jnp.abs(g_prev - g))  # friction coefficient, eq. (5)
+            return (xi * (m / bc1) / (jnp.sqrt(v / bc2) + eps)).astype(g.dtype)
+
+        updates = jax.tree_util.tree_map(leaf, mu, nu, grads, state.prev_grad)
+        return updates, ScaleByDiffGradState(count, mu, nu, grads)
+
+    return optax.GradientTransformation(init, update)
+
+
+def diffgrad(
+    learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """diffGrad optimizer: :func:`scale_by_diffgrad` followed by the learning rate.
+
+    Args:
+      learning_rate: step size or schedule.
+      b1, b2, eps: see :func:`scale_by_diffgrad`.
+
+    Returns:
+      An ``optax.GradientTransformation``.
+
+    References:
+      Dubey et al., "diffGrad: An Optimization Method for Convolutional Neural Networks",
+      2019 (arXiv:1909.11015).
+    """
+    return optax.chain(scale_by_diffgrad(b1, b2, eps), optax.scale_by_learning_rate(learning_rate))
+
+
+__all__ = ["ScaleByDiffGradState", "scale_by_diffgrad", "diffgrad"]
