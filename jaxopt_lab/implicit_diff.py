@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab import linear_solve as ls
 from jaxopt_lab import tree_util as tu
@@ -45,10 +46,18 @@ def _zero_tangent(x):
 
 
 def _linear_solve(matvec, rhs, solve, symmetric, example):
+    # Solve on one raveled vector: custom_linear_solve's transpose needs every leaf
+    # of the right-hand side to be linear in the tangents, and a leaf the
+    # arguments do not reach (e.g. an unpenalized bias) is a constant zero.
+    del example
+    flat_rhs, unravel = ravel_pytree(rhs)
+    flat_mv = lambda v: ravel_pytree(matvec(unravel(v)))[0]
     solve_fn = lambda mv, b: solve(mv, b)
     if symmetric:
-        return jax.lax.custom_linear_solve(matvec, rhs, solve_fn, symmetric=True)
-    return jax.lax.custom_linear_solve(matvec, rhs, solve_fn, transpose_solve=solve_fn)
+        x = jax.lax.custom_linear_solve(flat_mv, flat_rhs, solve_fn, symmetric=True)
+    else:
+        x = jax.lax.custom_linear_solve(flat_mv, flat_rhs, solve_fn, transpose_solve=solve_fn)
+    return unravel(x)
 
 
 def root_jvp(
@@ -132,7 +141,10 @@ def _custom_root(solver_fun, optimality_fun, solve, has_aux, symmetric):
     def wrapped_jvp(primals, tangents):
         init_params, args, kwargs = primals
         _, args_dot, kwargs_dot = tangents
-        out = solver_fun(init_params, *args, **kwargs)
+        # Call the decorated function, not solver_fun: under higher-order
+        # differentiation (forward over reverse) the outer derivative of the
+        # primal must come from this rule too, never from the solver's iterations.
+        out = wrapped(init_params, args, kwargs)
         sol = out[0] if has_aux else out
         dsol = root_jvp(
             optimality_fun, sol, args, args_dot, solve, kwargs, kwargs_dot, symmetric
