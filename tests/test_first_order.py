@@ -1,0 +1,171 @@
+"""Maths checks of the first-order transforms (diffGrad, AdamP/SGDP, ROOT, clipping, ⊥Grad)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxopt_lab as jl
+from jaxopt_lab.transforms.root import orthogonalize
+from tests.registry import TRANSFORMS
+
+MINE = ("diffgrad", "adamp", "sgdp", "root", "coordinate_clipped_sgd", "perp_grad", "prox_lasso",
+        "hard_threshold_topk", "group_envelope", "sora_gate", "econtrol-topk", "lowrank_dct",
+        "layerwise_noise_adaptive")
+rng = np.random.default_rng(0)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def test_diffgrad_friction_coefficient_matches_paper():
+    g1, g2 = rng.standard_normal(5), rng.standard_normal(5)
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    opt = jl.scale_by_diffgrad(b1, b2, eps)
+    s = opt.init(jnp.zeros(5))
+    u1, s = opt.update(jnp.asarray(g1), s)
+    u2, s = opt.update(jnp.asarray(g2), s)
+    m1, v1 = (1 - b1) * g1, (1 - b2) * g1**2
+    m2, v2 = b1 * m1 + (1 - b1) * g2, b2 * v1 + (1 - b2) * g2**2
+    xi1, xi2 = _sigmoid(np.abs(g1)), _sigmoid(np.abs(g1 - g2))  # g_0 = 0
+    ref1 = xi1 * (m1 / (1 - b1)) / (np.sqrt(v1 / (1 - b2)) + eps)
+    ref2 = xi2 * (m2 / (1 - b1**2)) / (np.sqrt(v2 / (1 - b2**2)) + eps)
+    np.testing.assert_allclose(u1, ref1, rtol=1e-10)
+    np.testing.assert_allclose(u2, ref2, rtol=1e-10)
+    assert np.all((xi2 >= 0.5) & (xi2 < 1.0))
+    # Unchanged gradient -> friction 0.5 exactly: half of Adam's step.
+    adam = optax.scale_by_adam(b1, b2, eps)
+    sa, sd = adam.init(jnp.zeros(5)), opt.init(jnp.zeros(5))
+    g = jnp.asarray(g1)
+    for _ in range(2):
+        ua, sa = adam.update(g, sa)
+        ud, sd = opt.update(g, sd)
+    np.testing.assert_allclose(ud, 0.5 * ua, rtol=1e-9)
+
+
+def _orthogonal_grad(W):
+    G = rng.standard_normal(W.shape)
+    return G - W * np.sum(W * G, 1, keepdims=True) / np.sum(W * W, 1, keepdims=True)
+
+
+@pytest.mark.parametrize("make", [lambda: jl.scale_by_adamp(), lambda: jl.scale_by_sgdp()], ids=["adamp", "sgdp"])
+def test_adamp_projects_only_when_cosine_test_fires(make):
+    W = rng.standard_normal((6, 40))
+    opt = make()
+    # Gradient orthogonal to every row of W (scale-invariant weight): the test fires and the
+    # update is orthogonal to the weights, row by row.
+    G = _orthogonal_grad(W)
+    u, _ = opt.update(jnp.asarray(G), opt.init(jnp.asarray(W)), jnp.asarray(W))
+    np.testing.assert_allclose(np.sum(np.asarray(u) * W, 1), 0.0, atol=1e-6)  # eps in the norms
+    # Gradient aligned with W: the test does not fire, the update is the plain Adam/SGD one.
+    G2 = W + 0.1 * rng.standard_normal(W.shape)
+    u2, _ = opt.update(jnp.asarray(G2), opt.init(jnp.asarray(W)), jnp.asarray(W))
+    ref = optax.scale_by_adam() if "Adam" in type(opt.init(W)).__name__ else optax.trace(0.9)
+    r, _ = ref.update(jnp.asarray(G2), ref.init(jnp.asarray(W)))
+    np.testing.assert_allclose(u2, r, rtol=1e-9)
+    assert abs(np.sum(np.asarray(u2) * W)) > 1.0
+
+
+def test_adamp_weight_decay_ratio_and_vectors_not_projected():
+    W = rng.standard_normal((4, 30))
+    G = _orthogonal_grad(W)
+    opt0, opt1 = jl.scale_by_adamp(weight_decay=0.0), jl.scale_by_adamp(weight_decay=0.5, wd_ratio=0.1)
+    u0, _ = opt0.update(jnp.asarray(G), opt0.init(W), jnp.asarray(W))
+    u1, _ = opt1.update(jnp.asarray(G), opt1.init(W), jnp.asarray(W))
+    np.testing.assert_allclose(np.asarray(u1) - np.asarray(u0), 0.5 * 0.1 * W, atol=1e-12)
+    v, g = rng.standard_normal(7), rng.standard_normal(7)
+    a, ref = jl.scale_by_adamp(), optax.scale_by_adam()
+    np.testing.assert_allclose(a.update(jnp.asarray(g), a.init(v), jnp.asarray(v))[0],
+                               ref.update(jnp.asarray(g), ref.init(v))[0], rtol=1e-9)
+    with pytest.raises(ValueError, match="delta"):
+        jl.adamp(0.1, delta=-1.0)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (64, 128), (128, 32), (32, 256)])
+def test_root_orthogonalization_error_below_bound(shape):
+    X = rng.standard_normal(shape)
+    U, _, Vt = np.linalg.svd(X, full_matrices=False)
+    polar = U @ Vt
+    err = np.linalg.norm(np.asarray(orthogonalize(jnp.asarray(X, jnp.float32))) - polar) / np.linalg.norm(polar)
+    bound = 2e-2 if shape[0] == shape[1] else 1e-3  # square Gaussian matrices have sigma_min ~ 0
+    assert err < bound, err
+    # Muon's fixed 5-step quintic, for comparison, leaves singular values in ~[0.7, 1.2].
+    muon = optax.contrib._muon.orthogonalize_via_newton_schulz(
+        jnp.asarray(X, jnp.float32), jnp.asarray([[3.4445, -4.7750, 2.0315]] * 5), 5)
+    assert err < np.linalg.norm(np.asarray(muon) - polar) / np.linalg.norm(polar)
+
+
+def test_root_soft_threshold_removes_outliers_and_errors():
+    G = rng.standard_normal((16, 8))
+    opt = jl.scale_by_root(beta=0.0, threshold=2.0, nesterov=False)
+    cut = 2.0 * np.sqrt(np.mean(G**2))
+    G_out = G.copy()
+    G_out[3, 2] = 1e4  # a huge outlier barely changes the RMS-relative cut ...
+    cut_out = 2.0 * np.sqrt(np.mean(G_out**2))
+    u, _ = opt.update(jnp.asarray(G_out), opt.init(jnp.asarray(G)))
+    ref = orthogonalize(jnp.asarray(np.clip(G_out, -cut_out, cut_out)))  # B_t = M_t - T_eps[M_t]
+    np.testing.assert_allclose(u, np.sqrt(2.0) * np.asarray(ref), atol=1e-6)
+    assert cut_out > cut
+    with pytest.raises(ValueError, match=r"\['b'\].*matrices only"):
+        jl.scale_by_root().init({"w": jnp.ones((3, 2)), "b": jnp.ones(3)})
+    with pytest.raises(ValueError, match="threshold"):
+        jl.scale_by_root(threshold=-1.0)
+    # The recipe sends non-matrix leaves to the fallback through optax.partition.
+    params = {"w": jnp.ones((3, 2)), "b": jnp.ones(3)}
+    opt = jl.root(0.1, fallback=optax.sgd(1.0))
+    g = {"w": jnp.asarray(rng.standard_normal((3, 2))), "b": jnp.arange(3.0)}
+    u, _ = opt.update(g, opt.init(params), params)
+    np.testing.assert_allclose(u["b"], -jnp.arange(3.0))
+    sv = np.linalg.svd(np.asarray(u["w"]) / -0.1 / np.sqrt(1.5), compute_uv=False)
+    np.testing.assert_allclose(sv, 1.0, atol=1e-3)
+
+
+def test_clip_by_coordinate():
+    u = jnp.asarray([-3.0, -0.5, 0.2, 4.0])
+    out, _ = jl.clip_by_coordinate(1.0).update(u, optax.EmptyState())
+    np.testing.assert_allclose(out, [-1.0, -0.5, 0.2, 1.0])
+    out, _ = jl.clip_by_coordinate(1.0, relative=True).update(u, optax.EmptyState())
+    rms = float(jnp.sqrt(jnp.mean(u**2)))
+    np.testing.assert_allclose(out, np.clip(u, -rms, rms))
+    with pytest.raises(ValueError, match="threshold"):
+        jl.clip_by_coordinate(-1.0)
+
+
+def test_perp_grad_is_orthogonal_to_weights():
+    w = {"a": jnp.asarray(rng.standard_normal((3, 4))), "b": jnp.asarray(rng.standard_normal(5))}
+    g = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.standard_normal(x.shape)), w)
+    u, _ = jl.scale_by_perp_grad().update(g, optax.EmptyState(), w)
+    for k in w:
+        assert abs(float(jnp.vdot(u[k], w[k]))) < 1e-12
+        # the removed part is along w: g - u is parallel to w
+        d = np.asarray(g[k] - u[k]).ravel()
+        wk = np.asarray(w[k]).ravel()
+        np.testing.assert_allclose(d, (d @ wk) / (wk @ wk) * wk, atol=1e-12)
+    # One step changes the weight norm only at second order: ||w - lr u||^2 = ||w||^2 + lr^2 ||u||^2.
+    lr = 0.1
+    new = w["b"] - lr * u["b"]
+    np.testing.assert_allclose(jnp.sum(new**2), jnp.sum(w["b"] ** 2) + lr**2 * jnp.sum(u["b"] ** 2))
+
+
+@pytest.mark.parametrize("entry", [e for e in TRANSFORMS if e.name in MINE], ids=lambda e: e.name)
+def test_multisteps_and_masked(entry):
+    params = {"w": jnp.asarray(rng.standard_normal((6, 4))), "v": jnp.asarray(rng.standard_normal((6, 4)))}
+    fun = lambda p: 0.5 * jnp.sum((p["w"] - 1.0) ** 2) + 0.5 * jnp.sum((p["v"] + 1.0) ** 2)
+    opt = entry.make(entry.learning_rate, **entry.kwargs)
+    ms = optax.MultiSteps(opt, every_k_schedule=2)
+    s = ms.init(params)
+    g = jax.grad(fun)(params)
+    u1, s = ms.update(g, s, params)
+    assert all(float(jnp.max(jnp.abs(x))) == 0.0 for x in jax.tree_util.tree_leaves(u1))
+    u2, s = ms.update(g, s, params)
+    direct, _ = opt.update(g, opt.init(params), params)
+    for a, b in zip(jax.tree_util.tree_leaves(u2), jax.tree_util.tree_leaves(direct), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+    masked = optax.masked(opt, {"w": True, "v": False})
+    u, _ = masked.update(g, masked.init(params), params)
+    np.testing.assert_allclose(u["v"], g["v"])  # masked-out leaf passes through
+    np.testing.assert_allclose(u["w"], direct["w"], rtol=1e-6, atol=1e-9)
