@@ -12,6 +12,7 @@ from jaxopt_lab.solvers import *  # noqa: F401,F403
 from jaxopt_lab.solvers import __all__ as _solvers_all
 from jaxopt_lab.transforms import *  # noqa: F401,F403
 from jaxopt_lab.transforms import __all__ as _transforms_all
+from jaxopt_lab import sweep
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,7 @@ __all__ = [
     "implicit_diff",
     "linear_solve",
     "status_name",
+    "sweep",
     "tree_util",
     *_solvers_all,
     *_transforms_all,

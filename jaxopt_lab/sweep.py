@@ -1,0 +1,453 @@
+"""Hyperparameter sweeps: one compiled program over many members, chunked, sharded, resumable.
+
+A sweep evaluates ``fun(member_hparams, *args, **kwargs)`` for every member of
+``hparams`` (a pytree of arrays with a leading member axis) as ``jit(vmap(fun))``.
+Numeric hyperparameters are traced, so a new grid of the same shape reuses the
+compiled program (solvers keep float options as traced leaves, see
+:mod:`jaxopt_lab.base`).
+
+Cost model. Under ``vmap`` a data-dependent ``lax.while_loop`` (every solver's
+``run``) executes its body for the whole batch until the *slowest* lane of the
+batch stops; finished lanes are frozen by masks, so their results and status are
+exact, but they still pay for every extra iteration. The batch is one chunk on one
+device, or one chunk's slice on each device of a mesh (each device runs its slice
+with ``shard_map``, so a device stops when its own slowest lane stops). Wall time
+is therefore about ``sum over chunks of max_iters(chunk slice) * cost(batched
+iteration)``: sort or group members by expected difficulty (e.g. by
+regularization strength) to make lanes of one chunk finish together, and use
+``chunk_size`` to bound memory (and the number of lanes that wait).
+
+Checkpointing. With ``checkpoint_dir`` the results of each finished chunk are
+saved with orbax-checkpoint (written to a temporary folder and renamed when
+complete); a restarted call with the same ``fun`` name, ``hparams`` and chunking
+loads the saved chunks and computes only the missing ones.
+
+Many hosts: after ``jax.distributed.initialize()``, pass a mesh over
+``jax.devices()`` (all hosts); every process calls :func:`run` with the same
+``hparams`` and gets the full results.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+PyTree = Any
+
+__all__ = ["grid", "mesh_for", "random", "run", "member_status", "num_members"]
+
+_CHUNK_RE = re.compile(r"^chunk_(\d{6})$")
+
+
+# --------------------------------------------------------------------------- grids
+
+
+def grid(**axes) -> dict[str, jax.Array]:
+    """Cartesian product of hyperparameter values, flattened to one member axis.
+
+    The first axis varies slowest (``itertools.product`` order).
+
+    Args:
+      **axes: ``name=values`` with ``values`` a 1-D sequence of numbers
+        (floats, ints, e.g. seeds).
+
+    Returns:
+      A dict ``name -> array`` of shape ``(prod(len(values)),)``.
+
+    References:
+      Bergstra and Bengio, "Random Search for Hyper-Parameter Optimization", JMLR 2012
+      (grid search as the baseline).
+    """
+    if not axes:
+        raise ValueError("`grid` needs at least one axis, e.g. grid(lam=[0.1, 1.0]).")
+    values = {}
+    for name, v in axes.items():
+        arr = np.asarray(v)
+        if arr.ndim != 1 or arr.size == 0:
+            raise ValueError(f"grid axis `{name}` must be a non-empty 1-D sequence, got shape {arr.shape}.")
+        if not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"grid axis `{name}` must hold numbers, got dtype {arr.dtype}.")
+        values[name] = arr
+    mesh = np.meshgrid(*values.values(), indexing="ij")
+    return {name: jnp.asarray(m.reshape(-1)) for name, m in zip(values, mesh, strict=True)}
+
+
+def _sample(key, n: int, name: str, spec):
+    if callable(spec):
+        return jnp.asarray(spec(key, (n,)))
+    if not isinstance(spec, tuple | list) or not spec or not isinstance(spec[0], str):
+        raise TypeError(
+            f"distribution `{name}` must be a callable (key, shape) -> array or a tuple like "
+            f"('loguniform', lo, hi); got {spec!r}."
+        )
+    kind, rest = spec[0], tuple(spec[1:])
+    nargs = {"uniform": 2, "loguniform": 2, "normal": 2, "randint": 2, "choice": 1}
+    if kind not in nargs:
+        raise ValueError(f"distribution `{name}`: kind must be one of {sorted(nargs)}, got {kind!r}.")
+    if len(rest) != nargs[kind]:
+        raise ValueError(f"distribution `{name}`: {kind!r} takes {nargs[kind]} parameters, got {len(rest)}.")
+    if kind == "uniform":
+        return jax.random.uniform(key, (n,), minval=rest[0], maxval=rest[1])
+    if kind == "loguniform":
+        lo, hi = rest
+        if lo <= 0 or hi <= lo:
+            raise ValueError(f"distribution `{name}`: loguniform needs 0 < lo < hi, got {rest}.")
+        return jnp.exp(jax.random.uniform(key, (n,), minval=np.log(lo), maxval=np.log(hi)))
+    if kind == "normal":
+        return rest[0] + rest[1] * jax.random.normal(key, (n,))
+    if kind == "randint":
+        return jax.random.randint(key, (n,), rest[0], rest[1])
+    return jax.random.choice(key, jnp.asarray(rest[0]), (n,))
+
+
+def random(key: jax.Array, n: int, **distributions) -> dict[str, jax.Array]:
+    """``n`` random members, each hyperparameter drawn independently.
+
+    Args:
+      key: a PRNG key.
+      n: number of members.
+      **distributions: ``name=spec`` with ``spec`` one of ``("uniform", lo, hi)``,
+        ``("loguniform", lo, hi)``, ``("normal", mean, std)``, ``("randint", lo, hi)``
+        (``hi`` excluded), ``("choice", values)``, or a callable ``(key, shape) -> array``.
+
+    Returns:
+      A dict ``name -> array`` of shape ``(n,)``.
+
+    References:
+      Bergstra and Bengio, "Random Search for Hyper-Parameter Optimization", JMLR 2012.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"`n` must be a positive int, got {n!r}.")
+    if not distributions:
+        raise ValueError("`random` needs at least one distribution, e.g. lr=('loguniform', 1e-4, 1e-1).")
+    keys = jax.random.split(key, len(distributions))
+    return {name: _sample(k, n, name, spec)
+            for k, (name, spec) in zip(keys, distributions.items(), strict=True)}
+
+
+def num_members(hparams: PyTree) -> int:
+    """Length of the leading member axis shared by every leaf of ``hparams``.
+
+    Args:
+      hparams: a pytree of arrays with a leading member axis.
+
+    Returns:
+      The number of members.
+    """
+    leaves = jax.tree_util.tree_leaves_with_path(hparams)
+    if not leaves:
+        raise ValueError("`hparams` is an empty pytree; build it with sweep.grid or sweep.random.")
+    sizes = {}
+    for path, leaf in leaves:
+        shape = jnp.shape(leaf)
+        if len(shape) == 0:
+            raise ValueError(f"`hparams` leaf {jax.tree_util.keystr(path)} is a scalar; "
+                             "every leaf needs a leading member axis.")
+        sizes[jax.tree_util.keystr(path)] = shape[0]
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"`hparams` leaves disagree on the member axis length: {sizes}.")
+    return next(iter(sizes.values()))
+
+
+def member_status(results: PyTree) -> jax.Array | None:
+    """Per-member :class:`jaxopt_lab.Status` codes of a sweep that returned an ``OptStep``.
+
+    Args:
+      results: the output of :func:`run`.
+
+    Returns:
+      The ``(n,)`` int32 status array, or ``None`` when ``results`` has no solver state.
+    """
+    state = getattr(results, "state", None)
+    return getattr(state, "status", None)
+
+
+def mesh_for(devices: int | Sequence | None = None, axis_name: str = "members") -> Mesh:
+    """A 1-D mesh over the member axis.
+
+    Args:
+      devices: ``None`` for all devices (all hosts after ``jax.distributed.initialize``),
+        an int for the first ``k`` devices, or a sequence of devices.
+      axis_name: the mesh axis name.
+
+    Returns:
+      A ``jax.sharding.Mesh``.
+    """
+    all_devices = jax.devices()
+    if devices is None:
+        devs = all_devices
+    elif isinstance(devices, int) and not isinstance(devices, bool):
+        if not 1 <= devices <= len(all_devices):
+            raise ValueError(f"`devices` must be between 1 and {len(all_devices)}, got {devices}.")
+        devs = all_devices[:devices]
+    else:
+        devs = list(devices)
+    return Mesh(np.array(devs), (axis_name,))
+
+
+# --------------------------------------------------------------------------- compiled programs
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _vmapped(fun, hparams, args, kwargs):
+    return jax.vmap(lambda h: fun(h, *args, **kwargs))(hparams)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _sharded(fun, mesh, axis, hparams, args, kwargs):
+    body = lambda h, a, k: jax.vmap(lambda hh: fun(hh, *a, **k))(h)
+    mapped = jax.shard_map(body, mesh=mesh, in_specs=(P(axis), P(), P()), out_specs=P(axis),
+                           check_vma=False)
+    return mapped(hparams, args, kwargs)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _gspmd(fun, mesh, axis, data_specs, hparams, args, kwargs):
+    # Member axis and data axis both sharded; XLA's SPMD partitioner inserts the
+    # reductions over the data axis inside ``fun``.
+    hparams = jax.lax.with_sharding_constraint(hparams, NamedSharding(mesh, P(axis)))
+    args = tuple(
+        jax.tree_util.tree_map(lambda x, s=s: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, s)), a)
+        for a, s in zip(args, data_specs, strict=True)
+    )
+    out = jax.vmap(lambda h: fun(h, *args, **kwargs))(hparams)
+    return jax.lax.with_sharding_constraint(out, NamedSharding(mesh, P(axis)))
+
+
+def _host(x):
+    """A host numpy copy of a (possibly multi-host) array."""
+    if jax.process_count() > 1 and isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def _place(tree, mesh, spec):
+    """Put host values on ``mesh`` with ``spec`` (works across hosts: each reads its shards)."""
+    sharding = NamedSharding(mesh, spec)
+
+    def put(x):
+        if isinstance(x, jax.core.Tracer):
+            return x
+        arr = np.asarray(x)
+        return jax.make_array_from_callback(arr.shape, sharding, lambda idx: arr[idx])
+
+    return jax.tree_util.tree_map(put, tree)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _fingerprint(fun, hparams, n, chunk) -> str:
+    h = hashlib.sha256()
+    name = getattr(fun, "__module__", "") + "." + getattr(fun, "__qualname__", type(fun).__name__)
+    h.update(name.encode())
+    h.update(str(jax.tree_util.tree_structure(hparams)).encode())
+    h.update(f"{n}/{chunk}".encode())
+    for leaf in jax.tree_util.tree_leaves(hparams):
+        arr = np.ascontiguousarray(np.asarray(leaf))
+        h.update(str(arr.dtype).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+class _Checkpoints:
+    """One orbax checkpoint per finished chunk under ``directory/chunk_XXXXXX``."""
+
+    def __init__(self, directory: str, fingerprint: str, n: int, chunk: int):
+        import orbax.checkpoint as ocp
+
+        self.dir = os.path.abspath(directory)
+        self.ckpt = ocp.PyTreeCheckpointer()
+        os.makedirs(self.dir, exist_ok=True)
+        meta_path = os.path.join(self.dir, "sweep.json")
+        meta = {"fingerprint": fingerprint, "num_members": n, "chunk_size": chunk}
+        if os.path.exists(meta_path):
+            with open(meta_path) as f:
+                old = json.load(f)
+            if old.get("fingerprint") != fingerprint:
+                raise ValueError(
+                    f"`checkpoint_dir` {directory!r} holds a different sweep (other fun, hparams or "
+                    f"chunk_size: saved {old}, now {meta}); use a fresh folder or delete it."
+                )
+        elif jax.process_index() == 0:
+            tmp = meta_path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(meta, f)
+            os.replace(tmp, meta_path)
+
+    def done(self) -> set[int]:
+        out = set()
+        for name in os.listdir(self.dir):
+            m = _CHUNK_RE.match(name)
+            if m and os.path.isdir(os.path.join(self.dir, name)):
+                out.add(int(m.group(1)))
+        return out
+
+    def path(self, i: int) -> str:
+        return os.path.join(self.dir, f"chunk_{i:06d}")
+
+    def save(self, i: int, leaves: list[np.ndarray]) -> None:
+        # orbax writes to a temporary folder and renames it when complete, so a
+        # killed process leaves either a whole chunk or no chunk_XXXXXX folder.
+        self.ckpt.save(self.path(i), {f"leaf_{j:04d}": x for j, x in enumerate(leaves)})
+
+    def load(self, i: int, num_leaves: int) -> list[np.ndarray]:
+        tree = self.ckpt.restore(self.path(i))
+        return [np.asarray(tree[f"leaf_{j:04d}"]) for j in range(num_leaves)]
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run(
+    fun: Callable[..., PyTree],
+    hparams: PyTree,
+    *args,
+    mesh: Mesh | None = None,
+    chunk_size: int | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    axis_name: str | None = None,
+    data_specs: PyTree | None = None,
+    on_chunk: Callable[[int, int, bool], None] | None = None,
+    **kwargs,
+) -> PyTree:
+    """Evaluate ``fun`` for every member of a hyperparameter sweep in one compiled program.
+
+    ``fun(member_hparams, *args, **kwargs)`` gets one member's hyperparameters
+    (``hparams`` with the member axis removed) and returns a pytree (e.g. a solver's
+    ``OptStep``, or a dict of metrics). ``args``/``kwargs`` are shared by all members
+    (pytrees of arrays, traced). Differentiable: ``jax.grad`` of a function of the
+    results with respect to ``hparams`` (or ``args``) works, with implicit
+    differentiation per member when ``fun`` runs a solver (no checkpointing then).
+
+    Args:
+      fun: the per-member function; the same Python object reuses the compiled program.
+      hparams: pytree of arrays with a leading member axis (see :func:`grid`, :func:`random`).
+      *args: shared arguments of ``fun``.
+      mesh: a ``jax.sharding.Mesh``; members are split over ``axis_name`` (each device
+        runs its slice vmapped). ``None`` runs on the default device.
+      chunk_size: members per compiled call (bounds memory; a multiple of the mesh
+        axis size). ``None`` runs all members at once. The last chunk is padded by
+        repeating the last member, so every chunk has the same shape (one compile).
+      checkpoint_dir: folder where each finished chunk is saved (orbax); a rerun with
+        the same folder resumes from the saved chunks.
+      axis_name: mesh axis for the members (default: the mesh's first axis).
+      data_specs: optional tuple with one ``PartitionSpec`` (or ``None``) per positional
+        argument, sharding the shared data (e.g. ``P("data")`` splits rows) over other
+        mesh axes; then XLA partitions ``fun`` itself (GSPMD), and lanes wait
+        for the slowest member of the whole chunk.
+      on_chunk: optional callback ``(chunk_index, num_chunks, loaded_from_checkpoint)``
+        called after each chunk is finished (and saved).
+      **kwargs: shared keyword arguments of ``fun``.
+
+    Returns:
+      ``fun``'s output pytree with a leading member axis of length ``n``. When ``fun``
+      returns an ``OptStep``, ``results.state.status`` holds each member's status
+      (see :func:`member_status`).
+
+    References:
+      Bradbury et al., "JAX: composable transformations of Python+NumPy programs", 2018;
+      Xu et al., "GSPMD: General and Scalable Parallelization for ML Computation
+      Graphs", 2021 (arXiv:2105.04663).
+    """
+    if not callable(fun):
+        raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
+    n = num_members(hparams)
+    axis = None
+    ndev = 1
+    if mesh is not None:
+        if not isinstance(mesh, Mesh):
+            raise TypeError(f"`mesh` must be a jax.sharding.Mesh, got {type(mesh).__name__}.")
+        axis = axis_name or mesh.axis_names[0]
+        if axis not in mesh.axis_names:
+            raise ValueError(f"`axis_name` {axis!r} is not a mesh axis; mesh axes: {mesh.axis_names}.")
+        ndev = mesh.shape[axis]
+        explicit = [a for a, t in zip(mesh.axis_names, getattr(mesh, "axis_types", ()), strict=False)
+                    if "Explicit" in str(t)]
+        if data_specs is not None and explicit:
+            raise ValueError(f"`mesh` axes {explicit} are Explicit; `data_specs` needs Auto axes "
+                             "(jax.sharding.Mesh(devices, names) or jax.make_mesh(..., axis_types=Auto)).")
+    elif data_specs is not None:
+        raise ValueError("`data_specs` needs a `mesh`.")
+    specs = None
+    if data_specs is not None:
+        specs = tuple(P() if s is None else s for s in data_specs)
+        if len(specs) != len(args) or not all(isinstance(s, P) for s in specs):
+            raise ValueError(f"`data_specs` must hold one PartitionSpec (or None) per positional "
+                             f"argument ({len(args)}), got {data_specs!r}.")
+    if chunk_size is None:
+        chunk = -(-n // ndev) * ndev
+    else:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}.")
+        if chunk_size % ndev:
+            raise ValueError(f"`chunk_size` must be a multiple of the {ndev} devices on mesh axis "
+                             f"{axis!r}, got {chunk_size}.")
+        chunk = chunk_size
+    num_chunks = -(-n // chunk)
+    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(hparams))
+
+    def compute(h):
+        if mesh is None:
+            return _vmapped(fun, h, args, kwargs)
+        if data_specs is None:
+            h = _place(h, mesh, P(axis))
+            a, k = _place((args, kwargs), mesh, P())
+            return _sharded(fun, mesh, axis, h, a, k)
+        return _gspmd(fun, mesh, axis, specs, h, args, kwargs)
+
+    def chunk_of(i):
+        idx = np.minimum(np.arange(i * chunk, (i + 1) * chunk), n - 1)  # pad with the last member
+        return jax.tree_util.tree_map(lambda x: x[idx] if traced else np.asarray(x)[idx], hparams)
+
+    ckpts = None
+    if checkpoint_dir is not None:
+        if traced:
+            raise ValueError("`checkpoint_dir` cannot be used while differentiating or tracing a sweep.")
+        ckpts = _Checkpoints(os.fspath(checkpoint_dir), _fingerprint(fun, hparams, n, chunk), n, chunk)
+
+    out_tree = None
+    pieces = []
+    done = ckpts.done() if ckpts else set()
+    for i in range(num_chunks):
+        if i in done:
+            if out_tree is None:
+                out_tree = jax.tree_util.tree_structure(jax.eval_shape(compute, chunk_of(0)))
+            leaves = ckpts.load(i, out_tree.num_leaves)
+            pieces.append([jnp.asarray(x) for x in leaves])
+            if on_chunk is not None:
+                on_chunk(i, num_chunks, True)
+            continue
+        out = compute(chunk_of(i))
+        leaves, out_tree = jax.tree_util.tree_flatten(out)
+        if ckpts is not None:
+            host = [_host(x) for x in leaves]
+            ckpts.save(i, host)
+        pieces.append(leaves)
+        if on_chunk is not None:
+            on_chunk(i, num_chunks, False)
+    if len(pieces) == 1:
+        leaves = [x[:n] for x in pieces[0]]
+    else:
+        leaves = [jnp.concatenate([_gathered(p[j], traced) for p in pieces])[:n]
+                  for j in range(out_tree.num_leaves)]
+    return jax.tree_util.tree_unflatten(out_tree, leaves)
+
+
+def _gathered(x, traced: bool):
+    if traced or not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return x
+    return jnp.asarray(_host(x))
