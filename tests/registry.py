@@ -101,6 +101,8 @@ SOLVERS: list[SolverEntry] = [
 TRANSFORMS: list[TransformEntry] = []
 
 # First-order and proximal transforms (issue 6).
+_TOP2 = jl.top_k_compressor(2)
+_ALL_LEAVES = lambda params: jl.tree_util.tree_map(lambda _: True, params)
 TRANSFORMS += [
     TransformEntry("diffgrad", jl.diffgrad, learning_rate=0.1, steps=300),
     TransformEntry("adamp", jl.adamp, learning_rate=0.1, steps=300),
@@ -111,4 +113,21 @@ TRANSFORMS += [
                    kwargs=dict(threshold=1.0)),
     TransformEntry("perp_grad", jl.perp_grad, learning_rate=0.05, steps=100, leafwise=True,
                    reaches_minimum=False),
+    TransformEntry("prox_lasso", jl.prox_lasso_transform, learning_rate=0.1, kwargs=dict(l1reg=1e-3)),
+    # k, rank, compressors are static (ints): bound in ``make`` so inject_hyperparams leaves them alone.
+    TransformEntry("hard_threshold_topk",
+                   lambda learning_rate: jl.hard_threshold_topk(learning_rate, k=8),
+                   learning_rate=0.1),
+    TransformEntry("group_envelope",
+                   lambda learning_rate, weight: jl.group_envelope(learning_rate, k=8, weight=weight),
+                   learning_rate=0.1, kwargs=dict(weight=1e-3)),
+    TransformEntry("sora_gate",
+                   lambda learning_rate, l1reg: jl.sora_gate(learning_rate, l1reg, gate_mask=_ALL_LEAVES),
+                   learning_rate=0.1, kwargs=dict(l1reg=1e-3)),
+    TransformEntry("econtrol-topk",
+                   lambda learning_rate, eta: jl.econtrol(learning_rate, compressor=_TOP2, eta=eta),
+                   learning_rate=0.05, steps=300, leafwise=True, kwargs=dict(eta=0.1)),
+    TransformEntry("lowrank_dct",
+                   lambda learning_rate: jl.lowrank_dct(learning_rate, rank=3, update_interval=1),
+                   learning_rate=0.05, steps=700, accuracy=3e-2, matrix_only=True),
 ]

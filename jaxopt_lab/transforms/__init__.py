@@ -17,4 +17,12 @@ from jaxopt_lab.transforms.perp_grad import __all__ as _perp_all  # noqa: E402
 from jaxopt_lab.transforms.root import *  # noqa: E402,F401,F403
 from jaxopt_lab.transforms.root import __all__ as _root_all  # noqa: E402
 
-__all__ += [*_adamp_all, *_clip_all, *_diffgrad_all, *_perp_all, *_root_all]
+from jaxopt_lab.transforms.econtrol import *  # noqa: E402,F401,F403
+from jaxopt_lab.transforms.econtrol import __all__ as _econtrol_all  # noqa: E402
+from jaxopt_lab.transforms.lowrank_dct import *  # noqa: E402,F401,F403
+from jaxopt_lab.transforms.lowrank_dct import __all__ as _lowrank_dct_all  # noqa: E402
+from jaxopt_lab.transforms.prox_update import *  # noqa: E402,F401,F403
+from jaxopt_lab.transforms.prox_update import __all__ as _prox_update_all  # noqa: E402
+
+__all__ += [*_adamp_all, *_clip_all, *_diffgrad_all, *_perp_all, *_root_all, *_econtrol_all, *_lowrank_dct_all,
+            *_prox_update_all]

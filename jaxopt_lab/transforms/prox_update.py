@@ -1,0 +1,278 @@
+"""Proximal steps as optax transforms: lasso, AbsTopK hard thresholding, group envelope, SoRA gates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+ProxFn = Callable[[Any, Any, Any], Any]  # prox(x, hyperparams, scaling), as in jaxopt_lab.prox
+
+
+def prox_update(prox_fn: ProxFn, hyperparams: Any = None, scaling: Any = 1.0) -> optax.GradientTransformation:
+    """Apply ``prox_fn`` to the point reached by the incoming updates: proximal gradient in optax.
+
+    Placed after the step (e.g. ``chain(optax.sgd(lr), prox_update(prox, hp, scaling=lr))``)
+    it returns ``prox(w + u, hyperparams, scaling) - w``, so that ``apply_updates`` lands on
+    ``prox_{scaling * h}(w - lr g)``. Any operator with jaxopt's signature
+    ``prox(x, hyperparams, scaling)`` (the ones in ``jaxopt_lab.prox``) works.
+
+    Args:
+      prox_fn: ``prox(x, hyperparams, scaling) -> x'`` on the params pytree.
+      hyperparams: the regularization hyperparameters (may be traced).
+      scaling: the prox scaling, normally the learning rate of the preceding step.
+
+    Returns:
+      A stateless ``optax.GradientTransformation`` that requires ``params``.
+
+    References:
+      Parikh, Boyd, "Proximal Algorithms", Foundations and Trends in Optimization, 2014;
+      Blondel et al., "Efficient and Modular Implicit Differentiation", 2021 (arXiv:2105.15183).
+    """
+    if not callable(prox_fn):
+        raise TypeError(f"prox_fn must be callable prox(x, hyperparams, scaling), got {type(prox_fn)}.")
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("prox_update needs `params` in update(updates, state, params).")
+        moved = jax.tree_util.tree_map(lambda w, u: w + u, params, updates)
+        new = prox_fn(moved, hyperparams, scaling)
+        return jax.tree_util.tree_map(lambda n, w, u: (n - w).astype(u.dtype), new, params, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def soft_threshold(x: Any, l1reg: Any = 1.0, scaling: Any = 1.0) -> Any:
+    """Prox of ``l1reg * ||x||_1``: ``sign(x) max(|x| - scaling * l1reg, 0)`` leaf-wise.
+
+    Args:
+      x: pytree of arrays.
+      l1reg: non-negative scalar (or pytree of scalars matching ``x``).
+      scaling: prox scaling.
+
+    Returns:
+      The soft-thresholded pytree.
+
+    References:
+      Donoho, "De-noising by soft-thresholding", IEEE Trans. Inf. Theory, 1995.
+    """
+    if isinstance(l1reg, int | float) and l1reg < 0:
+        raise ValueError(f"l1reg must be non-negative, got {l1reg}.")
+    shrink = lambda v, lam: (jnp.sign(v) * jnp.maximum(jnp.abs(v) - scaling * lam, 0)).astype(v.dtype)
+    if isinstance(l1reg, dict | list | tuple):
+        return jax.tree_util.tree_map(shrink, x, l1reg)
+    return jax.tree_util.tree_map(lambda v: shrink(v, l1reg), x)
+
+
+def prox_topk(x: Any, k: int, scaling: Any = 1.0) -> Any:
+    """AbsTopK hard thresholding: per leaf keep the ``k`` entries largest in magnitude, signs kept.
+
+    The projection onto ``{||x||_0 <= k}`` (the prox of its indicator, for any scaling);
+    exactly ``min(k, x.size)`` entries survive (ties broken by index).
+
+    Args:
+      x: pytree of arrays.
+      k: entries kept per leaf (static, ``>= 1``).
+      scaling: unused (indicator prox).
+
+    Returns:
+      The thresholded pytree.
+
+    References:
+      Blumensath, Davies, "Iterative Hard Thresholding for Compressed Sensing", 2008
+      (arXiv:0805.0510).
+    """
+    del scaling
+    if not isinstance(k, int) or k <= 0:
+        raise ValueError(f"k must be a positive int, got {k!r}.")
+
+    def leaf(v):
+        flat = v.ravel()
+        kk = min(k, flat.size)
+        _, idx = jax.lax.top_k(jnp.abs(flat), kk)
+        return jnp.zeros_like(flat).at[idx].set(flat[idx]).reshape(v.shape)
+
+    return jax.tree_util.tree_map(leaf, x)
+
+
+def group_envelope_prox_norms(z: jax.Array, k: int, lam: Any, d: Any = 1.0, iters: int = 60) -> jax.Array:
+    """Shrink factors of the weighted group sparse envelope prox, from the group norms ``z``.
+
+    ``h(x) = sum_i d_i/2 ||x_i||^2 + indicator(at most k nonzero groups)``; the prox of
+    ``lam * h**`` (its convex envelope) maps group ``i`` to ``x_i * mu_i / (lam d_i + mu_i)`` with
+    ``mu_i = clip(tau z_i sqrt(d_i) - lam d_i, 0, 1)`` and ``tau`` such that ``sum mu = k`` (or
+    ``mu = 1`` if at most ``k`` groups are nonzero). This follows from Moreau's identity and
+    the dual ``max_{mu in [0,1]^m, sum mu <= k}``; ``tau`` is found by bisection on a monotone
+    piecewise-linear function, each pass linear in the number of groups, then refined by
+    linear interpolation (exact once the bracket holds no breakpoint).
+
+    Args:
+      z: ``(m,)`` non-negative group norms.
+      k: number of groups allowed (static).
+      lam: prox scaling times regularization (``> 0``).
+      d: positive group weights, scalar or ``(m,)``.
+      iters: bisection steps (static).
+
+    Returns:
+      ``(m,)`` factors ``mu / (lam d + mu)`` in ``[0, 1)``.
+
+    References:
+      Refael, Arbel, Huleihel, "Learning k-Level Structured Sparse Neural Networks Using
+      Group Envelope Regularization", 2022 (arXiv:2212.12921).
+    """
+    d = jnp.broadcast_to(jnp.asarray(d, z.dtype), z.shape)
+    a, b = z * jnp.sqrt(d), lam * d
+    total = lambda t: jnp.sum(jnp.clip(t * a - b, 0.0, 1.0))
+    hi = jnp.max(jnp.where(a > 0, (1.0 + b) / jnp.where(a > 0, a, 1.0), 0.0))
+    lo = jnp.zeros_like(hi)
+
+    def body(_, bracket):
+        lo_, hi_ = bracket
+        mid = 0.5 * (lo_ + hi_)
+        below = total(mid) < k
+        return jnp.where(below, mid, lo_), jnp.where(below, hi_, mid)
+
+    lo, hi2 = jax.lax.fori_loop(0, iters, body, (lo, hi))
+    s_lo, s_hi = total(lo), total(hi2)
+    tau = jnp.where(s_hi > s_lo, lo + (k - s_lo) * (hi2 - lo) / jnp.where(s_hi > s_lo, s_hi - s_lo, 1.0), hi2)
+    tau = jnp.where(total(hi) <= k, hi, tau)  # constraint inactive: every nonzero group gets mu = 1
+    mu = jnp.clip(tau * a - b, 0.0, 1.0)
+    return jnp.where(mu > 0, mu / (b + jnp.where(mu > 0, mu, 1.0)), 0.0)
+
+
+def prox_group_envelope(x: Any, hyperparams: tuple[int, Any], scaling: Any = 1.0, group_axis: int | None = -1
+                        ) -> Any:
+    """Prox of the weighted group sparse envelope, per leaf; groups are slices along ``group_axis``.
+
+    Args:
+      x: pytree of arrays.
+      hyperparams: ``(k, weight)``: groups allowed per leaf (static int ``>= 1``) and the
+        positive weight ``d`` of ``d/2 ||x_i||^2`` (the regularization strength).
+      scaling: prox scaling (the learning rate).
+      group_axis: axis whose indices are the groups (``-1``: output units of a Dense kernel;
+        1-D leaves always use single entries); ``None``: every entry is a group.
+
+    Returns:
+      The prox of ``scaling * weight * envelope`` applied to ``x``.
+
+    References:
+      Refael, Arbel, Huleihel, "Learning k-Level Structured Sparse Neural Networks Using
+      Group Envelope Regularization", 2022 (arXiv:2212.12921).
+    """
+    k, weight = hyperparams
+    if not isinstance(k, int) or k <= 0:
+        raise ValueError(f"k must be a positive int, got {k!r}.")
+
+    def leaf(v):
+        acc = jnp.promote_types(v.dtype, jnp.float32)
+        if group_axis is None or v.ndim <= 1:
+            groups = v.reshape(-1, 1).astype(acc)
+        else:
+            groups = jnp.moveaxis(v, group_axis, 0).reshape(v.shape[group_axis], -1).astype(acc)
+        z = jnp.linalg.norm(groups, axis=1)
+        factor = group_envelope_prox_norms(z, min(k, z.shape[0]), scaling * weight, 1.0)
+        out = groups * factor[:, None]
+        if group_axis is None or v.ndim <= 1:
+            return out.reshape(v.shape).astype(v.dtype)
+        moved = jnp.moveaxis(v, group_axis, 0).shape
+        return jnp.moveaxis(out.reshape(moved), 0, group_axis).astype(v.dtype)
+
+    return jax.tree_util.tree_map(leaf, x)
+
+
+def prox_lasso_transform(learning_rate: optax.ScalarOrSchedule, l1reg: float = 1e-3
+                         ) -> optax.GradientTransformation:
+    """Proximal gradient (ISTA) for ``f + l1reg ||w||_1``: SGD step then soft thresholding.
+
+    Args:
+      learning_rate: step size (a float or traced scalar; it is also the prox scaling).
+      l1reg: non-negative l1 strength.
+
+    Returns:
+      An ``optax.GradientTransformation`` that requires ``params``.
+
+    References:
+      Beck, Teboulle, "A Fast Iterative Shrinkage-Thresholding Algorithm for Linear Inverse
+      Problems", SIAM J. Imaging Sci., 2009.
+    """
+    if callable(learning_rate):
+        raise TypeError("learning_rate must be a scalar here: it is also the prox scaling.")
+    if isinstance(l1reg, int | float) and l1reg < 0:
+        raise ValueError(f"l1reg must be non-negative, got {l1reg}.")
+    return optax.chain(optax.scale_by_learning_rate(learning_rate),
+                       prox_update(soft_threshold, l1reg, scaling=learning_rate))
+
+
+def hard_threshold_topk(learning_rate: optax.ScalarOrSchedule, k: int) -> optax.GradientTransformation:
+    """Iterative hard thresholding (AbsTopK): SGD step, then keep the ``k`` largest-magnitude
+    entries of each leaf with their signs.
+
+    Args:
+      learning_rate: step size or schedule.
+      k: entries kept per leaf (``>= 1``).
+
+    Returns:
+      An ``optax.GradientTransformation`` that requires ``params``.
+
+    References:
+      Blumensath, Davies, "Iterative Hard Thresholding for Compressed Sensing", 2008
+      (arXiv:0805.0510).
+    """
+    if not isinstance(k, int) or k <= 0:
+        raise ValueError(f"k must be a positive int, got {k!r}.")
+    return optax.chain(optax.scale_by_learning_rate(learning_rate),
+                       prox_update(lambda x, hp, s: prox_topk(x, k, s)))
+
+
+def group_envelope(learning_rate: optax.ScalarOrSchedule, k: int, weight: float = 1e-3,
+                   group_axis: int | None = -1) -> optax.GradientTransformation:
+    """Proximal SGD with the weighted group sparse envelope (at most ``k`` groups per leaf).
+
+    Args:
+      learning_rate: step size (also the prox scaling; scalar).
+      k: groups kept per leaf (``>= 1``).
+      weight: positive envelope weight ``d``.
+      group_axis: see :func:`prox_group_envelope`.
+
+    Returns:
+      An ``optax.GradientTransformation`` that requires ``params``.
+
+    References:
+      Refael, Arbel, Huleihel, "Learning k-Level Structured Sparse Neural Networks Using
+      Group Envelope Regularization", 2022 (arXiv:2212.12921).
+    """
+    if not isinstance(k, int) or k <= 0:
+        raise ValueError(f"k must be a positive int, got {k!r}.")
+    if isinstance(weight, int | float) and weight <= 0:
+        raise ValueError(f"weight must be positive, got {weight}.")
+    prox = lambda x, hp, s: prox_group_envelope(x, (k, hp), s, group_axis)
+    return optax.chain(optax.scale_by_learning_rate(learning_rate), prox_update(prox, weight, learning_rate))
+
+
+def sora_gate(learning_rate: optax.ScalarOrSchedule, l1reg: float, gate_mask: Any
+              ) -> optax.GradientTransformation:
+    """SoRA gate sparsification: SGD step, then soft thresholding of the gate leaves only.
+
+    Args:
+      learning_rate: step size (also the prox scaling; scalar).
+      l1reg: non-negative sparsity strength on the gates.
+      gate_mask: pytree of bools (or ``params -> pytree``) marking the gate leaves.
+
+    Returns:
+      An ``optax.GradientTransformation`` that requires ``params``.
+
+    References:
+      Ding, Lv, Wang, Chen, Wang, Zheng, Sun, Liu, "Sparse Low-rank Adaptation of
+      Pre-trained Language Models", 2023 (arXiv:2311.11696).
+    """
+    if isinstance(l1reg, int | float) and l1reg < 0:
+        raise ValueError(f"l1reg must be non-negative, got {l1reg}.")
+    return optax.chain(optax.scale_by_learning_rate(learning_rate),
+                       optax.masked(prox_update(soft_threshold, l1reg, learning_rate), gate_mask))
+
+
+__all__ = ["prox_update", "soft_threshold", "prox_topk", "prox_group_envelope", "group_envelope_prox_norms",
+           "prox_lasso_transform", "hard_threshold_topk", "group_envelope", "sora_gate"]
