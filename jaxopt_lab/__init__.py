@@ -7,6 +7,8 @@ second-order methods, and sweeps.
 """
 
 from jaxopt_lab import base, implicit_diff, linear_solve, tree_util
+from jaxopt_lab import zeroth_order
+from jaxopt_lab import curvature
 from jaxopt_lab.base import KKTSolution, OptStep, Status, status_name
 from jaxopt_lab.solvers import *  # noqa: F401,F403
 from jaxopt_lab.solvers import __all__ as _solvers_all
@@ -21,11 +23,13 @@ __all__ = [
     "OptStep",
     "Status",
     "base",
+    "curvature",
     "implicit_diff",
     "linear_solve",
     "status_name",
     "sweep",
     "tree_util",
+    "zeroth_order",
     *_solvers_all,
     *_transforms_all,
 ]

@@ -8,9 +8,11 @@ an algorithm can do (``stochastic``, ``needs_value_fn`` ...), never which tests 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import optax
 
 import jaxopt_lab as jl
@@ -81,6 +83,27 @@ class TransformEntry:
     reaches_minimum: bool = True
 
 
+# Cached so that the same ``fun`` gives the same wrapped function (a static argument):
+# a fresh wrapper on every ``make`` would recompile and fail the retrace check.
+@functools.lru_cache(maxsize=None)
+def _grad_step_map(fun, eta=0.05):
+    """The gradient-step map ``x - eta grad f(x)``: a contraction whose fixed point is argmin f."""
+    return lambda x, *a, **k: jax.tree_util.tree_map(lambda p, g: p - eta * g, x,
+                                                     jax.grad(fun)(x, *a, **k))
+
+
+@functools.lru_cache(maxsize=None)
+def _grad_of(fun):
+    """``grad f`` as a residual / root function (its root is the minimizer of f)."""
+    return jax.grad(fun)
+
+
+
+@functools.lru_cache(maxsize=None)
+def _fixed_gd(fun):
+    return jl.GradientDescent(fun, stepsize=0.05, acceleration=False)
+
+
 _ADAM = optax.adam(0.05)  # one instance: a new optax object is a new static argument
 
 SOLVERS: list[SolverEntry] = [
@@ -96,12 +119,38 @@ SOLVERS: list[SolverEntry] = [
                 lambda fun, **kw: jl.OptaxSolver(_ADAM, fun, **kw),
                 dict(tol=1e-7, maxiter=20000, implicit_diff=True),
                 accuracy=1e-4, rosenbrock=False),
+    SolverEntry("GaussNewton", lambda fun, **kw: jl.GaussNewton(_grad_of(fun), **kw),
+                dict(tol=1e-9, maxiter=100), rosenbrock=False),
+    SolverEntry("LevenbergMarquardt", lambda fun, **kw: jl.LevenbergMarquardt(_grad_of(fun), **kw),
+                dict(tol=1e-9, maxiter=200)),
+    SolverEntry("LevenbergMarquardt-cholesky",
+                lambda fun, **kw: jl.LevenbergMarquardt(_grad_of(fun), solver="cholesky", **kw),
+                dict(tol=1e-9, maxiter=200), numeric_option="damping_parameter",
+                numeric_values=(1e-6, 1e-3)),
+    SolverEntry("FixedPointIteration",
+                lambda fun, **kw: jl.FixedPointIteration(_grad_step_map(fun), **kw),
+                dict(tol=1e-11, maxiter=3000), rosenbrock=False),
+    SolverEntry("AndersonAcceleration",
+                lambda fun, **kw: jl.AndersonAcceleration(_grad_step_map(fun), **kw),
+                dict(tol=1e-11, maxiter=3000), numeric_option="beta", numeric_values=(1.0, 0.9),
+                rosenbrock=False),
+    SolverEntry("AndersonWrapper-GD",
+                lambda fun, **kw: jl.AndersonWrapper(_fixed_gd(fun), **kw),
+                dict(tol=1e-9, maxiter=3000), rosenbrock=False),
+    SolverEntry("Broyden", lambda fun, **kw: jl.Broyden(_grad_of(fun), **kw),
+                dict(tol=1e-10, maxiter=500), rosenbrock=False),
+    # Derivative-free particle method: consensus accuracy is limited by the particle collapse.
+    SolverEntry("ConsensusBasedOptimization", jl.ConsensusBasedOptimization,
+                dict(tol=1e-8, maxiter=5000, alpha=1e5, noise=1.3, dt=0.05), numeric_option="noise",
+                numeric_values=(1.3, 1.2), accuracy=0.1, rosenbrock=False, implicit_diff=False),
 ]
 
 TRANSFORMS: list[TransformEntry] = []
 
 # First-order and proximal transforms (issue 6).
 _TOP2 = jl.top_k_compressor(2)
+_NORMS = [1.0 + 1.0 / (1.0 + t) for t in range(300)]  # gradient norms of a previous run
+_refined = lambda peak: jl.refined_schedule(_NORMS, peak_value=peak)
 _ALL_LEAVES = lambda params: jl.tree_util.tree_map(lambda _: True, params)
 TRANSFORMS += [
     TransformEntry("diffgrad", jl.diffgrad, learning_rate=0.1, steps=300),
@@ -130,4 +179,42 @@ TRANSFORMS += [
     TransformEntry("lowrank_dct",
                    lambda learning_rate: jl.lowrank_dct(learning_rate, rank=3, update_interval=1),
                    learning_rate=0.05, steps=700, accuracy=3e-2, matrix_only=True),
+    TransformEntry("layerwise_noise_adaptive", jl.layerwise_noise_adaptive, learning_rate=0.02, steps=500,
+                   accuracy=5e-2, leafwise=True, kwargs=dict(b1=0.9)),
+    TransformEntry("layerwise_noise_adaptive-spectral", jl.layerwise_noise_adaptive, learning_rate=0.02,
+                   steps=500, accuracy=5e-2, matrix_only=True, kwargs=dict(b1=0.9)),
+    TransformEntry("refined_schedule-sgd",
+                   lambda learning_rate: optax.sgd(_refined(learning_rate)), learning_rate=0.1),
+]
+
+# Second-order transforms (issue 4).
+TRANSFORMS += [
+    # Static ints (update_interval, n_samples, num_grads) are bound in ``make`` so that
+    # inject_hyperparams leaves them alone.
+    TransformEntry("sophia-h",
+                   lambda learning_rate, gamma: jl.sophia(learning_rate, gamma=gamma, update_interval=2),
+                   learning_rate=0.5, steps=300, needs_value_fn=True, needs_key=True, stochastic=True,
+                   kwargs=dict(gamma=1.0)),
+    TransformEntry("adahessian",
+                   lambda learning_rate, hessian_power: jl.adahessian(learning_rate,
+                                                                      hessian_power=hessian_power),
+                   learning_rate=0.3, steps=300, needs_value_fn=True, needs_key=True, stochastic=True,
+                   kwargs=dict(hessian_power=1.0)),
+    TransformEntry("mfac",
+                   lambda learning_rate, damping: jl.mfac(learning_rate, num_grads=4, damping=damping),
+                   learning_rate=0.1, steps=300, kwargs=dict(damping=1.0)),
+]
+
+# Zeroth-order transforms (issue 5): value_fn + key, random estimates (fixed keys).
+TRANSFORMS += [
+    TransformEntry("zo_sgd-rge", functools.partial(jl.zo_sgd, num_directions=8), learning_rate=0.05,
+                   steps=600, needs_value_fn=True, needs_key=True, stochastic=True),
+    TransformEntry("zo_sgd-cge", functools.partial(jl.zo_sgd, method="cge", difference="central"),
+                   learning_rate=0.1, steps=300, needs_value_fn=True),
+    TransformEntry("zo_sgd-spsa", functools.partial(jl.zo_sgd, method="spsa", num_directions=8),
+                   learning_rate=0.05, steps=600, needs_value_fn=True, needs_key=True, stochastic=True),
+    TransformEntry("zo_adam-rge", functools.partial(jl.zo_adam, num_directions=8), learning_rate=0.02,
+                   steps=800, needs_value_fn=True, needs_key=True, stochastic=True),
+    TransformEntry("zo_signsgd-rge", functools.partial(jl.zo_signsgd, num_directions=8),
+                   learning_rate=0.01, steps=800, needs_value_fn=True, needs_key=True, stochastic=True),
 ]
