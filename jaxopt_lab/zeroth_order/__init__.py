@@ -1,0 +1,25 @@
+"""Zeroth-order (derivative-free) gradient estimation.
+
+Estimators are pure functions ``(fun, params, key, *args, **options) -> (value,
+grad_estimate)`` that evaluate every perturbation of one estimate in a single
+``vmap``-ed call: randomized (:func:`rge`), coordinate-wise (:func:`cge`),
+:func:`spsa` and the exact-JVP :func:`forward_gradient`. They are also exposed as
+:func:`value_and_grad`, as optax transforms (``jaxopt_lab.zo_sgd`` ...) and as
+``custom_vjp`` black boxes (:func:`blackbox`); :mod:`.deepzero` holds the
+DeepZero pruning and sparse-CGE helpers.
+"""
+
+from jaxopt_lab.zeroth_order.api import METHODS, blackbox, estimate, value_and_grad
+from jaxopt_lab.zeroth_order.coordinate import cge
+from jaxopt_lab.zeroth_order.randomized import forward_gradient, rge, spsa
+
+__all__ = [
+    "METHODS",
+    "blackbox",
+    "cge",
+    "estimate",
+    "forward_gradient",
+    "rge",
+    "spsa",
+    "value_and_grad",
+]

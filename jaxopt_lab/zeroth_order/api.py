@@ -1,0 +1,154 @@
+"""Estimators as ``jax.value_and_grad``-like functions and as ``custom_vjp`` black boxes."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_lab import base
+from jaxopt_lab.zeroth_order import _common
+from jaxopt_lab.zeroth_order.coordinate import cge
+from jaxopt_lab.zeroth_order.randomized import forward_gradient, rge, spsa
+
+# name -> (estimator, whether it takes a PRNG key)
+METHODS: dict[str, tuple[Callable, bool]] = {
+    "rge": (rge, True),
+    "spsa": (spsa, True),
+    "forward_gradient": (forward_gradient, True),
+    "cge": (cge, False),
+}
+
+
+def check_method(method: str, options: dict) -> tuple[Callable, bool]:
+    """Look up ``method`` and check its ``options`` before any tracing.
+
+    Args:
+      method: one of ``"rge"``, ``"cge"``, ``"spsa"``, ``"forward_gradient"``.
+      options: keyword options for the estimator.
+
+    Returns:
+      ``(estimator, needs_key)``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {sorted(METHODS)}, got {method!r}.")
+    estimator, needs_key = METHODS[method]
+    allowed = {p.name for p in inspect.signature(estimator).parameters.values()
+               if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    unknown = set(options) - allowed
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)} for method {method!r}; "
+                        f"allowed: {sorted(allowed)}.")
+    _common.check_options(options.get("num_directions"), options.get("smoothing"),
+                          options.get("chunk_size"))
+    return estimator, needs_key
+
+
+def estimate(method: str, fun: Callable, params: Any, key, args=(), kwargs=None, **options):
+    """Call estimator ``method`` uniformly (``key`` is ignored by ``cge``).
+
+    Args:
+      method: estimator name (see :func:`check_method`).
+      fun: ``fun(params, *args, **kwargs) -> scalar``.
+      params: a pytree of float arrays.
+      key: a PRNG key (``None`` only for ``cge``).
+      args, kwargs: passed to ``fun``.
+      **options: estimator options.
+
+    Returns:
+      ``(value, grad_estimate)``.
+    """
+    estimator, needs_key = check_method(method, options)
+    kwargs = {} if kwargs is None else kwargs
+    if needs_key:
+        if key is None:
+            raise ValueError(f"`key` (a PRNG key) is required by method {method!r}.")
+        return estimator(fun, params, key, *args, **options, **kwargs)
+    return estimator(fun, params, *args, **options, **kwargs)
+
+
+def value_and_grad(fun: Callable, method: str = "rge", **options) -> Callable:
+    """A zeroth-order counterpart of ``jax.value_and_grad``.
+
+    Args:
+      fun: ``fun(params, *args, **kwargs) -> scalar``.
+      method: ``"rge"``, ``"cge"``, ``"spsa"`` or ``"forward_gradient"``.
+      **options: estimator options (``num_directions``, ``smoothing``, ``difference``,
+        ``distribution``, ``mask``, ``chunk_size`` ...), checked now.
+
+    Returns:
+      ``vg(params, *args, key=None, **kwargs) -> (value, grad_estimate)``; ``key`` is
+      required by every method except ``"cge"``.
+
+    References:
+      Liu et al., "A primer on zeroth-order optimization in signal processing and
+      machine learning", 2020 (arXiv:2006.06224).
+    """
+    base.check_callable(fun, "fun")
+    check_method(method, options)
+
+    def vg(params, *args, key=None, **kwargs):
+        return estimate(method, fun, params, key, args, kwargs, **options)
+
+    return vg
+
+
+def _zero_cotangent(x):
+    dtype = jnp.result_type(x) if not jax.dtypes.issubdtype(getattr(x, "dtype", None),
+                                                              jax.dtypes.prng_key) else None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
+        return np.zeros(np.shape(x), jax.dtypes.float0)
+    return jnp.zeros(np.shape(x), dtype)
+
+
+def blackbox(fun: Callable, method: str = "rge", **options) -> Callable:
+    """Wrap a (possibly non-differentiable) scalar function with a zeroth-order VJP.
+
+    The forward pass returns ``fun(params, *args)``; under ``jax.grad`` (reverse mode)
+    the derivative with respect to ``params`` is the ``method`` estimate, so a black-box
+    term can sit inside an otherwise differentiable loss. ``*args`` are treated as
+    constants (they receive zero cotangents, like ``lax.stop_gradient``); forward-mode
+    differentiation is not available (a ``custom_vjp``).
+
+    Args:
+      fun: ``fun(params, *args) -> scalar``; need not be traceable by autodiff.
+      method: ``"rge"``, ``"cge"``, ``"spsa"`` or ``"forward_gradient"``.
+      **options: estimator options, checked now.
+
+    Returns:
+      ``wrapped(params, *args, key=None) -> scalar``; ``key`` is required except for ``cge``.
+
+    References:
+      Chen et al., "DeepZero: Scaling up zeroth-order optimization for deep model
+      training", 2023 (arXiv:2310.02025).
+    """
+    base.check_callable(fun, "fun")
+    _, needs_key = check_method(method, options)
+
+    @jax.custom_vjp
+    def call(params, key, args):
+        return fun(params, *args)
+
+    def fwd(params, key, args):
+        value, g = estimate(method, fun, params, key, args, **options)
+        return value, (g, key, args)
+
+    def bwd(res, ct):
+        g, key, args = res
+        g_params = jax.tree_util.tree_map(lambda leaf: (ct * leaf).astype(leaf.dtype), g)
+        return (g_params, jax.tree_util.tree_map(_zero_cotangent, key),
+                jax.tree_util.tree_map(_zero_cotangent, args))
+
+    call.defvjp(fwd, bwd)
+
+    def wrapped(params, *args, key=None):
+        if needs_key and key is None:
+            raise ValueError(f"`key` (a PRNG key) is required by method {method!r}.")
+        k = jnp.zeros((2,), jnp.uint32) if key is None else key
+        return call(params, k, args)
+
+    return wrapped
