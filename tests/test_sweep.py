@@ -233,3 +233,136 @@ def test_checkpoint_of_another_sweep_is_rejected(tmp_path):
     np.testing.assert_allclose(again.params[0], problems.ridge_solution(0.5, A, B), atol=1e-7)
     with pytest.raises(ValueError, match="holds a different sweep"):
         sweep.run(gd_member, sweep.grid(lam=[0.5, 2.0], step=[_step()]), A, B, checkpoint_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------- CLI
+
+from jaxopt_lab import sweep_cli  # noqa: E402
+
+
+def _config(**over):
+    cfg = {
+        "problem": {"name": "logreg", "options": {"n_samples": 60, "n_features": 5, "seed": 0}},
+        "solver": {"name": "LBFGS", "options": {"maxiter": 30}},
+        "grid": {"l2": [0.01, 0.1, 1.0], "tol": [1e-8]},
+        "sweep": {"seeds": [0], "chunk_size": 2, "output": "unused"},
+    }
+    for path, value in over.items():
+        table, _, key = path.partition("__")
+        if key:
+            cfg[table][key] = value
+        else:
+            cfg[table] = value
+    return cfg
+
+
+@pytest.mark.parametrize("over, match", [
+    ({"extra": {}}, r"`extra`: unknown key. Allowed: problem, solver, grid, sweep"),
+    ({"sweep__seed": [0]}, r"`sweep.seed`: unknown key. Allowed: seeds, devices"),
+    ({"problem__name": "nope"}, r"`problem.name`: unknown problem 'nope'. Allowed: logreg, mlp"),
+    ({"problem__options": {"n": 3}}, r"`problem.options.n`: unknown key. Allowed: n_samples, n_features"),
+    ({"solver__name": "Nope"}, r"`solver.name`: unknown solver or transform 'Nope'. Allowed: .*LBFGS"),
+    ({"solver__options": {"memory": 3}}, r"`solver.options.memory`: unknown key. Allowed: .*history_size"),
+    ({"solver__steps": 10}, r"`solver.steps`: only for transforms"),
+    ({"grid": {"lr": [0.1]}}, r"`grid.lr`: not a sweepable .* Allowed: .*c1, .*l2, .*tol"),
+    ({"grid": {"l2": []}}, r"`grid.l2`: must be a non-empty list"),
+    ({"grid": {"l2": {"logspace": [0, 1, 3]}}}, r"`grid.l2.logspace`: lo and hi must be > 0"),
+    ({"grid": {"l2": [0.1], "maxiter": [3]}}, r"`grid.maxiter`: not a sweepable"),
+    ({"sweep__devices": 99}, r"`sweep.devices`: got 99. Allowed: 'all', 1"),
+    ({"sweep__chunk_size": 0}, r"`sweep.chunk_size`: must be a positive multiple"),
+    ({"sweep__metric": "loss"}, r"`sweep.metric`: unknown metric 'loss'. Allowed: train_loss, val_accuracy"),
+    ({"sweep__seeds": [-1]}, r"`sweep.seeds`: must be a non-empty list of ints"),
+    ({"solver": {"name": "adam", "steps": 5}}, r"`grid.tol`: not a sweepable .* Allowed: b1, b2"),
+    ({"solver": {"name": "adam", "steps": 5}, "grid": {"b1": [0.9]}},
+     r"`grid.learning_rate`: required by adam"),
+])
+def test_config_validation(over, match):
+    with pytest.raises(sweep_cli.ConfigError, match=match):
+        sweep_cli.validate_config(_config(**over))
+
+
+def test_cli_bad_file_returns_2(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text('[problem]\nname = "logreg"\n[solver]\nname = "LBFGS"\n[grid]\nl2 = [0.1]\nfoo = 1\n')
+    assert sweep_cli.main(str(path), progress=False) == 2
+    assert "`grid.foo`: not a sweepable" in capsys.readouterr().err
+    assert sweep_cli.main(str(tmp_path / "missing.toml"), progress=False) == 2
+
+
+def test_cli_end_to_end_matches_direct_solves(tmp_path):
+    import csv
+    import json
+
+    from jaxopt_lab import cli
+    from jaxopt_lab.problems import logreg
+
+    out = tmp_path / "out"
+    path = tmp_path / "c.toml"
+    path.write_text(f"""
+[problem]
+name = "logreg"
+options = {{ n_samples = 60, n_features = 5, seed = 0 }}
+[solver]
+name = "LBFGS"
+options = {{ maxiter = 40 }}
+[grid]
+l2 = {{ logspace = [0.01, 1.0, 3] }}
+tol = [1e-9, 1e-7]
+[sweep]
+seeds = [0, 1]
+chunk_size = 4
+output = "{out}"
+""")
+    assert cli.main(["sweep", str(path), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 12
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["status_counts"] == {"CONVERGED": 12}
+    assert len(meta["config_hash"]) == 64 and meta["versions"]["jax"] == jax.__version__
+    assert sorted(os.listdir(out)) == ["checkpoints", "metadata.json", "results.csv", "val_loss_heatmap.png",
+                                       "val_loss_vs_l2.png", "val_loss_vs_tol.png"]
+    assert (out / "val_loss_heatmap.png").read_bytes()[:4] == b"\x89PNG"
+    prob = logreg(n_samples=60, n_features=5, seed=0)
+    for r in rows[::5]:
+        hp = {"l2": jnp.asarray(float(r["l2"]))}
+        x0 = prob.init_params(jax.random.PRNGKey(int(r["seed"])))
+        res = jo.LBFGS(prob.loss, maxiter=40, tol=float(r["tol"])).run(x0, hp, prob.data)
+        m = prob.metrics(res.params, hp, prob.eval_data)
+        assert abs(float(m["val_loss"]) - float(r["val_loss"])) < 1e-12
+        assert int(r["iter_num"]) == int(res.state.iter_num)
+    # A second run resumes from the checkpoints and rewrites the same table.
+    assert cli.main(["sweep", str(path), "--no-progress"]) == 0
+    assert list(csv.DictReader(open(out / "results.csv"))) == rows
+
+
+@pytest.mark.slow
+def test_cli_optax_transform_matches_hand_written_loop(tmp_path):
+    import csv
+
+    import optax
+
+    from jaxopt_lab.problems import mlp
+
+    cfg = sweep_cli.validate_config({
+        "problem": {"name": "mlp", "options": {"n_samples": 40, "n_features": 4, "hidden": 8}},
+        "solver": {"name": "adam", "steps": 25, "options": {"b2": 0.99}},
+        "grid": {"learning_rate": [0.01, 0.1]},
+        "sweep": {"output": str(tmp_path), "checkpoint": False},
+    })
+    sweep_cli.run_config(cfg, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert [r["status"] for r in rows] == ["MAX_ITER", "MAX_ITER"] and rows[0]["iter_num"] == "25"
+    prob = mlp(n_samples=40, n_features=4, hidden=8)
+    hp = {"l2": jnp.asarray(prob.hparams["l2"])}
+    for r in rows:
+        opt = optax.adam(float(r["learning_rate"]), b2=0.99)
+
+        def step(carry, _, opt=opt):
+            params, state = carry
+            upd, state = opt.update(jax.grad(prob.loss)(params, hp, prob.data), state, params)
+            return (optax.apply_updates(params, upd), state), None
+
+        params = prob.init_params(jax.random.PRNGKey(0))
+        (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=25)
+        want = prob.metrics(params, hp, prob.eval_data)["val_loss"]
+        np.testing.assert_allclose(float(r["val_loss"]), float(want), rtol=1e-10)
