@@ -102,11 +102,13 @@ def scale_by_adahessian(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-4,
                                     state.mu, grads)
         nu = jax.tree_util.tree_map(lambda v, d: (b2 * v + (1 - b2) * d * d).astype(v.dtype),
                                     state.nu, diag)
-        c1 = 1 - b1 ** count.astype(jnp.float32)
-        c2 = 1 - b2 ** count.astype(jnp.float32)
-        upd = jax.tree_util.tree_map(
-            lambda m, v, g: ((m / c1) / ((v / c2) ** (hessian_power / 2) + eps)).astype(g.dtype),
-            mu, nu, grads)
+
+        def step(m, v, g):
+            t = count.astype(jnp.promote_types(m.dtype, jnp.float32))
+            m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+            return (m_hat / (v_hat ** (hessian_power / 2) + eps)).astype(g.dtype)
+
+        upd = jax.tree_util.tree_map(step, mu, nu, grads)
         return upd, ScaleByAdaHessianState(count, mu, nu)
 
     return optax.GradientTransformationExtraArgs(init, update)

@@ -1,0 +1,158 @@
+"""Maths of the second-order transforms and solvers against dense references."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import jaxopt_lab as jl
+from jaxopt_lab import curvature as cv
+
+# ------------------------------------------------------------------------------ M-FAC
+
+
+def _dense_ihvp(G, v, lam):
+    m, d = G.shape
+    return np.linalg.solve(lam * np.eye(d) + G.T @ G / m, v)
+
+
+def test_mfac_ihvp_matches_dense_solve():
+    rng = np.random.default_rng(0)
+    G, v = rng.standard_normal((6, 20)), rng.standard_normal(20)
+    for lam in (1e-3, 0.5):
+        np.testing.assert_allclose(jl.mfac_ihvp(jnp.asarray(G), jnp.asarray(v), lam),
+                                   _dense_ihvp(G, v, lam), rtol=1e-8)
+
+
+def test_scale_by_mfac_tracks_window_through_updates_and_refreshes():
+    m, d, lam = 4, 9, 0.3
+    rng = np.random.default_rng(1)
+    tx = jl.scale_by_mfac(num_grads=m, damping=lam)
+    tree = {"a": jnp.zeros(4), "b": jnp.zeros((5,))}
+    state = tx.init(tree)
+    window = np.zeros((m, d))
+    step = jax.jit(tx.update)
+    for t in range(11):  # crosses Woodbury-only steps and the exact refreshes at t = 3, 7
+        g = rng.standard_normal(d)
+        window[t % m] = g
+        u, state = step({"a": jnp.asarray(g[:4]), "b": jnp.asarray(g[4:])}, state)
+        np.testing.assert_allclose(ravel_pytree(u)[0], _dense_ihvp(window, g, lam), rtol=1e-8)
+    # A damping change (inject_hyperparams) refreshes the inverse.
+    tx2 = jl.scale_by_mfac(num_grads=m, damping=2 * lam)
+    g = rng.standard_normal(d)
+    window[11 % m] = g
+    u, _ = tx2.update({"a": jnp.asarray(g[:4]), "b": jnp.asarray(g[4:])}, state)
+    np.testing.assert_allclose(ravel_pytree(u)[0], _dense_ihvp(window, g, 2 * lam), rtol=1e-8)
+
+
+def test_mfac_bad_input():
+    with pytest.raises(ValueError, match="damping"):
+        jl.mfac_ihvp(jnp.ones((2, 5)), jnp.ones(5), 0.0)
+    with pytest.raises(ValueError, match="grads"):
+        jl.mfac_ihvp(jnp.ones((6, 5)), jnp.ones(5), 1.0)
+    with pytest.raises(ValueError, match="num_grads"):
+        jl.scale_by_mfac(num_grads=8).init(jnp.zeros(5))
+    with pytest.raises(ValueError, match="damping"):
+        jl.mfac(0.1, damping=-1.0)
+
+
+# ----------------------------------------------------------------------------- Sophia
+
+
+def test_sophia_interval_and_clipping_under_jit():
+    h = jnp.asarray([1.0, 4.0, 0.01])
+    c = jnp.asarray([1.0, -2.0, 3.0])
+    f = lambda x: 0.5 * jnp.sum(h * x**2) - c @ x  # diagonal: one probe is exact
+    b1, b2, gamma, k = 0.9, 0.8, 0.5, 3
+    tx = jl.scale_by_sophia(b1=b1, b2=b2, gamma=gamma, update_interval=k)
+
+    def run(x):
+        def body(carry, key):
+            x, s = carry
+            g = jax.grad(f)(x)
+            u, s = tx.update(g, s, x, value_fn=f, key=key)
+            return (x - 0.1 * u, s), (u, s.hess, g)
+        return jax.lax.scan(body, (x, tx.init(x)), jax.random.split(jax.random.PRNGKey(0), 7))[1]
+
+    us, hs, gs = jax.jit(run)(jnp.zeros(3))
+    hess, mu = np.zeros(3), np.zeros(3)
+    for t in range(7):
+        if t % k == 0:  # refreshed only at t = 0, 3, 6
+            hess = b2 * hess + (1 - b2) * np.asarray(h)
+        np.testing.assert_allclose(hs[t], hess, rtol=1e-12)
+        mu = b1 * mu + (1 - b1) * np.asarray(gs[t])
+        np.testing.assert_allclose(us[t], np.clip(mu / np.maximum(gamma * hess, 1e-12), -1, 1),
+                                   rtol=1e-10)
+    assert np.any(np.abs(us) == 1.0) and np.any((np.abs(us) < 1) & (np.abs(us) > 0))
+
+
+def test_sophia_gnb_uses_gauss_newton_bartlett_and_weight_decay():
+    rng = np.random.default_rng(0)
+    X = jnp.asarray(rng.standard_normal((10, 3)))
+    w = jnp.asarray(rng.standard_normal((3, 4)))
+    logits_fn = lambda w: X @ w
+    key = jax.random.PRNGKey(7)
+    tx = jl.scale_by_sophia(b2=0.9, estimator="gnb", n_samples=3)
+    _, s = tx.update(jnp.ones_like(w), tx.init(w), w, logits_fn=logits_fn, key=key)
+    np.testing.assert_allclose(s.hess, 0.1 * cv.gnb_diag(logits_fn, w, key, n_samples=3), rtol=1e-12)
+    # Decoupled weight decay adds lr * wd * params.
+    opt = jl.sophia(0.1, weight_decay=0.5, estimator="gnb")
+    opt0 = jl.sophia(0.1, estimator="gnb")
+    g = jnp.ones_like(w)
+    u = opt.update(g, opt.init(w), w, logits_fn=logits_fn, key=key)[0]
+    u0 = opt0.update(g, opt0.init(w), w, logits_fn=logits_fn, key=key)[0]
+    np.testing.assert_allclose(u - u0, -0.1 * 0.5 * w, rtol=1e-12)
+
+
+def test_sophia_and_adahessian_missing_extra_args():
+    x = jnp.ones(3)
+    f = lambda x: jnp.sum(x**2)
+    tx = jl.sophia(0.1)
+    with pytest.raises(ValueError, match="value_fn"):
+        tx.update(x, tx.init(x), x, key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="key"):
+        tx.update(x, tx.init(x), x, value_fn=f)
+    txg = jl.sophia(0.1, estimator="gnb")
+    with pytest.raises(ValueError, match="logits_fn"):
+        txg.update(x, txg.init(x), x, key=jax.random.PRNGKey(0))
+    ah = jl.adahessian(0.1)
+    with pytest.raises(ValueError, match="value_fn"):
+        ah.update(x, ah.init(x), x, key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="n_samples"):
+        jl.sophia(0.1, n_samples=0)
+    with pytest.raises(ValueError, match="n_samples"):
+        jl.adahessian(0.1, n_samples=0)
+
+
+# ------------------------------------------------------------------------- AdaHessian
+
+
+def test_adahessian_matches_dense_hessian_reference():
+    rng = np.random.default_rng(0)
+    X = jnp.asarray(rng.standard_normal((8, 4)))
+    y = jnp.asarray(rng.standard_normal(8))
+    params = {"w": jnp.asarray(rng.standard_normal((4, 6)) * 0.5), "v": jnp.asarray(rng.standard_normal(6))}
+    loss = lambda p: jnp.mean((jnp.tanh(X @ p["w"]) @ p["v"] - y) ** 2)
+    flat, unravel = ravel_pytree(params)
+    b1, b2, eps, k, block = 0.9, 0.99, 1e-4, 0.5, 3
+    tx = jl.scale_by_adahessian(b1=b1, b2=b2, eps=eps, hessian_power=k, block_size=block)
+    state = tx.init(params)
+    m, v, p = np.zeros_like(flat), np.zeros_like(flat), params
+    for t in range(1, 4):
+        key = jax.random.PRNGKey(t)
+        g = jax.grad(loss)(p)
+        u, state = jax.jit(lambda g, s, p, key: tx.update(g, s, p, value_fn=loss, key=key))(g, state, p, key)
+        # Dense reference: D = z * (H z) with the same probes, averaged over blocks of 3.
+        H = jax.hessian(lambda x: loss(unravel(x)))(ravel_pytree(p)[0])
+        z = ravel_pytree(cv.rademacher_like(key, p, 1))[0]
+        D = unravel(np.asarray(z * (H @ z)))
+        D = {n: np.repeat(np.asarray(D[n]).reshape(*D[n].shape[:-1], -1, block).mean(-1), block, -1)
+             for n in D}
+        D = ravel_pytree(D)[0]
+        m = b1 * m + (1 - b1) * ravel_pytree(g)[0]
+        v = b2 * v + (1 - b2) * D**2
+        ref = (m / (1 - b1**t)) / ((v / (1 - b2**t)) ** (k / 2) + eps)
+        np.testing.assert_allclose(ravel_pytree(u)[0], ref, rtol=1e-9)
+        p = optax.apply_updates(p, jax.tree_util.tree_map(lambda x: -0.05 * x, u))
