@@ -12,6 +12,7 @@ from jaxopt_lab import curvature
 from jaxopt_lab.base import KKTSolution, OptStep, Status, status_name
 from jaxopt_lab.solvers import *  # noqa: F401,F403
 from jaxopt_lab.solvers import __all__ as _solvers_all
+from jaxopt_lab import bilevel  # noqa: E402
 from jaxopt_lab.transforms import *  # noqa: F401,F403
 from jaxopt_lab.transforms import __all__ as _transforms_all
 from jaxopt_lab import sweep
@@ -23,6 +24,7 @@ __all__ = [
     "OptStep",
     "Status",
     "base",
+    "bilevel",
     "curvature",
     "implicit_diff",
     "linear_solve",
