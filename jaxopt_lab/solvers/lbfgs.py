@@ -51,27 +51,69 @@ class LbfgsState(NamedTuple):
     status: jax.Array
 
 
-def _two_loop(grad, s_hist, y_hist, rho_hist, gamma, ptr):
-    """``H g`` by the two-loop recursion over a ring buffer (newest at ptr - 1)."""
+def _history_dot(hist, tree, m):
+    """``(m,)`` inner products of every stored pair with ``tree``."""
+    parts = [h.reshape(m, -1) @ x.reshape(-1) for h, x in
+             zip(jax.tree_util.tree_leaves(hist), jax.tree_util.tree_leaves(tree), strict=True)]
+    return sum(parts[1:], parts[0])
+
+
+def _history_gram(hist_a, hist_b, m):
+    """``(m, m)`` matrix of inner products ``<a_i, b_j>``."""
+    parts = [a.reshape(m, -1) @ b.reshape(m, -1).T for a, b in
+             zip(jax.tree_util.tree_leaves(hist_a), jax.tree_util.tree_leaves(hist_b), strict=True)]
+    return sum(parts[1:], parts[0])
+
+
+def _history_combine(hist, coef):
+    """``sum_i coef_i * hist_i`` as a pytree."""
+    return jax.tree_util.tree_map(lambda h: jnp.tensordot(coef.astype(h.dtype), h, axes=1), hist)
+
+
+def inverse_hessian_product(grad, s_hist, y_hist, rho_hist, gamma, ptr):
+    """``H g`` for the L-BFGS inverse-Hessian approximation, in compact form.
+
+    Uses ``H = gamma I + [S, gamma Y] M [S, gamma Y]^T`` with
+    ``M = [[R^-T (D + gamma Y^T Y) R^-1, -R^-T], [-R^-1, 0]]``, ``R`` the upper
+    triangle of ``S^T Y`` and ``D`` its diagonal, in chronological order. Every
+    step is a dense product or an ``m x m`` triangular solve: no loop over the
+    history and no indexing by a traced position, so under ``vmap`` (where each
+    lane has its own ring position) it stays a few batched matrix products
+    instead of gathers and scatters. Empty or skipped slots (``rho = 0``, zero
+    pairs) decouple exactly.
+
+    Args:
+      grad: the vector ``g`` (a pytree).
+      s_hist, y_hist: ring buffers of pairs (leading axis ``m``).
+      rho_hist: ``1 / <s_i, y_i>`` (0 for empty slots).
+      gamma: initial scaling ``H_0 = gamma I``.
+      ptr: the next write position (the oldest pair).
+
+    Returns:
+      ``H g``, a pytree like ``grad``.
+
+    References:
+      Byrd, Nocedal and Schnabel, "Representations of quasi-Newton matrices and
+      their use in limited memory methods", Math. Programming, 1994.
+    """
     m = rho_hist.shape[0]
-    take = lambda tree, i: jax.tree_util.tree_map(lambda a: a[i], tree)
-
-    def first(j, carry):
-        q, alphas = carry
-        i = (ptr - 1 - j) % m
-        alpha = rho_hist[i] * tu.tree_vdot(take(s_hist, i), q)
-        q = tu.tree_add_scalar_mul(q, -alpha, take(y_hist, i))
-        return q, alphas.at[i].set(alpha)
-
-    q, alphas = jax.lax.fori_loop(0, m, first, (grad, jnp.zeros_like(rho_hist)))
-    r = tu.tree_scalar_mul(gamma, q)
-
-    def second(j, r):
-        i = (ptr - m + j) % m
-        beta = rho_hist[i] * tu.tree_vdot(take(y_hist, i), r)
-        return tu.tree_add_scalar_mul(r, alphas[i] - beta, take(s_hist, i))
-
-    return jax.lax.fori_loop(0, m, second, r)
+    dtype = rho_hist.dtype
+    # Permutation matrix from storage to chronological order (oldest first).
+    chron = (ptr + jnp.arange(m)) % m
+    P = jax.nn.one_hot(chron, m, dtype=dtype)
+    empty = P @ (rho_hist == 0).astype(dtype)
+    sy = P @ _history_gram(s_hist, y_hist, m).astype(dtype) @ P.T
+    yy = P @ _history_gram(y_hist, y_hist, m).astype(dtype) @ P.T
+    u = P @ _history_dot(s_hist, grad, m).astype(dtype)
+    w = gamma * (P @ _history_dot(y_hist, grad, m).astype(dtype))
+    diag = jnp.diagonal(sy) * (1 - empty)
+    R = jnp.triu(sy, 1) + jnp.diag(diag + empty)
+    r = jax.scipy.linalg.solve_triangular(R, u, lower=False)
+    v = diag * r + gamma * (yy @ r) - w
+    p = jax.scipy.linalg.solve_triangular(R.T, v, lower=True)
+    p_st, r_st = P.T @ p, P.T @ r
+    out = tu.tree_add(tu.tree_scalar_mul(gamma, grad), _history_combine(s_hist, p_st))
+    return tu.tree_add_scalar_mul(out, -gamma, _history_combine(y_hist, r_st))
 
 
 @dataclasses.dataclass(eq=False)
@@ -198,8 +240,9 @@ class LBFGS(base.IterativeSolver):
         m = self.history_size
         dtype = state.rho_history.dtype
         ptr = state.iter_num % m
-        hd = _two_loop(state.grad, state.s_history, state.y_history, state.rho_history,
-                       state.gamma if self.use_gamma else jnp.asarray(1.0, dtype), ptr)
+        hd = inverse_hessian_product(
+            state.grad, state.s_history, state.y_history, state.rho_history,
+            state.gamma if self.use_gamma else jnp.asarray(1.0, dtype), ptr)
         direction = tu.tree_negative(hd)
         slope = tu.tree_vdot(state.grad, direction)
         # Fall back to steepest descent if the quasi-Newton direction is not a descent one.
@@ -231,10 +274,14 @@ class LBFGS(base.IterativeSolver):
         # Keep the pair only with positive curvature (keeps H positive definite); a
         # skipped pair leaves an empty slot (rho = 0), so the ring order stays exact.
         good = (sy > jnp.finfo(dtype).eps * yy) & ~ls.failed
+        # Writes by a one-hot mask rather than .at[ptr]: under vmap a traced
+        # position would turn into a scatter.
+        slot = jnp.arange(m) == ptr
         put = lambda hist, v: jax.tree_util.tree_map(
-            lambda h, x: h.at[ptr].set(jnp.where(good, x, 0).astype(h.dtype)), hist, v
+            lambda h, x: jnp.where(slot.reshape((m,) + (1,) * x.ndim),
+                                   jnp.where(good, x, 0).astype(h.dtype)[None], h), hist, v
         )
-        rho = state.rho_history.at[ptr].set(jnp.where(good, 1.0 / jnp.where(good, sy, 1.0), 0.0))
+        rho = jnp.where(slot, jnp.where(good, 1.0 / jnp.where(good, sy, 1.0), 0.0), state.rho_history)
         gamma = jnp.where(good, sy / jnp.where(good, yy, 1.0), state.gamma)
         new_state = LbfgsState(
             iter_num=state.iter_num + 1,
