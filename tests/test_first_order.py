@@ -14,7 +14,7 @@ from tests.registry import TRANSFORMS
 
 MINE = ("diffgrad", "adamp", "sgdp", "root", "coordinate_clipped_sgd", "perp_grad", "prox_lasso",
         "hard_threshold_topk", "group_envelope", "sora_gate", "econtrol-topk", "lowrank_dct",
-        "layerwise_noise_adaptive")
+        "layerwise_noise_adaptive", "layerwise_noise_adaptive-spectral", "refined_schedule-sgd")
 rng = np.random.default_rng(0)
 
 
@@ -88,13 +88,17 @@ def test_adamp_weight_decay_ratio_and_vectors_not_projected():
 
 @pytest.mark.parametrize("shape", [(64, 64), (64, 128), (128, 32), (32, 256)])
 def test_root_orthogonalization_error_below_bound(shape):
-    X = rng.standard_normal(shape)
+    X = np.random.default_rng(sum(shape)).standard_normal(shape)
     U, _, Vt = np.linalg.svd(X, full_matrices=False)
     polar = U @ Vt
     O = np.asarray(orthogonalize(jnp.asarray(X, jnp.float32)))
     err = np.linalg.norm(O - polar) / np.linalg.norm(polar)
-    bound = 2e-2 if shape[0] == shape[1] else 1e-3  # square Gaussian matrices have sigma_min ~ 0
+    bound = 5e-2 if shape[0] == shape[1] else 1e-3  # square Gaussian matrices have sigma_min ~ 0
     assert err < bound, err
+    # On every singular direction with sigma_i >= 0.05 sigma_max the polar factor is reached to 1e-2.
+    s = np.linalg.svd(X, compute_uv=False)
+    diag = np.diag(U.T @ O @ Vt.T)
+    np.testing.assert_allclose(diag[s >= 0.05 * s[0]], 1.0, atol=1e-2)
     # Muon's fixed 5-step quintic, for comparison, leaves singular values in ~[0.7, 1.2].
     muon = optax.contrib._muon.orthogonalize_via_newton_schulz(
         jnp.asarray(X, jnp.float32), jnp.asarray([[3.4445, -4.7750, 2.0315]] * 5), 5)
@@ -153,7 +157,11 @@ def test_perp_grad_is_orthogonal_to_weights():
     np.testing.assert_allclose(jnp.sum(new**2), jnp.sum(w["b"] ** 2) + lr**2 * jnp.sum(u["b"] ** 2))
 
 
-@pytest.mark.parametrize("entry", [e for e in TRANSFORMS if e.name in MINE], ids=lambda e: e.name)
+_FAST = ("diffgrad", "root", "prox_lasso")  # representative; the rest run with -m slow (compile-bound)
+
+
+@pytest.mark.parametrize("entry", [e if e.name in _FAST else pytest.param(e, marks=pytest.mark.slow)
+                                   for e in TRANSFORMS if e.name in MINE], ids=lambda e: e.name)
 def test_multisteps_and_masked(entry):
     params = {"w": jnp.asarray(rng.standard_normal((6, 4))), "v": jnp.asarray(rng.standard_normal((6, 4)))}
     fun = lambda p: 0.5 * jnp.sum((p["w"] - 1.0) ** 2) + 0.5 * jnp.sum((p["v"] + 1.0) ** 2)
@@ -170,4 +178,76 @@ def test_multisteps_and_masked(entry):
     masked = optax.masked(opt, {"w": True, "v": False})
     u, _ = masked.update(g, masked.init(params), params)
     np.testing.assert_allclose(u["v"], g["v"])  # masked-out leaf passes through
-    np.testing.assert_allclose(u["w"], direct["w"], rtol=1e-6, atol=1e-9)
+    sub = {"w": params["w"]}  # the masked transform sees only the unmasked leaves
+    ref, _ = opt.update({"w": g["w"]}, opt.init(sub), sub)
+    np.testing.assert_allclose(u["w"], ref["w"], rtol=1e-6, atol=1e-9)
+
+
+def test_refined_schedule_closed_forms():
+    T = 50
+    sched = jl.refined_schedule(np.ones(T), peak_value=0.3)
+    t = np.arange(T)
+    np.testing.assert_allclose([sched(i) for i in t], 0.3 * (T - 1 - t) / (T - 1), atol=1e-12)  # linear decay
+    norms = rng.uniform(0.5, 2.0, T)
+    w = norms**-2.0
+    ref = np.array([w[i] * w[i + 1:].sum() for i in range(T)])
+    values = jax.vmap(jl.refined_schedule(norms))(jnp.arange(T))
+    np.testing.assert_allclose(values, ref / ref.max(), rtol=1e-10)
+    # Large early gradient norms: a warm-up emerges (the peak is not at step 0).
+    warm = jl.refined_schedule(np.concatenate([np.linspace(10, 1, 10), np.ones(40)]))
+    values = np.asarray(jax.vmap(warm)(jnp.arange(T)))
+    assert values[0] < 0.05 and np.argmax(values) >= 9
+    assert float(warm(10_000)) == 0.0
+    with pytest.raises(ValueError, match="grad_norms"):
+        jl.refined_schedule([1.0, -1.0])
+    with pytest.raises(ValueError, match="smoothing"):
+        jl.refined_schedule(np.ones(5), smoothing=2)
+
+
+def test_adaptive_batch_size_tests_match_formulas():
+    G = rng.standard_normal((8, 5)) + 0.3
+    tree = {"a": jnp.asarray(G[:, :2]), "b": jnp.asarray(G[:, 2:].reshape(8, 3, 1))}
+    mean = G.mean(0)
+    var = np.sum((G - mean) ** 2) / 7
+    passed, b = jl.norm_test(tree, 0.5)
+    assert bool(passed) == (var / 8 <= 0.25 * mean @ mean)
+    assert int(b) == int(np.ceil(var / (0.25 * mean @ mean)))
+    ip_var = np.sum((G @ mean - mean @ mean) ** 2) / 7
+    passed, b = jl.inner_product_test(tree, 0.5)
+    assert bool(passed) == (ip_var / 8 <= 0.25 * (mean @ mean) ** 2)
+    assert int(b) == int(np.ceil(ip_var / (0.25 * (mean @ mean) ** 2)))
+    opt = optax.chain(jl.adaptive_batch_size(8, tolerance=0.5), optax.sgd(0.1))
+    s = opt.init(jnp.zeros(5))
+    g = jnp.asarray(mean)
+    u, s = opt.update(g, s, per_example_grads=jnp.asarray(G))
+    np.testing.assert_allclose(u, -0.1 * mean)
+    assert int(s[0].batch_size) == max(8, int(np.ceil(var / (0.25 * mean @ mean))))
+    same = jnp.tile(g, (4, 1))  # no noise: the test passes, the batch size stays
+    s2 = jl.adaptive_batch_size(4).init(None)
+    _, s2 = jl.adaptive_batch_size(4).update(g, s2, per_example_grads=same)
+    assert bool(s2.passed) and int(s2.batch_size) == 4
+    with pytest.raises(ValueError, match="per_example_grads"):
+        opt.update(g, s)
+
+
+def test_layerwise_noise_adaptive_first_step_and_noise_ordering():
+    g = {"a": jnp.asarray(rng.standard_normal(6)), "b": jnp.asarray(3.0 * rng.standard_normal(4))}
+    opt = jl.scale_by_layerwise_noise_adaptive(geometry="euclidean")
+    u, _ = opt.update(g, opt.init(g))
+    n2 = {k: float(jnp.sum(v**2)) for k, v in g.items()}
+    mean = 0.5 * (n2["a"] + n2["b"])
+    for k in g:  # first step: H_l = ||g_l||^2, direction g_l / ||g_l||
+        np.testing.assert_allclose(u[k], np.sqrt(mean / n2[k]) * g[k] / np.sqrt(n2[k]), rtol=1e-6)
+    # Quiet layer vs noisy layer with the same mean gradient: the noisy one gets the smaller step.
+    opt = jl.scale_by_layerwise_noise_adaptive(geometry="spectral")
+    params = {"quiet": jnp.zeros((4, 3)), "noisy": jnp.zeros((4, 3))}
+    s = opt.init(params)
+    base = jnp.asarray(rng.standard_normal((4, 3)))
+    for _ in range(30):
+        grads = {"quiet": base, "noisy": base + 3.0 * jnp.asarray(rng.standard_normal((4, 3)))}
+        u, s = opt.update(grads, s)
+    assert float(jnp.linalg.norm(u["noisy"])) < 0.5 * float(jnp.linalg.norm(u["quiet"]))
+    with pytest.raises(ValueError, match="geometry"):
+        jl.layerwise_noise_adaptive(0.1, geometry="bogus")
+    with pytest.raises(ValueError, match=r"\['b'\]"):
+        jl.layerwise_noise_adaptive(0.1, geometry="spectral").init({"b": jnp.zeros(3)})
