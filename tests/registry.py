@@ -122,11 +122,11 @@ SOLVERS: list[SolverEntry] = [
     SolverEntry("GaussNewton", lambda fun, **kw: jl.GaussNewton(_grad_of(fun), **kw),
                 dict(tol=1e-9, maxiter=100), rosenbrock=False),
     SolverEntry("LevenbergMarquardt", lambda fun, **kw: jl.LevenbergMarquardt(_grad_of(fun), **kw),
-                dict(tol=1e-9, maxiter=200)),
+                dict(tol=1e-9, maxiter=200), rosenbrock=False),
     SolverEntry("LevenbergMarquardt-cholesky",
                 lambda fun, **kw: jl.LevenbergMarquardt(_grad_of(fun), solver="cholesky", **kw),
                 dict(tol=1e-9, maxiter=200), numeric_option="damping_parameter",
-                numeric_values=(1e-6, 1e-3)),
+                numeric_values=(1e-6, 1e-3), rosenbrock=False),
     SolverEntry("FixedPointIteration",
                 lambda fun, **kw: jl.FixedPointIteration(_grad_step_map(fun), **kw),
                 dict(tol=1e-11, maxiter=3000), rosenbrock=False),
@@ -141,8 +141,16 @@ SOLVERS: list[SolverEntry] = [
                 dict(tol=1e-10, maxiter=500), rosenbrock=False),
     # Derivative-free particle method: consensus accuracy is limited by the particle collapse.
     SolverEntry("ConsensusBasedOptimization", jl.ConsensusBasedOptimization,
-                dict(tol=1e-8, maxiter=5000, alpha=1e5, noise=1.3, dt=0.05), numeric_option="noise",
-                numeric_values=(1.3, 1.2), accuracy=0.1, rosenbrock=False, implicit_diff=False),
+                dict(tol=1e-8, maxiter=5000, alpha=1e5, noise=1.3, dt=0.05, num_particles=300,
+                     init_std=2.0), numeric_option="noise", numeric_values=(1.3, 1.2), accuracy=0.25,
+                rosenbrock=False, implicit_diff=False),
+]
+
+# Second-order solvers (issue 4).
+SOLVERS += [
+    SolverEntry("NewtonCG", jl.NewtonCG, dict(tol=1e-9, maxiter=200)),
+    SolverEntry("RegularizedNewton", jl.RegularizedNewton, dict(tol=1e-9, maxiter=300),
+                numeric_option="hessian_lipschitz", numeric_values=(1.0, 2.0), rosenbrock=False),
 ]
 
 TRANSFORMS: list[TransformEntry] = []

@@ -156,3 +156,71 @@ def test_adahessian_matches_dense_hessian_reference():
         ref = (m / (1 - b1**t)) / ((v / (1 - b2**t)) ** (k / 2) + eps)
         np.testing.assert_allclose(ravel_pytree(u)[0], ref, rtol=1e-9)
         p = optax.apply_updates(p, jax.tree_util.tree_map(lambda x: -0.05 * x, u))
+
+
+# ---------------------------------------------------------------------------- solvers
+
+
+def _logistic():
+    rng = np.random.default_rng(0)
+    X = jnp.asarray(rng.standard_normal((60, 5)))
+    y = jnp.asarray((rng.standard_normal(60) + X @ jnp.ones(5) > 0).astype(float))
+    f = lambda w: jnp.mean(jax.nn.softplus(X @ w) - y * (X @ w)) + 0.05 * jnp.sum(w**2)
+    return f, X, y
+
+
+def _grad_norms(solver, x0, n):
+    state = solver.init_state(x0)
+    x, out = x0, [float(state.error)]
+    for _ in range(n):
+        x, state = solver.update(x, state)
+        out.append(float(state.error))
+    return np.asarray(out), x
+
+
+def test_newton_cg_converges_quadratically():
+    f, _, _ = _logistic()
+    errs, x = _grad_norms(jl.NewtonCG(f, cg_maxiter=20, tol=0.0), jnp.full(5, 2.0), 6)
+    idx = [k for k in range(len(errs) - 1) if 1e-12 < errs[k + 1] and errs[k] < 0.1]
+    assert len(idx) >= 2
+    for k in idx:
+        assert errs[k + 1] <= 5.0 * errs[k] ** 2, errs
+    assert errs[-1] < 1e-12
+    res = jl.NewtonCG(f, tol=1e-10).run(jnp.zeros(5))
+    assert int(res.state.status) == jl.Status.CONVERGED
+    np.testing.assert_allclose(res.params, x, atol=1e-9)
+
+
+def test_regularized_newton_superlinear_and_approximate_hessians():
+    f, X, y = _logistic()
+    errs, _ = _grad_norms(jl.RegularizedNewton(f, hessian_lipschitz=0.1, tol=0.0), jnp.full(5, 2.0), 10)
+    idx = [k for k in range(len(errs) - 1) if 1e-12 < errs[k + 1] and errs[k] < 0.05]
+    assert len(idx) >= 2
+    for k in idx:  # order 3/2: the regularization sqrt(L ||g||) vanishes at the solution
+        assert errs[k + 1] <= 5.0 * errs[k] ** 1.5, errs
+    # Gauss-Newton on ridge regression (linear residuals: GN is exact) reaches the closed form.
+    rng = np.random.default_rng(1)
+    A, b = jnp.asarray(rng.standard_normal((30, 4))), jnp.asarray(rng.standard_normal(30))
+    res_fun = lambda x, lam: jnp.concatenate([A @ x - b, jnp.sqrt(lam) * x])
+    fun = lambda x, lam: 0.5 * jnp.sum(res_fun(x, lam) ** 2)
+    out = jl.RegularizedNewton(fun, hessian="gauss_newton", residual_fun=res_fun, tol=1e-10).run(
+        jnp.zeros(4), 0.7)
+    np.testing.assert_allclose(out.params, np.linalg.solve(A.T @ A + 0.7 * np.eye(4), A.T @ b), atol=1e-9)
+    # Fisher: one step equals the dense (F + sqrt(L ||g||) I)^{-1} g.
+    per_ex = lambda w: jax.nn.softplus(X @ w) - y * (X @ w)
+    mean = lambda w: jnp.mean(per_ex(w))
+    w0 = jnp.full(5, 0.3)
+    solver = jl.RegularizedNewton(mean, hessian="fisher", per_example_fun=per_ex, hessian_lipschitz=2.0)
+    J = jax.jacobian(per_ex)(w0)
+    g = jax.grad(mean)(w0)
+    dense = w0 - np.linalg.solve(J.T @ J / 60 + np.sqrt(2.0 * np.linalg.norm(g)) * np.eye(5), g)
+    np.testing.assert_allclose(solver.update(w0, solver.init_state(w0)).params, dense, rtol=1e-9)
+
+
+def test_solver_bad_input():
+    with pytest.raises(ValueError, match="hessian_lipschitz"):
+        jl.RegularizedNewton(lambda x: jnp.sum(x**2), hessian_lipschitz=0.0)
+    with pytest.raises(TypeError, match="residual_fun"):
+        jl.RegularizedNewton(lambda x: jnp.sum(x**2), hessian="gauss_newton")
+    with pytest.raises(ValueError, match="cg_maxiter"):
+        jl.NewtonCG(lambda x: jnp.sum(x**2), cg_maxiter=0)

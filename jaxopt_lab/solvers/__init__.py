@@ -1,5 +1,13 @@
 """Iterative solvers with jaxopt's contract (``init_state`` / ``update`` / ``run``)."""
 
+from jaxopt_lab.solvers.anderson import (AndersonAcceleration, AndersonState, AndersonWrapper,
+                                         AndersonWrapperState)
+from jaxopt_lab.solvers.bisection import Bisection, BisectionState
+from jaxopt_lab.solvers.broyden import Broyden, BroydenState
+from jaxopt_lab.solvers.cbo import CBOState, ConsensusBasedOptimization
+from jaxopt_lab.solvers.fixed_point import FixedPointIteration, FixedPointState
+from jaxopt_lab.solvers.gauss_newton import GaussNewton, GaussNewtonState
+from jaxopt_lab.solvers.levenberg_marquardt import LevenbergMarquardt, LevenbergMarquardtState
 from jaxopt_lab.solvers.gradient_descent import GradientDescent, ProxGradState
 from jaxopt_lab.solvers.lbfgs import LBFGS, LbfgsState
 from jaxopt_lab.solvers.optax_solver import OptaxSolver, OptaxState
@@ -11,4 +19,26 @@ __all__ = [
     "OptaxSolver",
     "OptaxState",
     "ProxGradState",
+    "AndersonAcceleration",
+    "AndersonState",
+    "AndersonWrapper",
+    "AndersonWrapperState",
+    "Bisection",
+    "BisectionState",
+    "Broyden",
+    "BroydenState",
+    "CBOState",
+    "ConsensusBasedOptimization",
+    "FixedPointIteration",
+    "FixedPointState",
+    "GaussNewton",
+    "GaussNewtonState",
+    "LevenbergMarquardt",
+    "LevenbergMarquardtState",
 ]
+
+# Second-order solvers (issue 4).
+from jaxopt_lab.solvers.newton_cg import NewtonCG, NewtonCGState  # noqa: E402
+from jaxopt_lab.solvers.regularized_newton import RegularizedNewton, RegularizedNewtonState  # noqa: E402
+
+__all__ += ["NewtonCG", "NewtonCGState", "RegularizedNewton", "RegularizedNewtonState"]

@@ -1,0 +1,146 @@
+"""Gradient-regularized Newton method with exact or approximate Hessians."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxopt_lab import base
+from jaxopt_lab import linear_solve as ls
+from jaxopt_lab import tree_util as tu
+
+
+class RegularizedNewtonState(NamedTuple):
+    """State of :class:`RegularizedNewton`.
+
+    Attributes:
+      iter_num: iterations done.
+      value: objective at the current params.
+      grad: gradient at the current params.
+      error: gradient norm.
+      regularization: the last ``sqrt(hessian_lipschitz * ||g||)``.
+      aux: auxiliary output of ``fun``.
+      status: :class:`jaxopt_lab.Status` code.
+    """
+
+    iter_num: jax.Array
+    value: jax.Array
+    grad: Any
+    error: jax.Array
+    regularization: jax.Array
+    aux: Any
+    status: jax.Array
+
+
+@dataclasses.dataclass(eq=False)
+class RegularizedNewton(base.IterativeSolver):
+    """Newton steps regularized by the square root of the gradient norm.
+
+    ``x+ = x - (H + sqrt(L ||g||) I)^{-1} g`` with ``L = hessian_lipschitz``
+    (an estimate of the Hessian's Lipschitz constant); the system is solved
+    matrix-free by CG. The regularization vanishes at a solution, so the local
+    rate is superlinear (order 3/2), while the step stays globally convergent on
+    convex problems without a line search. ``H`` is one of:
+
+    - ``"exact"``: Hessian of ``fun`` (forward-over-reverse HVPs);
+    - ``"gauss_newton"``: ``J^T J`` with ``J`` the Jacobian of
+      ``residual_fun(params, *args, **kwargs)`` (for ``fun = 0.5 ||r||^2``);
+    - ``"fisher"``: empirical Fisher ``(1/n) J^T J`` with ``J`` the Jacobian of the
+      per-example losses ``per_example_fun(params, *args, **kwargs)`` (``(n,)``).
+
+    Approximate Hessians must be positive semi-definite, as both are.
+
+    Args:
+      fun: objective ``fun(params, *args, **kwargs)`` (or ``(value, aux)`` with ``has_aux``).
+      hessian: ``"exact"``, ``"gauss_newton"`` or ``"fisher"`` (static).
+      residual_fun: residuals for ``"gauss_newton"``.
+      per_example_fun: per-example losses for ``"fisher"``.
+      hessian_lipschitz: ``L > 0`` (traced).
+      cg_maxiter: CG iterations per step (static).
+      cg_tol: relative CG tolerance.
+      maxiter, tol, has_aux, implicit_diff, implicit_diff_solve, jit, unroll,
+        verbose: see :class:`jaxopt_lab.base.IterativeSolver`.
+
+    Returns:
+      ``run`` returns ``OptStep(params, RegularizedNewtonState)``.
+
+    References:
+      Mishchenko, "Regularized Newton Method with Global O(1/k^2) Convergence",
+      2021 (arXiv:2112.02089); Doikov and Nesterov, "Gradient Regularization of
+      Newton Method with Bregman Distances", 2021 (arXiv:2112.02952).
+    """
+
+    fun: Callable
+    _: dataclasses.KW_ONLY
+    hessian: str = "exact"
+    residual_fun: Callable | None = None
+    per_example_fun: Callable | None = None
+    hessian_lipschitz: float = 1.0
+    has_aux: bool = False
+    maxiter: int = 100
+    tol: float = 1e-5
+    cg_maxiter: int = 100
+    cg_tol: float = 1e-10
+
+    def __post_init__(self):
+        super().__post_init__()
+        base.check_positive(self.hessian_lipschitz, "hessian_lipschitz")
+        base.check_positive(self.cg_tol, "cg_tol")
+        base.check_int(self.cg_maxiter, "cg_maxiter", minimum=1)
+        needs = {"exact": None, "gauss_newton": "residual_fun", "fisher": "per_example_fun"}
+        if self.hessian not in needs:
+            raise ValueError(f"`hessian` must be one of {sorted(needs)}, got {self.hessian!r}.")
+        if needs[self.hessian] is not None:
+            base.check_callable(getattr(self, needs[self.hessian]), needs[self.hessian])
+
+    def _matvec(self, params, args, kwargs) -> Callable:
+        if self.hessian == "exact":
+            grad = lambda x: self._value_and_grad_fun()(x, *args, **kwargs)[1]
+            return jax.linearize(grad, params)[1]
+        f = self.residual_fun if self.hessian == "gauss_newton" else self.per_example_fun
+        out, jvp = jax.linearize(lambda x: f(x, *args, **kwargs), params)
+        vjp = jax.linear_transpose(jvp, params)
+        n = 1 if self.hessian == "gauss_newton" else jnp.size(out)
+        return lambda v: tu.tree_scalar_mul(1.0 / n, vjp(jvp(v))[0])
+
+    def init_state(self, init_params, *args, **kwargs) -> RegularizedNewtonState:
+        """Evaluate ``fun`` and its gradient at ``init_params``.
+
+        Args:
+          init_params: initial point.
+          *args, **kwargs: passed to ``fun``.
+
+        Returns:
+          A :class:`RegularizedNewtonState`.
+        """
+        (value, aux), grad = self._value_and_grad_fun()(init_params, *args, **kwargs)
+        dtype = jnp.result_type(value)
+        return RegularizedNewtonState(jnp.asarray(0, jnp.int32), value, grad,
+                                      tu.tree_l2_norm(grad).astype(dtype), jnp.zeros([], dtype), aux,
+                                      jnp.asarray(base.Status.RUNNING, jnp.int32))
+
+    def update(self, params, state: RegularizedNewtonState, *args, **kwargs) -> base.OptStep:
+        """One regularized Newton step.
+
+        Args:
+          params: current point.
+          state: current :class:`RegularizedNewtonState`.
+          *args, **kwargs: passed to ``fun``.
+
+        Returns:
+          ``OptStep(params, state)``.
+        """
+        lam = jnp.sqrt(self.hessian_lipschitz * state.error)
+        step = ls.solve_cg(self._matvec(params, args, kwargs), state.grad, ridge=lam,
+                           tol=self.cg_tol, maxiter=self.cg_maxiter)
+        new = tu.tree_sub(params, step)
+        (value, aux), grad = self._value_and_grad_fun()(new, *args, **kwargs)
+        dtype = state.error.dtype
+        return base.OptStep(new, RegularizedNewtonState(
+            state.iter_num + 1, jnp.asarray(value, state.value.dtype), grad,
+            tu.tree_l2_norm(grad).astype(dtype), lam.astype(dtype), aux,
+            jnp.asarray(base.Status.RUNNING, jnp.int32)))
