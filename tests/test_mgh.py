@@ -74,7 +74,7 @@ def test_bounded_variants_contain_start_and_exclude_minimizer():
         assert not inside, b.name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _records(name, problems, scales):
     return tuple(B.run_all([name], [mgh.get(n) if not n.endswith("_bounded")
                                     else mgh.bounded(mgh.get(n.removesuffix("_bounded")))

@@ -3,3 +3,4 @@
 from jaxopt_lab.problems.digits import ClassificationData, accuracy, load_digits, multinomial_logreg_loss
 from jaxopt_lab.problems import bilevel  # noqa: F401
 from jaxopt_lab.problems.logreg import SweepProblem, logreg, mlp  # noqa: F401
+from jaxopt_lab.problems import mgh  # noqa: F401
