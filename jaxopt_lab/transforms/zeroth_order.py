@@ -71,15 +71,26 @@ def scale_by_zo_estimate(method: str = "rge", **options) -> optax.GradientTransf
     return optax.GradientTransformationExtraArgs(init, update)
 
 
+def _estimator_options(num_directions, smoothing, difference, distribution, mask, chunk_size) -> dict:
+    """The options given explicitly (``None`` means the estimator's default)."""
+    given = dict(num_directions=num_directions, smoothing=smoothing, difference=difference,
+                 distribution=distribution, mask=mask, chunk_size=chunk_size)
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def zo_sgd(learning_rate: optax.ScalarOrSchedule, method: str = "rge", momentum: float | None = None,
-           **options) -> optax.GradientTransformationExtraArgs:
+           num_directions: int | None = None, smoothing: float | None = None,
+           difference: str | None = None, distribution: str | None = None, mask=None,
+           chunk_size: int | None = None) -> optax.GradientTransformationExtraArgs:
     """ZO-SGD: SGD (optionally with heavy-ball momentum) on a zeroth-order estimate.
 
     Args:
       learning_rate: step size or schedule.
       method: estimator name (see :func:`scale_by_zo_estimate`).
       momentum: optional heavy-ball coefficient.
-      **options: estimator options.
+      num_directions, smoothing, difference, distribution, mask, chunk_size: estimator
+        options (``None``: the estimator's default; see :mod:`jaxopt_lab.zeroth_order`).
+        Under ``optax.inject_hyperparams`` pass ``static_args=("num_directions",)``.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` taking ``value_fn=`` and ``key=``.
@@ -88,6 +99,7 @@ def zo_sgd(learning_rate: optax.ScalarOrSchedule, method: str = "rge", momentum:
       Ghadimi and Lan, "Stochastic first- and zeroth-order methods for nonconvex
       stochastic programming", 2013 (arXiv:1309.5549).
     """
+    options = _estimator_options(num_directions, smoothing, difference, distribution, mask, chunk_size)
     parts = [scale_by_zo_estimate(method, **options)]
     if momentum is not None:
         parts.append(optax.trace(decay=momentum))
@@ -95,7 +107,10 @@ def zo_sgd(learning_rate: optax.ScalarOrSchedule, method: str = "rge", momentum:
 
 
 def zo_adam(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999,
-            eps: float = 1e-8, method: str = "rge", **options) -> optax.GradientTransformationExtraArgs:
+            eps: float = 1e-8, method: str = "rge", num_directions: int | None = None,
+            smoothing: float | None = None, difference: str | None = None,
+            distribution: str | None = None, mask=None,
+            chunk_size: int | None = None) -> optax.GradientTransformationExtraArgs:
     """ZO-AdaMM: Adam moments of a zeroth-order gradient estimate.
 
     Args:
@@ -103,7 +118,9 @@ def zo_adam(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 
       b1, b2: decay rates of the first and second moments.
       eps: added to the denominator.
       method: estimator name (see :func:`scale_by_zo_estimate`).
-      **options: estimator options.
+      num_directions, smoothing, difference, distribution, mask, chunk_size: estimator
+        options (``None``: the estimator's default; see :mod:`jaxopt_lab.zeroth_order`).
+        Under ``optax.inject_hyperparams`` pass ``static_args=("num_directions",)``.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` taking ``value_fn=`` and ``key=``.
@@ -112,19 +129,24 @@ def zo_adam(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 
       Chen et al., "ZO-AdaMM: Zeroth-order adaptive momentum method for black-box
       optimization", 2019 (arXiv:1910.06513).
     """
+    options = _estimator_options(num_directions, smoothing, difference, distribution, mask, chunk_size)
     return optax.chain(scale_by_zo_estimate(method, **options),
                        optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
                        optax.scale_by_learning_rate(learning_rate))
 
 
 def zo_signsgd(learning_rate: optax.ScalarOrSchedule, method: str = "rge",
-               **options) -> optax.GradientTransformationExtraArgs:
+               num_directions: int | None = None, smoothing: float | None = None,
+               difference: str | None = None, distribution: str | None = None, mask=None,
+               chunk_size: int | None = None) -> optax.GradientTransformationExtraArgs:
     """ZO-signSGD: steps along the sign of a zeroth-order gradient estimate.
 
     Args:
       learning_rate: step size or schedule.
       method: estimator name (see :func:`scale_by_zo_estimate`).
-      **options: estimator options.
+      num_directions, smoothing, difference, distribution, mask, chunk_size: estimator
+        options (``None``: the estimator's default; see :mod:`jaxopt_lab.zeroth_order`).
+        Under ``optax.inject_hyperparams`` pass ``static_args=("num_directions",)``.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` taking ``value_fn=`` and ``key=``.
@@ -132,6 +154,7 @@ def zo_signsgd(learning_rate: optax.ScalarOrSchedule, method: str = "rge",
     References:
       Liu, Chen, Chen and Hong, "signSGD via zeroth-order oracle", ICLR 2019.
     """
+    options = _estimator_options(num_directions, smoothing, difference, distribution, mask, chunk_size)
     sign = optax.stateless(lambda u, p=None: jax.tree_util.tree_map(jnp.sign, u))
     return optax.chain(scale_by_zo_estimate(method, **options), sign,
                        optax.scale_by_learning_rate(learning_rate))
