@@ -358,3 +358,63 @@ def solve_qr(matvec: Callable, b: PyTree, ridge: float | None = None, return_inf
 
 
 SYMMETRIC_SOLVERS = (solve_cg, solve_cholesky)
+
+
+def solve_iterative_refinement(
+    matvec: Callable,
+    b: PyTree,
+    ridge: float | None = None,
+    solve: Callable | None = None,
+    maxiter: int = 10,
+    tol: float | None = None,
+    init: PyTree | None = None,
+    matvec_bar: Callable | None = None,
+    return_info: bool = False,
+):
+    """Iterative refinement: repeated corrections by an inexact inner solver.
+
+    ``x <- x + solve(A_bar + ridge I, b - A x)`` until ``||b - A x|| <= tol ||b||``.
+    The inner system may be regularized (``ridge``) or approximate
+    (``matvec_bar``); the residual is always that of the exact ``A``, so the
+    iterates converge to ``A^{-1} b`` when the inner solve is a good enough
+    approximation (e.g. a regularized solve of an ill-conditioned system).
+
+    Args:
+      matvec: the operator ``A``.
+      b: right-hand side.
+      ridge: regularization of the inner solves (default ``1e-6``).
+      solve: inner solver ``solve(matvec, b, ridge=...)`` (default :func:`solve_gmres`).
+      maxiter: maximum number of corrections (static).
+      tol: relative residual tolerance (default :func:`default_tol`).
+      init: warm start (defaults to zeros).
+      matvec_bar: operator used by the inner solves (default ``matvec``).
+      return_info: also return a :class:`LinearSolveInfo`.
+
+    Returns:
+      ``x`` (and the info when ``return_info``).
+
+    References:
+      Wilkinson, "Rounding Errors in Algebraic Processes", 1963; Higham, "Accuracy and
+      Stability of Numerical Algorithms", 2002, chapter 12.
+    """
+    _check_callable(matvec)
+    solve = solve_gmres if solve is None else solve
+    inner = matvec if matvec_bar is None else matvec_bar
+    ridge = 1e-6 if ridge is None else ridge
+    tol = default_tol(b) if tol is None else tol
+    threshold = tol * tu.tree_l2_norm(b)
+    x0 = tu.tree_zeros_like(b) if init is None else init
+
+    def cond(carry):
+        _, r, k = carry
+        return (tu.tree_l2_norm(r) > threshold) & (k < maxiter)
+
+    def body(carry):
+        x, r, k = carry
+        x = tu.tree_add(x, solve(inner, r, ridge=ridge))
+        return x, tu.tree_sub(b, matvec(x)), k + 1
+
+    x, r, k = jax.lax.while_loop(cond, body, (x0, tu.tree_sub(b, matvec(x0)), jnp.asarray(0)))
+    if return_info:
+        return x, LinearSolveInfo(tu.tree_l2_norm(r), k.astype(jnp.int32))
+    return x

@@ -85,21 +85,21 @@ class TransformEntry:
 
 # Cached so that the same ``fun`` gives the same wrapped function (a static argument):
 # a fresh wrapper on every ``make`` would recompile and fail the retrace check.
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _grad_step_map(fun, eta=0.05):
     """The gradient-step map ``x - eta grad f(x)``: a contraction whose fixed point is argmin f."""
     return lambda x, *a, **k: jax.tree_util.tree_map(lambda p, g: p - eta * g, x,
                                                      jax.grad(fun)(x, *a, **k))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _grad_of(fun):
     """``grad f`` as a residual / root function (its root is the minimizer of f)."""
     return jax.grad(fun)
 
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fixed_gd(fun):
     return jl.GradientDescent(fun, stepsize=0.05, acceleration=False)
 
@@ -161,9 +161,9 @@ _NORMS = [1.0 + 1.0 / (1.0 + t) for t in range(300)]  # gradient norms of a prev
 _refined = lambda peak: jl.refined_schedule(_NORMS, peak_value=peak)
 _ALL_LEAVES = lambda params: jl.tree_util.tree_map(lambda _: True, params)
 TRANSFORMS += [
-    TransformEntry("diffgrad", jl.diffgrad, learning_rate=0.1, steps=300),
-    TransformEntry("adamp", jl.adamp, learning_rate=0.1, steps=300),
-    TransformEntry("sgdp", jl.sgdp, learning_rate=0.05, steps=300),
+    TransformEntry("diffgrad", jl.diffgrad, learning_rate=0.1, steps=300, kwargs=dict(b1=0.9, b2=0.999)),
+    TransformEntry("adamp", jl.adamp, learning_rate=0.1, steps=300, kwargs=dict(b1=0.9, b2=0.999)),
+    TransformEntry("sgdp", jl.sgdp, learning_rate=0.05, steps=300, kwargs=dict(momentum=0.9)),
     TransformEntry("root", jl.root, learning_rate=0.02, steps=400, accuracy=3e-2, matrix_only=True,
                    kwargs=dict(beta=0.9)),
     TransformEntry("coordinate_clipped_sgd", jl.coordinate_clipped_sgd, learning_rate=0.05,
@@ -213,16 +213,23 @@ TRANSFORMS += [
                    learning_rate=0.1, steps=300, kwargs=dict(damping=1.0)),
 ]
 
-# Zeroth-order transforms (issue 5): value_fn + key, random estimates (fixed keys).
+# Zeroth-order transforms (issue 5): value_fn + key, random estimates (fixed keys). The
+# estimator options sit in the factory (num_directions sets shapes: static, not injectable).
+def _zo(recipe, **options):
+    def make(learning_rate):
+        return recipe(learning_rate, **options)
+    return make
+
+
 TRANSFORMS += [
-    TransformEntry("zo_sgd-rge", functools.partial(jl.zo_sgd, num_directions=8), learning_rate=0.05,
+    TransformEntry("zo_sgd-rge", _zo(jl.zo_sgd, num_directions=8), learning_rate=0.05,
                    steps=600, needs_value_fn=True, needs_key=True, stochastic=True),
-    TransformEntry("zo_sgd-cge", functools.partial(jl.zo_sgd, method="cge", difference="central"),
+    TransformEntry("zo_sgd-cge", _zo(jl.zo_sgd, method="cge", difference="central"),
                    learning_rate=0.1, steps=300, needs_value_fn=True),
-    TransformEntry("zo_sgd-spsa", functools.partial(jl.zo_sgd, method="spsa", num_directions=8),
+    TransformEntry("zo_sgd-spsa", _zo(jl.zo_sgd, method="spsa", num_directions=8),
                    learning_rate=0.05, steps=600, needs_value_fn=True, needs_key=True, stochastic=True),
-    TransformEntry("zo_adam-rge", functools.partial(jl.zo_adam, num_directions=8), learning_rate=0.02,
+    TransformEntry("zo_adam-rge", _zo(jl.zo_adam, num_directions=8), learning_rate=0.02,
                    steps=800, needs_value_fn=True, needs_key=True, stochastic=True),
-    TransformEntry("zo_signsgd-rge", functools.partial(jl.zo_signsgd, num_directions=8),
+    TransformEntry("zo_signsgd-rge", _zo(jl.zo_signsgd, num_directions=8),
                    learning_rate=0.01, steps=800, needs_value_fn=True, needs_key=True, stochastic=True),
 ]

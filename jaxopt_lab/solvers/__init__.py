@@ -1,16 +1,23 @@
 """Iterative solvers with jaxopt's contract (``init_state`` / ``update`` / ``run``)."""
 
-from jaxopt_lab.solvers.anderson import (AndersonAcceleration, AndersonState, AndersonWrapper,
-                                         AndersonWrapperState)
+from jaxopt_lab.solvers.anderson import (
+    AndersonAcceleration,
+    AndersonState,
+    AndersonWrapper,
+    AndersonWrapperState,
+)
 from jaxopt_lab.solvers.bisection import Bisection, BisectionState
+from jaxopt_lab.solvers.box_cdqp import BoxCDQP, BoxCDQPState
 from jaxopt_lab.solvers.broyden import Broyden, BroydenState
 from jaxopt_lab.solvers.cbo import CBOState, ConsensusBasedOptimization
+from jaxopt_lab.solvers.eq_qp import EqQPState, EqualityConstrainedQP
 from jaxopt_lab.solvers.fixed_point import FixedPointIteration, FixedPointState
 from jaxopt_lab.solvers.gauss_newton import GaussNewton, GaussNewtonState
-from jaxopt_lab.solvers.levenberg_marquardt import LevenbergMarquardt, LevenbergMarquardtState
 from jaxopt_lab.solvers.gradient_descent import GradientDescent, ProxGradState
 from jaxopt_lab.solvers.lbfgs import LBFGS, LbfgsState
+from jaxopt_lab.solvers.levenberg_marquardt import LevenbergMarquardt, LevenbergMarquardtState
 from jaxopt_lab.solvers.optax_solver import OptaxSolver, OptaxState
+from jaxopt_lab.solvers.osqp import OSQP, BoxOSQP, BoxOSQPState
 
 __all__ = [
     "GradientDescent",
@@ -35,6 +42,13 @@ __all__ = [
     "GaussNewtonState",
     "LevenbergMarquardt",
     "LevenbergMarquardtState",
+    "BoxCDQP",
+    "BoxCDQPState",
+    "EqQPState",
+    "EqualityConstrainedQP",
+    "OSQP",
+    "BoxOSQP",
+    "BoxOSQPState",
 ]
 
 # Second-order solvers (issue 4).

@@ -1,0 +1,134 @@
+"""Plain fixed-point iteration ``x_{k+1} = T(x_k)``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxopt_lab import base
+from jaxopt_lab import linear_solve as ls
+from jaxopt_lab import tree_util as tu
+
+
+class FixedPointState(NamedTuple):
+    """State of :class:`FixedPointIteration`.
+
+    Attributes:
+      iter_num: iterations done.
+      error: ``||T(x_prev) - x_prev||`` for the last map evaluation.
+      aux: auxiliary output of ``fixed_point_fun``.
+      num_fun_eval: evaluations of the map so far.
+      status: :class:`jaxopt_lab.Status` code.
+    """
+
+    iter_num: jax.Array
+    error: jax.Array
+    aux: Any
+    num_fun_eval: jax.Array
+    status: jax.Array
+
+
+def split_aux(out, has_aux: bool):
+    """``(value, aux)`` from a function output, ``aux=None`` without ``has_aux``."""
+    return out if has_aux else (out, None)
+
+
+def params_dtype(params):
+    """Floating dtype shared by the leaves of ``params`` (float32 for integer leaves)."""
+    dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
+    return dtype if jnp.issubdtype(dtype, jnp.inexact) else jnp.float32
+
+
+@dataclasses.dataclass(eq=False)
+class FixedPointIteration(base.IterativeSolver):
+    """Iterate a map ``T`` until ``||T(x) - x|| <= tol``.
+
+    Converges linearly when ``T`` is a contraction (Banach). The implicit
+    derivatives of the fixed point solve ``(I - dT/dx) dx = dT/dtheta``; since
+    ``dT/dx`` is not symmetric in general, the default linear solver is
+    :func:`jaxopt_lab.linear_solve.solve_normal_cg`.
+
+    Args:
+      fixed_point_fun: ``T(params, *args, **kwargs)`` returning a pytree like
+        ``params`` (or ``(params, aux)`` with ``has_aux``).
+      maxiter: maximum iterations.
+      tol: stop when ``||T(x) - x|| <= tol``.
+      has_aux, implicit_diff, implicit_diff_solve, jit, unroll, verbose: see
+        :class:`jaxopt_lab.base.IterativeSolver`.
+
+    Returns:
+      ``run`` returns ``OptStep(params, FixedPointState)``.
+
+    References:
+      Banach, "Sur les operations dans les ensembles abstraits et leur application
+      aux equations integrales", 1922; Blondel et al., "Efficient and Modular Implicit
+      Differentiation", 2021 (arXiv:2105.15183).
+    """
+
+    fixed_point_fun: Callable
+    _: dataclasses.KW_ONLY
+    maxiter: int = 100
+    tol: float = 1e-5
+    has_aux: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        base.check_callable(self.fixed_point_fun, "fixed_point_fun")
+
+    def _implicit_solve(self) -> Callable:
+        return self.implicit_diff_solve or ls.solve_normal_cg
+
+    def init_state(self, init_params, *args, **kwargs) -> FixedPointState:
+        """A state with infinite error (nothing evaluated yet).
+
+        Args:
+          init_params: initial point.
+          *args, **kwargs: passed to ``fixed_point_fun`` (used for the aux shape).
+
+        Returns:
+          A :class:`FixedPointState`.
+        """
+        aux = None
+        if self.has_aux:
+            aux = jax.eval_shape(lambda p: self.fixed_point_fun(p, *args, **kwargs)[1], init_params)
+            aux = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), aux)
+        return FixedPointState(
+            iter_num=jnp.asarray(0, jnp.int32),
+            error=jnp.asarray(jnp.inf, params_dtype(init_params)), aux=aux,
+            num_fun_eval=jnp.asarray(0, jnp.int32),
+            status=jnp.asarray(base.Status.RUNNING, jnp.int32),
+        )
+
+    def update(self, params, state: FixedPointState, *args, **kwargs) -> base.OptStep:
+        """One application of the map.
+
+        Args:
+          params: current point.
+          state: current :class:`FixedPointState`.
+          *args, **kwargs: passed to ``fixed_point_fun``.
+
+        Returns:
+          ``OptStep(T(params), state)``.
+        """
+        new_params, aux = split_aux(self.fixed_point_fun(params, *args, **kwargs), self.has_aux)
+        error = tu.tree_l2_norm(tu.tree_sub(new_params, params)).astype(state.error.dtype)
+        new_state = FixedPointState(state.iter_num + 1, error, aux, state.num_fun_eval + 1,
+                                    state.status)
+        return base.OptStep(new_params, new_state)
+
+    def optimality_fun(self, params, *args, **kwargs):
+        """``T(params) - params``, zero at a fixed point.
+
+        Args:
+          params: a point.
+          *args, **kwargs: passed to ``fixed_point_fun``.
+
+        Returns:
+          A pytree like ``params``.
+        """
+        value, _ = split_aux(self.fixed_point_fun(params, *args, **kwargs), self.has_aux)
+        return tu.tree_sub(value, params)
