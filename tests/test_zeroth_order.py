@@ -248,3 +248,32 @@ def test_cbo_bad_input():
         jl.ConsensusBasedOptimization(_rastrigin, dt=0.0)
     with pytest.raises(TypeError, match="fun"):
         jl.ConsensusBasedOptimization(3.0)
+
+
+def test_deepzero_masks_densities_and_sparse_cge_step():
+    params = {"w": jnp.asarray(RNG.standard_normal((4, 5))), "b": jnp.asarray(RNG.standard_normal(3))}
+    flat = lambda t: jnp.concatenate([t["b"], t["w"].ravel()])
+    fun = lambda t: quad(flat(t)[:D]) + jnp.sum(flat(t) ** 2)
+    mask, k = zo.random_sparse_mask(jax.random.PRNGKey(0), params, {"w": 0.25, "b": 1 / 3})
+    assert k == 6 and int(mask["w"].sum()) == 5 and int(mask["b"].sum()) == 1
+    # Densities: a global top-k of the scores, counted per leaf.
+    scores = {"w": jnp.arange(20.0).reshape(4, 5), "b": jnp.asarray([100.0, 0.0, 0.0])}
+    dens = zo.layerwise_density(scores, sparsity=0.5)
+    assert dens["b"] == pytest.approx(1 / 3) and dens["w"] == pytest.approx(11 / 20)
+    with pytest.raises(ValueError, match="sparsity"):
+        zo.layerwise_density(scores, 1.0)
+    # One sparse-CGE step equals CGE restricted to the mask drawn from the same key.
+    opt = zo.scale_by_sparse_cge({"w": 0.25, "b": 1 / 3}, smoothing=1e-6, difference="central")
+    key = jax.random.PRNGKey(5)
+    u, state = opt.update(params, opt.init(params), params, value_fn=fun, key=key)
+    mask, _ = zo.random_sparse_mask(key, params, {"w": 0.25, "b": 1 / 3})
+    g = jax.grad(fun)(params)
+    for name in ("w", "b"):
+        np.testing.assert_allclose(u[name], jnp.where(mask[name], g[name], 0.0), atol=1e-6)
+        np.testing.assert_array_equal(state.mask[name], mask[name])
+    # With refresh_every=2 the second step keeps the mask.
+    opt2 = zo.scale_by_sparse_cge(0.5, refresh_every=2)
+    s = opt2.init(params)
+    _, s1 = opt2.update(params, s, params, value_fn=fun, key=jax.random.PRNGKey(1))
+    _, s2 = opt2.update(params, s1, params, value_fn=fun, key=jax.random.PRNGKey(2))
+    np.testing.assert_array_equal(s1.mask["w"], s2.mask["w"])

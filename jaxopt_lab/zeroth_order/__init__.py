@@ -11,10 +11,24 @@ DeepZero pruning and sparse-CGE helpers.
 
 from jaxopt_lab.zeroth_order.api import METHODS, blackbox, estimate, value_and_grad
 from jaxopt_lab.zeroth_order.coordinate import cge
+from jaxopt_lab.zeroth_order.deepzero import (
+    ScaleBySparseCGEState,
+    deepzero_sgd,
+    layerwise_density,
+    random_sparse_mask,
+    scale_by_sparse_cge,
+    zo_saliency,
+)
 from jaxopt_lab.zeroth_order.randomized import forward_gradient, rge, spsa
 
 __all__ = [
     "METHODS",
+    "ScaleBySparseCGEState",
+    "deepzero_sgd",
+    "layerwise_density",
+    "random_sparse_mask",
+    "scale_by_sparse_cge",
+    "zo_saliency",
     "blackbox",
     "cge",
     "estimate",
