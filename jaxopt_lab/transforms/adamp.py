@@ -98,8 +98,8 @@ def scale_by_adamp(
     _check(delta, wd_ratio, weight_decay)
 
     def init(params):
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return ScaleByAdamPState(jnp.zeros([], jnp.int32), zeros, zeros)
+        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # distinct buffers (donation)
+        return ScaleByAdamPState(jnp.zeros([], jnp.int32), zeros(), zeros())
 
     def update(grads, state, params=None):
         count = state.count + 1

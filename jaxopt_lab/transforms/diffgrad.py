@@ -45,8 +45,8 @@ def scale_by_diffgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> 
         raise ValueError(f"eps must be non-negative, got {eps}.")
 
     def init(params):
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return ScaleByDiffGradState(jnp.zeros([], jnp.int32), zeros, zeros, zeros)
+        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # distinct buffers (donation)
+        return ScaleByDiffGradState(jnp.zeros([], jnp.int32), zeros(), zeros(), zeros())
 
     def update(grads, state, params=None):
         del params

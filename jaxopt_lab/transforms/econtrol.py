@@ -96,8 +96,8 @@ def scale_by_econtrol(compressor: Compressor, eta: float = 0.1, seed: int = 0
         raise ValueError(f"eta must be non-negative, got {eta}.")
 
     def init(params):
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return ScaleByEControlState(zeros, zeros, jax.random.PRNGKey(seed))
+        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # distinct buffers (donation)
+        return ScaleByEControlState(zeros(), zeros(), jax.random.PRNGKey(seed))
 
     def update(grads, state, params=None):
         del params

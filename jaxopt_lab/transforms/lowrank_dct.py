@@ -86,8 +86,8 @@ def scale_by_lowrank_dct(rank: int, b1: float = 0.9, b2: float = 0.999, eps: flo
     def init(params):
         check(params)
         index = jax.tree_util.tree_map(lambda p: jnp.arange(rank, dtype=jnp.int32), params)
-        zeros = jax.tree_util.tree_map(lambda p: jnp.zeros(low_shape(p), p.dtype), params)
-        return ScaleByLowRankDCTState(jnp.zeros([], jnp.int32), index, zeros, zeros)
+        zeros = lambda: jax.tree_util.tree_map(lambda p: jnp.zeros(low_shape(p), p.dtype), params)
+        return ScaleByLowRankDCTState(jnp.zeros([], jnp.int32), index, zeros(), zeros())
 
     def update(grads, state, params=None):
         del params
