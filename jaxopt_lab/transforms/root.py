@@ -47,6 +47,11 @@ def ns_schedule(shape: tuple[int, int]) -> Coefficients:
 
     Returns:
       A list of ``(a, b, c)`` triples, one per iteration ``X <- a X + b (X X^T) X + c (X X^T)^2 X``.
+
+    References:
+      He et al., "ROOT: Robust Orthogonalized Optimizer for Neural Network Training", 2025
+      (arXiv:2511.20626) - dimension-robust orthogonalization; this schedule is our
+      shape-dependent stand-in for the paper's tabulated per-shape coefficients.
     """
     r = min(shape)
     n_quintic = max(3, math.ceil(math.log(0.7 * 30.0 * math.sqrt(r)) / math.log(_QUINTIC[0])))
