@@ -75,7 +75,12 @@ def estimate_inner_lipschitz(problem, x, y, data, sigma=None, iters: int = 30) -
     else:
         g = lambda yy: jax.grad(problem.penalized_inner)(yy, x, data, sigma)
         hvp = lambda v: jax.jvp(g, (y,), (v,))[1]
-    v0 = tu.tree_ones_like(y)
+    # A fixed pseudo-random start: a constant vector can lie in the Hessian's null space
+    # (e.g. softmax logits shifted by a constant).
+    leaves, treedef = jax.tree_util.tree_flatten(y)
+    keys = jax.random.split(jax.random.PRNGKey(0), len(leaves))
+    v0 = treedef.unflatten([jax.random.normal(k, jnp.shape(a), jnp.asarray(a).dtype)
+                             for k, a in zip(keys, leaves, strict=True)])
     v0 = tu.tree_scalar_mul(1.0 / tu.tree_l2_norm(v0), v0)
 
     def body(_, v):
