@@ -277,3 +277,39 @@ def test_deepzero_masks_densities_and_sparse_cge_step():
     _, s1 = opt2.update(params, s, params, value_fn=fun, key=jax.random.PRNGKey(1))
     _, s2 = opt2.update(params, s1, params, value_fn=fun, key=jax.random.PRNGKey(2))
     np.testing.assert_array_equal(s1.mask["w"], s2.mask["w"])
+
+
+@pytest.mark.slow
+def test_deepzero_digits_close_to_first_order():
+    from jaxopt_lab.problems import load_digits
+
+    data = load_digits(dtype=jnp.float32)
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    p0 = {"W1": jax.random.normal(k1, (64, 16)) / 8.0, "b1": jnp.zeros(16),
+          "W2": jax.random.normal(k2, (16, 10)) / 4.0, "b2": jnp.zeros(10)}
+    logits = lambda p, X: jnp.tanh(X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+
+    def loss(p, X, y):
+        z = logits(p, X)
+        return jnp.mean(jax.nn.logsumexp(z, 1) - jnp.take_along_axis(z, y[:, None], 1)[:, 0])
+
+    def train(opt, first_order=False, steps=300):
+        def step(carry, k):
+            p, s = carry
+            kb, ke = jax.random.split(k)
+            idx = jax.random.choice(kb, data.X_train.shape[0], (128,), replace=False)
+            f = lambda q: loss(q, data.X_train[idx], data.y_train[idx])
+            g = jax.grad(f)(p) if first_order else p
+            u, s = opt.update(g, s, p, value_fn=f, key=ke)
+            return (optax.apply_updates(p, u), s), None
+
+        keys = jax.random.split(jax.random.PRNGKey(1), steps)
+        p = jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), keys)[0][0])(p0)
+        return float(jnp.mean(jnp.argmax(logits(p, data.X_test), 1) == data.y_test))
+
+    sal = zo.zo_saliency(lambda q: loss(q, data.X_train, data.y_train), p0, jax.random.PRNGKey(2))
+    dens = zo.layerwise_density(sal, 0.8)
+    acc_zo = train(zo.deepzero_sgd(0.05, dens))
+    acc_fo = train(optax.adam(0.01), first_order=True)
+    assert acc_fo > 0.9
+    assert acc_zo >= acc_fo - 0.05, (acc_zo, acc_fo)

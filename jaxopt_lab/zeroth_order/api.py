@@ -98,9 +98,9 @@ def value_and_grad(fun: Callable, method: str = "rge", **options) -> Callable:
 
 
 def _zero_cotangent(x):
-    dtype = jnp.result_type(x) if not jax.dtypes.issubdtype(getattr(x, "dtype", None),
-                                                              jax.dtypes.prng_key) else None
-    if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
+    dtype = getattr(x, "dtype", None)
+    dtype = jnp.result_type(x) if dtype is None else dtype
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) or not jnp.issubdtype(dtype, jnp.inexact):
         return np.zeros(np.shape(x), jax.dtypes.float0)
     return jnp.zeros(np.shape(x), dtype)
 
