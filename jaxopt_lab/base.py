@@ -263,7 +263,7 @@ def check_same_structure(a, b, name_a: str, name_b: str) -> None:
       name_a, name_b: their names for the message.
     """
     ta, tb = jax.tree_util.tree_structure(a), jax.tree_util.tree_structure(b)
-    if ta != tb:
+    if ta != tb:  # type: ignore[operator]
         raise ValueError(f"`{name_a}` and `{name_b}` have different pytree structures: {ta} vs {tb}.")
     for (path, x), y in zip(
         jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves(b), strict=True
@@ -322,7 +322,7 @@ def _with_status(method: Callable, is_update: bool) -> Callable:
         state = self._finalize(state, getattr(state, "value", None))
         return OptStep(out.params, state) if is_update else state
 
-    wrapped._with_status = True
+    wrapped._with_status = True  # type: ignore[attr-defined]
     return wrapped
 
 
@@ -410,7 +410,7 @@ class IterativeSolver:
 
     def _value_fun(self) -> Callable:
         """``fun`` returning only the objective value."""
-        fun = self.fun
+        fun = self.fun  # type: ignore[attr-defined]
         if getattr(self, "value_and_grad", False):
             fun = lambda *a, _f=fun, **k: _f(*a, **k)[0]
         if self.has_aux:
@@ -419,7 +419,7 @@ class IterativeSolver:
 
     def _value_and_grad_fun(self) -> Callable:
         """``(params, *args) -> ((value, aux), grad)`` with ``aux=None`` if absent."""
-        fun = self.fun
+        fun = self.fun  # type: ignore[attr-defined]
         if getattr(self, "value_and_grad", False):
             if self.has_aux:
                 return lambda *a, **k: (lambda r: ((r[0][0], r[0][1]), r[1]))(fun(*a, **k))
@@ -445,7 +445,7 @@ class IterativeSolver:
 
     def _run_loop(self, init_params, *args, **kwargs) -> OptStep:
         state = self.init_state(init_params, *args, **kwargs)
-        unroll = self.unroll if self.unroll != "auto" else not self.implicit_diff
+        unroll = bool(self.unroll) if self.unroll != "auto" else not self.implicit_diff
         step = lambda p, s: self.update(p, s, *args, **kwargs)
         return _loop.run(step, init_params, state, self.maxiter, unroll=unroll,
                          verbose=self.verbose, jit=self.jit, name=type(self).__name__)

@@ -327,7 +327,8 @@ def is_solved(problem: Problem, x, gtol: float = 1e-6) -> bool:
     x = np.asarray(x, np.float64)
     if x.shape != (problem.n,) or not np.all(np.isfinite(x)):
         return False
-    if problem.lower is not None and (np.any(x < problem.lower - 1e-12) or np.any(x > problem.upper + 1e-12)):
+    lo, hi = problem.lower, problem.upper
+    if lo is not None and hi is not None and (np.any(x < lo - 1e-12) or np.any(x > hi + 1e-12)):
         return False
     f = float(_grad(problem)(jnp.asarray(x))[0])
     if not np.isfinite(f):

@@ -160,7 +160,7 @@ class GradientDescent(base.IterativeSolver):
         else:
             size = self.stepsize(state.iter_num) if callable(self.stepsize) else self.stepsize
             t = jnp.asarray(size, dtype)
-            x_next, nevals, failed = step_at(t), 0, jnp.asarray(False)
+            x_next, nevals, failed = step_at(t), 0, jnp.asarray(False)  # type: ignore[assignment]
         diff = tu.tree_sub(x_next, y)
         error = tu.tree_l2_norm(diff) / jnp.where(t > 0, t, 1.0)
         if self.acceleration:
