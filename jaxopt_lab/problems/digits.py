@@ -47,7 +47,8 @@ def load_digits(seed: int = 0, fractions=(0.5, 0.25, 0.25), dtype=None) -> Class
     X, y = X[perm].astype(np.float64), y[perm]
     n_tr = int(fractions[0] * len(y))
     n_va = int(fractions[1] * len(y))
-    mean, std = X[:n_tr].mean(0), X[:n_tr].std(0) + 1e-8
+    mean, std = X[:n_tr].mean(0), X[:n_tr].std(0)
+    std = np.where(std > 1e-8, std, 1.0)  # pixels constant on the training split stay bounded
     X = (X - mean) / std
     dtype = jnp.zeros(()).dtype if dtype is None else dtype
     cast = lambda a: jnp.asarray(a, dtype)
