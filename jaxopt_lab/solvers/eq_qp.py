@@ -123,6 +123,9 @@ class EqualityConstrainedQP(base.IterativeSolver):
             if jnp.ndim(A) != 2 or jnp.shape(A)[0] != jnp.size(b):
                 raise ValueError(f"`params_eq` A must be (p, n) with b of size p, got "
                                  f"{jnp.shape(A)} and {jnp.shape(b)}.")
+            if self.matvec_Q is None and self.fun is None and jnp.shape(A)[1] != jnp.size(params_obj[1]):
+                raise ValueError(f"`params_eq` A has {jnp.shape(A)[1]} columns but `params_obj` c has "
+                                 f"size {jnp.size(params_obj[1])}.")
 
     def _implicit_solve(self) -> Callable:
         return self.implicit_diff_solve or self.solve
