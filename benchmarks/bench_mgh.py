@@ -1,6 +1,6 @@
 """Moré-Garbow-Hillstrom problems: every smooth jaxopt_lab solver against SciPy.
 
-Usage: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_mgh.py [--scales 1,10,100]``.
+Usage: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_mgh.py [--scales 1,10,100] [--solvers LBFGS,...]``.
 Writes ``benchmarks/results/mgh.md``: per problem, start and solver, whether it was
 solved (:func:`jaxopt_lab.problems.mgh.is_solved`), iterations and function evaluations,
 with SciPy's corresponding method run with the same gradient tolerance and iteration cap.
@@ -201,7 +201,7 @@ def false_convergence(records) -> list[Record]:
 def to_markdown(records, absent, scales, seconds: float) -> str:
     """The results section."""
     lines = ["## MGH test problems (Moré, Garbow and Hillstrom 1981) vs SciPy", "",
-             "Command: `OPENBLAS_NUM_THREADS=1 python benchmarks/bench_mgh.py`", "",
+             f"Command: `OPENBLAS_NUM_THREADS=1 python benchmarks/bench_mgh.py {' '.join(sys.argv[1:])}`", "",
              f"18 problems x starts {', '.join(f'{s:g}x0' for s in scales)}; bounded variants for "
              "LBFGSB. Solved: gradient norm <= 1e-6 * max(1, |f(x)|) or published f* "
              f"reached. Same gradient tolerance (1e-6) and maxiter={MAXITER} for every method. "
@@ -233,7 +233,9 @@ def main() -> int:
     if "--scales" in sys.argv:
         scales = tuple(float(s) for s in sys.argv[sys.argv.index("--scales") + 1].split(","))
     present, absent = available()
-    print("present:", present, "absent:", absent, flush=True)
+    if "--solvers" in sys.argv:
+        present = [n for n in sys.argv[sys.argv.index("--solvers") + 1].split(",") if n in present]
+    print("running:", present, "absent:", absent, flush=True)
     t0 = time.perf_counter()
     records = run_all(present, mgh.PROBLEMS + mgh.BOUNDED, scales)
     seconds = time.perf_counter() - t0

@@ -60,10 +60,10 @@ def _solver_classes():
     return out
 
 
-def _attempts(cls, options):
-    return [lambda: cls(_quad, **options), lambda: cls(optax.sgd(0.1), _quad, **options),
-            lambda: cls(jl.GradientDescent(_quad), **options),
-            lambda: cls(_quad, lower=-1.0, upper=1.0, **options)]
+def _attempts(cls, options, fun=_quad):
+    return [lambda: cls(fun, **options), lambda: cls(optax.sgd(0.1), fun, **options),
+            lambda: cls(jl.GradientDescent(fun), **options),
+            lambda: cls(fun, lower=-1.0, upper=1.0, **options)]
 
 
 _BUILDER: dict = {}
@@ -296,11 +296,12 @@ def test_empty_or_non_numeric_init_params_raise(entry, bad):
 
 
 @FAST
-@given(entry=st.sampled_from(SOLVERS), bad=st.sampled_from([None, 3, "f", [1, 2]]))
-def test_non_callable_fun_raises_type_error(entry, bad):
+@given(cls=st.sampled_from(CONSTRUCTIBLE), bad=st.sampled_from([3, "f", [1, 2]]))
+def test_non_callable_fun_raises_type_error(cls, bad):
     CASES["non_callable_fun"] += 1
+    _baseline(cls)  # records which constructor shape works
     with pytest.raises(TypeError):
-        entry.make(bad, **entry.options)
+        _attempts(cls, {}, fun=bad)[_BUILDER[cls]]()
 
 
 def _nonfinite_data_run(entry, where, value):
