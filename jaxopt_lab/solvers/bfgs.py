@@ -1,0 +1,182 @@
+"""BFGS with a dense inverse-Hessian approximation and a strong-Wolfe line search."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from jaxopt_lab import base
+from jaxopt_lab import tree_util as tu
+from jaxopt_lab.solvers import _linesearch
+
+
+class BfgsState(NamedTuple):
+    """State of :class:`BFGS`.
+
+    Attributes:
+      iter_num: iterations done.
+      value: objective at the current params.
+      grad: gradient at the current params.
+      stepsize: last accepted step.
+      error: gradient norm.
+      H: dense inverse-Hessian approximation, shape ``(n, n)`` for ``n`` parameters.
+      aux: auxiliary output of ``fun``.
+      failed_linesearch: the last line search failed.
+      num_fun_eval, num_grad_eval, num_linesearch_iter: evaluation counters.
+      status: :class:`jaxopt_lab.Status` code.
+    """
+
+    iter_num: jax.Array
+    value: jax.Array
+    grad: Any
+    stepsize: jax.Array
+    error: jax.Array
+    H: jax.Array
+    aux: Any
+    failed_linesearch: jax.Array
+    num_fun_eval: jax.Array
+    num_grad_eval: jax.Array
+    num_linesearch_iter: jax.Array
+    status: jax.Array
+
+
+@dataclasses.dataclass(eq=False)
+class BFGS(base.IterativeSolver):
+    """The Broyden-Fletcher-Goldfarb-Shanno quasi-Newton method.
+
+    Keeps a dense inverse-Hessian approximation ``H``, steps along ``-H g`` with a
+    line search and updates ``H`` by the BFGS formula
+    ``H+ = (I - rho s y^T) H (I - rho y s^T) + rho s s^T`` (Nocedal and Wright,
+    eq. 6.17), skipping pairs with ``<s, y> <= 0``. ``H`` is scaled by
+    ``<s, y> / <y, y>`` before the first update (eq. 6.20).
+
+    Args:
+      fun: objective ``fun(params, *args, **kwargs)``.
+      value_and_grad, has_aux: as in :class:`jaxopt_lab.LBFGS`.
+      maxiter, tol: iteration cap; stop when the gradient norm is ``<= tol``.
+      stepsize: ``> 0`` fixes the step; ``<= 0`` (default) uses the line search.
+      linesearch: ``"zoom"`` (strong Wolfe; ``"hager-zhang"`` maps to it) or ``"backtracking"``.
+      maxls: maximum line-search evaluations per iteration.
+      c1, c2: Wolfe constants.
+      decrease_factor: backtracking shrink factor.
+      max_stepsize: largest trial step.
+      linesearch_init, condition, increase_factor, min_stepsize: accepted for
+        jaxopt compatibility (the first trial is 1, the quasi-Newton step).
+
+    Returns:
+      ``run`` returns an ``OptStep(params, BfgsState)``.
+
+    References:
+      Nocedal and Wright, "Numerical Optimization", 2nd ed., 2006, Algorithm 6.1;
+      Fletcher, "A new approach to variable metric algorithms", 1970.
+    """
+
+    fun: Callable
+    _: dataclasses.KW_ONLY
+    value_and_grad: bool = False
+    has_aux: bool = False
+    maxiter: int = 500
+    tol: float = 1e-3
+    stepsize: float = 0.0
+    linesearch: str = "zoom"
+    linesearch_init: str = "increase"
+    condition: str | None = None
+    maxls: int = 30
+    c1: float = 1e-4
+    c2: float = 0.9
+    decrease_factor: float = 0.5
+    increase_factor: float = 1.5
+    max_stepsize: float = 1e10
+    min_stepsize: float = 1e-6
+
+    def _static_option(self, name, value) -> bool:
+        return name == "stepsize" and self._nonpositive_sentinel(value)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.linesearch not in ("zoom", "hager-zhang", "backtracking", "more-thuente"):
+            raise ValueError(f"`linesearch` must be 'zoom' or 'backtracking', got {self.linesearch!r}.")
+        base.check_int(self.maxls, "maxls", minimum=1)
+        base.check_positive(self.c1, "c1")
+        base.check_positive(self.c2, "c2")
+        base.check_positive(self.max_stepsize, "max_stepsize")
+        base.check_positive(self.stepsize, "stepsize", allow_zero=True)
+
+    def init_state(self, init_params, *args, **kwargs) -> BfgsState:
+        """Evaluate ``fun`` at ``init_params``; ``H`` starts as the identity.
+
+        Args:
+          init_params: initial point.
+          *args, **kwargs: passed to ``fun``.
+
+        Returns:
+          A :class:`BfgsState`.
+        """
+        (value, aux), grad = self._value_and_grad_fun()(init_params, *args, **kwargs)
+        dtype = jnp.result_type(value)
+        n = ravel_pytree(init_params)[0].shape[0]
+        one = jnp.asarray(1, jnp.int32)
+        return BfgsState(
+            iter_num=jnp.asarray(0, jnp.int32), value=value, grad=grad,
+            stepsize=jnp.asarray(1.0, dtype), error=tu.tree_l2_norm(grad).astype(dtype),
+            H=jnp.eye(n, dtype=dtype), aux=aux, failed_linesearch=jnp.asarray(False),
+            num_fun_eval=one, num_grad_eval=one, num_linesearch_iter=jnp.asarray(0, jnp.int32),
+            status=jnp.asarray(base.Status.RUNNING, jnp.int32),
+        )
+
+    def update(self, params, state: BfgsState, *args, **kwargs) -> base.OptStep:
+        """One BFGS iteration.
+
+        Args:
+          params: current point.
+          state: current :class:`BfgsState`.
+          *args, **kwargs: passed to ``fun``.
+
+        Returns:
+          ``OptStep(params, state)``.
+        """
+        vg = lambda x: self._value_and_grad_fun()(x, *args, **kwargs)
+        g_flat, unravel = ravel_pytree(state.grad)
+        dtype = state.H.dtype
+        d_flat = -(state.H @ g_flat.astype(dtype))
+        descent = jnp.dot(d_flat, g_flat) < 0
+        d_flat = jnp.where(descent, d_flat, -g_flat)
+        direction = unravel(d_flat.astype(g_flat.dtype))
+        first = state.iter_num == 0
+        init_t = jnp.where(first, jnp.minimum(1.0, 1.0 / jnp.maximum(state.error, 1e-30)), 1.0)
+        if base.is_concrete(self.stepsize) and float(self.stepsize) <= 0:
+            if self.linesearch == "backtracking":
+                ls = _linesearch.backtracking(vg, params, state.value, state.grad, direction, init_t,
+                                              state.aux, c1=self.c1, decrease_factor=self.decrease_factor,
+                                              maxls=self.maxls)
+            else:
+                ls = _linesearch.strong_wolfe(vg, params, state.value, state.grad, direction, init_t,
+                                              state.aux, c1=self.c1, c2=self.c2, maxls=self.maxls,
+                                              max_stepsize=self.max_stepsize)
+        else:
+            t = jnp.asarray(self.stepsize, dtype)
+            new = tu.tree_add_scalar_mul(params, t, direction)
+            (value, aux), grad = vg(new)
+            ls = _linesearch.LineSearchResult(t, new, value, grad, aux, jnp.asarray(False), jnp.asarray(1))
+        s = ravel_pytree(tu.tree_sub(ls.params, params))[0].astype(dtype)
+        y = (ravel_pytree(ls.grad)[0] - g_flat).astype(dtype)
+        sy, yy = jnp.dot(s, y), jnp.dot(y, y)
+        good = (sy > jnp.finfo(dtype).eps * yy) & ~ls.failed
+        rho = 1.0 / jnp.where(good, sy, 1.0)
+        H0 = jnp.where(first, sy / jnp.where(good, yy, 1.0) * jnp.eye(s.shape[0], dtype=dtype), state.H)
+        V = jnp.eye(s.shape[0], dtype=dtype) - rho * jnp.outer(s, y)
+        H = jnp.where(good, V @ H0 @ V.T + rho * jnp.outer(s, s), state.H)
+        new_state = BfgsState(
+            iter_num=state.iter_num + 1, value=jnp.asarray(ls.value, dtype), grad=ls.grad,
+            stepsize=ls.stepsize, error=tu.tree_l2_norm(ls.grad).astype(dtype), H=H, aux=ls.aux,
+            failed_linesearch=ls.failed, num_fun_eval=state.num_fun_eval + ls.num_evals,
+            num_grad_eval=state.num_grad_eval + ls.num_evals,
+            num_linesearch_iter=state.num_linesearch_iter + ls.num_evals,
+            status=jnp.where(ls.failed, base.Status.LINESEARCH_FAILED, base.Status.RUNNING).astype(jnp.int32),
+        )
+        return base.OptStep(ls.params, new_state)

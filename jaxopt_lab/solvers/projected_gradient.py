@@ -1,0 +1,68 @@
+"""Projected gradient descent (accelerated, with backtracking)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from jaxopt_lab import linear_solve as ls
+from jaxopt_lab import tree_util as tu
+from jaxopt_lab.solvers.gradient_descent import GradientDescent
+
+
+@dataclasses.dataclass(eq=False)
+class ProjectedGradient(GradientDescent):
+    """Projected gradient for ``min_{x in C} f(x, *args)``.
+
+    The proximal gradient method with the projection onto ``C`` as the prox:
+    ``x+ = projection(y - t grad f(y), hyperparams_proj)``, FISTA-accelerated by
+    default, with backtracking when ``stepsize <= 0``. ``run`` is called as
+    ``run(init_params, hyperparams_proj, *args, **kwargs)``, as in jaxopt.
+
+    Args:
+      fun: smooth objective ``f(params, *args, **kwargs)``.
+      projection: ``projection(x, hyperparams_proj)``, e.g.
+        :func:`jaxopt_lab.projection.projection_box`.
+      stepsize, maxiter, maxls, tol, acceleration, decrease_factor, value_and_grad,
+        has_aux: as in :class:`GradientDescent`.
+
+    Returns:
+      ``run`` returns an ``OptStep(params, ProxGradState)``.
+
+    References:
+      Levitin and Polyak, "Constrained minimization methods", 1966; Beck and
+      Teboulle, "A fast iterative shrinkage-thresholding algorithm", 2009.
+    """
+
+    projection: Callable = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not callable(self.projection):
+            raise TypeError(f"`projection` must be callable, got {type(self.projection).__name__}.")
+
+    def _prox(self, x, hyperparams_proj, scaling):
+        del scaling
+        return self.projection(x, hyperparams_proj)
+
+    def _split_args(self, args):
+        if not args:
+            raise TypeError("ProjectedGradient.run needs `hyperparams_proj` after `init_params`.")
+        return args[0], args[1:]
+
+    def _implicit_solve(self) -> Callable:
+        return self.implicit_diff_solve if self.implicit_diff_solve is not None else ls.solve_normal_cg
+
+    def optimality_fun(self, params, hyperparams_proj, *args, **kwargs):
+        """Fixed-point residual ``x - projection(x - grad f(x), hyperparams_proj)``.
+
+        Args:
+          params: a point.
+          hyperparams_proj: the projection hyperparameters.
+          *args, **kwargs: passed to ``fun``.
+
+        Returns:
+          A pytree that is zero exactly at solutions.
+        """
+        grad = self._value_and_grad_fun()(params, *args, **kwargs)[1]
+        return tu.tree_sub(params, self.projection(tu.tree_sub(params, grad), hyperparams_proj))

@@ -1,0 +1,221 @@
+"""Smooth, bound-constrained and composite solvers against jaxopt, SciPy and scikit-learn."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import jaxopt
+import numpy as np
+import pytest
+import scipy.optimize as so
+
+import jaxopt_lab as jl
+from tests import problems as P
+
+
+def _logreg(n=120, d=12, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = (X @ rng.standard_normal(d) + rng.standard_normal(n) > 0).astype(float)
+    f = lambda w, X, y: jnp.mean(jax.nn.softplus(X @ w) - y * (X @ w)) + 0.5e-3 * jnp.sum(w**2)
+    return f, jnp.asarray(X), jnp.asarray(y)
+
+
+# ------------------------------------------------------------------------ BFGS, CG
+
+
+def test_bfgs_matches_jaxopt_and_scipy_on_logreg():
+    f, X, y = _logreg()
+    w0 = jnp.zeros(X.shape[1])
+    ours = jl.BFGS(f, tol=1e-10, maxiter=300).run(w0, X, y)
+    ref = jaxopt.BFGS(f, tol=1e-10, maxiter=300).run(w0, X, y)
+    sp = so.minimize(lambda w: float(f(w, X, y)), np.zeros(X.shape[1]), jac=lambda w: np.asarray(
+        jax.grad(f)(w, X, y)), method="BFGS", options=dict(gtol=1e-11))
+    assert int(ours.state.status) == jl.Status.CONVERGED
+    np.testing.assert_allclose(ours.params, ref.params, atol=1e-7)
+    np.testing.assert_allclose(ours.params, sp.x, atol=1e-6)
+
+
+def test_bfgs_inverse_hessian_converges_to_true_inverse_on_quadratic():
+    fun, x0, x_star = P.quadratic(6, cond=10.0)
+    out = jl.BFGS(fun, tol=1e-12, maxiter=200).run(x0)
+    np.testing.assert_allclose(out.params, x_star, atol=1e-9)
+    # BFGS with exact line searches on a quadratic recovers H = Q^{-1} after n steps.
+    Hinv = jnp.linalg.inv(jax.hessian(fun)(x0))
+    np.testing.assert_allclose(out.state.H, Hinv, atol=1e-2)
+
+
+@pytest.mark.parametrize("method", ["polak-ribiere", "fletcher-reeves", "hestenes-stiefel", "dai-yuan"])
+def test_nonlinear_cg_methods_reach_logreg_solution(method):
+    f, X, y = _logreg()
+    w0 = jnp.zeros(X.shape[1])
+    ref = jaxopt.LBFGS(f, tol=1e-10, maxiter=500).run(w0, X, y).params
+    out = jl.NonlinearCG(f, tol=1e-8, maxiter=3000, method=method).run(w0, X, y)
+    np.testing.assert_allclose(out.params, ref, atol=1e-6)
+    if method in ("polak-ribiere", "hestenes-stiefel"):
+        jref = jaxopt.NonlinearCG(f, tol=1e-8, maxiter=3000, method=method).run(w0, X, y).params
+        np.testing.assert_allclose(out.params, jref, atol=1e-6)
+
+
+def test_nonlinear_cg_bad_method():
+    with pytest.raises(ValueError, match="method"):
+        jl.NonlinearCG(lambda x: jnp.sum(x**2), method="nope")
+
+
+# ------------------------------------------------------------------- line searches
+
+
+@pytest.mark.parametrize("cls", [jl.BacktrackingLineSearch, jl.ZoomLineSearch, jl.HagerZhangLineSearch])
+def test_line_search_classes_satisfy_their_conditions(cls):
+    fun, _, _ = P.rosenbrock(4)
+    x = jnp.asarray([-1.2, 1.0, -1.2, 1.0])
+    g = jax.grad(fun)(x)
+    ls = cls(fun, maxiter=40, max_stepsize=1.0)
+    t, state = ls.run(1.0, x, fun(x), g)
+    d = -g
+    assert not bool(state.failed) and 0 < float(t) <= 1.0
+    c1 = ls.c1
+    assert float(fun(x + t * d)) <= float(fun(x) + c1 * t * jnp.dot(g, d)) + 1e-12
+    np.testing.assert_allclose(state.params, x + t * d)
+    np.testing.assert_allclose(state.value, fun(x + t * d))
+    if cls is not jl.HagerZhangLineSearch:
+        assert abs(float(jnp.dot(jax.grad(fun)(x + t * d), d))) <= 0.9 * abs(float(jnp.dot(g, d))) + 1e-12
+    armijo = jl.BacktrackingLineSearch(fun, condition="armijo", decrease_factor=0.5, maxiter=60)
+    t2, _ = armijo.run(1.0, x, descent_direction=d)
+    # The first halving that satisfies Armijo, as a direct scan finds it.
+    ts = 0.5 ** np.arange(60)
+    ok = [float(fun(x + s * d)) <= float(fun(x) + 1e-4 * s * jnp.dot(g, d)) + 1e-12 for s in ts]
+    np.testing.assert_allclose(t2, ts[int(np.argmax(ok))])
+
+
+# ------------------------------------------------------------------------- LBFGSB
+
+
+def _scipy_lbfgsb(f, x0, lo, up, *args):
+    vg = jax.jit(jax.value_and_grad(f))
+    r = so.minimize(lambda w: tuple(np.asarray(v) for v in vg(w, *args)), np.asarray(x0), jac=True,
+                    method="L-BFGS-B", bounds=list(zip(np.asarray(lo), np.asarray(up), strict=True)),
+                    options=dict(gtol=1e-12, ftol=1e-15, maxiter=2000))
+    return r.x
+
+
+def test_lbfgsb_matches_scipy_with_active_bounds_logreg():
+    f, X, y = _logreg(200, 30)
+    lo, up = -0.1 * jnp.ones(30), 0.2 * jnp.ones(30)
+    out = jl.LBFGSB(f, tol=1e-10, maxiter=500).run(jnp.zeros(30), (lo, up), X, y)
+    ref = _scipy_lbfgsb(f, jnp.zeros(30), lo, up, X, y)
+    assert int(out.state.status) == jl.Status.CONVERGED
+    np.testing.assert_allclose(out.params, ref, atol=1e-7)
+    at_bound = (out.params == lo) | (out.params == up)
+    assert int(at_bound.sum()) > 5
+    np.testing.assert_array_equal(at_bound, (ref == np.asarray(lo)) | (ref == np.asarray(up)))
+
+
+def test_lbfgsb_matches_scipy_and_jaxopt_on_bounded_rosenbrock():
+    fun, x0, _ = P.rosenbrock(10)
+    lo, up = jnp.full(10, -2.0), jnp.full(10, 0.8)
+    out = jl.LBFGSB(fun, tol=1e-10, maxiter=1000).run(x0, (lo, up))
+    np.testing.assert_allclose(out.params, _scipy_lbfgsb(fun, x0, lo, up), atol=1e-7)
+    jref = jaxopt.LBFGSB(fun, tol=1e-10, maxiter=1000).run(x0, (lo, up)).params
+    np.testing.assert_allclose(out.params, jref, atol=1e-5)
+    assert float(out.params[0]) == 0.8
+
+
+def test_lbfgsb_unbounded_equals_unconstrained_and_pytree_bounds():
+    fun, x0, x_star = P.quadratic(8, cond=20.0)
+    out = jl.LBFGSB(fun, tol=1e-10, maxiter=200).run(x0, (None, None))
+    np.testing.assert_allclose(out.params, x_star, atol=1e-8)
+    tree_fun = P.tree_version(fun)
+    lo = P.to_tree(jnp.full(8, -0.2))
+    up = P.to_tree(jnp.full(8, 0.2))
+    t = jl.LBFGSB(tree_fun, tol=1e-10, maxiter=200).run(P.to_tree(x0), (lo, up))
+    flat = jl.LBFGSB(fun, tol=1e-10, maxiter=200).run(x0, (jnp.full(8, -0.2), jnp.full(8, 0.2)))
+    np.testing.assert_allclose(P.from_tree(t.params), flat.params, atol=1e-9)
+
+
+def test_lbfgsb_implicit_derivative_with_active_bounds():
+    A, b = P.ridge_data(40, 6)
+    A = A / np.sqrt(40.0)
+    lo, up = -0.05 * jnp.ones(6), 0.05 * jnp.ones(6)
+    solver = jl.LBFGSB(P.ridge_fun, tol=1e-11, maxiter=500)
+    sol = lambda lam: solver.run(jnp.zeros(6), (lo, up), lam, A, b).params
+    eps = 1e-5
+    fd = (sol(1.0 + eps) - sol(1.0 - eps)) / (2 * eps)
+    np.testing.assert_allclose(jax.jacrev(sol)(1.0), fd, atol=1e-6)
+    np.testing.assert_allclose(jax.jvp(sol, (1.0,), (1.0,))[1], fd, atol=1e-6)
+
+
+def test_lbfgsb_bad_bounds():
+    fun, x0, _ = P.quadratic(4)
+    with pytest.raises(ValueError, match="lower > upper"):
+        jl.LBFGSB(fun).run(x0, (jnp.ones(4), jnp.zeros(4)))
+    with pytest.raises(ValueError, match="bounds"):
+        jl.LBFGSB(fun).run(x0, (jnp.zeros(3), jnp.ones(3)))
+    with pytest.raises(TypeError, match="bounds"):
+        jl.LBFGSB(fun).run(x0)
+
+
+# ------------------------------------------------------- proximal / projected gradient
+
+
+def _diabetes():
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    y = (y - y.mean()) / y.std()
+    return jnp.asarray(X), jnp.asarray(y)
+
+
+def test_proximal_gradient_lasso_matches_sklearn_on_diabetes():
+    from sklearn.linear_model import Lasso
+
+    X, y = _diabetes()
+    n, alpha = X.shape[0], 0.01
+    sk = Lasso(alpha=alpha, fit_intercept=False, tol=1e-14, max_iter=100000).fit(X, y).coef_
+    f = lambda w, X, y: 0.5 / n * jnp.sum((X @ w - y) ** 2)
+    out = jl.ProximalGradient(f, jl.prox.prox_lasso, tol=1e-10, maxiter=5000).run(jnp.zeros(10), alpha, X, y)
+    assert int(out.state.status) == jl.Status.CONVERGED
+    np.testing.assert_allclose(out.params, sk, atol=1e-6)
+    ref = jaxopt.ProximalGradient(f, jaxopt.prox.prox_lasso, tol=1e-10, maxiter=5000).run(
+        jnp.zeros(10), alpha, X, y)
+    np.testing.assert_allclose(out.params, ref.params, atol=1e-6)
+    # Fixed step 1/L without acceleration (ISTA) reaches the same point.
+    L = float(jnp.linalg.eigvalsh(X.T @ X / n)[-1])
+    ista = jl.ProximalGradient(f, jl.prox.prox_lasso, stepsize=1.0 / L, acceleration=False, tol=1e-9,
+                               maxiter=20000).run(jnp.zeros(10), alpha, X, y)
+    np.testing.assert_allclose(ista.params, sk, atol=1e-6)
+
+
+def test_proximal_gradient_derivative_in_l1reg_matches_fd():
+    X, y = _diabetes()
+    n = X.shape[0]
+    f = lambda w, X, y: 0.5 / n * jnp.sum((X @ w - y) ** 2)
+    solver = jl.ProximalGradient(f, jl.prox.prox_lasso, tol=1e-12, maxiter=10000)
+    loss = lambda a: jnp.sum(solver.run(jnp.zeros(10), a, X, y).params ** 2)
+    eps = 1e-6
+    fd = (loss(0.01 + eps) - loss(0.01 - eps)) / (2 * eps)
+    np.testing.assert_allclose(jax.grad(loss)(0.01), fd, rtol=1e-5)
+    np.testing.assert_allclose(jax.jvp(loss, (0.01,), (1.0,))[1], fd, rtol=1e-5)
+
+
+def test_projected_gradient_nnls_matches_scipy_and_simplex_matches_jaxopt():
+    X, y = _diabetes()
+    n = X.shape[0]
+    f = lambda w, X, y: 0.5 / n * jnp.sum((X @ w - y) ** 2)
+    out = jl.ProjectedGradient(f, jl.projection.projection_non_negative, tol=1e-10, maxiter=5000).run(
+        jnp.zeros(10), None, X, y)
+    np.testing.assert_allclose(out.params, so.nnls(np.asarray(X), np.asarray(y))[0], atol=1e-7)
+    simplex = jl.ProjectedGradient(f, jl.projection.projection_simplex, tol=1e-10, maxiter=5000).run(
+        jnp.ones(10) / 10, 1.0, X, y)
+    ref = jaxopt.ProjectedGradient(f, jaxopt.projection.projection_simplex, tol=1e-10, maxiter=5000).run(
+        jnp.ones(10) / 10, 1.0, X, y)
+    np.testing.assert_allclose(simplex.params, ref.params, atol=1e-6)
+    np.testing.assert_allclose(jnp.sum(simplex.params), 1.0)
+
+
+def test_proximal_gradient_needs_hyperparams():
+    with pytest.raises(TypeError, match="hyperparams_prox"):
+        jl.ProximalGradient(lambda x: jnp.sum(x**2), jl.prox.prox_lasso).run(jnp.ones(3))
+    with pytest.raises(TypeError, match="prox"):
+        jl.ProximalGradient(lambda x: jnp.sum(x**2), prox=3)
