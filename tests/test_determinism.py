@@ -2,7 +2,7 @@
 
 Guarantees tested, for every registry solver and transform:
 - two runs with the same inputs (and key) are bitwise identical;
-- a jitted and an eager (``jit=False`` / un-jitted ``update``) run agree to 1e-12
+- a jitted and an eager (``jit=False`` / un-jitted ``update``) run agree to 1e-10
   relative in float64. They are *not* promised bitwise: XLA fuses and reassociates
   floating-point reductions differently inside a compiled loop than op by op, so the
   last bits may differ. The test prints which entries happen to be bitwise equal;
@@ -30,7 +30,7 @@ def _bitwise_equal(a, b) -> bool:
                np.asarray(x).dtype == np.asarray(y).dtype for x, y in zip(la, lb, strict=True))
 
 
-def _close(a, b, rtol=1e-12, atol=1e-14):
+def _close(a, b, rtol=1e-10, atol=1e-12):
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         x, y = np.asarray(x), np.asarray(y)
         if np.issubdtype(x.dtype, np.inexact):
@@ -53,7 +53,8 @@ def test_solver_repeat_runs_bitwise_identical_and_jit_matches_eager(entry):
 
 
 def _update(entry, opt, key, jit):
-    fun = lambda p: 0.5 * jnp.sum((p - 1.0) ** 2) + 0.1 * jnp.sum(p**4)
+    # Not separable: a Hutchinson-type estimate of a diagonal Hessian would not depend on the key.
+    fun = lambda p: 0.5 * jnp.sum((p - 1.0) ** 2) + 0.1 * jnp.sum(p**4) + 0.3 * jnp.sum(p) ** 2
     params = jnp.linspace(-1.0, 2.0, 12).reshape(3, 4)
     state = opt.init(params)
     extra = {}
