@@ -7,6 +7,8 @@ second-order methods, and sweeps.
 """
 
 from jaxopt_lab import base, implicit_diff, linear_solve, tree_util
+from jaxopt_lab import projection, prox
+from jaxopt_lab import loss, objective
 from jaxopt_lab import zeroth_order
 from jaxopt_lab import curvature
 from jaxopt_lab.base import KKTSolution, OptStep, Status, status_name
@@ -24,10 +26,14 @@ __all__ = [
     "OptStep",
     "Status",
     "base",
+    "loss",
+    "objective",
     "bilevel",
     "curvature",
     "implicit_diff",
     "linear_solve",
+    "projection",
+    "prox",
     "status_name",
     "sweep",
     "tree_util",

@@ -63,6 +63,10 @@ class Broyden(base.IterativeSolver):
       linesearch: ``"backtracking"`` (the only line search carried over).
       stop_if_linesearch_fails: end with ``Status.LINESEARCH_FAILED`` when
         backtracking finds no decrease (otherwise the smallest step is taken).
+      condition, increase_factor: accepted for jaxopt compatibility (the only
+        condition is the decrease of ``||F||`` above; the step never increases).
+      min_stepsize: smallest step taken when backtracking fails.
+      c: sufficient-decrease constant.
       maxls: maximum backtracking trials per iteration (static).
       decrease_factor: backtracking shrink factor.
       max_stepsize: first trial step.
@@ -88,9 +92,12 @@ class Broyden(base.IterativeSolver):
     stepsize: float = 0.0
     linesearch: str = "backtracking"
     stop_if_linesearch_fails: bool = False
+    condition: str = "wolfe"
     maxls: int = 15
     decrease_factor: float = 0.8
+    increase_factor: float = 1.5
     max_stepsize: float = 1.0
+    min_stepsize: float = 1e-6
     c: float = 1e-4
     history_size: int | None = None
     gamma: float = 1.0
@@ -162,7 +169,7 @@ class Broyden(base.IterativeSolver):
 
             def body(c):
                 t, _, _, _, k = c
-                t = jnp.where(k == 0, t, t * self.decrease_factor)
+                t = jnp.where(k == 0, t, jnp.maximum(t * self.decrease_factor, self.min_stepsize))
                 val, aux = F(x + t * d)
                 nrm = tu.tree_l2_norm(val)
                 ok = jnp.isfinite(nrm) & (nrm <= (1 - self.c * t) * norm0)
