@@ -68,6 +68,9 @@ class LevenbergMarquardt(base.IterativeSolver):
       stop_criterion: ``"grad-l2-norm"`` (stop when ``||J^T r|| <= tol``; the only
         criterion carried over).
       tol: tolerance on ``||J^T r||``.
+      xtol, gtol: accepted for jaxopt compatibility (they belong to the Madsen-Nielsen
+        criterion, not carried over).
+      geodesic: must be False (geodesic acceleration is not carried over).
       solver: ``"cholesky"`` or ``"inv"`` (dense, on the materialized Jacobian), or a
         matrix-free linear solver ``solve(matvec, b)`` such as
         :func:`jaxopt_lab.linear_solve.solve_cg` (default).
@@ -93,7 +96,10 @@ class LevenbergMarquardt(base.IterativeSolver):
     damping_parameter: float = 1e-6
     stop_criterion: str = "grad-l2-norm"
     tol: float = 1e-3
+    xtol: float = 1e-3
+    gtol: float = 1e-3
     solver: str | Callable = ls.solve_cg
+    geodesic: bool = False
     jac_fun: Callable | None = None
     materialize_jac: bool = False
     has_aux: bool = False
@@ -105,6 +111,8 @@ class LevenbergMarquardt(base.IterativeSolver):
         if self.stop_criterion != "grad-l2-norm":
             raise ValueError("`stop_criterion` must be 'grad-l2-norm' (the Madsen-Nielsen "
                              f"criterion is not carried over), got {self.stop_criterion!r}.")
+        if self.geodesic:
+            raise ValueError("`geodesic=True` (geodesic acceleration) is not carried over from jaxopt.")
         if not callable(self.solver) and self.solver not in ("cholesky", "inv"):
             raise ValueError(f"`solver` must be 'cholesky', 'inv' or a callable, got {self.solver!r}.")
         if self.jac_fun is not None:
