@@ -17,7 +17,7 @@ nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 # Notebooks cheap enough for the default suite; every other one is marked slow.
-FAST = {"01_quick_start.py"}
+FAST = {"01_quick_start.py", "06_sweeps.py"}
 
 
 def _params():
