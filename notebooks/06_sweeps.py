@@ -18,13 +18,17 @@
 # batched. With `mesh=` the members are split over devices (`shard_map`); with
 # `checkpoint_dir=` every finished chunk is saved (orbax) and a rerun resumes.
 #
-# This notebook simulates 4 devices on the CPU (`XLA_FLAGS`, set before JAX is
-# imported); on a machine with 4 GPUs the same code shards over them.
+# This notebook simulates 4 devices on the CPU (`jax_num_cpu_devices`, set before
+# the first computation); on a machine with 4 GPUs the same code shards over them.
 
 # %%
 import os
+import re
 
-os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+# Drop any device-count flag inherited from the environment (e.g. a test runner's);
+# the number of simulated CPU devices is set through JAX's config below.
+os.environ["XLA_FLAGS"] = re.sub(r"--xla_force_host_platform_device_count=\d+", "",
+                                 os.environ.get("XLA_FLAGS", ""))
 
 import tempfile
 import time
@@ -37,6 +41,7 @@ import jaxopt_lab as jl
 from jaxopt_lab import sweep
 from jaxopt_lab.problems import logreg
 
+jax.config.update("jax_num_cpu_devices", 4)  # before the first computation
 print("devices:", jax.devices())
 assert len(jax.devices()) == 4
 
