@@ -10,7 +10,7 @@ import pytest
 
 import jaxopt_lab as jl
 from tests import problems as P
-from tests.registry import SOLVERS, TRANSFORMS
+from tests.registry import SOLVERS, TRANSFORMS, tiered
 
 solver_ids = [e.name for e in SOLVERS]
 transform_ids = [e.name for e in TRANSFORMS]
@@ -35,7 +35,7 @@ def test_solver_converges_on_quadratic_in_jit(entry):
     np.testing.assert_allclose(out.params, x_star, atol=entry.accuracy)
 
 
-@pytest.mark.parametrize("entry", [e for e in SOLVERS if e.rosenbrock], ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", tiered([e for e in SOLVERS if e.rosenbrock]))
 def test_solver_converges_on_rosenbrock(entry):
     fun, x0, x_star = P.rosenbrock(4)
     solver = entry.make(fun, **{**entry.options, "maxiter": 2000})
@@ -44,18 +44,21 @@ def test_solver_converges_on_rosenbrock(entry):
     np.testing.assert_allclose(out.params, x_star, atol=1e-4)
 
 
-@pytest.mark.parametrize("entry", SOLVERS, ids=solver_ids)
+@pytest.mark.parametrize("entry", tiered(SOLVERS))
 def test_solver_jit_and_python_loop_agree(entry):
     fun, x0, _ = P.quadratic(5, cond=5.0)
     opts = {**entry.options, "maxiter": 30}
     a = entry.make(fun, **opts, jit=True).run(x0)
     b = entry.make(fun, **opts, jit=False).run(x0)
+    if not entry.exact_replay:
+        np.testing.assert_allclose(a.params, b.params, atol=entry.accuracy)
+        return
     np.testing.assert_allclose(a.params, b.params, rtol=1e-9, atol=1e-12)
     assert int(a.state.iter_num) == int(b.state.iter_num)
     assert int(a.state.status) == int(b.state.status)
 
 
-@pytest.mark.parametrize("entry", SOLVERS, ids=solver_ids)
+@pytest.mark.parametrize("entry", tiered(SOLVERS))
 def test_solver_vmap_over_problems_matches_loop(entry):
     f, x0, Q = _quad_with_arg()
     cs = jnp.asarray(np.random.default_rng(1).standard_normal((4, 6)))
@@ -63,6 +66,10 @@ def test_solver_vmap_over_problems_matches_loop(entry):
     batched = jax.vmap(lambda c: solver.run(x0, c))(cs)
     for i in range(cs.shape[0]):
         single = solver.run(x0, cs[i])
+        if not entry.exact_replay:
+            np.testing.assert_allclose(batched.params[i], single.params, atol=entry.accuracy)
+            assert int(batched.state.status[i]) == int(single.state.status)
+            continue
         np.testing.assert_allclose(batched.params[i], single.params, rtol=1e-7, atol=1e-9)
         assert int(batched.state.iter_num[i]) == int(single.state.iter_num)
         assert int(batched.state.status[i]) == int(single.state.status)
@@ -80,7 +87,7 @@ def test_solver_status_is_per_instance_under_vmap(entry):
     assert bool(jnp.all(jnp.isfinite(out.params[1]))), "last finite iterate is returned"
 
 
-@pytest.mark.parametrize("entry", SOLVERS, ids=solver_ids)
+@pytest.mark.parametrize("entry", tiered(SOLVERS))
 def test_solver_vmap_over_numeric_hyperparameter(entry):
     fun, x0, _ = P.quadratic(6, cond=10.0)
     values = jnp.asarray(entry.numeric_values)
@@ -94,7 +101,7 @@ def test_solver_vmap_over_numeric_hyperparameter(entry):
         np.testing.assert_allclose(batched.params[i], single.params, rtol=1e-7, atol=1e-9)
 
 
-@pytest.mark.parametrize("entry", SOLVERS, ids=solver_ids)
+@pytest.mark.parametrize("entry", tiered(SOLVERS))
 def test_solver_no_retrace_when_numeric_option_changes(entry):
     fun, x0, _ = P.quadratic(6)
     traces = []
@@ -111,7 +118,7 @@ def test_solver_no_retrace_when_numeric_option_changes(entry):
     assert int(out.state.status) == jl.Status.CONVERGED
 
 
-@pytest.mark.parametrize("entry", SOLVERS, ids=solver_ids)
+@pytest.mark.parametrize("entry", tiered(SOLVERS))
 def test_solver_pytree_and_flat_agree(entry):
     fun, x0, x_star = P.quadratic(8, cond=10.0)
     flat = entry.make(fun, **entry.options).run(x0)
@@ -119,7 +126,7 @@ def test_solver_pytree_and_flat_agree(entry):
     np.testing.assert_allclose(P.from_tree(tree.params), flat.params, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("entry", SOLVERS, ids=solver_ids)
+@pytest.mark.parametrize("entry", tiered(SOLVERS))
 def test_solver_keeps_float32(entry):
     fun, x0, x_star = P.quadratic(6, cond=5.0, dtype=jnp.float32)
     opts = {**entry.options, "tol": 1e-4}
@@ -128,7 +135,7 @@ def test_solver_keeps_float32(entry):
     np.testing.assert_allclose(out.params, x_star, atol=max(1e-2, entry.accuracy))
 
 
-@pytest.mark.parametrize("entry", [e for e in SOLVERS if e.implicit_diff], ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", tiered([e for e in SOLVERS if e.implicit_diff]))
 def test_solver_implicit_derivatives_match_closed_form_and_fd(entry):
     A, b = P.ridge_data()
     A = A / np.sqrt(A.shape[0])  # keeps the Lipschitz constant near 1 for fixed steps
@@ -206,7 +213,7 @@ def test_transform_converges_in_jitted_loop(entry):
     assert rel < entry.accuracy, rel
 
 
-@pytest.mark.parametrize("entry", TRANSFORMS, ids=transform_ids)
+@pytest.mark.parametrize("entry", tiered(TRANSFORMS))
 def test_transform_jit_matches_eager(entry):
     fun, x0, _ = _target(entry)
     opt = entry.make(entry.learning_rate, **entry.kwargs)
@@ -224,7 +231,7 @@ def test_transform_jit_matches_eager(entry):
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32, jnp.float64])
-@pytest.mark.parametrize("entry", TRANSFORMS, ids=transform_ids)
+@pytest.mark.parametrize("entry", tiered(TRANSFORMS))
 def test_transform_keeps_dtype(entry, dtype):
     if dtype == jnp.bfloat16 and not entry.keeps_bf16:
         pytest.skip("documented: this transform computes in float32 for bfloat16 inputs")
@@ -235,7 +242,7 @@ def test_transform_keeps_dtype(entry, dtype):
     assert bool(jnp.all(jnp.isfinite(p.astype(jnp.float32))))
 
 
-@pytest.mark.parametrize("entry", TRANSFORMS, ids=transform_ids)
+@pytest.mark.parametrize("entry", tiered(TRANSFORMS))
 def test_transform_pytree_matches_flat(entry):
     if entry.matrix_only:
         fun, x0, _ = _target(entry)
@@ -256,7 +263,7 @@ def test_transform_pytree_matches_flat(entry):
         np.testing.assert_allclose(from_tree(tree), flat, rtol=1e-5, atol=1e-8)
 
 
-@pytest.mark.parametrize("entry", TRANSFORMS, ids=transform_ids)
+@pytest.mark.parametrize("entry", tiered(TRANSFORMS))
 def test_transform_inside_chain_and_inject_hyperparams(entry):
     fun, x0, x_star = _target(entry)
     chained = optax.chain(optax.clip_by_global_norm(1e6), entry.make(entry.learning_rate,
@@ -270,7 +277,7 @@ def test_transform_inside_chain_and_inject_hyperparams(entry):
     np.testing.assert_allclose(p_inj, p_plain, rtol=1e-5, atol=1e-8)
 
 
-@pytest.mark.parametrize("entry", TRANSFORMS, ids=transform_ids)
+@pytest.mark.parametrize("entry", tiered(TRANSFORMS))
 def test_transform_vmap_over_learning_rate_and_no_retrace(entry):
     fun, x0, _ = _target(entry)
     traces = []

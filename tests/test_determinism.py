@@ -19,7 +19,7 @@ import optax
 import pytest
 
 from tests import problems as P
-from tests.registry import SOLVERS, TRANSFORMS
+from tests.registry import SOLVERS, TRANSFORMS, tiered
 
 
 def _bitwise_equal(a, b) -> bool:
@@ -39,7 +39,7 @@ def _close(a, b, rtol=1e-10, atol=1e-12):
             np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize("entry", SOLVERS, ids=[e.name for e in SOLVERS])
+@pytest.mark.parametrize("entry", tiered(SOLVERS))
 def test_solver_repeat_runs_bitwise_identical_and_jit_matches_eager(entry):
     fun, x0, _ = P.quadratic(5, cond=5.0)
     opts = {**entry.options, "maxiter": 8}
@@ -80,7 +80,7 @@ def _update(entry, opt, key, jit):
     return params, state
 
 
-@pytest.mark.parametrize("entry", TRANSFORMS, ids=[e.name for e in TRANSFORMS])
+@pytest.mark.parametrize("entry", tiered(TRANSFORMS))
 def test_transform_same_key_bitwise_identical_and_jit_matches_eager(entry):
     opt = entry.make(entry.learning_rate, **entry.kwargs)
     key = jax.random.PRNGKey(7)

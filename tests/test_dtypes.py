@@ -24,7 +24,7 @@ import pytest
 import jaxopt_lab as jl
 from jaxopt_lab.solvers import _linesearch
 from tests import problems as P
-from tests.registry import SOLVERS, TRANSFORMS
+from tests.registry import SOLVERS, TRANSFORMS, tiered
 
 transform_ids = [e.name for e in TRANSFORMS]
 solver_ids = [e.name for e in SOLVERS]
@@ -60,7 +60,7 @@ def _loss(params):
     return sum(jnp.sum((x.astype(jnp.float32) - 1.0) ** 2) for x in jax.tree_util.tree_leaves(params))
 
 
-@pytest.mark.parametrize("entry", TRANSFORMS, ids=transform_ids)
+@pytest.mark.parametrize("entry", tiered(TRANSFORMS))
 def test_transform_keeps_each_leaf_dtype_in_mixed_tree(entry):
     dtypes = ([jnp.bfloat16] if entry.keeps_bf16 else []) + [jnp.float32, jnp.float64]
     params = _params(entry, dtypes)
@@ -72,7 +72,7 @@ def test_transform_keeps_each_leaf_dtype_in_mixed_tree(entry):
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
-@pytest.mark.parametrize("entry", TRANSFORMS, ids=transform_ids)
+@pytest.mark.parametrize("entry", tiered(TRANSFORMS))
 def test_transform_state_follows_params_dtype(entry, dtype):
     params = _params(entry, [dtype])
     _, _, state = _steps(entry, params, _loss, steps=1)
@@ -84,7 +84,7 @@ def test_transform_state_follows_params_dtype(entry, dtype):
             assert leaf.dtype == dtype, (leaf.shape, leaf.dtype)
 
 
-@pytest.mark.parametrize("entry", TRANSFORMS, ids=transform_ids)
+@pytest.mark.parametrize("entry", tiered(TRANSFORMS))
 def test_transform_zero_gradients_give_finite_updates(entry):
     params = _params(entry, [jnp.float64])
     zeros = lambda p: jax.tree_util.tree_map(jnp.zeros_like, p)
@@ -93,7 +93,7 @@ def test_transform_zero_gradients_give_finite_updates(entry):
         assert bool(jnp.all(jnp.isfinite(u))), entry.name
 
 
-@pytest.mark.parametrize("entry", SOLVERS, ids=solver_ids)
+@pytest.mark.parametrize("entry", tiered(SOLVERS))
 def test_solver_state_in_params_dtype(entry):
     fun, x0, _ = P.quadratic(4, cond=3.0, dtype=jnp.float32)
     solver = entry.make(fun, **entry.options)
@@ -136,7 +136,7 @@ def test_line_search_terminates_on_flat_and_nonfinite(search, case):
         assert bool(res.failed), "no finite trial point: the search must report failure"
 
 
-@pytest.mark.parametrize("entry", SOLVERS, ids=solver_ids)
+@pytest.mark.parametrize("entry", tiered(SOLVERS))
 def test_solver_zero_gradient_start_converges_immediately(entry):
     fun, _, x_star = P.quadratic(4, cond=3.0)
     out = entry.make(fun, **entry.options).run(x_star)
