@@ -56,3 +56,18 @@ from jaxopt_lab.solvers.newton_cg import NewtonCG, NewtonCGState  # noqa: E402
 from jaxopt_lab.solvers.regularized_newton import RegularizedNewton, RegularizedNewtonState  # noqa: E402
 
 __all__ += ["NewtonCG", "NewtonCGState", "RegularizedNewton", "RegularizedNewtonState"]
+
+# jaxopt parity: SciPy wrappers, iterative refinement, CvxpyQP (issue 8).
+from jaxopt_lab.solvers.cvxpy_qp import CvxpyQP  # noqa: E402
+from jaxopt_lab.solvers.iterative_refinement import IterativeRefinement, IterativeRefinementState  # noqa: E402
+from jaxopt_lab.solvers.scipy_wrappers import (  # noqa: E402
+    ScipyBoundedLeastSquares,
+    ScipyBoundedMinimize,
+    ScipyLeastSquares,
+    ScipyMinimize,
+    ScipyMinimizeInfo,
+    ScipyRootFinding,
+)
+
+__all__ += ["CvxpyQP", "IterativeRefinement", "IterativeRefinementState", "ScipyBoundedLeastSquares",
+            "ScipyBoundedMinimize", "ScipyLeastSquares", "ScipyMinimize", "ScipyMinimizeInfo", "ScipyRootFinding"]
