@@ -70,14 +70,25 @@ def status_name(code) -> str:
 
 
 class OptStep(NamedTuple):
-    """Result of ``update`` and ``run``: the parameters and the solver state."""
+    """Result of ``update`` and ``run``: the parameters and the solver state.
+
+    Attributes:
+      params: the current (after ``run``, the final) parameters, a pytree.
+      state: the solver's state after the step (a solver-specific ``NamedTuple``).
+    """
 
     params: Any
     state: Any
 
 
 class KKTSolution(NamedTuple):
-    """Primal and dual variables of a constrained problem (jaxopt name)."""
+    """Primal and dual variables of a constrained problem (jaxopt name).
+
+    Attributes:
+      primal: the primal solution, a pytree.
+      dual_eq: the multipliers of the equality constraints (``None`` when absent).
+      dual_ineq: the multipliers of the inequality constraints (``None`` when absent).
+    """
 
     primal: Any
     dual_eq: Any = None
@@ -172,7 +183,14 @@ def _unflatten(cls, aux, leaves):
 
 
 def is_concrete(x) -> bool:
-    """True when ``x`` holds a value known at trace time (not a tracer)."""
+    """True when ``x`` holds a value known at trace time (not a tracer).
+
+    Args:
+      x: any object; only ``jax.core.Tracer`` instances count as not concrete.
+
+    Returns:
+      ``False`` if ``x`` is a JAX tracer, ``True`` otherwise (a Python ``bool``).
+    """
     return not isinstance(x, jax.core.Tracer)
 
 
@@ -500,7 +518,15 @@ def _jitted_run(solver, init_params, args, kwargs):
 
 
 def signature_params(fun: Callable) -> list[str]:
-    """Parameter names of ``fun`` (empty if it has no inspectable signature)."""
+    """Parameter names of ``fun`` (empty if it has no inspectable signature).
+
+    Args:
+      fun: a callable.
+
+    Returns:
+      The names of its parameters in order, as given by ``inspect.signature``, or ``[]``
+      when the signature cannot be inspected.
+    """
     try:
         return list(inspect.signature(fun).parameters)
     except (TypeError, ValueError):

@@ -41,7 +41,13 @@ _SWEEP_KEYS = ("seeds", "devices", "chunk_size", "output", "metric", "checkpoint
 
 
 class ConfigError(ValueError):
-    """An invalid sweep config; the message names the key and the allowed values."""
+    """An invalid sweep config; the message names the key and the allowed values.
+
+    A ``ValueError`` subclass, so callers catching ``ValueError`` also catch it.
+
+    Args:
+      *args: the error message, as for ``ValueError``.
+    """
 
 
 def _fail(key: str, msg: str, allowed=None):

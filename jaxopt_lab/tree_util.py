@@ -17,44 +17,114 @@ PyTree = Any
 
 
 def tree_map(f, tree, *rest):
-    """``jax.tree_util.tree_map`` under jaxopt's name."""
+    """``jax.tree_util.tree_map`` under jaxopt's name.
+
+    Args:
+      f: function applied to the leaves; it takes one argument per tree.
+      tree: the pytree whose structure is mapped over.
+      *rest: further pytrees with the same structure as ``tree`` (or with ``tree``'s
+        structure as a prefix), whose leaves are passed to ``f`` alongside.
+
+    Returns:
+      A pytree with the structure of ``tree`` holding ``f(leaf, *rest_leaves)``.
+    """
     return jax.tree_util.tree_map(f, tree, *rest)
 
 
 def tree_add(tree_x: PyTree, tree_y: PyTree) -> PyTree:
-    """Leaf-wise ``x + y``."""
+    """Leaf-wise ``x + y``.
+
+    Args:
+      tree_x: a pytree of arrays.
+      tree_y: a pytree with the same structure as ``tree_x``.
+
+    Returns:
+      A pytree with the structure of ``tree_x``.
+    """
     return jax.tree_util.tree_map(operator.add, tree_x, tree_y)
 
 
 def tree_sub(tree_x: PyTree, tree_y: PyTree) -> PyTree:
-    """Leaf-wise ``x - y``."""
+    """Leaf-wise ``x - y``.
+
+    Args:
+      tree_x: a pytree of arrays.
+      tree_y: a pytree with the same structure as ``tree_x``.
+
+    Returns:
+      A pytree with the structure of ``tree_x``.
+    """
     return jax.tree_util.tree_map(operator.sub, tree_x, tree_y)
 
 
 def tree_mul(tree_x: PyTree, tree_y: PyTree) -> PyTree:
-    """Leaf-wise ``x * y``."""
+    """Leaf-wise ``x * y``.
+
+    Args:
+      tree_x: a pytree of arrays.
+      tree_y: a pytree with the same structure as ``tree_x``.
+
+    Returns:
+      A pytree with the structure of ``tree_x``.
+    """
     return jax.tree_util.tree_map(operator.mul, tree_x, tree_y)
 
 
 def tree_div(tree_x: PyTree, tree_y: PyTree) -> PyTree:
-    """Leaf-wise ``x / y``."""
+    """Leaf-wise ``x / y``.
+
+    Args:
+      tree_x: a pytree of arrays.
+      tree_y: a pytree with the same structure as ``tree_x``.
+
+    Returns:
+      A pytree with the structure of ``tree_x``.
+    """
     return jax.tree_util.tree_map(operator.truediv, tree_x, tree_y)
 
 
 def tree_scalar_mul(scalar, tree_x: PyTree) -> PyTree:
-    """``scalar * x`` for every leaf (the leaf's dtype is kept)."""
+    """``scalar * x`` for every leaf (the leaf's dtype is kept).
+
+    Args:
+      scalar: a scalar (Python number or 0-d array, possibly traced).
+      tree_x: a pytree of arrays.
+
+    Returns:
+      A pytree with the structure and dtypes of ``tree_x``.
+    """
     return jax.tree_util.tree_map(lambda x: (scalar * x).astype(x.dtype), tree_x)
 
 
 def tree_add_scalar_mul(tree_x: PyTree, scalar, tree_y: PyTree) -> PyTree:
-    """``x + scalar * y`` for every leaf (the dtype of ``x`` is kept)."""
+    """``x + scalar * y`` for every leaf (the dtype of ``x`` is kept).
+
+    Args:
+      tree_x: a pytree of arrays.
+      scalar: a scalar (Python number or 0-d array, possibly traced).
+      tree_y: a pytree with the same structure as ``tree_x``.
+
+    Returns:
+      A pytree with the structure and dtypes of ``tree_x``.
+    """
     return jax.tree_util.tree_map(
         lambda x, y: (x + scalar * y).astype(x.dtype), tree_x, tree_y
     )
 
 
 def tree_vdot(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
-    """Real inner product ``<x, y>`` summed over all leaves."""
+    """Real inner product ``<x, y>`` summed over all leaves.
+
+    Each leaf pair is reduced with ``jnp.vdot`` at ``HIGHEST`` precision (which conjugates
+    ``x`` for complex leaves) and the results are added.
+
+    Args:
+      tree_x: a pytree of arrays.
+      tree_y: a pytree with the same structure as ``tree_x``.
+
+    Returns:
+      A scalar array (``0.0`` for an empty tree).
+    """
     vdots = jax.tree_util.tree_map(
         lambda x, y: jnp.vdot(x, y, precision=jax.lax.Precision.HIGHEST), tree_x, tree_y
     )
@@ -62,12 +132,27 @@ def tree_vdot(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
 
 
 def tree_dot(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
-    """Alias of :func:`tree_vdot` (jaxopt name)."""
+    """Alias of :func:`tree_vdot` (jaxopt name).
+
+    Args:
+      tree_x: a pytree of arrays.
+      tree_y: a pytree with the same structure as ``tree_x``.
+
+    Returns:
+      A scalar array, as :func:`tree_vdot`.
+    """
     return tree_vdot(tree_x, tree_y)
 
 
 def tree_sum(tree_x: PyTree) -> jax.Array:
-    """Sum of every entry of every leaf."""
+    """Sum of every entry of every leaf.
+
+    Args:
+      tree_x: a pytree of arrays.
+
+    Returns:
+      A scalar array (``0.0`` for an empty tree).
+    """
     sums = [jnp.sum(x) for x in jax.tree_util.tree_leaves(tree_x)]
     return functools.reduce(operator.add, sums, jnp.asarray(0.0))
 
@@ -88,38 +173,94 @@ def tree_l2_norm(tree_x: PyTree, squared: bool = False) -> jax.Array:
 
 
 def tree_norm(tree_x: PyTree, squared: bool = False) -> jax.Array:
-    """Alias of :func:`tree_l2_norm` (jaxopt name)."""
+    """Alias of :func:`tree_l2_norm` (jaxopt name).
+
+    Args:
+      tree_x: a pytree of arrays.
+      squared: return the squared norm instead.
+
+    Returns:
+      A scalar array, as :func:`tree_l2_norm`.
+    """
     return tree_l2_norm(tree_x, squared)
 
 
 def tree_inf_norm(tree_x: PyTree) -> jax.Array:
-    """Largest absolute entry over all leaves."""
+    """Largest absolute entry over all leaves.
+
+    Leaves with no entries are skipped.
+
+    Args:
+      tree_x: a pytree of arrays.
+
+    Returns:
+      A scalar array (``0.0`` when there are no entries).
+    """
     maxes = [jnp.max(jnp.abs(x)) for x in jax.tree_util.tree_leaves(tree_x) if x.size]
     return functools.reduce(jnp.maximum, maxes, jnp.asarray(0.0))
 
 
 def tree_zeros_like(tree_x: PyTree) -> PyTree:
-    """Zeros with the structure, shapes and dtypes of ``tree_x``."""
+    """Zeros with the structure, shapes and dtypes of ``tree_x``.
+
+    Args:
+      tree_x: a pytree of arrays.
+
+    Returns:
+      A pytree of zero arrays.
+    """
     return jax.tree_util.tree_map(jnp.zeros_like, tree_x)
 
 
 def tree_ones_like(tree_x: PyTree) -> PyTree:
-    """Ones with the structure, shapes and dtypes of ``tree_x``."""
+    """Ones with the structure, shapes and dtypes of ``tree_x``.
+
+    Args:
+      tree_x: a pytree of arrays.
+
+    Returns:
+      A pytree of arrays of ones.
+    """
     return jax.tree_util.tree_map(jnp.ones_like, tree_x)
 
 
 def tree_negative(tree_x: PyTree) -> PyTree:
-    """Leaf-wise ``-x``."""
+    """Leaf-wise ``-x``.
+
+    Args:
+      tree_x: a pytree of arrays.
+
+    Returns:
+      A pytree with the structure of ``tree_x``.
+    """
     return jax.tree_util.tree_map(operator.neg, tree_x)
 
 
 def tree_where(cond, tree_x: PyTree, tree_y: PyTree) -> PyTree:
-    """Leaf-wise ``where(cond, x, y)`` with a scalar condition."""
+    """Leaf-wise ``where(cond, x, y)`` with a scalar condition.
+
+    Args:
+      cond: a boolean scalar (possibly traced).
+      tree_x: the pytree selected where ``cond`` is true.
+      tree_y: the pytree selected otherwise, with the same structure as ``tree_x``.
+
+    Returns:
+      A pytree with the structure of ``tree_x``.
+    """
     return jax.tree_util.tree_map(lambda x, y: jnp.where(cond, x, y), tree_x, tree_y)
 
 
 def tree_all_finite(tree_x: PyTree) -> jax.Array:
-    """True when every entry of every inexact leaf is finite."""
+    """True when every entry of every inexact leaf is finite.
+
+    Integer and boolean leaves are not checked.
+
+    Args:
+      tree_x: a pytree of arrays.
+
+    Returns:
+      A boolean scalar array (``True`` for a tree with no inexact leaves).
+    """
     checks = [
         jnp.all(jnp.isfinite(x))
         for x in jax.tree_util.tree_leaves(tree_x)
@@ -129,17 +270,38 @@ def tree_all_finite(tree_x: PyTree) -> jax.Array:
 
 
 def tree_conj(tree_x: PyTree) -> PyTree:
-    """Leaf-wise complex conjugate."""
+    """Leaf-wise complex conjugate.
+
+    Args:
+      tree_x: a pytree of arrays.
+
+    Returns:
+      A pytree with the structure of ``tree_x``.
+    """
     return jax.tree_util.tree_map(jnp.conj, tree_x)
 
 
 def tree_real(tree_x: PyTree) -> PyTree:
-    """Leaf-wise real part."""
+    """Leaf-wise real part.
+
+    Args:
+      tree_x: a pytree of arrays.
+
+    Returns:
+      A pytree with the structure of ``tree_x`` (real dtypes for complex leaves).
+    """
     return jax.tree_util.tree_map(jnp.real, tree_x)
 
 
 def tree_imag(tree_x: PyTree) -> PyTree:
-    """Leaf-wise imaginary part."""
+    """Leaf-wise imaginary part.
+
+    Args:
+      tree_x: a pytree of arrays.
+
+    Returns:
+      A pytree with the structure of ``tree_x`` (real dtypes for complex leaves).
+    """
     return jax.tree_util.tree_map(jnp.imag, tree_x)
 
 
@@ -158,6 +320,12 @@ def tree_average(trees: PyTree, weights) -> PyTree:
 
 def tree_single_dtype(tree_x: PyTree):
     """The common dtype of all leaves, or ``None`` for an empty tree.
+
+    Args:
+      tree_x: a pytree of arrays (or array-likes).
+
+    Returns:
+      The dtype shared by every leaf, or ``None`` if the tree has no leaves.
 
     Raises:
       ValueError: if leaves have different dtypes.

@@ -135,7 +135,15 @@ class BilevelProblem:
 
 
 def scalar_dtype(tree: PyTree):
-    """The floating dtype of the first inexact leaf of ``tree`` (default float)."""
+    """The floating dtype of the first inexact leaf of ``tree`` (default float).
+
+    Args:
+      tree: a pytree of arrays (or array-likes).
+
+    Returns:
+      The dtype of the first leaf with a floating or complex dtype, or JAX's default
+      float dtype (``float32``, or ``float64`` with x64 enabled) when there is none.
+    """
     for leaf in jax.tree_util.tree_leaves(tree):
         if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact):
             return jnp.asarray(leaf).dtype

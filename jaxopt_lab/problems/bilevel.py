@@ -51,7 +51,17 @@ QUADRATIC_PROBLEM = BilevelProblem(_quad_outer, _quad_inner)
 
 
 def quadratic_hypergradient(x, data):
-    """Closed-form ``grad phi(x) = mu x + e + (A^{-1} B)^T (A^{-1} B x - b)``."""
+    """Closed-form ``grad phi(x) = mu x + e + (A^{-1} B)^T (A^{-1} B x - b)``.
+
+    ``phi(x) = F(x, y*(x))`` is the hyper-objective of :func:`quadratic_bilevel`.
+
+    Args:
+      x: outer variable, shape ``(dim_x,)``.
+      data: the instance's data dict with keys ``"A"``, ``"B"``, ``"b"``, ``"e"``, ``"mu"``.
+
+    Returns:
+      The hypergradient at ``x``, shape ``(dim_x,)``.
+    """
     J = jnp.linalg.solve(data["A"], data["B"])
     return data["mu"] * x + data["e"] + J.T @ (J @ x - data["b"])
 
@@ -170,7 +180,16 @@ def _toy_constraints(x, y, data):
 
 
 def toy_projection(x, y, data):
-    """Euclidean projection of ``(x, y)`` onto ``{sum(y) - x_0 <= 0}`` (a half-space)."""
+    """Euclidean projection of ``(x, y)`` onto ``{sum(y) - x_0 <= 0}`` (a half-space).
+
+    Args:
+      x: outer variable, a 1-D array (only ``x[0]`` enters the constraint).
+      y: inner variable, a 1-D array.
+      data: the problem data (unused; accepted for a uniform signature).
+
+    Returns:
+      The projected pair ``(x, y)``; unchanged when the constraint already holds.
+    """
     viol = jnp.maximum(jnp.sum(y) - x[0], 0.0)
     # Normal of the half-space: (-1 on x_0, +1 on each y_j); squared norm 1 + dim_y.
     step = viol / (1.0 + y.shape[0])

@@ -78,5 +78,14 @@ def multinomial_logreg_loss(params, X, y, num_classes: int = 10) -> jax.Array:
 
 
 def accuracy(params, X, y) -> jax.Array:
-    """Fraction of correct predictions of a linear softmax classifier."""
+    """Fraction of correct predictions of a linear softmax classifier.
+
+    Args:
+      params: ``{"W": (d, k), "b": (k,)}``.
+      X: features ``(n, d)``.
+      y: integer labels ``(n,)``.
+
+    Returns:
+      A scalar in ``[0, 1]``: the mean of ``argmax(X W + b) == y``.
+    """
     return jnp.mean(jnp.argmax(X @ params["W"] + params["b"], axis=1) == y)

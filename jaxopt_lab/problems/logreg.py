@@ -125,7 +125,17 @@ def mlp_init(key, sizes) -> list[dict]:
 
 
 def mlp_apply(params, X) -> jax.Array:
-    """Logits of a tanh MLP."""
+    """Logits of a tanh MLP.
+
+    Every layer but the last is ``tanh(h W + b)``; the last is affine.
+
+    Args:
+      params: MLP parameters from :func:`mlp_init` (a list of ``{"W", "b"}`` dicts).
+      X: features ``(n, d)``.
+
+    Returns:
+      Logits ``(n, k)``, ``k`` the width of the last layer.
+    """
     h = X
     for layer in params[:-1]:
         h = jnp.tanh(h @ layer["W"] + layer["b"])

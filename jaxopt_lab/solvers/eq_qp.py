@@ -53,7 +53,15 @@ def quadratic_operators(matvec_Q, fun, params_obj):
 
 
 def linear_operator(matvec, A):
-    """``v -> A v`` from a matrix or a ``matvec(A, v)``."""
+    """``v -> A v`` from a matrix or a ``matvec(A, v)``.
+
+    Args:
+      matvec: ``matvec(A, v)``, or ``None`` to treat ``A`` as a matrix.
+      A: a matrix, or the parameters passed to ``matvec``.
+
+    Returns:
+      A function ``v -> A v`` (``jnp.dot(A, v)`` when ``matvec`` is ``None``).
+    """
     return (lambda v: jnp.dot(A, v)) if matvec is None else (lambda v: matvec(A, v))
 
 

@@ -33,12 +33,28 @@ class FixedPointState(NamedTuple):
 
 
 def split_aux(out, has_aux: bool):
-    """``(value, aux)`` from a function output, ``aux=None`` without ``has_aux``."""
+    """``(value, aux)`` from a function output, ``aux=None`` without ``has_aux``.
+
+    Args:
+      out: the function's output: ``(value, aux)`` with ``has_aux``, else the value.
+      has_aux: whether ``out`` carries auxiliary data.
+
+    Returns:
+      The pair ``(value, aux)``.
+    """
     return out if has_aux else (out, None)
 
 
 def params_dtype(params):
-    """Floating dtype shared by the leaves of ``params`` (float32 for integer leaves)."""
+    """Floating dtype shared by the leaves of ``params`` (float32 for integer leaves).
+
+    Args:
+      params: a pytree of arrays with at least one leaf.
+
+    Returns:
+      ``jnp.result_type`` of all leaves when it is inexact (floating or complex), else
+      ``jnp.float32``.
+    """
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
     return dtype if jnp.issubdtype(dtype, jnp.inexact) else jnp.float32
 

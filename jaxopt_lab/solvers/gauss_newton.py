@@ -62,7 +62,19 @@ def residual_and_linearization(residual_fun: Callable, has_aux: bool, params, ar
 
 
 def normal_gradient(residual_fun: Callable, has_aux: bool, params, args, kwargs):
-    """``J(params)^T r(params)``, the gradient of ``0.5 ||r||^2`` (zero at a solution)."""
+    """``J(params)^T r(params)``, the gradient of ``0.5 ||r||^2`` (zero at a solution).
+
+    Args:
+      residual_fun: ``r(params, *args, **kwargs)`` returning a pytree of residuals (or
+        ``(residuals, aux)`` with ``has_aux``).
+      has_aux: whether ``residual_fun`` also returns auxiliary data (discarded).
+      params: the point, a pytree.
+      args: positional arguments passed to ``residual_fun`` after ``params``.
+      kwargs: keyword arguments passed to ``residual_fun``.
+
+    Returns:
+      A pytree like ``params``, computed with one VJP.
+    """
     f = (lambda p: residual_fun(p, *args, **kwargs)[0]) if has_aux else (
         lambda p: residual_fun(p, *args, **kwargs))
     r, vjp = jax.vjp(f, params)

@@ -44,8 +44,15 @@ def truncated_cg(hvp: Callable, grad, forcing, maxiter: int):
     Stops at the first direction of non-positive curvature, returning the iterate
     so far (or ``-g`` if it is the first), so ``p`` is always a descent direction.
 
+    Args:
+      hvp: ``v -> H v``, the Hessian-vector product at the current point.
+      grad: the gradient ``g``, a pytree.
+      forcing: relative residual tolerance (may be traced).
+      maxiter: maximum CG iterations, i.e. Hessian-vector products.
+
     Returns:
-      ``(p, num_hvp)``.
+      ``(p, num_hvp)``: the direction, a pytree like ``grad`` (``-g`` when no CG step was
+      taken), and the number of CG iterations (Hessian-vector products) run.
     """
     gnorm = tu.tree_l2_norm(grad)
     r = tu.tree_negative(grad)

@@ -10,7 +10,15 @@ import optax
 
 
 class ScaleByAdamPState(NamedTuple):
-    """State of :func:`scale_by_adamp`: step count and Adam moments."""
+    """State of :func:`scale_by_adamp`: step count and Adam moments.
+
+    Attributes:
+      count: number of updates taken (int32 scalar), used for bias correction.
+      mu: exponential moving average of the gradients (first moment, not bias-corrected),
+        a pytree like the parameters.
+      nu: exponential moving average of the squared gradients (second moment, not
+        bias-corrected), a pytree like the parameters.
+    """
 
     count: jax.Array
     mu: optax.Updates
@@ -18,7 +26,12 @@ class ScaleByAdamPState(NamedTuple):
 
 
 class ScaleBySGDPState(NamedTuple):
-    """State of :func:`scale_by_sgdp`: the momentum buffer."""
+    """State of :func:`scale_by_sgdp`: the momentum buffer.
+
+    Attributes:
+      trace: the momentum buffer ``buf <- momentum * buf + (1 - dampening) * g``, a pytree
+        like the parameters.
+    """
 
     trace: optax.Updates
 

@@ -66,7 +66,14 @@ def inner_product_test(per_example_grads: Any, theta: float) -> tuple[jax.Array,
 
 
 class AdaptiveBatchSizeState(NamedTuple):
-    """State: the batch size to use next and whether the last test passed."""
+    """State: the batch size to use next and whether the last test passed.
+
+    Attributes:
+      batch_size: the batch size the data loader should use next (int32 scalar); starts at
+        ``initial_batch_size``, never shrinks and is capped at ``max_batch_size``.
+      passed: whether the test on the last batch passed (boolean scalar; ``True`` before
+        the first update).
+    """
 
     batch_size: jax.Array
     passed: jax.Array

@@ -10,7 +10,16 @@ import optax
 
 
 class ScaleByDiffGradState(NamedTuple):
-    """State of :func:`scale_by_diffgrad`: step count, Adam moments and the previous gradient."""
+    """State of :func:`scale_by_diffgrad`: step count, Adam moments and the previous gradient.
+
+    Attributes:
+      count: number of updates taken (int32 scalar), used for bias correction.
+      mu: exponential moving average of the gradients (first moment, not bias-corrected).
+      nu: exponential moving average of the squared gradients (second moment, not
+        bias-corrected).
+      prev_grad: the gradient of the previous step (zeros before the first update), used
+        for the friction coefficient.
+    """
 
     count: jax.Array
     mu: optax.Updates

@@ -60,7 +60,15 @@ def random_k_compressor(k: int) -> Compressor:
 
 
 class ScaleByEControlState(NamedTuple):
-    """State of :func:`scale_by_econtrol`: error ``e``, estimator ``h`` and the PRNG key."""
+    """State of :func:`scale_by_econtrol`: error ``e``, estimator ``h`` and the PRNG key.
+
+    Attributes:
+      error: the accumulated compression error ``e`` (gradient mass not yet passed on), a
+        pytree like the parameters; zeros at init.
+      estimate: the compressed gradient estimator ``h`` (the last output), a pytree like
+        the parameters; zeros at init.
+      key: PRNG key for the compressor, split on every update.
+    """
 
     error: optax.Updates
     estimate: optax.Updates

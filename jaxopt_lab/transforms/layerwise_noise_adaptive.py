@@ -29,7 +29,15 @@ def _lmo_and_dual_norm(x, geometry, eps):
 
 
 class ScaleByLayerwiseNoiseAdaptiveState(NamedTuple):
-    """State: step count, momentum ``B`` and per-leaf noise estimate ``H`` (scalars)."""
+    """State: step count, momentum ``B`` and per-leaf noise estimate ``H`` (scalars).
+
+    Attributes:
+      count: number of updates taken (int32 scalar), used to bias-correct ``noise``.
+      momentum: the momentum ``B``, an exponential moving average of the gradients, a
+        pytree like the parameters.
+      noise: per leaf, a scalar ``H`` (at least float32): the exponential moving average of
+        ``||G - B^{prev}||_*^2``, stored without bias correction.
+    """
 
     count: jax.Array
     momentum: optax.Updates

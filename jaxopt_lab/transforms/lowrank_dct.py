@@ -32,7 +32,17 @@ def dct_basis(n: int, dtype=jnp.float32) -> jax.Array:
 
 
 class ScaleByLowRankDCTState(NamedTuple):
-    """State of :func:`scale_by_lowrank_dct`: count, selected DCT columns, moments in the subspace."""
+    """State of :func:`scale_by_lowrank_dct`: count, selected DCT columns, moments in the subspace.
+
+    Attributes:
+      count: number of updates taken (int32 scalar); columns are re-selected when it is a
+        multiple of ``update_interval``.
+      index: per leaf, the ``(rank,)`` int32 indices of the selected DCT columns.
+      mu: per leaf, Adam's first moment of the projected gradient (not bias-corrected),
+        shape ``(rank, n)`` for an ``m x n`` leaf with ``m >= n``, else ``(m, rank)``.
+      nu: per leaf, Adam's second moment of the projected gradient (not bias-corrected),
+        shaped like ``mu``.
+    """
 
     count: jax.Array
     index: optax.Updates

@@ -85,7 +85,12 @@ def orthogonalize(x: jax.Array, coefficients: Coefficients | None = None, eps: f
 
 
 class ScaleByRootState(NamedTuple):
-    """State of :func:`scale_by_root`: the momentum buffer."""
+    """State of :func:`scale_by_root`: the momentum buffer.
+
+    Attributes:
+      mu: the momentum ``M_t = beta M_{t-1} + g_t``, a pytree of matrices like the
+        parameters.
+    """
 
     mu: optax.Updates
 

@@ -102,7 +102,14 @@ def random_sparse_mask(key: jax.Array, params: Any, density: Any) -> tuple[Any, 
 
 
 class ScaleBySparseCGEState(NamedTuple):
-    """State of :func:`scale_by_sparse_cge`: step count and the current mask."""
+    """State of :func:`scale_by_sparse_cge`: step count and the current mask.
+
+    Attributes:
+      count: number of updates taken (int32 scalar); the mask is redrawn when it is a
+        multiple of ``refresh_every``.
+      mask: boolean arrays shaped like the parameters marking the coordinates estimated
+        by CGE (all ``False`` before the first update).
+    """
 
     count: jax.Array
     mask: Any
