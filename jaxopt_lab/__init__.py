@@ -9,6 +9,7 @@ second-order methods, and sweeps.
 from jaxopt_lab import base, implicit_diff, linear_solve, tree_util
 from jaxopt_lab import projection, prox
 from jaxopt_lab import loss, objective
+from jaxopt_lab import isotonic, perturbations
 from jaxopt_lab import zeroth_order
 from jaxopt_lab import curvature
 from jaxopt_lab.base import KKTSolution, OptStep, Status, status_name
@@ -31,6 +32,8 @@ __all__ = [
     "bilevel",
     "curvature",
     "implicit_diff",
+    "isotonic",
+    "perturbations",
     "linear_solve",
     "projection",
     "prox",

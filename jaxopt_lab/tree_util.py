@@ -336,3 +336,43 @@ def tree_single_dtype(tree_x: PyTree):
     if len(dtypes) > 1:
         raise ValueError(f"Expected a single dtype in the pytree, found {sorted(map(str, dtypes))}.")
     return dtypes.pop()
+
+
+def tree_vdot_real(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
+    """Real part of ``<x, y> = sum conj(x) y`` over all leaves.
+
+    Args:
+      tree_x, tree_y: pytrees of the same structure (real or complex leaves).
+
+    Returns:
+      ``sum Re(x) Re(y) + Im(x) Im(y)``, a real scalar.
+    """
+    parts = jax.tree_util.tree_map(
+        lambda x, y: jnp.sum(jnp.real(x) * jnp.real(y)) + jnp.sum(jnp.imag(x) * jnp.imag(y)), tree_x, tree_y
+    )
+    return functools.reduce(operator.add, jax.tree_util.tree_leaves(parts), jnp.asarray(0.0))
+
+
+def broadcast_pytrees(*trees: PyTree) -> tuple:
+    """Broadcast single-leaf arguments (e.g. a scalar) to the structure of the others.
+
+    Args:
+      *trees: pytrees; those that are a single leaf are repeated over the shared
+        structure of the rest.
+
+    Returns:
+      A tuple of pytrees that all have that structure.
+
+    Raises:
+      ValueError: if the non-leaf trees have different structures.
+    """
+    is_leaf = lambda t: jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(t))
+    structures = {jax.tree_util.tree_structure(t) for t in trees if not is_leaf(t)}
+    if len(structures) > 1:
+        raise ValueError(f"broadcast_pytrees: incompatible pytree structures {sorted(map(str, structures))}.")
+    if not structures:
+        return tuple(trees)
+    treedef = structures.pop()
+    return tuple(
+        jax.tree_util.tree_unflatten(treedef, [t] * treedef.num_leaves) if is_leaf(t) else t for t in trees
+    )
