@@ -344,7 +344,7 @@ def _newton(f: Callable, z0, args, maxiter: int = 100):
 
     def solve(z0, *args):
         grad = lambda z: jax.grad(f)(z, *args)
-        ts = 2.0 ** jnp.arange(6, -40, -1, dtype=z0.dtype)
+        ts = 2.0 ** jnp.arange(6, -40, -1, dtype=z0.dtype)  # ts[6] == 1
         eps = jnp.finfo(z0.dtype).eps
 
         def body(c):
@@ -360,7 +360,12 @@ def _newton(f: Callable, z0, args, maxiter: int = 100):
             vals = jax.vmap(lambda t: f(z - t * d, *args))(ts)
             vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf)
             i = jnp.argmin(vals)
-            t = jnp.where(vals[i] < fz, ts[i], 0.0)
+            # The full Newton step is taken whenever it does not increase f beyond
+            # rounding and reduces the gradient (the regime of fast local convergence,
+            # where f alone cannot rank steps); otherwise the best step of the grid.
+            g_full = jnp.max(jnp.abs(grad(z - d)))
+            newton_ok = (vals[6] <= fz + 10 * eps * jnp.abs(fz)) & (g_full < jnp.max(jnp.abs(gz)))
+            t = jnp.where(newton_ok, 1.0, jnp.where(vals[i] < fz, ts[i], 0.0))
             znew = z - t * d
             gn = jnp.max(jnp.abs(grad(znew)))
             return znew, k + 1, (gn <= 1e2 * eps * (1.0 + jnp.max(jnp.abs(znew)))) | (t == 0)

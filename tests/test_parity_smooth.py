@@ -53,8 +53,10 @@ def test_nonlinear_cg_methods_reach_logreg_solution(method):
     out = jl.NonlinearCG(f, tol=1e-8, maxiter=3000, method=method).run(w0, X, y)
     np.testing.assert_allclose(out.params, ref, atol=1e-6)
     if method in ("polak-ribiere", "hestenes-stiefel"):
+        # jaxopt's NonlinearCG stops ~1e-4 away here (its own gradient test); ours matches L-BFGS
+        # to 1e-6 above, so the comparison with jaxopt is at its accuracy.
         jref = jaxopt.NonlinearCG(f, tol=1e-8, maxiter=3000, method=method).run(w0, X, y).params
-        np.testing.assert_allclose(out.params, jref, atol=1e-6)
+        np.testing.assert_allclose(out.params, jref, atol=3e-4)
 
 
 def test_nonlinear_cg_bad_method():
@@ -75,7 +77,14 @@ def test_line_search_classes_satisfy_their_conditions(cls):
     d = -g
     assert not bool(state.failed) and 0 < float(t) <= 1.0
     c1 = ls.c1
-    assert float(fun(x + t * d)) <= float(fun(x) + c1 * t * jnp.dot(g, d)) + 1e-12
+    armijo = float(fun(x + t * d)) <= float(fun(x) + c1 * t * jnp.dot(g, d)) + 1e-12
+    if cls is jl.HagerZhangLineSearch:
+        # Either Armijo or Hager-Zhang's approximate Wolfe: no increase, (2 c1 - 1) phi'(0) >= phi'(t).
+        slope0, slope_t = float(jnp.dot(g, d)), float(jnp.dot(jax.grad(fun)(x + t * d), d))
+        approx = float(fun(x + t * d)) <= float(fun(x)) and (2 * c1 - 1) * slope0 >= slope_t >= 0.9 * slope0
+        assert armijo or approx
+    else:
+        assert armijo
     np.testing.assert_allclose(state.params, x + t * d)
     np.testing.assert_allclose(state.value, fun(x + t * d))
     if cls is not jl.HagerZhangLineSearch:
@@ -219,3 +228,34 @@ def test_proximal_gradient_needs_hyperparams():
         jl.ProximalGradient(lambda x: jnp.sum(x**2), jl.prox.prox_lasso).run(jnp.ones(3))
     with pytest.raises(TypeError, match="prox"):
         jl.ProximalGradient(lambda x: jnp.sum(x**2), prox=3)
+
+
+# ----------------------------------------------------------------- stochastic solvers
+
+
+@pytest.mark.parametrize("name", ["PolyakSGD", "ArmijoSGD"])
+def test_sgd_solvers_match_jaxopt_iterates_and_interpolate(name):
+    rng = np.random.default_rng(0)
+    A = jnp.asarray(rng.standard_normal((40, 8)))
+    x_star = jnp.asarray(rng.standard_normal(8))
+    b = A @ x_star  # interpolation: every mini-batch loss has minimum 0 at x_star
+    f = lambda x, A, b: 0.5 * jnp.mean((A @ x - b) ** 2)
+    ours, ref = getattr(jl, name)(f, maxiter=2000, tol=1e-9), getattr(jaxopt, name)(f, maxiter=2000, tol=1e-9)
+    p, s = jnp.zeros(8), ours.init_state(jnp.zeros(8), A[:8], b[:8])
+    q, r = jnp.zeros(8), ref.init_state(jnp.zeros(8), A[:8], b[:8])
+    for k in range(5):
+        batch = (A[8 * k:8 * k + 8], b[8 * k:8 * k + 8])
+        p, s = ours.update(p, s, *batch)
+        q, r = ref.update(q, r, *batch)
+    np.testing.assert_allclose(p, q, atol=1e-12)
+    out = ours.run(jnp.zeros(8), A, b)
+    assert int(out.state.status) == jl.Status.CONVERGED
+    np.testing.assert_allclose(out.params, x_star, atol=1e-7)
+
+
+def test_sgd_solvers_bad_options():
+    f = lambda x: jnp.sum(x**2)
+    with pytest.raises(ValueError, match="reset_option"):
+        jl.ArmijoSGD(f, reset_option="bogus")
+    with pytest.raises(ValueError, match="max_stepsize"):
+        jl.PolyakSGD(f, max_stepsize=-1.0)

@@ -57,6 +57,27 @@ from jaxopt_lab.solvers.regularized_newton import RegularizedNewton, Regularized
 
 __all__ += ["NewtonCG", "NewtonCGState", "RegularizedNewton", "RegularizedNewtonState"]
 
+# jaxopt parity: smooth, bound-constrained and composite solvers (issue 8).
+from jaxopt_lab.solvers.bfgs import BFGS, BfgsState  # noqa: E402
+from jaxopt_lab.solvers.lbfgsb import LBFGSB, LbfgsbState  # noqa: E402
+from jaxopt_lab.solvers.linesearch import (  # noqa: E402
+    BacktrackingLineSearch,
+    HagerZhangLineSearch,
+    LineSearchState,
+    ZoomLineSearch,
+)
+from jaxopt_lab.solvers.nonlinear_cg import NonlinearCG, NonlinearCGState  # noqa: E402
+from jaxopt_lab.solvers.projected_gradient import ProjectedGradient  # noqa: E402
+from jaxopt_lab.solvers.proximal_gradient import ProximalGradient  # noqa: E402
+
+__all__ += ["BFGS", "BfgsState", "LBFGSB", "LbfgsbState", "BacktrackingLineSearch", "HagerZhangLineSearch",
+            "LineSearchState", "ZoomLineSearch", "NonlinearCG", "NonlinearCGState", "ProjectedGradient",
+            "ProximalGradient"]
+from jaxopt_lab.solvers.armijo_sgd import ArmijoSGD, ArmijoSGDState  # noqa: E402
+from jaxopt_lab.solvers.polyak_sgd import PolyakSGD, PolyakSGDState  # noqa: E402
+
+__all__ += ["ArmijoSGD", "ArmijoSGDState", "PolyakSGD", "PolyakSGDState"]
+
 # jaxopt parity: SciPy wrappers, iterative refinement, CvxpyQP (issue 8).
 from jaxopt_lab.solvers.cvxpy_qp import CvxpyQP  # noqa: E402
 from jaxopt_lab.solvers.iterative_refinement import IterativeRefinement, IterativeRefinementState  # noqa: E402

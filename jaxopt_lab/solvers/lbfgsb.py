@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab import base
@@ -197,14 +198,15 @@ class LBFGSB(base.IterativeSolver):
         if not args or not isinstance(args[0], tuple | list) or len(args[0]) != 2:
             raise TypeError("LBFGSB.run needs `bounds=(lower, upper)` after `init_params`.")
         lower, upper = args[0]
-        if lower is not None and base.is_concrete(lower) and base.is_concrete(upper):
-            lo = ravel_pytree(jax.tree_util.tree_map(jnp.asarray, lower))[0]
-            up = ravel_pytree(jax.tree_util.tree_map(jnp.asarray, upper))[0]
-            n = ravel_pytree(init_params)[0].shape[0]
+        leaves = jax.tree_util.tree_leaves((lower, upper))
+        if lower is not None and upper is not None and all(base.is_concrete(v) for v in leaves):
+            lo = np.concatenate([np.ravel(np.asarray(v)) for v in jax.tree_util.tree_leaves(lower)])
+            up = np.concatenate([np.ravel(np.asarray(v)) for v in jax.tree_util.tree_leaves(upper)])
+            n = sum(int(np.size(p)) for p in jax.tree_util.tree_leaves(init_params))
             if lo.shape[0] not in (1, n) or up.shape[0] not in (1, n):
                 raise ValueError(f"`bounds` must match the params ({n} entries), got {lo.shape[0]} and "
                                  f"{up.shape[0]}.")
-            if bool(jnp.any(lo > up)):
+            if np.any(lo > up):
                 raise ValueError("`bounds`: lower > upper somewhere (empty box).")
 
     def _implicit_solve(self) -> Callable:

@@ -64,7 +64,8 @@ class NonlinearCG(base.IterativeSolver):
         ``"hestenes-stiefel"``, ``"dai-yuan"``.
       linesearch: ``"zoom"`` (strong Wolfe) or ``"backtracking"``.
       maxls: maximum line-search evaluations per iteration.
-      c1, c2: Wolfe constants (``c2 = 0.1`` is the usual choice for CG).
+      c1, c2: Wolfe constants (default ``c2 = 0.9`` as jaxopt; ``0.1`` gives more exact
+        searches but can fail near the optimum where ``f`` is flat to rounding).
       max_stepsize: largest trial step.
       linesearch_init, condition, decrease_factor, increase_factor, min_stepsize:
         accepted for jaxopt compatibility.
@@ -90,7 +91,7 @@ class NonlinearCG(base.IterativeSolver):
     condition: str | None = None
     maxls: int = 30
     c1: float = 1e-4
-    c2: float = 0.1
+    c2: float = 0.9
     decrease_factor: float = 0.8
     increase_factor: float = 1.2
     max_stepsize: float = 1e10
