@@ -34,6 +34,8 @@ class SolverEntry:
       exact_replay: iterates agree to rounding across jit / eager / vmap; False where
         line-search decisions amplify rounding differences (nonlinear CG), then runs are
         compared at the solution accuracy and iteration counts may differ.
+      jittable: ``run`` can be traced (``jax.jit`` / ``jax.vmap``); False for the SciPy
+        wrappers, which run SciPy on the host (their derivatives are still checked).
     """
 
     name: str
@@ -46,6 +48,7 @@ class SolverEntry:
     implicit_diff: bool = True
     exact_replay: bool = True
     core: bool = False
+    jittable: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +195,23 @@ SOLVERS += [
     SolverEntry("ArmijoSGD", jl.ArmijoSGD, dict(tol=1e-6, maxiter=5000), accuracy=1e-4,
                 numeric_option="max_stepsize", numeric_values=(1.0, 0.5), rosenbrock=False,
                 implicit_diff=False, exact_replay=False),
+]
+
+# SciPy wrappers (issue 8): SciPy runs on the host, so no jit/vmap (``jittable=False``).
+SOLVERS += [
+    SolverEntry("ScipyMinimize-BFGS", lambda fun, **kw: jl.ScipyMinimize(fun=fun, method="BFGS", **kw),
+                dict(tol=1e-10, maxiter=500, options={"gtol": 1e-7}), jittable=False),
+    SolverEntry("ScipyBoundedMinimize",
+                lambda fun, **kw: _FirstArg(jl.ScipyBoundedMinimize(fun=fun, **kw), _WIDE),
+                dict(tol=1e-12, maxiter=500, options={"gtol": 1e-10}), rosenbrock=False, jittable=False),
+    # Residual = grad f: the least-squares / root solution is the minimizer of f.
+    SolverEntry("ScipyLeastSquares",
+                lambda fun, **kw: jl.ScipyLeastSquares(fun=_grad_of(fun), **kw),
+                dict(options={"xtol": 1e-14, "ftol": 1e-14, "gtol": 1e-14}), rosenbrock=False,
+                jittable=False),
+    SolverEntry("ScipyRootFinding",
+                lambda fun, **kw: jl.ScipyRootFinding(optimality_fun=_grad_of(fun), **kw),
+                dict(tol=1e-10), numeric_values=(1e-9, 1e-10), rosenbrock=False, jittable=False),
 ]
 
 TRANSFORMS: list[TransformEntry] = []

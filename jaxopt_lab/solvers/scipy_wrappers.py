@@ -109,6 +109,12 @@ def _eval_res_jac(fun, spec, use_jacrev, x, args, kwargs):
     return res(x), jac
 
 
+@jax.jit
+def _optimality_error(solver, params, args, kwargs):
+    # The solver is a pytree (numeric options traced): a new tol does not recompile.
+    return tu.tree_l2_norm(solver.optimality_fun(params, *args, **kwargs))
+
+
 @functools.cache
 def _vg_of(fun, has_aux, value_and_grad):
     """``(params, *a) -> ((value, aux), grad)``, cached so that jit reuses its program."""
@@ -259,9 +265,7 @@ class ScipyMinimize(_ScipyBase):
                             callback=cb, options=self._scipy_options({"maxiter": self.maxiter}))
         params = _unravel(jnp.asarray(res.x, self.dtype), spec)
         params = jax.tree_util.tree_map(lambda p, x: p.astype(jnp.result_type(x)), params, init_params)
-        opt = self.optimality_fun(params, *args, **kwargs) if bounds is None else \
-            self.optimality_fun(params, bounds, *args, **kwargs)
-        error = float(tu.tree_l2_norm(opt))
+        error = _optimality_error(self, params, args if bounds is None else (bounds, *args), kwargs)
         hess_inv = getattr(res, "hess_inv", None)
         hess_inv = jnp.asarray(hess_inv) if isinstance(hess_inv, np.ndarray) else None
         maxiter_hit = int(getattr(res, "nit", 0) or 0) >= self.maxiter
@@ -385,9 +389,7 @@ class ScipyLeastSquares(_ScipyBase):
                                  jac=lambda x: both(x)[1], method=self.method or "trf", loss=self.loss, **kw)
         params = _unravel(jnp.asarray(res.x, self.dtype), spec)
         params = jax.tree_util.tree_map(lambda p, x: p.astype(jnp.result_type(x)), params, init_params)
-        opt = self.optimality_fun(params, *args, **kwargs) if bounds is None else \
-            self.optimality_fun(params, bounds, *args, **kwargs)
-        error = float(tu.tree_l2_norm(opt))
+        error = _optimality_error(self, params, args if bounds is None else (bounds, *args), kwargs)
         return base.OptStep(params, _info(res, res.cost, _status(res, res.cost, res.status == 0), error))
 
     def _host_solve(self, init_params, *args, **kwargs):
@@ -437,7 +439,8 @@ class ScipyRootFinding(_ScipyBase):
         to the methods that use one (``hybr``, ``lm``).
       method: SciPy's method (default ``"hybr"``).
       tol, options, dtype, use_jacrev: SciPy's ``tol`` and ``options``, the float
-        dtype for SciPy, reverse- or forward-mode Jacobian.
+        dtype for SciPy, reverse- or forward-mode Jacobian. ``state.status`` is
+        CONVERGED when SciPy reports success or the residual norm is ``<= tol``.
 
     Returns:
       ``run(init_params, *args, **kwargs) -> OptStep(params, ScipyMinimizeInfo)``.
@@ -468,7 +471,11 @@ class ScipyRootFinding(_ScipyBase):
                         options=self.options)
         params = _unravel(jnp.asarray(res.x, self.dtype), spec)
         params = jax.tree_util.tree_map(lambda p, x: p.astype(jnp.result_type(x)), params, init_params)
-        error = float(tu.tree_l2_norm(self.optimality_fun(params, *args, **kwargs)))
+        error = _optimality_error(self, params, args, kwargs)
         res.status = getattr(res, "status", 0)
-        fun_val = np.asarray(res.fun)
-        return base.OptStep(params, _info(res, error, _status(res, fun_val, False), error))
+        status = _status(res, np.asarray(res.fun), False)
+        # A residual already at or below ``tol`` is a root, even where MINPACK stops with
+        # "no progress" after landing on it (e.g. a linear system solved in one step).
+        if status == base.Status.STALLED and self.tol is not None and float(error) <= self.tol:
+            status = base.Status.CONVERGED
+        return base.OptStep(params, _info(res, error, status, error))
