@@ -1,7 +1,8 @@
 """Run every ``benchmarks/bench_*.py`` and assemble ``benchmarks/RESULTS.md``.
 
 Usage: ``python benchmarks/run_all.py [name ...]`` (names without ``bench_``/``.py``
-run only those; the results of the others are kept from their last run).
+run only those; the results of the others are kept from their last run);
+``--assemble`` only rebuilds ``RESULTS.md`` from ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def main(argv: list[str]) -> int:
     scripts = sorted(glob.glob(os.path.join(HERE, "bench_*.py")))
-    if argv:
+    if argv == ["--assemble"]:
+        scripts = []
+    elif argv:
         scripts = [s for s in scripts if os.path.basename(s)[6:-3] in argv]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(HERE)}
     failed = []

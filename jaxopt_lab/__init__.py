@@ -6,19 +6,27 @@ hyperparameters, optax transforms from the recent literature, bilevel, zeroth- a
 second-order methods, and sweeps.
 """
 
-from jaxopt_lab import base, implicit_diff, linear_solve, tree_util
-from jaxopt_lab import projection, prox
-from jaxopt_lab import loss, objective
-from jaxopt_lab import isotonic, perturbations
-from jaxopt_lab import zeroth_order
-from jaxopt_lab import curvature
+from jaxopt_lab import (
+    base,
+    bilevel,
+    curvature,
+    implicit_diff,
+    isotonic,
+    linear_solve,
+    loss,
+    objective,
+    perturbations,
+    projection,
+    prox,
+    sweep,
+    tree_util,
+    zeroth_order,
+)
 from jaxopt_lab.base import KKTSolution, OptStep, Status, status_name
 from jaxopt_lab.solvers import *  # noqa: F401,F403
 from jaxopt_lab.solvers import __all__ as _solvers_all
-from jaxopt_lab import bilevel  # noqa: E402
 from jaxopt_lab.transforms import *  # noqa: F401,F403
 from jaxopt_lab.transforms import __all__ as _transforms_all
-from jaxopt_lab import sweep
 
 __version__ = "0.1.0"
 

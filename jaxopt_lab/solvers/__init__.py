@@ -91,4 +91,5 @@ from jaxopt_lab.solvers.scipy_wrappers import (  # noqa: E402
 )
 
 __all__ += ["CvxpyQP", "IterativeRefinement", "IterativeRefinementState", "ScipyBoundedLeastSquares",
-            "ScipyBoundedMinimize", "ScipyLeastSquares", "ScipyMinimize", "ScipyMinimizeInfo", "ScipyRootFinding"]
+            "ScipyBoundedMinimize", "ScipyLeastSquares", "ScipyMinimize", "ScipyMinimizeInfo",
+            "ScipyRootFinding"]
