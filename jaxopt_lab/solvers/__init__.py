@@ -93,3 +93,14 @@ from jaxopt_lab.solvers.scipy_wrappers import (  # noqa: E402
 __all__ += ["CvxpyQP", "IterativeRefinement", "IterativeRefinementState", "ScipyBoundedLeastSquares",
             "ScipyBoundedMinimize", "ScipyLeastSquares", "ScipyMinimize", "ScipyMinimizeInfo",
             "ScipyRootFinding"]
+
+# jaxopt parity: block coordinate descent and mirror descent.
+from jaxopt_lab.solvers.block_cd import BlockCDState, BlockCoordinateDescent  # noqa: E402
+from jaxopt_lab.solvers.mirror_descent import (  # noqa: E402
+    MirrorDescent,
+    MirrorDescentState,
+    projection_grad_simplex_kl,
+)
+
+__all__ += ["BlockCDState", "BlockCoordinateDescent", "MirrorDescent", "MirrorDescentState",
+            "projection_grad_simplex_kl"]

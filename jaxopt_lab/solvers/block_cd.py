@@ -174,4 +174,5 @@ class BlockCoordinateDescent(base.IterativeSolver):
           An array that is zero exactly at solutions.
         """
         grad = jax.grad(self._value_fun())(params, *args, **kwargs)
-        return params - self._prox_all(params - grad, hyperparams_prox, jnp.ones(params.shape[:1], params.dtype))
+        ones = jnp.ones(params.shape[:1], params.dtype)
+        return params - self._prox_all(params - grad, hyperparams_prox, ones)

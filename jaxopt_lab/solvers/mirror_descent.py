@@ -125,7 +125,8 @@ class MirrorDescent(base.IterativeSolver):
     def _check_run_args(self, init_params, args, kwargs) -> None:
         super()._check_run_args(init_params, args, kwargs)
         if not args:
-            raise TypeError("MirrorDescent.run needs `hyperparams_proj` after `init_params` (None if unused).")
+            raise TypeError("MirrorDescent.run needs `hyperparams_proj` after `init_params` "
+                            "(None if unused).")
 
     def init_state(self, init_params, hyperparams_proj, *args, **kwargs) -> MirrorDescentState:
         """Evaluate ``fun`` at ``init_params``.
