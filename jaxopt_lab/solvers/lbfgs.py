@@ -144,6 +144,9 @@ class LBFGS(base.IterativeSolver):
       max_stepsize: largest trial step.
       history_size: number of stored curvature pairs (static).
       use_gamma: scale the initial inverse Hessian by ``<s, y> / <y, y>``.
+      stop_if_linesearch_fails: stop with ``LINESEARCH_FAILED`` when the line
+        search finds no step (default, unlike jaxopt's False); with False the
+        memory is cleared and the next iteration restarts along ``-grad``.
       implicit_diff, implicit_diff_solve, jit, unroll, verbose: see
         :class:`jaxopt_lab.base.IterativeSolver`.
 
@@ -174,6 +177,7 @@ class LBFGS(base.IterativeSolver):
     min_stepsize: float = 1e-6
     history_size: int = 10
     use_gamma: bool = True
+    stop_if_linesearch_fails: bool = True
 
     def _static_option(self, name, value) -> bool:
         return name == "stepsize" and self._nonpositive_sentinel(value)
@@ -292,7 +296,10 @@ class LBFGS(base.IterativeSolver):
             num_fun_eval=state.num_fun_eval + ls.num_evals,
             num_grad_eval=state.num_grad_eval + ls.num_evals,
             num_linesearch_iter=state.num_linesearch_iter + ls.num_evals,
-            status=jnp.where(ls.failed, base.Status.LINESEARCH_FAILED,
+            status=jnp.where(ls.failed & self.stop_if_linesearch_fails, base.Status.LINESEARCH_FAILED,
                              base.Status.RUNNING).astype(jnp.int32),
         )
+        if not self.stop_if_linesearch_fails:
+            new_state = new_state._replace(
+                rho_history=jnp.where(ls.failed, 0.0, new_state.rho_history))
         return base.OptStep(ls.params, new_state)

@@ -43,7 +43,7 @@ class PolyakSGD(base.IterativeSolver):
     """Stochastic gradient descent with the stochastic Polyak step ``SPS_max``.
 
     ``t = min((f_i(x) - f_i^*) / (||grad f_i(x)||^2 + delta), max_stepsize)`` with
-    ``f_i^* = 0`` (interpolation), then ``v = momentum v - t g``, ``x += v``. ``args``
+    ``f_i^* =`` ``fun_min`` (0 under interpolation), then ``v = momentum v - t g``, ``x += v``. ``args``
     passed to ``update`` are the current mini-batch.
 
     Args:
@@ -52,6 +52,9 @@ class PolyakSGD(base.IterativeSolver):
       max_stepsize: cap on the step.
       delta: added to the squared gradient norm (avoids division by zero).
       momentum: heavy-ball momentum in ``[0, 1)``.
+      fun_min: the optimal value ``f_i^*`` of each sample loss (0 under interpolation).
+      variant: ``"SPS_max"`` (the capped step above) or ``"SPS+"`` (uncapped,
+        ``max(f_i(x) - f_i^*, 0) / ||g||^2``).
       pre_update: optional ``(params, state, *args, **kwargs) -> (params, state)``.
       maxiter, tol: iteration cap; stop when the gradient norm is ``<= tol``.
 
@@ -70,6 +73,8 @@ class PolyakSGD(base.IterativeSolver):
     max_stepsize: float = 1.0
     delta: float = 0.0
     momentum: float = 0.0
+    fun_min: float = 0.0
+    variant: str = "SPS_max"
     pre_update: Callable | None = None
     maxiter: int = 500
     tol: float = 1e-3
@@ -79,6 +84,8 @@ class PolyakSGD(base.IterativeSolver):
         base.check_positive(self.max_stepsize, "max_stepsize")
         base.check_positive(self.delta, "delta", allow_zero=True)
         base.check_positive(self.momentum, "momentum", allow_zero=True)
+        if self.variant not in ("SPS_max", "SPS+"):
+            raise ValueError(f"`variant` must be 'SPS_max' or 'SPS+', got {self.variant!r}.")
 
     def init_state(self, init_params, *args, **kwargs) -> PolyakSGDState:
         """Initial state (one evaluation, for ``value`` and ``aux``).
@@ -115,8 +122,10 @@ class PolyakSGD(base.IterativeSolver):
         (value, aux), grad = self._value_and_grad_fun()(params, *args, **kwargs)
         dtype = jnp.result_type(value)
         gg = tu.tree_l2_norm(grad, squared=True)
-        t = jnp.minimum(jnp.maximum(value, 0.0) / jnp.maximum(gg + self.delta, jnp.finfo(dtype).tiny),
-                        self.max_stepsize).astype(dtype)
+        t = jnp.maximum(value - self.fun_min, 0.0) / jnp.maximum(gg + self.delta, jnp.finfo(dtype).tiny)
+        if self.variant == "SPS_max":
+            t = jnp.minimum(t, self.max_stepsize)
+        t = t.astype(dtype)
         velocity = tu.tree_add_scalar_mul(tu.tree_scalar_mul(self.momentum, state.velocity), -t, grad)
         new_state = PolyakSGDState(
             iter_num=state.iter_num + 1, error=jnp.sqrt(gg).astype(dtype), value=value, aux=aux, stepsize=t,
