@@ -259,3 +259,16 @@ def test_sgd_solvers_bad_options():
         jl.ArmijoSGD(f, reset_option="bogus")
     with pytest.raises(ValueError, match="max_stepsize"):
         jl.PolyakSGD(f, max_stepsize=-1.0)
+
+
+def test_polyak_sgd_fun_min_and_variant():
+    # f(x) = ||x - a||^2 + 3 has minimum value 3: with fun_min=3 the Polyak step is exact
+    # (half the distance per step for this quadratic), with the default 0 it overshoots.
+    a = jnp.asarray([1.0, -2.0, 0.5])
+    f = lambda x: jnp.sum((x - a) ** 2) + 3.0
+    for variant in ("SPS_max", "SPS+"):
+        out = jl.PolyakSGD(f, fun_min=3.0, variant=variant, max_stepsize=10.0, maxiter=200,
+                           tol=1e-8).run(jnp.zeros(3))
+        np.testing.assert_allclose(out.params, a, atol=1e-6)
+    with pytest.raises(ValueError, match="variant"):
+        jl.PolyakSGD(f, variant="bogus")
