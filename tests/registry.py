@@ -174,6 +174,12 @@ class _FirstArg:
     def run(self, init_params, *args, **kwargs):
         return self.solver.run(init_params, self.first, *args, **kwargs)
 
+    def init_state(self, init_params, *args, **kwargs):
+        return self.solver.init_state(init_params, self.first, *args, **kwargs)
+
+    def update(self, params, state, *args, **kwargs):
+        return self.solver.update(params, state, self.first, *args, **kwargs)
+
 
 _WIDE = (-1e3, 1e3)
 SOLVERS += [
