@@ -36,6 +36,8 @@ class SolverEntry:
         compared at the solution accuracy and iteration counts may differ.
       jittable: ``run`` can be traced (``jax.jit`` / ``jax.vmap``); False for the SciPy
         wrappers, which run SciPy on the host (their derivatives are still checked).
+      stepwise: the solver exposes ``init_state``/``update``; False for the SciPy
+        wrappers, which only have ``run`` (their ``init_state`` raises a ``TypeError``).
     """
 
     name: str
@@ -49,6 +51,7 @@ class SolverEntry:
     exact_replay: bool = True
     core: bool = False
     jittable: bool = True
+    stepwise: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,18 +209,20 @@ SOLVERS += [
 # SciPy wrappers (issue 8): SciPy runs on the host, so no jit/vmap (``jittable=False``).
 SOLVERS += [
     SolverEntry("ScipyMinimize-BFGS", lambda fun, **kw: jl.ScipyMinimize(fun=fun, method="BFGS", **kw),
-                dict(tol=1e-10, maxiter=500, options={"gtol": 1e-7}), jittable=False),
+                dict(tol=1e-10, maxiter=500, options={"gtol": 1e-7}), jittable=False, stepwise=False),
     SolverEntry("ScipyBoundedMinimize",
                 lambda fun, **kw: _FirstArg(jl.ScipyBoundedMinimize(fun=fun, **kw), _WIDE),
-                dict(tol=1e-12, maxiter=500, options={"gtol": 1e-10}), rosenbrock=False, jittable=False),
+                dict(tol=1e-12, maxiter=500, options={"gtol": 1e-10}), rosenbrock=False, jittable=False,
+                stepwise=False),
     # Residual = grad f: the least-squares / root solution is the minimizer of f.
     SolverEntry("ScipyLeastSquares",
                 lambda fun, **kw: jl.ScipyLeastSquares(fun=_grad_of(fun), **kw),
                 dict(options={"xtol": 1e-14, "ftol": 1e-14, "gtol": 1e-14}), rosenbrock=False,
-                jittable=False),
+                jittable=False, stepwise=False),
     SolverEntry("ScipyRootFinding",
                 lambda fun, **kw: jl.ScipyRootFinding(optimality_fun=_grad_of(fun), **kw),
-                dict(tol=1e-10), numeric_values=(1e-9, 1e-10), rosenbrock=False, jittable=False),
+                dict(tol=1e-10), numeric_values=(1e-9, 1e-10), rosenbrock=False, jittable=False,
+                stepwise=False),
 ]
 
 TRANSFORMS: list[TransformEntry] = []

@@ -4,8 +4,9 @@
   (bfloat16 / float32 / float64 leaves side by side; bfloat16 only for entries with
   ``keeps_bf16``) and its floating state follows the documented rule "state defaults to
   the params' dtype" for float32 and float64 params.
-- Every registry solver's state is in the params' dtype (float32 params, x64 enabled:
-  no silent promotion to float64).
+- Every registry solver's state (initial and after ``run``) is in the params' dtype
+  (float32 params, x64 enabled: no silent promotion to float64); the SciPy wrappers,
+  which work in float64 on the host, cast their results and state back.
 - The line searches stop within ``maxls`` evaluations on flat and on non-finite
   functions, and report failure rather than a NaN step.
 - Zero gradients (a start at the minimizer) and zero curvature (a linear function)
@@ -95,13 +96,24 @@ def test_transform_zero_gradients_give_finite_updates(entry):
 
 @pytest.mark.parametrize("entry", tiered(SOLVERS))
 def test_solver_state_in_params_dtype(entry):
+    """The initial state (solvers with ``init_state``) and the state returned by ``run``
+    (every solver, the SciPy wrappers included, which work in float64 on the host) hold
+    their floating fields in the params' dtype, and ``run`` returns float32 params."""
     fun, x0, _ = P.quadratic(4, cond=3.0, dtype=jnp.float32)
     solver = entry.make(fun, **entry.options)
-    state = solver.init_state(x0)
-    for leaf in jax.tree_util.tree_leaves(state):
-        leaf = jnp.asarray(leaf)
-        if jnp.issubdtype(leaf.dtype, jnp.floating):
-            assert leaf.dtype == jnp.float32, (entry.name, leaf.shape, leaf.dtype)
+    out = solver.run(x0)
+    assert out.params.dtype == jnp.float32, (entry.name, out.params.dtype)
+    states = [out.state]
+    if entry.stepwise:
+        states.append(solver.init_state(x0))
+    else:
+        with pytest.raises(TypeError, match="run"):
+            solver.init_state(x0)
+    for state in states:
+        for leaf in jax.tree_util.tree_leaves(state):
+            leaf = jnp.asarray(leaf)
+            if jnp.issubdtype(leaf.dtype, jnp.floating):
+                assert leaf.dtype == jnp.float32, (entry.name, leaf.shape, leaf.dtype)
 
 
 # ------------------------------------------------------------------- line searches

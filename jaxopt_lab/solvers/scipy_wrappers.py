@@ -142,16 +142,25 @@ def _status(res, fun_val, maxiter_hit):
     return base.Status.MAX_ITER if maxiter_hit else base.Status.STALLED
 
 
-def _info(res, fun_val, status, error, hess_inv=None):
+def _params_dtype(params):
+    """The floating dtype of the state: the params' (widest) dtype, as for every solver."""
+    dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
+    return dtype if jnp.issubdtype(dtype, jnp.inexact) else jnp.result_type(float)
+
+
+def _info(res, fun_val, status, error, dtype, hess_inv=None):
+    # SciPy works in float64 internally; the state follows the params' dtype (the
+    # documented rule), so float32 params give a float32 value, error and hess_inv.
     nfev = int(getattr(res, "nfev", 0) or 0)
     njev = int(getattr(res, "njev", 0) or 0)
     nhev = int(getattr(res, "nhev", 0) or 0)
     nit = int(getattr(res, "nit", nfev) or 0)
-    fv = jnp.asarray(fun_val)
+    fv = jnp.asarray(fun_val, dtype)
+    hess_inv = None if hess_inv is None else jnp.asarray(hess_inv, dtype)
     return ScipyMinimizeInfo(fv, jnp.asarray(bool(res.success)), jnp.asarray(int(status), jnp.int32),
                              jnp.asarray(nit, jnp.int32), hess_inv, jnp.asarray(nfev, jnp.int32),
                              jnp.asarray(njev, jnp.int32), jnp.asarray(nhev, jnp.int32), fv,
-                             jnp.asarray(error), jnp.asarray(int(res.status), jnp.int32))
+                             jnp.asarray(error, dtype), jnp.asarray(int(res.status), jnp.int32))
 
 
 def _flat_bounds(bounds, params, dtype):
@@ -203,6 +212,16 @@ class _ScipyBase(base.IterativeSolver):
         decorated = idf.custom_root(self.optimality_fun, has_aux=True, solve=solve,
                                     symmetric=self._symmetric if self.implicit_diff_solve is None else None)
         return decorated(self._host_solve)(init_params, *args, **kwargs)  # type: ignore[attr-defined]
+
+    def init_state(self, init_params, *args, **kwargs):
+        """Not available: SciPy runs the whole solve on the host (raises ``TypeError``)."""
+        raise TypeError(f"{type(self).__name__} runs SciPy on the host and has no step-by-step "
+                        "`init_state`/`update`; call `run(init_params, ...)`.")
+
+    def update(self, params, state, *args, **kwargs) -> base.OptStep:
+        """Not available: SciPy runs the whole solve on the host (raises ``TypeError``)."""
+        raise TypeError(f"{type(self).__name__} runs SciPy on the host and has no step-by-step "
+                        "`init_state`/`update`; call `run(init_params, ...)`.")
 
     def _scipy_options(self, extra=None):
         opts = dict(self.options or {})
@@ -269,7 +288,8 @@ class ScipyMinimize(_ScipyBase):
         hess_inv = getattr(res, "hess_inv", None)
         hess_inv = jnp.asarray(hess_inv) if isinstance(hess_inv, np.ndarray) else None
         maxiter_hit = int(getattr(res, "nit", 0) or 0) >= self.maxiter
-        return base.OptStep(params, _info(res, res.fun, _status(res, res.fun, maxiter_hit), error, hess_inv))
+        status = _status(res, res.fun, maxiter_hit)
+        return base.OptStep(params, _info(res, res.fun, status, error, _params_dtype(init_params), hess_inv))
 
     def _host_solve(self, init_params, *args, **kwargs):
         return self._minimize(init_params, None, args, kwargs)
@@ -390,7 +410,8 @@ class ScipyLeastSquares(_ScipyBase):
         params = _unravel(jnp.asarray(res.x, self.dtype), spec)
         params = jax.tree_util.tree_map(lambda p, x: p.astype(jnp.result_type(x)), params, init_params)
         error = _optimality_error(self, params, args if bounds is None else (bounds, *args), kwargs)
-        return base.OptStep(params, _info(res, res.cost, _status(res, res.cost, res.status == 0), error))
+        status = _status(res, res.cost, res.status == 0)
+        return base.OptStep(params, _info(res, res.cost, status, error, _params_dtype(init_params)))
 
     def _host_solve(self, init_params, *args, **kwargs):
         return self._lsq(init_params, None, args, kwargs)
@@ -478,4 +499,4 @@ class ScipyRootFinding(_ScipyBase):
         # "no progress" after landing on it (e.g. a linear system solved in one step).
         if status == base.Status.STALLED and self.tol is not None and float(error) <= self.tol:
             status = base.Status.CONVERGED
-        return base.OptStep(params, _info(res, error, status, error))
+        return base.OptStep(params, _info(res, error, status, error, _params_dtype(init_params)))
