@@ -373,6 +373,7 @@ def broadcast_pytrees(*trees: PyTree) -> tuple:
     if not structures:
         return tuple(trees)
     treedef = structures.pop()
+    num_leaves = len(jax.tree_util.tree_leaves(next(t for t in trees if not is_leaf(t))))
     return tuple(
-        jax.tree_util.tree_unflatten(treedef, [t] * treedef.num_leaves) if is_leaf(t) else t for t in trees
+        jax.tree_util.tree_unflatten(treedef, [t] * num_leaves) if is_leaf(t) else t for t in trees
     )
