@@ -294,6 +294,39 @@ def check_same_structure(a, b, name_a: str, name_b: str) -> None:
             )
 
 
+# jaxopt keywords that mean the same in every solver having them: ``stepsize`` >= 0
+# (0 selects a line search), the Wolfe constants and line-search factors > 0.
+_STANDARD_OPTIONS = {"stepsize": True, "c1": False, "c2": False, "decrease_factor": False,
+                     "max_stepsize": False}
+
+
+def check_standard_options(solver) -> None:
+    """Raise ``ValueError`` naming the option for NaN options and bad standard keywords.
+
+    Every concrete floating option (a Python float or an array) must be free of NaN;
+    the standard jaxopt keywords must also satisfy their rule: ``stepsize >= 0`` (``0``
+    selects a line search) and ``c1``, ``c2``, ``decrease_factor``, ``max_stepsize`` > 0.
+    Traced values, callables, ``None`` and non-numeric options are not checked.
+    Called by :meth:`IterativeSolver.__post_init__`, so each solver gets it once.
+
+    Args:
+      solver: a dataclass instance (an :class:`IterativeSolver`).
+    """
+    for f in dataclasses.fields(solver):
+        value = getattr(solver, f.name, None)
+        if value is None or isinstance(value, bool) or callable(value) or not is_concrete(value):
+            continue
+        if not isinstance(value, numbers.Number | np.ndarray | jax.Array):
+            continue
+        arr = np.asarray(value)
+        if not np.issubdtype(arr.dtype, np.number):
+            continue
+        if np.issubdtype(arr.dtype, np.inexact) and np.any(np.isnan(arr)):
+            raise ValueError(f"`{f.name}` must not be NaN, got {value!r}.")
+        if f.name in _STANDARD_OPTIONS:
+            check_positive(value, f.name, allow_zero=_STANDARD_OPTIONS[f.name])
+
+
 # --------------------------------------------------------------------------- base
 
 
@@ -396,6 +429,7 @@ class IterativeSolver:
             check_callable(self.implicit_diff_solve, "implicit_diff_solve")
         if hasattr(self, "fun"):
             check_callable(self.fun, "fun")
+        check_standard_options(self)
 
     # -- what subclasses write ------------------------------------------------
     def init_state(self, init_params, *args, **kwargs):
