@@ -8,7 +8,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxopt_lab import base
 from jaxopt_lab.zeroth_order import _common
@@ -97,22 +96,18 @@ def value_and_grad(fun: Callable, method: str = "rge", **options) -> Callable:
     return vg
 
 
-def _zero_cotangent(x):
-    dtype = getattr(x, "dtype", None)
-    dtype = jnp.result_type(x) if dtype is None else dtype
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) or not jnp.issubdtype(dtype, jnp.inexact):
-        return np.zeros(np.shape(x), jax.dtypes.float0)
-    return jnp.zeros(np.shape(x), dtype)
-
-
 def blackbox(fun: Callable, method: str = "rge", **options) -> Callable:
-    """Wrap a (possibly non-differentiable) scalar function with a zeroth-order VJP.
+    """Wrap a (possibly non-differentiable) scalar function with a zeroth-order derivative.
 
-    The forward pass returns ``fun(params, *args)``; under ``jax.grad`` (reverse mode)
-    the derivative with respect to ``params`` is the ``method`` estimate, so a black-box
-    term can sit inside an otherwise differentiable loss. ``*args`` are treated as
-    constants (they receive zero cotangents, like ``lax.stop_gradient``); forward-mode
-    differentiation is not available (a ``custom_vjp``).
+    The primal pass returns ``fun(params, *args)``. Its derivative with respect to
+    ``params`` is the ``method`` estimate ``g``: the rule is a ``jax.custom_jvp`` whose
+    output tangent ``<g, dparams>`` is linear in the tangent, so forward mode
+    (``jax.jvp``, ``jax.jacfwd``) uses it directly and reverse mode (``jax.grad``,
+    ``jax.vjp``) transposes it. Both modes see the same ``g`` for the same ``key``, so
+    ``jvp(v) == <grad, v>`` up to rounding. A black-box term can thus sit inside an
+    otherwise differentiable loss. ``*args`` are treated as constants (their tangents
+    are ignored, like ``lax.stop_gradient``); derivatives of ``g`` itself (Hessians) are
+    not defined.
 
     Args:
       fun: ``fun(params, *args) -> scalar``; need not be traceable by autodiff.
@@ -129,21 +124,22 @@ def blackbox(fun: Callable, method: str = "rge", **options) -> Callable:
     base.check_callable(fun, "fun")
     _, needs_key = check_method(method, options)
 
-    @jax.custom_vjp
+    @jax.custom_jvp
     def call(params, key, args):
         return fun(params, *args)
 
-    def fwd(params, key, args):
+    @call.defjvp
+    def call_jvp(primals, tangents):
+        params, key, args = primals
+        dparams = tangents[0]
         value, g = estimate(method, fun, params, key, args, **options)
-        return value, (g, key, args)
-
-    def bwd(res, ct):
-        g, key, args = res
-        g_params = jax.tree_util.tree_map(lambda leaf: (ct * leaf).astype(leaf.dtype), g)
-        return (g_params, jax.tree_util.tree_map(_zero_cotangent, key),
-                jax.tree_util.tree_map(_zero_cotangent, args))
-
-    call.defvjp(fwd, bwd)
+        value = jax.lax.stop_gradient(value)
+        g = jax.lax.stop_gradient(g)
+        # <g, dparams>: linear in the tangent, so JAX can transpose it for reverse mode.
+        dots = [jnp.sum(a.astype(value.dtype) * b.astype(value.dtype))
+                for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(dparams),
+                                strict=True)]
+        return value, sum(dots, jnp.zeros((), value.dtype))
 
     def wrapped(params, *args, key=None):
         if needs_key and key is None:
