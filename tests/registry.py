@@ -67,6 +67,9 @@ class TransformEntry:
       accuracy: relative distance to the solution expected after ``steps``.
       needs_value_fn: ``update`` requires ``value_fn=`` (params -> loss).
       needs_key: ``update`` requires ``key=``.
+      needs_per_example_grads: ``update`` requires ``per_example_grads=`` (a pytree like the
+        gradients with a leading batch axis; the suite passes two examples whose mean is the
+        gradient).
       stochastic: updates are random (compared across runs with the same key).
       injectable: hyperparameters that ``optax.inject_hyperparams`` can change.
       matrix_only: only matrix-shaped leaves are supported.
@@ -86,6 +89,7 @@ class TransformEntry:
     accuracy: float = 1e-2
     needs_value_fn: bool = False
     needs_key: bool = False
+    needs_per_example_grads: bool = False
     stochastic: bool = False
     injectable: tuple = ("learning_rate",)
     matrix_only: bool = False
@@ -266,6 +270,11 @@ TRANSFORMS += [
                    steps=500, accuracy=5e-2, matrix_only=True, kwargs=dict(b1=0.9)),
     TransformEntry("refined_schedule-sgd",
                    lambda learning_rate: optax.sgd(_refined(learning_rate)), learning_rate=0.1),
+    # Meta-transform (updates pass through; the state carries the next batch size) wrapped around SGD.
+    TransformEntry("adaptive_batch_size-sgd",
+                   lambda learning_rate, tolerance: optax.chain(
+                       jl.adaptive_batch_size(8, tolerance=tolerance), optax.sgd(learning_rate)),
+                   learning_rate=0.1, kwargs=dict(tolerance=0.5), needs_per_example_grads=True),
 ]
 
 # Second-order transforms (issue 4).
