@@ -42,43 +42,48 @@ def _check(delta, wd_ratio, weight_decay):
             raise ValueError(f"{name} must be non-negative, got {value}.")
 
 
-def _project(w, g, p, delta, eps):
-    """AdamP's projection (Algorithm 1/2): returns ``(p_projected, fired)`` for one leaf.
+def _row_sums(*terms):
+    """Row sums of several ``(rows, cols)`` products in one variadic reduction (one pass over the data)."""
+    zeros = tuple(jnp.zeros([], t.dtype) for t in terms)
+    return jax.lax.reduce(terms, zeros, lambda a, b: tuple(x + y for x, y in zip(a, b, strict=True)), (1,))
+
+
+def _project(w, g, p, delta, eps, wd_ratio, weight_decay, p_dot=None):
+    """AdamP's projection (Algorithm 1/2) plus the decoupled weight decay, for one leaf.
 
     The cosine similarity between the gradient and the weights is measured per output
     channel (rows of ``w.reshape(w.shape[0], -1)``) and then for the whole layer; if its
     largest absolute value is below ``delta / sqrt(view_dim)`` the weight is treated as
-    scale-invariant and the radial component of ``p`` is removed in that view.
+    scale-invariant and the radial component of ``p`` is removed in that view:
+    ``p - w_hat (w_hat . p)`` with ``w_hat = w / (||w|| + eps)``. Every norm and inner product
+    (per row; the layer's are sums of the rows') comes from one reduction pass, and the
+    projected step is ``p + w * c`` with one scalar ``c`` per row, so the leaf is read twice.
+    ``p_dot`` (default ``p``) is ``p`` written with other operations, used in the reduction so
+    that XLA fuses each form into its consumer instead of storing ``p`` in a temporary.
     """
     if w.ndim <= 1:  # biases and gains are not scale-invariant
-        return p, jnp.zeros([], bool)
+        return (p + weight_decay * w).astype(p.dtype)
     acc = jnp.promote_types(w.dtype, jnp.float32)
-    W, G, P = (x.reshape(x.shape[0], -1).astype(acc) for x in (w, g, p))
-
-    def cos(a, b, axis):
-        num = jnp.abs(jnp.sum(a * b, axis=axis))
-        return num / jnp.maximum(jnp.linalg.norm(a, axis=axis) * jnp.linalg.norm(b, axis=axis), eps)
-
-    fire_c = jnp.max(cos(G, W, 1)) < delta / jnp.sqrt(W.shape[1])
-    fire_l = cos(G.ravel(), W.ravel(), 0) < delta / jnp.sqrt(W.size)
-    Wn = W / (jnp.linalg.norm(W, axis=1, keepdims=True) + eps)
-    p_c = P - Wn * jnp.sum(Wn * P, axis=1, keepdims=True)
-    wn = W / (jnp.linalg.norm(W) + eps)
-    p_l = P - wn * jnp.sum(wn * P)
-    out = jnp.where(fire_c, p_c, jnp.where(fire_l, p_l, P))
-    return out.reshape(p.shape).astype(p.dtype), fire_c | fire_l
+    W, G, P, P_dot = (x.reshape(x.shape[0], -1).astype(acc) for x in (w, g, p, p if p_dot is None else p_dot))
+    gw, gg, ww, wp = _row_sums(G * W, G * G, W * W, W * P_dot)
+    cos_c = jnp.abs(gw) / jnp.maximum(jnp.sqrt(gg) * jnp.sqrt(ww), eps)
+    cos_l = jnp.abs(jnp.sum(gw)) / jnp.maximum(jnp.sqrt(jnp.sum(gg)) * jnp.sqrt(jnp.sum(ww)), eps)
+    fire_c = jnp.max(cos_c) < delta / jnp.sqrt(W.shape[1])
+    fire_l = cos_l < delta / jnp.sqrt(W.size)
+    radial_c = wp / (jnp.sqrt(ww) + eps) ** 2  # (w_hat . p) / (||w|| + eps), per row
+    radial_l = jnp.sum(wp) / (jnp.sqrt(jnp.sum(ww)) + eps) ** 2
+    radial = jnp.where(fire_c, radial_c, jnp.where(fire_l, radial_l, jnp.zeros_like(radial_c)))
+    decay = weight_decay * jnp.where(fire_c | fire_l, wd_ratio, 1.0)
+    out = P + W * (decay - radial)[:, None]
+    return out.reshape(p.shape).astype(p.dtype)
 
 
-def _finish(directions, grads, params, delta, eps, wd_ratio, weight_decay):
+def _finish(directions, grads, params, delta, eps, wd_ratio, weight_decay, directions_dot=None):
     if params is None:
         raise ValueError("AdamP/SGDP need `params` in update(grads, state, params).")
-
-    def leaf(d, g, w):
-        d, fired = _project(w, g, d, delta, eps)
-        ratio = jnp.where(fired, wd_ratio, 1.0)
-        return (d + weight_decay * ratio * w).astype(g.dtype)
-
-    return jax.tree_util.tree_map(leaf, directions, grads, params)
+    directions_dot = directions if directions_dot is None else directions_dot
+    leaf = lambda d, dd, g, w: _project(w, g, d, delta, eps, wd_ratio, weight_decay, dd).astype(g.dtype)
+    return jax.tree_util.tree_map(leaf, directions, directions_dot, grads, params)
 
 
 def scale_by_adamp(
@@ -118,14 +123,18 @@ def scale_by_adamp(
         count = state.count + 1
         mu = jax.tree_util.tree_map(lambda m, g: (b1 * m + (1 - b1) * g).astype(g.dtype), state.mu, grads)
         nu = jax.tree_util.tree_map(lambda v, g: (b2 * v + (1 - b2) * g * g).astype(g.dtype), state.nu, grads)
-        bc1, bc2 = 1 - b1**count, 1 - b2**count
+        inv_bc1, inv_bc2 = 1 / (1 - b1**count), 1 / (1 - b2**count)
 
-        def direction(m, v, g):
+        def direction(m, v, g, other_form=False):
             num = b1 * m + (1 - b1) * g if nesterov else m
-            return (num / bc1 / (jnp.sqrt(v / bc2) + eps)).astype(g.dtype)
+            if other_form:  # same value (to rounding), different operations: see _project
+                return (num * inv_bc1 / (jnp.sqrt(v) * jnp.sqrt(inv_bc2) + eps)).astype(g.dtype)
+            return (num * inv_bc1 / (jnp.sqrt(v * inv_bc2) + eps)).astype(g.dtype)
 
         d = jax.tree_util.tree_map(direction, mu, nu, grads)
-        return _finish(d, grads, params, delta, eps, wd_ratio, weight_decay), ScaleByAdamPState(count, mu, nu)
+        d_dot = jax.tree_util.tree_map(lambda m, v, g: direction(m, v, g, True), mu, nu, grads)
+        updates = _finish(d, grads, params, delta, eps, wd_ratio, weight_decay, d_dot)
+        return updates, ScaleByAdamPState(count, mu, nu)
 
     return optax.GradientTransformation(init, update)
 
