@@ -79,6 +79,10 @@ class TransformEntry:
       reaches_minimum: the rule converges to the unconstrained minimizer of the test problem
         (False for rules that by design do not, e.g. a perpendicular-gradient step keeps
         the weight norm); then only a decrease of the objective is checked.
+      checks_grads_tree: ``update`` rejects a gradient pytree unlike ``params`` (False where
+        the update is optax's stateless rule over the gradients alone, e.g. a jaxopt_lab
+        schedule inside ``optax.sgd`` or a batch-size test passing the updates through:
+        there is nothing to compare the gradients with).
     """
 
     name: str
@@ -97,6 +101,7 @@ class TransformEntry:
     keeps_bf16: bool = True
     leafwise: bool = False
     reaches_minimum: bool = True
+    checks_grads_tree: bool = True
 
 
 # Cached so that the same ``fun`` gives the same wrapped function (a static argument):
@@ -269,12 +274,14 @@ TRANSFORMS += [
     TransformEntry("layerwise_noise_adaptive-spectral", jl.layerwise_noise_adaptive, learning_rate=0.02,
                    steps=500, accuracy=5e-2, matrix_only=True, kwargs=dict(b1=0.9)),
     TransformEntry("refined_schedule-sgd",
-                   lambda learning_rate: optax.sgd(_refined(learning_rate)), learning_rate=0.1),
+                   lambda learning_rate: optax.sgd(_refined(learning_rate)), learning_rate=0.1,
+                   checks_grads_tree=False),
     # Meta-transform (updates pass through; the state carries the next batch size) wrapped around SGD.
     TransformEntry("adaptive_batch_size-sgd",
                    lambda learning_rate, tolerance: optax.chain(
                        jl.adaptive_batch_size(8, tolerance=tolerance), optax.sgd(learning_rate)),
-                   learning_rate=0.1, kwargs=dict(tolerance=0.5), needs_per_example_grads=True),
+                   learning_rate=0.1, kwargs=dict(tolerance=0.5), needs_per_example_grads=True,
+                   checks_grads_tree=False),
 ]
 
 # Second-order transforms (issue 4).

@@ -182,12 +182,14 @@ def _shifted_quadratic(target):
     return fun
 
 
-def _extra(entry, fun, key):
+def _extra(entry, fun, key, grads=None):
     out = {}
     if entry.needs_value_fn:
         out["value_fn"] = fun
     if entry.needs_key:
         out["key"] = key
+    if entry.needs_per_example_grads and grads is not None:  # two examples whose mean is grads
+        out["per_example_grads"] = jax.tree_util.tree_map(lambda g: jnp.stack([1.5 * g, 0.5 * g]), grads)
     return out
 
 
@@ -196,7 +198,7 @@ def _transform_steps(entry, params, fun, steps=2, opt=None):
     state = opt.init(params)
     for k in range(steps):
         value, grads = jax.value_and_grad(fun)(params)
-        extra = _extra(entry, fun, jax.random.PRNGKey(k))
+        extra = _extra(entry, fun, jax.random.PRNGKey(k), grads)
         if isinstance(opt, optax.GradientTransformationExtraArgs):
             updates, state = opt.update(grads, state, params, value=value, **extra)
         else:
@@ -328,15 +330,18 @@ def test_nonfinite_data_gives_failure_status_not_silent_nan(entry, where, value)
 # -- transforms: trees, keys, value_fn, counts, non-finite gradients
 
 
+CHECKS_TREE = [e for e in TRANSFORMS if e.checks_grads_tree]
+
+
 @settings(FAST, max_examples=3)
-@given(entry=st.sampled_from(TRANSFORMS))
+@given(entry=st.sampled_from(CHECKS_TREE))
 def test_transform_mismatched_grads_tree_raises(entry):
     _mismatch(entry)
 
 
 @pytest.mark.slow
 @MORE
-@given(entry=st.sampled_from(TRANSFORMS))
+@given(entry=st.sampled_from(CHECKS_TREE))
 def test_transform_mismatched_grads_tree_raises_more(entry):
     _mismatch(entry)
 
@@ -348,7 +353,9 @@ def _mismatch(entry):
     opt = entry.make(entry.learning_rate, **entry.kwargs)
     state = opt.init(params)
     grads = {"a": jnp.ones(shape), "c": jnp.ones(shape)}
-    extra = _extra(entry, _quad, jax.random.PRNGKey(0))
+    # Extra arguments consistent with the (mismatched) gradients: the error must come from
+    # comparing the gradients with params / state, not from a missing keyword.
+    extra = _extra(entry, _quad, jax.random.PRNGKey(0), grads)
     with pytest.raises((ValueError, TypeError)):
         if isinstance(opt, optax.GradientTransformationExtraArgs):
             opt.update(grads, state, params, value=jnp.asarray(1.0), **extra)
@@ -455,13 +462,19 @@ def _apply_if_finite(entry, bad):
     params = jnp.ones((3, 4))
     opt = optax.apply_if_finite(entry.make(entry.learning_rate, **entry.kwargs), max_consecutive_errors=3)
     state = opt.init(params)
-    extra = _extra(entry, _quad, jax.random.PRNGKey(0))
+    bad_grads = jnp.ones((3, 4)).at[1, 2].set(bad)
+    extra = _extra(entry, _quad, jax.random.PRNGKey(0), bad_grads)
     if entry.needs_value_fn or entry.needs_key:
         extra["value"] = _quad(params)
-    bad_grads = jnp.ones((3, 4)).at[1, 2].set(bad)
     updates, state = opt.update(bad_grads, state, params, **extra)
     assert bool(jnp.all(updates == 0))
     assert int(state.notfinite_count) == 1
-    updates, state = opt.update(jax.grad(_quad)(params), state, params, **extra)
+    # A finite gradient not parallel to params (a perpendicular-gradient rule maps a
+    # gradient parallel to the weights to zero).
+    good = jax.grad(_quad)(params) + jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)
+    extra = _extra(entry, _quad, jax.random.PRNGKey(0), good)
+    if entry.needs_value_fn or entry.needs_key:
+        extra["value"] = _quad(params)
+    updates, state = opt.update(good, state, params, **extra)
     assert int(state.notfinite_count) == 0
     assert bool(jnp.all(jnp.isfinite(updates))) and bool(jnp.any(updates != 0))
