@@ -6,7 +6,7 @@ grad_estimate)`` that evaluate every perturbation of one estimate in a single
 :func:`spsa` and the exact-JVP :func:`forward_gradient`. They are also exposed as
 :func:`value_and_grad`, as optax transforms (``jaxopt_lab.zo_sgd`` ...) and as
 ``custom_vjp`` black boxes (:func:`blackbox`); :mod:`.deepzero` holds the
-DeepZero pruning and sparse-CGE helpers.
+DeepZero pruning and sparse-CGE helpers, :mod:`.layerwise` CGE with feature reuse.
 """
 
 from jaxopt_lab.zeroth_order.api import METHODS, blackbox, estimate, value_and_grad
@@ -19,10 +19,13 @@ from jaxopt_lab.zeroth_order.deepzero import (
     scale_by_sparse_cge,
     zo_saliency,
 )
+from jaxopt_lab.zeroth_order.layerwise import LayerwiseLoss, cge_layerwise
 from jaxopt_lab.zeroth_order.randomized import forward_gradient, rge, spsa
 
 __all__ = [
     "METHODS",
+    "LayerwiseLoss",
+    "cge_layerwise",
     "ScaleBySparseCGEState",
     "deepzero_sgd",
     "layerwise_density",

@@ -18,6 +18,7 @@ import optax
 
 from jaxopt_lab import base
 from jaxopt_lab.zeroth_order.coordinate import cge
+from jaxopt_lab.zeroth_order.layerwise import LayerwiseLoss, cge_layerwise
 from jaxopt_lab.zeroth_order.randomized import rge
 
 
@@ -129,7 +130,9 @@ def scale_by_sparse_cge(density: Any, refresh_every: int = 1, smoothing: float =
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update`` takes ``value_fn=`` and
-      ``key=``; the estimate is zero off the current mask.
+      ``key=``; the estimate is zero off the current mask. When ``value_fn`` is a
+      :class:`~jaxopt_lab.zeroth_order.LayerwiseLoss` (and ``params`` a per-layer list),
+      the estimate reuses features (:func:`~jaxopt_lab.zeroth_order.cge_layerwise`).
 
     References:
       Chen et al., "DeepZero: Scaling up zeroth-order optimization for deep model
@@ -150,8 +153,15 @@ def scale_by_sparse_cge(density: Any, refresh_every: int = 1, smoothing: float =
         new_mask, k = random_sparse_mask(key, params, density)
         mask = jax.tree_util.tree_map(
             lambda n, o: jnp.where(state.count % refresh_every == 0, n, o), new_mask, state.mask)
-        _, g = cge(value_fn, params, smoothing=smoothing, mask=mask, num_coords=k,
-                   difference=difference, chunk_size=chunk_size)
+        if isinstance(value_fn, LayerwiseLoss):  # feature reuse: per-layer static counts
+            sizes = [len(jax.tree_util.tree_leaves(p)) for p in params]
+            counts, starts = _counts(params, density), np.cumsum([0, *sizes])
+            per_layer = [int(sum(counts[a:b])) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+            _, g = cge_layerwise(value_fn, params, smoothing=smoothing, mask=mask,
+                                 num_coords=per_layer, difference=difference, chunk_size=chunk_size)
+        else:
+            _, g = cge(value_fn, params, smoothing=smoothing, mask=mask, num_coords=k,
+                       difference=difference, chunk_size=chunk_size)
         g = jax.tree_util.tree_map(lambda e, u: e.astype(u.dtype), g, updates)
         return g, ScaleBySparseCGEState(optax.safe_increment(state.count), mask)
 
