@@ -45,7 +45,7 @@ def mfac_ihvp(grads: jax.Array, v: jax.Array, damping: float | jax.Array) -> jax
         raise ValueError(f"`v` must have shape ({d},), got {jnp.shape(v)}.")
     gram = grads @ grads.T + m * damping * jnp.eye(m, dtype=grads.dtype)
     c = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(gram), grads @ v)
-    return (v - grads.T @ c) / damping
+    return (v - c @ grads) / damping  # c @ G avoids materializing G^T on CPU
 
 
 class ScaleByMfacState(NamedTuple):
@@ -126,7 +126,9 @@ def scale_by_mfac(num_grads: int = 8, damping: float = 1e-4) -> optax.GradientTr
         exact = lambda _: jnp.linalg.inv(gram + m * lam * jnp.eye(m, dtype=dtype))
         refresh = (i == m - 1) | (lam != state.damping)
         inv = jax.lax.cond(refresh, exact, lambda _: inv, None)
-        out = (g - G.T @ (inv @ row)) / lam
+        # (inv @ row) @ G, not G.T @ (...): XLA:CPU would materialize the (d, m) transpose
+        # of the window every step (an extra O(dm) copy), which hid the linear scaling.
+        out = (g - (inv @ row) @ G) / lam
         upd = unravel(out.astype(flat.dtype))
         upd = jax.tree_util.tree_map(lambda u, x: u.astype(x.dtype), upd, grads)
         return upd, ScaleByMfacState(state.count + 1, G, gram, inv, lam)
