@@ -22,6 +22,13 @@ saved with orbax-checkpoint (written to a temporary folder and renamed when
 complete); a restarted call with the same ``fun`` name, ``hparams`` and chunking
 loads the saved chunks and computes only the missing ones.
 
+Long runs (:func:`run_steps`): a member that is a loop of steps (a training run,
+a solver driven by ``init_state``/``update``) is run in segments of
+``checkpoint_every`` steps; after each segment the whole stacked state is saved,
+so a killed run resumes mid-run from the last segment (bitwise the same results
+as an uninterrupted run: the same compiled segment program continues from the
+same saved arrays).
+
 Many hosts: after ``jax.distributed.initialize()``, pass a mesh over
 ``jax.devices()`` (all hosts); every process calls :func:`run` with the same
 ``hparams`` and gets the full results.
@@ -45,9 +52,10 @@ from jax.sharding import PartitionSpec as P
 
 PyTree = Any
 
-__all__ = ["grid", "mesh_for", "random", "run", "member_status", "num_members"]
+__all__ = ["grid", "mesh_for", "random", "run", "run_steps", "member_status", "num_members"]
 
 _CHUNK_RE = re.compile(r"^chunk_(\d{6})$")
+_STATE_RE = re.compile(r"^state_(\d{6})_(\d{9})$")
 
 
 # --------------------------------------------------------------------------- grids
@@ -250,10 +258,13 @@ def _place(tree, mesh, spec):
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _fingerprint(fun, hparams, n, chunk) -> str:
+def _qualname(fun) -> str:
+    return getattr(fun, "__module__", "") + "." + getattr(fun, "__qualname__", type(fun).__name__)
+
+
+def _fingerprint(fun, hparams, n, chunk, extra: str = "") -> str:
     h = hashlib.sha256()
-    name = getattr(fun, "__module__", "") + "." + getattr(fun, "__qualname__", type(fun).__name__)
-    h.update(name.encode())
+    h.update((_qualname(fun) + extra).encode())
     h.update(str(jax.tree_util.tree_structure(hparams)).encode())
     h.update(f"{n}/{chunk}".encode())
     for leaf in jax.tree_util.tree_leaves(hparams):
@@ -304,9 +315,34 @@ class _Checkpoints:
         # killed process leaves either a whole chunk or no chunk_XXXXXX folder.
         self.ckpt.save(self.path(i), {f"leaf_{j:04d}": x for j, x in enumerate(leaves)})
 
-    def load(self, i: int, num_leaves: int) -> list[np.ndarray]:
-        tree = self.ckpt.restore(self.path(i))
+    def load(self, i: int, num_leaves: int, path: str | None = None) -> list[np.ndarray]:
+        tree = self.ckpt.restore(path or self.path(i))
         return [np.asarray(tree[f"leaf_{j:04d}"]) for j in range(num_leaves)]
+
+    # Mid-run states of an unfinished chunk (run_steps): state_<chunk>_<steps done>.
+    def latest_state(self, i: int) -> tuple[int, str | None]:
+        best = (0, None)
+        for name in os.listdir(self.dir):
+            m = _STATE_RE.match(name)
+            if m and int(m.group(1)) == i and int(m.group(2)) > best[0]:
+                best = (int(m.group(2)), os.path.join(self.dir, name))
+        return best
+
+    def save_state(self, i: int, steps: int, leaves: list[np.ndarray]) -> None:
+        path = os.path.join(self.dir, f"state_{i:06d}_{steps:09d}")
+        self.ckpt.save(path, {f"leaf_{j:04d}": x for j, x in enumerate(leaves)})
+        self.drop_states(i, keep=path)
+
+    def drop_states(self, i: int, keep: str | None = None) -> None:
+        if jax.process_index() != 0:
+            return
+        import shutil
+
+        for name in os.listdir(self.dir):
+            m = _STATE_RE.match(name)
+            path = os.path.join(self.dir, name)
+            if m and int(m.group(1)) == i and path != keep:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- run
@@ -365,89 +401,237 @@ def run(
     """
     if not callable(fun):
         raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
-    n = num_members(hparams)
-    axis = None
-    ndev = 1
-    if mesh is not None:
-        if not isinstance(mesh, Mesh):
-            raise TypeError(f"`mesh` must be a jax.sharding.Mesh, got {type(mesh).__name__}.")
-        axis = axis_name or mesh.axis_names[0]
-        if axis not in mesh.axis_names:
-            raise ValueError(f"`axis_name` {axis!r} is not a mesh axis; mesh axes: {mesh.axis_names}.")
-        ndev = mesh.shape[axis]
-        explicit = [a for a, t in zip(mesh.axis_names, getattr(mesh, "axis_types", ()), strict=False)
-                    if "Explicit" in str(t)]
-        if data_specs is not None and explicit:
-            raise ValueError(f"`mesh` axes {explicit} are Explicit; `data_specs` needs Auto axes "
-                             "(jax.sharding.Mesh(devices, names) or jax.make_mesh(..., axis_types=Auto)).")
-    elif data_specs is not None:
-        raise ValueError("`data_specs` needs a `mesh`.")
-    specs = None
-    if data_specs is not None:
-        specs = tuple(P() if s is None else s for s in data_specs)
-        if len(specs) != len(args) or not all(isinstance(s, P) for s in specs):
-            raise ValueError(f"`data_specs` must hold one PartitionSpec (or None) per positional "
-                             f"argument ({len(args)}), got {data_specs!r}.")
-    if chunk_size is None:
-        chunk = -(-n // ndev) * ndev
-    else:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}.")
-        if chunk_size % ndev:
-            raise ValueError(f"`chunk_size` must be a multiple of the {ndev} devices on mesh axis "
-                             f"{axis!r}, got {chunk_size}.")
-        chunk = chunk_size
-    num_chunks = -(-n // chunk)
+    plan = _Plan(hparams, len(args), mesh, chunk_size, axis_name, data_specs)
     traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(hparams))
-
-    def compute(h):
-        if mesh is None:
-            return _vmapped(fun, h, args, kwargs)
-        if data_specs is None:
-            h = _place(h, mesh, P(axis))
-            a, k = _place((args, kwargs), mesh, P())
-            return _sharded(fun, mesh, axis, h, a, k)
-        return _gspmd(fun, mesh, axis, specs, h, args, kwargs)
-
-    def chunk_of(i):
-        idx = np.minimum(np.arange(i * chunk, (i + 1) * chunk), n - 1)  # pad with the last member
-        return jax.tree_util.tree_map(lambda x: x[idx] if traced else np.asarray(x)[idx], hparams)
-
     ckpts = None
     if checkpoint_dir is not None:
         if traced:
             raise ValueError("`checkpoint_dir` cannot be used while differentiating or tracing a sweep.")
-        ckpts = _Checkpoints(os.fspath(checkpoint_dir), _fingerprint(fun, hparams, n, chunk), n, chunk)
-
+        ckpts = _Checkpoints(os.fspath(checkpoint_dir), _fingerprint(fun, hparams, plan.n, plan.chunk),
+                             plan.n, plan.chunk)
     out_tree = None
     pieces = []
     done = ckpts.done() if ckpts else set()
-    for i in range(num_chunks):
+    for i in range(plan.num_chunks):
         if i in done:
             if out_tree is None:
-                out_tree = jax.tree_util.tree_structure(jax.eval_shape(compute, chunk_of(0)))
-            leaves = ckpts.load(i, out_tree.num_leaves)
-            pieces.append([jnp.asarray(x) for x in leaves])
-            if on_chunk is not None:
-                on_chunk(i, num_chunks, True)
-            continue
-        out = compute(chunk_of(i))
-        leaves, out_tree = jax.tree_util.tree_flatten(out)
-        if ckpts is not None:
-            host = [_host(x) for x in leaves]
-            ckpts.save(i, host)
-        pieces.append(leaves)
+                out_tree = jax.tree_util.tree_structure(
+                    jax.eval_shape(lambda h: plan.compute(fun, h, args, kwargs), plan.chunk_of(hparams, 0)))
+            pieces.append([jnp.asarray(x) for x in ckpts.load(i, out_tree.num_leaves)])
+        else:
+            leaves, out_tree = jax.tree_util.tree_flatten(plan.compute(fun, plan.chunk_of(hparams, i),
+                                                                       args, kwargs))
+            if ckpts is not None:
+                ckpts.save(i, [_host(x) for x in leaves])
+            pieces.append(leaves)
         if on_chunk is not None:
-            on_chunk(i, num_chunks, False)
-    if len(pieces) == 1:
-        leaves = [x[:n] for x in pieces[0]]
-    else:
-        leaves = [jnp.concatenate([_gathered(p[j], traced) for p in pieces])[:n]
-                  for j in range(out_tree.num_leaves)]
-    return jax.tree_util.tree_unflatten(out_tree, leaves)
+            on_chunk(i, plan.num_chunks, i in done)
+    return plan.assemble(pieces, out_tree, traced)
+
+
+class _Plan:
+    """Chunking and placement shared by :func:`run` and :func:`run_steps`."""
+
+    def __init__(self, hparams, nargs, mesh, chunk_size, axis_name, data_specs):
+        self.n = n = num_members(hparams)
+        self.mesh, self.axis, ndev = mesh, None, 1
+        if mesh is not None:
+            if not isinstance(mesh, Mesh):
+                raise TypeError(f"`mesh` must be a jax.sharding.Mesh, got {type(mesh).__name__}.")
+            self.axis = axis = axis_name or mesh.axis_names[0]
+            if axis not in mesh.axis_names:
+                raise ValueError(f"`axis_name` {axis!r} is not a mesh axis; mesh axes: {mesh.axis_names}.")
+            ndev = mesh.shape[axis]
+            explicit = [a for a, t in zip(mesh.axis_names, getattr(mesh, "axis_types", ()), strict=False)
+                        if "Explicit" in str(t)]
+            if data_specs is not None and explicit:
+                raise ValueError(f"`mesh` axes {explicit} are Explicit; `data_specs` needs Auto axes (jax."
+                                 "sharding.Mesh(devices, names) or jax.make_mesh(..., axis_types=Auto)).")
+        elif data_specs is not None:
+            raise ValueError("`data_specs` needs a `mesh`.")
+        self.specs = None
+        if data_specs is not None:
+            self.specs = tuple(P() if s is None else s for s in data_specs)
+            if len(self.specs) != nargs or not all(isinstance(s, P) for s in self.specs):
+                raise ValueError(f"`data_specs` must hold one PartitionSpec (or None) per positional "
+                                 f"argument ({nargs}), got {data_specs!r}.")
+        if chunk_size is None:
+            self.chunk = -(-n // ndev) * ndev
+        else:
+            if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+                raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}.")
+            if chunk_size % ndev:
+                raise ValueError(f"`chunk_size` must be a multiple of the {ndev} devices on mesh axis "
+                                 f"{self.axis!r}, got {chunk_size}.")
+            self.chunk = chunk_size
+        self.num_chunks = -(-n // self.chunk)
+
+    def compute(self, fun, h, args, kwargs, extra_specs=()):
+        if self.mesh is None:
+            return _vmapped(fun, h, args, kwargs)
+        if self.specs is None:
+            h = _place(h, self.mesh, P(self.axis))
+            a, k = _place((args, kwargs), self.mesh, P())
+            return _sharded(fun, self.mesh, self.axis, h, a, k)
+        return _gspmd(fun, self.mesh, self.axis, (*extra_specs, *self.specs), h, args, kwargs)
+
+    def chunk_of(self, tree, i):
+        if self.num_chunks == 1 and self.chunk == self.n:
+            return tree  # no copy: one chunk, no padding
+        idx = np.minimum(np.arange(i * self.chunk, (i + 1) * self.chunk), self.n - 1)  # pad: last member
+        return jax.tree_util.tree_map(
+            lambda x: x[idx] if isinstance(x, jax.core.Tracer) else np.asarray(x)[idx], tree)
+
+    def assemble(self, pieces, out_tree, traced):
+        if len(pieces) == 1:
+            leaves = pieces[0] if self.chunk == self.n else [x[:self.n] for x in pieces[0]]
+        else:
+            leaves = [jnp.concatenate([_gathered(p[j], traced) for p in pieces])[:self.n]
+                      for j in range(out_tree.num_leaves)]
+        return jax.tree_util.tree_unflatten(out_tree, leaves)
 
 
 def _gathered(x, traced: bool):
     if traced or not isinstance(x, jax.Array) or x.is_fully_addressable:
         return x
     return jnp.asarray(_host(x))
+
+
+def _strong(tree, like=None):
+    # Carries are kept strongly typed, so a carry restored from disk (numpy, no weak
+    # types) runs the very same compiled segment as one kept in memory.
+    like = tree if like is None else like
+    return jax.tree_util.tree_map(lambda x, r: jnp.asarray(x, jnp.result_type(r)), tree, like)
+
+
+@functools.lru_cache(maxsize=128)
+def _strong_init(init: Callable) -> Callable:
+    return lambda h, *args, **kwargs: _strong(init(h, *args, **kwargs))
+
+
+@functools.lru_cache(maxsize=128)
+def _segment(step: Callable, done: Callable | None) -> Callable:
+    """Per-member program: up to ``length`` steps (a traced count), frozen once ``done``."""
+
+    def seg(member, length, *args, **kwargs):
+        h, carry = member
+
+        def cond(c):
+            go = c[0] < length
+            return go if done is None else go & ~jnp.asarray(done(c[1]), bool)
+
+        body = lambda c: (c[0] + 1, _strong(step(c[1], h, *args, **kwargs), c[1]))
+        return jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), carry))[1]
+
+    return seg
+
+
+def run_steps(
+    init: Callable[..., PyTree],
+    step: Callable[..., PyTree],
+    hparams: PyTree,
+    *args,
+    num_steps: int,
+    done: Callable[[PyTree], jax.Array] | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    mesh: Mesh | None = None,
+    chunk_size: int | None = None,
+    axis_name: str | None = None,
+    data_specs: PyTree | None = None,
+    on_segment: Callable[[int, int, int, bool], None] | None = None,
+    **kwargs,
+) -> PyTree:
+    """A sweep of long step loops (training runs, solvers), checkpointed mid-run.
+
+    Every member runs ``carry = init(h, *args, **kwargs)`` then up to ``num_steps``
+    times ``carry = step(carry, h, *args, **kwargs)``, stopping early (its carry
+    frozen) once ``done(carry)`` is true. The steps run as one compiled vmapped
+    ``while_loop`` per segment of ``checkpoint_every`` steps; with
+    ``checkpoint_dir`` the stacked carry is saved (orbax) after every segment, so a
+    killed process restarted with the same call resumes from the last saved
+    segment and returns bitwise the results of an uninterrupted run. Finished
+    chunks are kept as in :func:`run`. A solver is driven by
+    ``init = lambda h, *a: OptStep(x0, solver(h).init_state(x0, *a))``,
+    ``step = lambda c, h, *a: solver(h).update(c.params, c.state, *a)`` and
+    ``done = lambda c: c.state.status != Status.RUNNING`` (what ``solver.run`` does,
+    without its non-finite guard and implicit differentiation).
+
+    Args:
+      init: ``init(member_hparams, *args, **kwargs) -> carry`` (a pytree of arrays).
+      step: ``step(carry, member_hparams, *args, **kwargs) -> carry`` (same structure).
+      hparams: pytree of arrays with a leading member axis.
+      *args: shared arguments of ``init`` and ``step``.
+      num_steps: maximum steps per member.
+      done: optional ``done(carry) -> bool`` per member (e.g. a solver's status left RUNNING).
+      checkpoint_every: steps per compiled segment (default ``num_steps``: one segment).
+      checkpoint_dir: folder for the per-segment states and finished chunks.
+      mesh, chunk_size, axis_name, data_specs: as in :func:`run`.
+      on_segment: optional callback ``(chunk_index, num_chunks, steps_done, resumed)``
+        after each segment is finished (and saved); ``resumed`` is true for a state
+        or chunk loaded from ``checkpoint_dir``.
+      **kwargs: shared keyword arguments of ``init`` and ``step``.
+
+    Returns:
+      The final carries stacked along a leading member axis of length ``n``.
+
+    References:
+      Chen et al., "Training Deep Nets with Sublinear Memory Cost", 2016
+      (arXiv:1604.06174), for checkpointing long runs; orbax-checkpoint (Google).
+    """
+    for f, name in ((init, "init"), (step, "step")):
+        if not callable(f):
+            raise TypeError(f"`{name}` must be callable, got {type(f).__name__}.")
+    if done is not None and not callable(done):
+        raise TypeError(f"`done` must be callable or None, got {type(done).__name__}.")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"`num_steps` must be a positive int, got {num_steps!r}.")
+    every = num_steps if checkpoint_every is None else checkpoint_every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"`checkpoint_every` must be a positive int, got {checkpoint_every!r}.")
+    plan = _Plan(hparams, len(args), mesh, chunk_size, axis_name, data_specs)
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(hparams)):
+        raise ValueError("`run_steps` cannot be traced or differentiated; use `run` with a solver's `run` "
+                         "(implicit differentiation) instead.")
+    seg, init_ = _segment(step, done), _strong_init(init)
+    ckpts = None
+    if checkpoint_dir is not None:
+        extra = f"|{_qualname(step)}|{_qualname(done)}|{num_steps}|{every}"
+        ckpts = _Checkpoints(os.fspath(checkpoint_dir),
+                             _fingerprint(init, hparams, plan.n, plan.chunk, extra), plan.n, plan.chunk)
+    finished = ckpts.done() if ckpts else set()
+    out_tree, pieces = None, []
+
+    def all_done(carry):
+        return done is not None and bool(np.all(_host(jax.vmap(done)(carry))))
+
+    for i in range(plan.num_chunks):
+        h = plan.chunk_of(hparams, i)
+        carry_shape = jax.eval_shape(lambda hh: plan.compute(init_, hh, args, kwargs), h)
+        out_tree = jax.tree_util.tree_structure(carry_shape)
+        if i in finished:
+            pieces.append([jnp.asarray(x) for x in ckpts.load(i, out_tree.num_leaves)])
+            if on_segment is not None:
+                on_segment(i, plan.num_chunks, num_steps, True)
+            continue
+        steps, path = ckpts.latest_state(i) if ckpts else (0, None)
+        if path is not None:
+            carry = jax.tree_util.tree_unflatten(out_tree, ckpts.load(i, out_tree.num_leaves, path))
+            if on_segment is not None:
+                on_segment(i, plan.num_chunks, steps, True)
+        else:
+            carry = plan.compute(init_, h, args, kwargs)
+        while steps < num_steps and not all_done(carry):
+            length = min(every, num_steps - steps)
+            carry = plan.compute(seg, (h, carry), (np.int32(length), *args), kwargs, extra_specs=(P(),))
+            steps += length
+            if ckpts is not None and steps < num_steps:
+                ckpts.save_state(i, steps, [_host(x) for x in jax.tree_util.tree_leaves(carry)])
+            if on_segment is not None:
+                on_segment(i, plan.num_chunks, steps, False)
+        leaves = jax.tree_util.tree_leaves(carry)
+        if ckpts is not None:
+            ckpts.save(i, [_host(x) for x in leaves])
+            ckpts.drop_states(i)
+        pieces.append(leaves)
+    return plan.assemble(pieces, out_tree, False)
