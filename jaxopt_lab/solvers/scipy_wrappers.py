@@ -405,8 +405,16 @@ class ScipyLeastSquares(_ScipyBase):
         kw = dict(self.options or {})
         if flat_bounds is not None:
             kw["bounds"] = flat_bounds
-        res = sopt.least_squares(lambda x: both(x)[0], np.asarray(_ravel(init_params, self.dtype)),
-                                 jac=lambda x: both(x)[1], method=self.method or "trf", loss=self.loss, **kw)
+        x0 = np.asarray(_ravel(init_params, self.dtype))
+        r0 = both(x0)[0]
+        if np.all(np.isfinite(r0)):
+            res = sopt.least_squares(lambda x: both(x)[0], x0, jac=lambda x: both(x)[1],
+                                     method=self.method or "trf", loss=self.loss, **kw)
+        else:
+            # SciPy raises on non-finite residuals at the start (e.g. NaN in the data); report
+            # it as a NONFINITE status, as every other solver does, and return the start.
+            res = sopt.OptimizeResult(x=x0, cost=0.5 * float(np.sum(r0**2)), success=False, status=-1,
+                                      nfev=1, njev=0, message="non-finite residuals at the initial point")
         params = _unravel(jnp.asarray(res.x, self.dtype), spec)
         params = jax.tree_util.tree_map(lambda p, x: p.astype(jnp.result_type(x)), params, init_params)
         error = _optimality_error(self, params, args if bounds is None else (bounds, *args), kwargs)
