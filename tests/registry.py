@@ -234,6 +234,43 @@ SOLVERS += [
                 stepwise=False),
 ]
 
+
+
+@functools.cache
+def _qp_data(fun):
+    """Jitted ``(x0, args) -> (Q, c)``: Hessian and gradient at 0 of a quadratic ``fun``, flattened."""
+    from jax.flatten_util import ravel_pytree
+
+    def data(x0, args):
+        flat, unravel = ravel_pytree(x0)
+        f = lambda v: fun(unravel(v), *args)
+        return jax.hessian(f)(flat), jax.grad(f)(jax.numpy.zeros_like(flat))
+    return jax.jit(data)
+
+
+class _QuadraticAsQP:
+    """CvxpyQP on a quadratic ``fun`` (the shared test problems are quadratics): the QP
+    ``(Q, c)`` is ``fun``'s Hessian and gradient at 0; ``maxiter``/``tol``/``jit`` are CVXPY's own."""
+
+    def __init__(self, fun, **_options):
+        self.fun, self.solver = fun, jl.CvxpyQP(solver="CLARABEL")
+
+    def run(self, init_params, *args):
+        from jax.flatten_util import ravel_pytree
+
+        out = self.solver.run(None, _qp_data(self.fun)(init_params, args))
+        unravel = ravel_pytree(init_params)[1]
+        return jl.OptStep(unravel(out.params.primal), out.state)
+
+    def init_state(self, init_params, *args):
+        return self.solver.init_state(init_params, *args)
+
+
+# CvxpyQP (issue 8): CVXPY on the host through a callback; jittable, but no init_state/update.
+SOLVERS += [
+    SolverEntry("CvxpyQP", _QuadraticAsQP, dict(tol=1e-9), rosenbrock=False, stepwise=False),
+]
+
 TRANSFORMS: list[TransformEntry] = []
 
 # First-order and proximal transforms (issue 6).
