@@ -7,15 +7,19 @@ A config has four tables (see ``examples/sweep_logreg.toml``)::
                 transform, trained for `steps` full-batch steps);  options = {...};  steps = 200
     [grid]      hyperparameter = [values] | {logspace = [lo, hi, num]} | {linspace = [lo, hi, num]}
     [sweep]     seeds = [0, 1];  devices = 1 | "all";  chunk_size = 16;  output = "sweep_out";
-                metric = "val_loss";  checkpoint = true;  x64 = false
+                metric = "val_loss";  checkpoint = true;  checkpoint_every = 50;  x64 = false
 
 Grid keys are the problem's hyperparameters (e.g. ``l2``) and the solver's or
 transform's numeric options (e.g. ``tol``, ``learning_rate``); they are traced,
 so the whole grid is one compiled program. A problem factory (``pkg.module:function``)
 takes keyword options and returns a :class:`jaxopt_lab.problems.SweepProblem`.
 Relative ``output`` paths are taken from the current directory. Outputs:
-``results.csv``, ``metadata.json`` (versions, config hash, devices), and PNG plots
-of the metric against each grid key (a heat map when there are two).
+``results.csv`` (and ``results.parquet`` when pyarrow is installed, the ``sweep``
+extra), ``metadata.json`` (versions, config hash, devices), and PNG plots of the
+metric against each grid key (a heat map when there are two). With
+``checkpoint_every = N`` each member's run is saved every ``N`` steps (iterations
+of a solver, training steps of a transform), so a killed sweep resumes mid-run
+(:func:`jaxopt_lab.sweep.run_steps`); otherwise each finished chunk is saved.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ import numpy as np
 _TOP = {"problem": True, "solver": True, "grid": True, "sweep": False}
 _PROBLEM_KEYS = ("name", "options")
 _SOLVER_KEYS = ("name", "options", "steps")
-_SWEEP_KEYS = ("seeds", "devices", "chunk_size", "output", "metric", "checkpoint", "x64")
+_SWEEP_KEYS = ("seeds", "devices", "chunk_size", "output", "metric", "checkpoint", "checkpoint_every",
+               "x64")
 
 
 class ConfigError(ValueError):
@@ -270,6 +275,11 @@ def validate_config(raw: dict) -> dict:
     checkpoint = sw.get("checkpoint", True)
     if not isinstance(checkpoint, bool):
         _fail("sweep.checkpoint", f"got {checkpoint!r}", ["true", "false"])
+    every = sw.get("checkpoint_every")
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        _fail("sweep.checkpoint_every", f"must be an int >= 1 (steps between saves), got {every!r}")
+    if every is not None and not checkpoint:
+        _fail("sweep.checkpoint_every", "needs `sweep.checkpoint = true`")
     x0 = problem.init_params(jax.random.PRNGKey(0))
     names = sorted(jax.eval_shape(problem.metrics, x0, dict(problem.hparams), problem.eval_data))
     metric = sw.get("metric", names[0] if "val_loss" not in names else "val_loss")
@@ -277,10 +287,12 @@ def validate_config(raw: dict) -> dict:
         _fail("sweep.metric", f"unknown metric {metric!r}", names)
     return {"raw": raw, "problem": problem, "kind": kind, "target": target, "solver_name": solv["name"],
             "solver_options": s_opts, "steps": steps, "grid": grid, "seeds": seeds, "devices": devices,
-            "chunk_size": chunk, "output": output, "checkpoint": checkpoint, "metric": metric}
+            "chunk_size": chunk, "output": output, "checkpoint": checkpoint,
+            "checkpoint_every": every, "metric": metric}
 
 
-def _member_fun(cfg: dict):
+def _member_parts(cfg: dict):
+    """``(setup, finish)``: ``setup(h) -> (solver, x0, hp)``, ``finish(h, res, data, eval_data)``."""
     import jax
     import jax.numpy as jnp
 
@@ -291,7 +303,7 @@ def _member_fun(cfg: dict):
     opt_keys = [k for k in cfg["grid"] if k not in problem.hparams]
     steps = cfg["steps"]
 
-    def member(h, data, eval_data):
+    def setup(h):
         hp = {k: h[k] if k in prob_keys else jnp.asarray(v, jnp.result_type(float))
               for k, v in problem.hparams.items()}
         x0 = problem.init_params(jax.random.PRNGKey(h["seed"]))
@@ -300,12 +312,61 @@ def _member_fun(cfg: dict):
             solver = target(problem.loss, **opts)
         else:
             solver = OptaxSolver(target(**opts), problem.loss, maxiter=steps, tol=0.0)
-        res = solver.run(x0, hp, data)
+        return solver, x0, hp
+
+    def finish(h, res, data, eval_data):
+        hp = setup(h)[2]
         out = dict(problem.metrics(res.params, hp, eval_data))
         out["objective"] = problem.loss(res.params, hp, data)
         return {"metrics": out, "iter_num": res.state.iter_num, "status": res.state.status}
 
+    return setup, finish
+
+
+def _member_fun(cfg: dict):
+    setup, finish = _member_parts(cfg)
+
+    def member(h, data, eval_data):
+        solver, x0, hp = setup(h)
+        return finish(h, solver.run(x0, hp, data), data, eval_data)
+
     return member
+
+
+def _run_in_segments(cfg: dict, hp, mesh, ckpt, on_segment):
+    """Members run by ``init_state``/``update`` in saved segments (``sweep.checkpoint_every``)."""
+    from jaxopt_lab import sweep
+    from jaxopt_lab.base import OptStep, Status
+
+    setup, finish = _member_parts(cfg)
+    problem = cfg["problem"]
+
+    def init(h, data, eval_data):
+        solver, x0, hparams = setup(h)
+        return OptStep(x0, solver.init_state(x0, hparams, data))
+
+    def step(c, h, data, eval_data):
+        solver, _, hparams = setup(h)
+        return solver.update(c.params, c.state, hparams, data)
+
+    def done(c):
+        return c.state.status != Status.RUNNING
+
+    if cfg["kind"] == "solver":
+        maxiter = cfg["solver_options"].get("maxiter")
+        if maxiter is None:
+            maxiter = {f.name: f.default for f in dataclasses.fields(cfg["target"])}["maxiter"]
+    else:
+        maxiter = cfg["steps"]
+    res = sweep.run_steps(init, step, hp, problem.data, problem.eval_data, num_steps=int(maxiter), done=done,
+                          checkpoint_every=cfg["checkpoint_every"], checkpoint_dir=ckpt, mesh=mesh,
+                          chunk_size=cfg["chunk_size"], on_segment=on_segment)
+
+    def metrics(m, data, eval_data):
+        return finish(m["h"], m["res"], data, eval_data)
+
+    return sweep.run(metrics, {"h": hp, "res": res}, problem.data, problem.eval_data, mesh=mesh,
+                     chunk_size=cfg["chunk_size"])
 
 
 def config_hash(raw: dict) -> str:
@@ -406,10 +467,17 @@ def run_config(cfg: dict, progress: bool = True) -> dict:
         bar.update(min(chunk, n - i * chunk))
         bar.set_postfix(chunk=f"{i + 1}/{num}", resumed=loaded)
 
+    def on_segment(i, num, steps, resumed):
+        bar.set_postfix(chunk=f"{i + 1}/{num}", step=steps, resumed=resumed)
+
     problem = cfg["problem"]
     t0 = time.perf_counter()
-    res = sweep.run(_member_fun(cfg), hp, problem.data, problem.eval_data, mesh=mesh,
-                    chunk_size=cfg["chunk_size"], checkpoint_dir=ckpt, on_chunk=on_chunk)
+    if cfg["checkpoint_every"] is not None:
+        res = _run_in_segments(cfg, hp, mesh, ckpt, on_segment)
+        bar.update(n)
+    else:
+        res = sweep.run(_member_fun(cfg), hp, problem.data, problem.eval_data, mesh=mesh,
+                        chunk_size=cfg["chunk_size"], checkpoint_dir=ckpt, on_chunk=on_chunk)
     jax.block_until_ready(res)
     wall = time.perf_counter() - t0
     bar.close()
@@ -423,6 +491,9 @@ def run_config(cfg: dict, progress: bool = True) -> dict:
         f.write(",".join(cols) + "\n")
         for i in range(n):
             f.write(",".join(_fmt(table[c][i]) for c in cols) + "\n")
+    tables = ["results.csv"]
+    if _write_parquet(os.path.join(out_dir, "results.parquet"), table):
+        tables.append("results.parquet")
     plots = _plots(out_dir, table, keys, cfg["metric"])
     statuses, counts = np.unique(table["status"], return_counts=True)
     meta = {
@@ -430,12 +501,26 @@ def run_config(cfg: dict, progress: bool = True) -> dict:
         "devices": [str(d) for d in (mesh.devices.flat if mesh is not None else jax.devices()[:1])],
         "platform": jax.default_backend(), "num_members": n, "chunk_size": cfg["chunk_size"],
         "wall_seconds": wall, "status_counts": dict(zip(statuses.tolist(), counts.tolist(), strict=True)),
-        "metric": cfg["metric"], "plots": [os.path.basename(p) for p in plots],
+        "metric": cfg["metric"], "plots": [os.path.basename(p) for p in plots], "tables": tables,
+        "checkpoint_every": cfg["checkpoint_every"],
         "command": " ".join(["jaxopt-lab", *sys.argv[1:]]) if sys.argv else "",
     }
     with open(os.path.join(out_dir, "metadata.json"), "w") as f:
         json.dump(meta, f, indent=2, default=str)
     return meta
+
+
+def _write_parquet(path: str, table: dict) -> bool:
+    """Write ``table`` (column name -> 1-D array) as Parquet; False when pyarrow is missing."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return False
+    tmp = path + ".tmp"
+    pq.write_table(pa.table({k: np.asarray(v) for k, v in table.items()}), tmp)
+    os.replace(tmp, path)
+    return True
 
 
 def _fmt(v: Any) -> str:

@@ -319,8 +319,10 @@ output = "{out}"
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["status_counts"] == {"CONVERGED": 12}
     assert len(meta["config_hash"]) == 64 and meta["versions"]["jax"] == jax.__version__
-    assert sorted(os.listdir(out)) == ["checkpoints", "metadata.json", "results.csv", "val_loss_heatmap.png",
-                                       "val_loss_vs_l2.png", "val_loss_vs_tol.png"]
+    parquet = ["results.parquet"] if meta["tables"] == ["results.csv", "results.parquet"] else []
+    assert sorted(os.listdir(out)) == sorted(["checkpoints", "metadata.json", "results.csv", *parquet,
+                                              "val_loss_heatmap.png", "val_loss_vs_l2.png",
+                                              "val_loss_vs_tol.png"])
     assert (out / "val_loss_heatmap.png").read_bytes()[:4] == b"\x89PNG"
     prob = logreg(n_samples=60, n_features=5, seed=0)
     for r in rows[::5]:

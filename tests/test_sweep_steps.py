@@ -116,7 +116,7 @@ import os, signal, sys, json
 import jax, numpy as np
 jax.config.update("jax_enable_x64", True)
 from jaxopt_lab import sweep
-from tests.test_sweep import A, B, gd_member
+from tests.test_sweep import A, B
 from tests.test_sweep_steps import gd_init, gd_step, gd_done, _hp
 ckpt, kill_at = sys.argv[1], json.loads(sys.argv[2])
 log = []
@@ -126,12 +126,9 @@ def on_segment(i, n, steps, resumed):
         os.kill(os.getpid(), signal.SIGKILL)  # dies right after this segment was saved
 kw = dict(num_steps=400, done=gd_done, checkpoint_every=40, chunk_size=4)
 res = sweep.run_steps(gd_init, gd_step, _hp(), A, B, checkpoint_dir=ckpt, on_segment=on_segment, **kw)
-ref = sweep.run_steps(gd_init, gd_step, _hp(), A, B, **kw)  # uninterrupted, no checkpoint
-one = sweep.run(gd_member, _hp(), A, B)  # plain solver.run
+ref = sweep.run_steps(gd_init, gd_step, _hp(), A, B, **kw)  # uninterrupted, same compiled programs
 print(json.dumps({"log": log, "same": bool(np.array_equal(res.params, ref.params)),
                   "iters": bool(np.array_equal(res.state.iter_num, ref.state.iter_num)),
-                  "iters_run": bool(np.array_equal(res.state.iter_num, one.state.iter_num)),
-                  "diff_run": float(np.max(np.abs(res.params - one.params))),
                   "status": np.asarray(res.state.status).tolist()}))
 """
 
@@ -150,8 +147,7 @@ def test_kill_mid_run_and_resume(tmp_path):
     log = out["log"]
     # The finished chunk is loaded, chunk 1 resumes at step 80 and continues from 120.
     assert log[0] == [0, 400, True] and log[1] == [1, 80, True] and log[2] == [1, 120, False]
-    assert out["same"] and out["iters"] and out["iters_run"]
-    assert out["diff_run"] <= 1e-13
+    assert out["same"] and out["iters"]  # bitwise; == solver.run is checked in the test above
     assert out["status"] == [int(jo.Status.CONVERGED)] * 7
     names = sorted(os.listdir(ckpt))
     assert not [n for n in names if n.startswith("state_")]
