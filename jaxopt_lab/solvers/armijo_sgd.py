@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 
 from jaxopt_lab import base
 from jaxopt_lab import tree_util as tu
 from jaxopt_lab.solvers import _linesearch
+from jaxopt_lab.solvers._sgd import SGDState, StepSizeSGD
 
 
-class ArmijoSGDState(NamedTuple):
+class ArmijoSGDState(SGDState):
     """State of :class:`ArmijoSGD`.
 
     Attributes:
@@ -28,19 +27,11 @@ class ArmijoSGDState(NamedTuple):
       status: :class:`jaxopt_lab.Status` code.
     """
 
-    iter_num: jax.Array
-    error: jax.Array
-    value: jax.Array
-    aux: Any
-    stepsize: jax.Array
-    velocity: Any
-    num_fun_eval: jax.Array
-    num_grad_eval: jax.Array
-    status: jax.Array
+    __slots__ = ()
 
 
 @dataclasses.dataclass(eq=False)
-class ArmijoSGD(base.IterativeSolver):
+class ArmijoSGD(StepSizeSGD):
     """SGD whose step satisfies the Armijo condition on the current mini-batch.
 
     Each iteration starts from the previous step (times ``increase_factor`` with
@@ -70,20 +61,15 @@ class ArmijoSGD(base.IterativeSolver):
       and Convergence Rates", NeurIPS 2019 (arXiv:1905.09997).
     """
 
+    _state_cls = ArmijoSGDState
+
     fun: Callable
     _: dataclasses.KW_ONLY
-    value_and_grad: bool = False
-    has_aux: bool = False
     aggressiveness: float = 0.9
     decrease_factor: float = 0.8
     increase_factor: float = 1.5
     reset_option: str = "increase"
-    momentum: float = 0.0
-    max_stepsize: float = 1.0
     maxls: int = 15
-    pre_update: Callable | None = None
-    maxiter: int = 500
-    tol: float = 1e-3
 
     def __post_init__(self):
         super().__post_init__()
@@ -92,28 +78,7 @@ class ArmijoSGD(base.IterativeSolver):
                              f"got {self.reset_option!r}.")
         base.check_positive(self.aggressiveness, "aggressiveness")
         base.check_positive(self.decrease_factor, "decrease_factor")
-        base.check_positive(self.max_stepsize, "max_stepsize")
-        base.check_positive(self.momentum, "momentum", allow_zero=True)
         base.check_int(self.maxls, "maxls", minimum=1)
-
-    def init_state(self, init_params, *args, **kwargs) -> ArmijoSGDState:
-        """Initial state (one evaluation, for ``value`` and ``aux``).
-
-        Args:
-          init_params: initial point.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          An :class:`ArmijoSGDState`.
-        """
-        (value, aux), _ = self._value_and_grad_fun()(init_params, *args, **kwargs)
-        dtype = jnp.result_type(value)
-        return ArmijoSGDState(
-            iter_num=jnp.asarray(0, jnp.int32), error=jnp.asarray(jnp.inf, dtype), value=value, aux=aux,
-            stepsize=jnp.asarray(self.max_stepsize, dtype), velocity=tu.tree_zeros_like(init_params),
-            num_fun_eval=jnp.asarray(1, jnp.int32), num_grad_eval=jnp.asarray(0, jnp.int32),
-            status=jnp.asarray(base.Status.RUNNING, jnp.int32),
-        )
 
     def update(self, params, state: ArmijoSGDState, *args, **kwargs) -> base.OptStep:
         """One Armijo-SGD step on the mini-batch ``args``.
@@ -126,24 +91,15 @@ class ArmijoSGD(base.IterativeSolver):
         Returns:
           ``OptStep(params, state)``.
         """
-        if self.pre_update is not None:
-            params, state = self.pre_update(params, state, *args, **kwargs)
-        vg = self._value_and_grad_fun()
-        (value, aux), grad = vg(params, *args, **kwargs)
+        params, state, value, aux, grad, gg = self._evaluate(params, state, args, kwargs)
         dtype = jnp.result_type(value)
-        gg = tu.tree_l2_norm(grad, squared=True)
         grow = self.increase_factor if self.reset_option == "increase" else 1.0
         t0 = jnp.minimum(state.stepsize * grow, self.max_stepsize).astype(dtype)
+        vg = self._value_and_grad_fun()
         value_only = lambda x: (vg(x, *args, **kwargs)[0], None)
         ls = _linesearch.backtracking(value_only, params, value, grad, tu.tree_negative(grad), t0, aux,
                                       c1=1.0 - self.aggressiveness, decrease_factor=self.decrease_factor,
                                       maxls=self.maxls, slope=-gg)
         # A failed search still moves by the smallest trial step (stochastic setting).
         t = jnp.where(ls.failed, t0 * self.decrease_factor ** self.maxls, ls.stepsize).astype(dtype)
-        velocity = tu.tree_add_scalar_mul(tu.tree_scalar_mul(self.momentum, state.velocity), -t, grad)
-        new_state = ArmijoSGDState(
-            iter_num=state.iter_num + 1, error=jnp.sqrt(gg).astype(dtype), value=value, aux=aux, stepsize=t,
-            velocity=velocity, num_fun_eval=state.num_fun_eval + 1 + ls.num_evals,
-            num_grad_eval=state.num_grad_eval + 1, status=jnp.asarray(base.Status.RUNNING, jnp.int32),
-        )
-        return base.OptStep(tu.tree_add(params, velocity), new_state)
+        return self._momentum_step(params, state, value, aux, grad, gg, t, 1 + ls.num_evals)
