@@ -9,9 +9,10 @@
   which work in float64 on the host, cast their results and state back.
 - The line searches stop within ``maxls`` evaluations on flat and on non-finite
   functions, and report failure rather than a NaN step.
-- Zero gradients (a start at the minimizer) and zero curvature (a linear function)
-  give finite results and no false CONVERGED; every transform returns finite updates
-  for all-zero gradients.
+- Zero gradients (a start at the minimizer, a flat function) and zero curvature (a
+  linear function) give finite results and no false CONVERGED in LBFGS, BFGS,
+  NonlinearCG and GradientDescent (zoom and backtracking searches), within ``maxiter``;
+  every transform returns finite updates for all-zero gradients.
 """
 
 from __future__ import annotations
@@ -161,7 +162,14 @@ def test_solver_zero_gradient_start_converges_immediately(entry):
     lambda f: jl.LBFGS(f, maxiter=30, tol=1e-8),
     lambda f: jl.LBFGS(f, maxiter=30, tol=1e-8, linesearch="backtracking"),
     lambda f: jl.GradientDescent(f, maxiter=30, tol=1e-8),
-], ids=["LBFGS", "LBFGS-backtracking", "GradientDescent"])
+    lambda f: jl.BFGS(f, maxiter=30, tol=1e-8),
+    pytest.param(lambda f: jl.BFGS(f, maxiter=30, tol=1e-8, linesearch="backtracking"),
+                 marks=pytest.mark.slow),
+    lambda f: jl.NonlinearCG(f, maxiter=30, tol=1e-8),
+    pytest.param(lambda f: jl.NonlinearCG(f, maxiter=30, tol=1e-8, linesearch="backtracking"),
+                 marks=pytest.mark.slow),
+], ids=["LBFGS", "LBFGS-backtracking", "GradientDescent", "BFGS", "BFGS-backtracking", "NonlinearCG",
+        "NonlinearCG-backtracking"])
 @pytest.mark.parametrize("case", ["linear", "nan_away", "flat"])
 def test_line_search_solvers_on_degenerate_functions(make, case):
     """Zero curvature (linear), NaN off the start, and zero gradient everywhere."""
@@ -169,6 +177,7 @@ def test_line_search_solvers_on_degenerate_functions(make, case):
     out = make(f).run(jnp.zeros(3))
     status = int(out.state.status)
     assert bool(jnp.all(jnp.isfinite(out.params)))
+    assert int(out.state.iter_num) <= 30
     if case == "flat":
         assert status == jl.Status.CONVERGED
     else:
