@@ -10,12 +10,14 @@ the usual case (the first trial step accepted) costs one evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from jaxopt_lab import base
 from jaxopt_lab import tree_util as tu
 
 
@@ -276,3 +278,96 @@ def backtracking(
     g = tu.tree_where(failed, grad, c.g)
     a = c.aux if aux is None else tu.tree_where(failed, aux, c.aux)
     return LineSearchResult(t, x, f, g, a, failed, c.k)
+
+
+_LINESEARCHES = ("zoom", "hager-zhang", "more-thuente", "backtracking")
+
+
+@dataclasses.dataclass(eq=False, kw_only=True)
+class LineSearchOptions:
+    """jaxopt's line-search keywords, checked and dispatched once for every solver using them.
+
+    A mixin placed before :class:`jaxopt_lab.base.IterativeSolver` in a solver's bases
+    (``class LBFGS(LineSearchOptions, base.IterativeSolver)``); a solver redeclares a
+    field only to change its default. ``stepsize > 0`` (or a traced ``stepsize``) fixes
+    the step; ``stepsize <= 0`` selects the line search and stays static under jit.
+
+    Attributes:
+      stepsize: fixed step if positive; ``0`` (default) means line search.
+      linesearch: ``"zoom"`` (strong Wolfe; ``"hager-zhang"`` and ``"more-thuente"``
+        map to it) or ``"backtracking"`` (Armijo).
+      linesearch_init, condition, increase_factor, min_stepsize: accepted for jaxopt
+        compatibility (the first trial step is chosen by each solver).
+      maxls: maximum evaluations per line search (static).
+      c1, c2: sufficient-decrease and curvature constants, ``0 < c1 < c2 < 1``.
+      decrease_factor: backtracking shrink factor in ``(0, 1)`` (``None``: 0.5).
+      max_stepsize: largest trial step of the strong-Wolfe search.
+
+    References:
+      Nocedal and Wright, "Numerical Optimization", 2nd ed., 2006, chapter 3.
+    """
+
+    stepsize: float = 0.0
+    linesearch: str = "zoom"
+    linesearch_init: str = "increase"
+    condition: str | None = None
+    maxls: int = 30
+    c1: float = 1e-4
+    c2: float = 0.9
+    decrease_factor: float | None = 0.5
+    increase_factor: float = 1.5
+    max_stepsize: float = 1e10
+    min_stepsize: float = 1e-6
+
+    def __post_init__(self):
+        super().__post_init__()  # type: ignore[misc]
+        if self.linesearch not in _LINESEARCHES:
+            raise ValueError(f"`linesearch` must be 'zoom' or 'backtracking', got {self.linesearch!r}.")
+        base.check_int(self.maxls, "maxls", minimum=1)
+        for name in ("c1", "c2", "max_stepsize"):
+            base.check_positive(getattr(self, name), name)
+        base.check_positive(self.decrease_factor, "decrease_factor")
+        if _concrete_scalar(self.stepsize):
+            base.check_positive(self.stepsize, "stepsize", allow_zero=True)
+        if _concrete_scalar(self.c1) and _concrete_scalar(self.c2) and not self.c1 < self.c2 < 1:
+            raise ValueError(f"`c1` and `c2` must satisfy 0 < c1 < c2 < 1, got {self.c1} and {self.c2}.")
+        if _concrete_scalar(self.decrease_factor) and not float(self.decrease_factor) < 1:
+            raise ValueError(f"`decrease_factor` must be in (0, 1), got {self.decrease_factor}.")
+
+    def _static_option(self, name: str, value) -> bool:
+        if name == "stepsize" and base.IterativeSolver._nonpositive_sentinel(value):
+            return True
+        return super()._static_option(name, value)  # type: ignore[misc]
+
+    def _fixed_step(self) -> bool:
+        """Whether ``stepsize`` fixes the step (a traced step size does)."""
+        return not base.is_concrete(self.stepsize) or float(self.stepsize) > 0
+
+    def _line_search(self, value_and_grad: Callable, params, value, grad, direction, init_stepsize,
+                     aux=None) -> LineSearchResult:
+        """Step along ``direction``: fixed, backtracking or strong Wolfe, as the options say.
+
+        Args:
+          value_and_grad: ``x -> ((value, aux), grad)``.
+          params, value, grad, aux: the current point and ``fun`` there.
+          direction: a descent direction.
+          init_stepsize: first trial step of the search.
+
+        Returns:
+          A :class:`LineSearchResult` (one evaluation for a fixed step).
+        """
+        if self._fixed_step():
+            t = jnp.asarray(self.stepsize, jnp.result_type(value))
+            new = tu.tree_add_scalar_mul(params, t, direction)
+            (f, a), g = value_and_grad(new)
+            return LineSearchResult(t, new, f, g, a, jnp.asarray(False), jnp.asarray(1))
+        if self.linesearch == "backtracking":
+            factor = 0.5 if self.decrease_factor is None else self.decrease_factor
+            return backtracking(value_and_grad, params, value, grad, direction, init_stepsize, aux,
+                                c1=self.c1, decrease_factor=factor, maxls=self.maxls)
+        return strong_wolfe(value_and_grad, params, value, grad, direction, init_stepsize, aux,
+                            c1=self.c1, c2=self.c2, maxls=self.maxls, max_stepsize=self.max_stepsize)
+
+
+def _concrete_scalar(value) -> bool:
+    return value is not None and base.is_concrete(value) and jnp.ndim(value) == 0

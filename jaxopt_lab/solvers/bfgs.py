@@ -46,7 +46,7 @@ class BfgsState(NamedTuple):
 
 
 @dataclasses.dataclass(eq=False)
-class BFGS(base.IterativeSolver):
+class BFGS(_linesearch.LineSearchOptions, base.IterativeSolver):
     """The Broyden-Fletcher-Goldfarb-Shanno quasi-Newton method.
 
     Keeps a dense inverse-Hessian approximation ``H``, steps along ``-H g`` with a
@@ -59,14 +59,10 @@ class BFGS(base.IterativeSolver):
       fun: objective ``fun(params, *args, **kwargs)``.
       value_and_grad, has_aux: as in :class:`jaxopt_lab.LBFGS`.
       maxiter, tol: iteration cap; stop when the gradient norm is ``<= tol``.
-      stepsize: ``> 0`` fixes the step; ``<= 0`` (default) uses the line search.
-      linesearch: ``"zoom"`` (strong Wolfe; ``"hager-zhang"`` maps to it) or ``"backtracking"``.
-      maxls: maximum line-search evaluations per iteration.
-      c1, c2: Wolfe constants.
-      decrease_factor: backtracking shrink factor.
-      max_stepsize: largest trial step.
-      linesearch_init, condition, increase_factor, min_stepsize: accepted for
-        jaxopt compatibility (the first trial is 1, the quasi-Newton step).
+      stepsize, linesearch, linesearch_init, condition, maxls, c1, c2, decrease_factor,
+        increase_factor, max_stepsize, min_stepsize: the line-search options of
+        :class:`jaxopt_lab.solvers._linesearch.LineSearchOptions` (``stepsize > 0``
+        fixes the step; the first trial step is 1, the quasi-Newton step).
 
     Returns:
       ``run`` returns an ``OptStep(params, BfgsState)``.
@@ -82,30 +78,6 @@ class BFGS(base.IterativeSolver):
     has_aux: bool = False
     maxiter: int = 500
     tol: float = 1e-3
-    stepsize: float = 0.0
-    linesearch: str = "zoom"
-    linesearch_init: str = "increase"
-    condition: str | None = None
-    maxls: int = 30
-    c1: float = 1e-4
-    c2: float = 0.9
-    decrease_factor: float = 0.5
-    increase_factor: float = 1.5
-    max_stepsize: float = 1e10
-    min_stepsize: float = 1e-6
-
-    def _static_option(self, name, value) -> bool:
-        return name == "stepsize" and self._nonpositive_sentinel(value)
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.linesearch not in ("zoom", "hager-zhang", "backtracking", "more-thuente"):
-            raise ValueError(f"`linesearch` must be 'zoom' or 'backtracking', got {self.linesearch!r}.")
-        base.check_int(self.maxls, "maxls", minimum=1)
-        base.check_positive(self.c1, "c1")
-        base.check_positive(self.c2, "c2")
-        base.check_positive(self.max_stepsize, "max_stepsize")
-        base.check_positive(self.stepsize, "stepsize", allow_zero=True)
 
     def init_state(self, init_params, *args, **kwargs) -> BfgsState:
         """Evaluate ``fun`` at ``init_params``; ``H`` starts as the identity.
@@ -149,20 +121,7 @@ class BFGS(base.IterativeSolver):
         direction = unravel(d_flat.astype(g_flat.dtype))
         first = state.iter_num == 0
         init_t = jnp.where(first, jnp.minimum(1.0, 1.0 / jnp.maximum(state.error, 1e-30)), 1.0)
-        if base.is_concrete(self.stepsize) and float(self.stepsize) <= 0:
-            if self.linesearch == "backtracking":
-                ls = _linesearch.backtracking(vg, params, state.value, state.grad, direction, init_t,
-                                              state.aux, c1=self.c1, decrease_factor=self.decrease_factor,
-                                              maxls=self.maxls)
-            else:
-                ls = _linesearch.strong_wolfe(vg, params, state.value, state.grad, direction, init_t,
-                                              state.aux, c1=self.c1, c2=self.c2, maxls=self.maxls,
-                                              max_stepsize=self.max_stepsize)
-        else:
-            t = jnp.asarray(self.stepsize, dtype)
-            new = tu.tree_add_scalar_mul(params, t, direction)
-            (value, aux), grad = vg(new)
-            ls = _linesearch.LineSearchResult(t, new, value, grad, aux, jnp.asarray(False), jnp.asarray(1))
+        ls = self._line_search(vg, params, state.value, state.grad, direction, init_t, state.aux)
         s = ravel_pytree(tu.tree_sub(ls.params, params))[0].astype(dtype)
         y = (ravel_pytree(ls.grad)[0] - g_flat).astype(dtype)
         sy, yy = jnp.dot(s, y), jnp.dot(y, y)

@@ -117,7 +117,7 @@ def inverse_hessian_product(grad, s_hist, y_hist, rho_hist, gamma, ptr):
 
 
 @dataclasses.dataclass(eq=False)
-class LBFGS(base.IterativeSolver):
+class LBFGS(_linesearch.LineSearchOptions, base.IterativeSolver):
     """Limited-memory BFGS for smooth unconstrained minimization.
 
     Each iteration computes ``d = -H g`` by the two-loop recursion over the last
@@ -133,15 +133,10 @@ class LBFGS(base.IterativeSolver):
       has_aux: whether ``fun`` returns auxiliary output.
       maxiter: maximum iterations.
       tol: stop when the gradient norm is ``<= tol``.
-      stepsize: a positive value fixes the step (no line search); ``<= 0`` uses
-        the line search.
-      linesearch: ``"zoom"`` (strong Wolfe, also accepted as ``"hager-zhang"``)
-        or ``"backtracking"`` (Armijo).
-      maxls: maximum line-search evaluations per iteration.
-      c1, c2: Wolfe constants (jaxopt's ``condition`` and ``decrease_factor``
-        are accepted and mapped).
-      decrease_factor: shrink factor for backtracking.
-      max_stepsize: largest trial step.
+      stepsize, linesearch, linesearch_init, condition, maxls, c1, c2, decrease_factor,
+        increase_factor, max_stepsize, min_stepsize: the line-search options of
+        :class:`jaxopt_lab.solvers._linesearch.LineSearchOptions` (``stepsize > 0``
+        fixes the step; default strong Wolfe with ``c1=1e-4``, ``c2=0.9``, ``maxls=30``).
       history_size: number of stored curvature pairs (static).
       use_gamma: scale the initial inverse Hessian by ``<s, y> / <y, y>``.
       stop_if_linesearch_fails: stop with ``LINESEARCH_FAILED`` when the line
@@ -164,43 +159,13 @@ class LBFGS(base.IterativeSolver):
     has_aux: bool = False
     maxiter: int = 500
     tol: float = 1e-3
-    stepsize: float = 0.0
-    linesearch: str = "zoom"
-    linesearch_init: str = "increase"
-    condition: str | None = None
-    maxls: int = 30
-    c1: float = 1e-4
-    c2: float = 0.9
-    decrease_factor: float = 0.5
-    increase_factor: float = 1.5
-    max_stepsize: float = 1e10
-    min_stepsize: float = 1e-6
     history_size: int = 10
     use_gamma: bool = True
     stop_if_linesearch_fails: bool = True
 
-    def _static_option(self, name, value) -> bool:
-        return name == "stepsize" and self._nonpositive_sentinel(value)
-
     def __post_init__(self):
         super().__post_init__()
-        if self.linesearch not in ("zoom", "hager-zhang", "backtracking", "more-thuente"):
-            raise ValueError(
-                f"`linesearch` must be 'zoom' or 'backtracking', got {self.linesearch!r}."
-            )
         base.check_int(self.history_size, "history_size", minimum=1)
-        base.check_int(self.maxls, "maxls", minimum=1)
-        base.check_positive(self.max_stepsize, "max_stepsize")
-        base.check_positive(self.c1, "c1")
-        base.check_positive(self.c2, "c2")
-        base.check_positive(self.decrease_factor, "decrease_factor")
-        if base.is_concrete(self.stepsize) and jnp.ndim(self.stepsize) == 0:
-            if float(self.stepsize) < 0:
-                raise ValueError(f"`stepsize` must be >= 0 (0 = line search), got {self.stepsize}.")
-
-    def _fixed_step(self) -> bool:
-        # A traced step size is a fixed step; a concrete one > 0 too.
-        return not base.is_concrete(self.stepsize) or float(self.stepsize) > 0
 
     def init_state(self, init_params, *args, **kwargs) -> LbfgsState:
         """Evaluate ``fun`` at ``init_params`` and allocate the history.
@@ -256,20 +221,7 @@ class LBFGS(base.IterativeSolver):
         first = jnp.all(state.rho_history == 0) | ~descent
         init_t = jnp.where(first, jnp.minimum(1.0, 1.0 / jnp.maximum(gnorm, 1e-30)), 1.0)
 
-        if self._fixed_step():
-            t = jnp.asarray(self.stepsize, dtype)
-            new_params = tu.tree_add_scalar_mul(params, t, direction)
-            (value, aux), grad = vg(new_params)
-            ls = _linesearch.LineSearchResult(t, new_params, value, grad, aux,
-                                              jnp.asarray(False), jnp.asarray(1))
-        elif self.linesearch == "backtracking":
-            ls = _linesearch.backtracking(vg, params, state.value, state.grad, direction, init_t,
-                                          state.aux, c1=self.c1,
-                                          decrease_factor=self.decrease_factor, maxls=self.maxls)
-        else:
-            ls = _linesearch.strong_wolfe(vg, params, state.value, state.grad, direction, init_t,
-                                          state.aux, c1=self.c1, c2=self.c2, maxls=self.maxls,
-                                          max_stepsize=self.max_stepsize)
+        ls = self._line_search(vg, params, state.value, state.grad, direction, init_t, state.aux)
 
         s = tu.tree_sub(ls.params, params)
         y = tu.tree_sub(ls.grad, state.grad)

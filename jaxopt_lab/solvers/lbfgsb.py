@@ -24,8 +24,10 @@ class LbfgsbState(NamedTuple):
       iter_num: iterations done.
       value, grad: objective and gradient at the current params.
       stepsize: last accepted step along ``x_bar - x``.
-      error: norm of the projected gradient step ``x - P(x - g)``.
+      error: norm (``error_norm``) of the projected gradient step ``x - P(x - g)``.
       s_history, y_history: ring buffers ``(history_size, n)`` of flat differences.
+      sy_history, ss_history: ``(history_size, history_size)`` products ``<s_i, y_j>``,
+        ``<s_i, s_j>``, updated one row and column per iteration.
       theta: the scaling ``B_0 = theta I``.
       aux: auxiliary output of ``fun``.
       failed_linesearch: the last line search failed.
@@ -40,6 +42,8 @@ class LbfgsbState(NamedTuple):
     error: jax.Array
     s_history: jax.Array
     y_history: jax.Array
+    sy_history: jax.Array
+    ss_history: jax.Array
     theta: jax.Array
     aux: Any
     failed_linesearch: jax.Array
@@ -49,111 +53,97 @@ class LbfgsbState(NamedTuple):
     status: jax.Array
 
 
-def _compact(S, Y, theta, ptr):
-    """``W = [Y, theta S]`` and ``M`` with ``B = theta I - W M W^T`` (BLNZ eq. 3.2-3.4)."""
-    m = S.shape[0]
-    valid = jnp.any(S != 0, axis=1)
+def _middle_matrix(SY, SS, theta, ptr):
+    """``M`` with ``B = theta I - W M W^T``, ``W = [Y, theta S]`` (BLNZ eq. 3.2-3.4); ``O(m^3)``."""
+    m = SY.shape[0]
+    valid = jnp.diagonal(SY) > 0  # stored pairs have <s, y> > 0; empty slots are zero
     age = (jnp.arange(m) - ptr) % m  # chronological order, oldest first
-    SY = S @ Y.T
-    L = jnp.where(age[:, None] > age[None, :], SY, 0) * valid[:, None] * valid[None, :]
-    D = jnp.where(valid, jnp.diag(SY), -1.0)  # empty slots: harmless identity blocks
-    SS = theta * (S @ S.T) + jnp.diag(jnp.where(valid, 0.0, 1.0))
-    K = jnp.block([[-jnp.diag(D), L.T], [L, SS]])
-    W = jnp.concatenate([Y.T, theta * S.T], axis=1)
-    return W, jnp.linalg.inv(K)
+    L = jnp.where((age[:, None] > age[None, :]) & valid[:, None] & valid[None, :], SY, 0)
+    D = jnp.where(valid, jnp.diagonal(SY), -1.0)  # empty slots: decoupled identity blocks
+    K = jnp.block([[-jnp.diag(D), L.T], [L, theta * SS + jnp.diag(jnp.where(valid, 0.0, 1.0))]])
+    return jnp.linalg.inv(K)
 
 
-def _cauchy_point(x, g, lower, upper, W, M, theta):
-    """Generalized Cauchy point along the projected steepest descent path (BLNZ section 4)."""
-    n = x.shape[0]
-    big = jnp.inf
-    tb = jnp.where(g < 0, (x - upper) / g, jnp.where(g > 0, (x - lower) / g, big))
-    d = jnp.where(tb > 0, -g, 0.0)
+def _cauchy_point(x, g, lo, up, W, M, theta):
+    """Generalized Cauchy point: first minimizer of the model along ``P(x - t g)`` (BLNZ section 4).
+
+    All segments between sorted breakpoints are evaluated at once: with ``F_k`` the
+    variables still free on segment ``k``, the model slope and curvature there are
+    ``f'_k = -(1 - theta T_k) |g_F|^2 - p_k^T M c_k`` and ``f''_k = theta |g_F|^2 - p_k^T M p_k``
+    with ``p_k = -W_F^T g_F`` and ``c_k = W^T (x(T_k) - x)``, which are suffix and prefix
+    sums over the sorted order. ``O(n log n + n m^2)``, no sequential loop.
+    """
+    tb = jnp.where(g < 0, (x - up) / g, jnp.where(g > 0, (x - lo) / g, jnp.inf))
     order = jnp.argsort(tb)
-    p = W.T @ d
-    c = jnp.zeros_like(p)
-    fp = -jnp.dot(d, d)
-    fpp = -theta * fp - p @ (M @ p)
-    fpp0 = -theta * fp
-    dt_min = -fp / jnp.maximum(fpp, 1e-30 * fpp0)
-    xcp = x
-
-    def cond(carry):
-        i, t_old, _, _, _, _, _, _, dt_min, stop = carry
-        return (i < n) & ~stop
-
-    def body(carry):
-        i, t_old, xcp, d, p, c, fp, fpp, dt_min, _ = carry
-        b = order[i]
-        tj = tb[b]
-        dt = tj - t_old
-        stop = (dt_min < dt) | ~jnp.isfinite(tj)
-        # Past breakpoint b: variable b becomes fixed at its bound.
-        zb = jnp.where(d[b] > 0, upper[b], lower[b]) - x[b]
-        gb, wb = g[b], W[b]
-        c_new = c + dt * p
-        fp_new = fp + dt * fpp + gb * gb + theta * gb * zb - gb * (wb @ (M @ c_new))
-        fpp_new = fpp - theta * gb * gb - 2.0 * gb * (wb @ (M @ p)) - gb * gb * (wb @ (M @ wb))
-        fpp_new = jnp.maximum(fpp_new, jnp.finfo(x.dtype).eps * fpp0)
-        p_new = p + gb * wb
-        skip = tj <= 0  # variables fixed from the start were removed from d already
-        upd = ~stop & ~skip
-        sel = lambda new, old: jnp.where(upd, new, old)
-        xcp = xcp.at[b].set(jnp.where(upd, x[b] + zb, xcp[b]))
-        return (i + 1, sel(tj, t_old), xcp, d.at[b].set(sel(0.0, d[b])), sel(p_new, p), sel(c_new, c),
-                sel(fp_new, fp), sel(fpp_new, fpp), sel(-fp_new / fpp_new, dt_min), stop)
-
-    zero = jnp.zeros([], x.dtype)
-    init = (jnp.asarray(0), zero, xcp, d, p, c, fp, fpp, dt_min, jnp.asarray(False))
-    _, t_old, xcp, d, p, c, _, _, dt_min, _ = jax.lax.while_loop(cond, body, init)
-    dt_min = jnp.maximum(dt_min, 0.0)
-    t = t_old + dt_min
-    xcp = jnp.where(d != 0, x + t * d, xcp)
-    return jnp.clip(xcp, lower, upper), c + dt_min * p
+    ts, gs, Ws = tb[order], g[order], W[order]
+    fin = jnp.isfinite(ts)
+    zb = jnp.where(fin, jnp.where(gs < 0, up[order], lo[order]) - x[order], 0.0)  # step to the bound
+    zero = jnp.zeros((1,) + Ws.shape[1:], W.dtype)
+    suffix = lambda a: jnp.concatenate([jnp.cumsum(a[::-1], axis=0)[::-1], zero[:, : a.shape[1]]])
+    G = suffix((gs * gs)[:, None])[:, 0]  # |g_F|^2 on segments 0..n
+    p = -suffix(gs[:, None] * Ws)
+    T = jnp.concatenate([jnp.zeros((1,), x.dtype), ts])  # segment starts
+    dT = jnp.concatenate([ts, jnp.full((1,), jnp.inf, x.dtype)]) - T
+    c = jnp.concatenate([zero, jnp.cumsum(zb[:, None] * Ws, axis=0)]) + jnp.where(
+        jnp.isfinite(T), T, 0.0)[:, None] * p
+    Mp = p @ M
+    fp = -(1.0 - theta * T) * G - jnp.sum(Mp * c, axis=1)
+    fpp = jnp.maximum(theta * G - jnp.sum(Mp * p, axis=1), jnp.finfo(x.dtype).eps * theta * G)
+    dt = jnp.where(fpp > 0, -fp / jnp.where(fpp > 0, fpp, 1.0), 0.0)
+    stop = jnp.isfinite(T) & ((fp >= 0) | (dt < dT))
+    k = jnp.argmax(stop)
+    t = T[k] + jnp.where(fp[k] >= 0, 0.0, jnp.maximum(dt[k], 0.0))
+    return jnp.clip(x - t * g, lo, up)
 
 
-def _subspace_min(x, g, lower, upper, xcp, c, W, M, theta):
-    """Direct primal subspace minimization over the free variables (BLNZ section 5.1)."""
-    free = (xcp > lower) & (xcp < upper)
+def _subspace_min(x, g, lo, up, xcp, W, M, theta):
+    """Direct primal minimization of the model over the free variables (BLNZ section 5.1)."""
+    c = W.T @ (xcp - x)
+    free = (xcp > lo) & (xcp < up)
+    Wf = jnp.where(free[:, None], W, 0.0)
     r = jnp.where(free, g + theta * (xcp - x) - W @ (M @ c), 0.0)
-    Wf = W * free[:, None]
-    v = M @ (Wf.T @ r)
     N = jnp.eye(M.shape[0], dtype=x.dtype) - (M @ (Wf.T @ Wf)) / theta
-    v = jnp.linalg.solve(N, v)
-    du = -(r / theta) - (Wf @ v) / theta**2
-    du = jnp.where(free, du, 0.0)
-    # Morales and Nocedal (2011): project the subspace step; keep the truncated
-    # step of the 1995 paper if the projection is not a descent direction.
-    xbar = jnp.clip(xcp + du, lower, upper)
-    ratio = jnp.where(du > 0, (upper - xcp) / jnp.where(du > 0, du, 1.0),
-                      jnp.where(du < 0, (lower - xcp) / jnp.where(du < 0, du, 1.0), jnp.inf))
-    alpha = jnp.minimum(1.0, jnp.min(ratio))
-    xtrunc = xcp + alpha * du
-    return jnp.where(jnp.dot(g, xbar - x) < 0, xbar, xtrunc)
+    v = jnp.linalg.solve(N, M @ (Wf.T @ r))
+    du = jnp.where(free, -(r + (Wf @ v) / theta) / theta, 0.0)
+    # Morales and Nocedal (2011): project the subspace step; keep the 1995 truncated step
+    # if the projected point does not give a descent direction.
+    xbar = jnp.clip(xcp + du, lo, up)
+    room = jnp.where(du > 0, up - xcp, jnp.where(du < 0, lo - xcp, jnp.inf))
+    alpha = jnp.minimum(1.0, jnp.min(jnp.where(du != 0, room / jnp.where(du != 0, du, 1.0), jnp.inf)))
+    return jnp.where(jnp.dot(g, xbar - x) < 0, xbar, xcp + alpha * du)
 
 
 @dataclasses.dataclass(eq=False)
-class LBFGSB(base.IterativeSolver):
+class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
     """L-BFGS-B for ``min f(x)`` subject to ``lower <= x <= upper``.
 
-    Each iteration builds the compact L-BFGS model ``B = theta I - W M W^T``, finds
-    the generalized Cauchy point (the first local minimizer of the model along the
-    projected steepest-descent path, over the sorted breakpoints), minimizes the
-    model over the variables still free there, projects that point onto the box
-    and searches along the resulting feasible direction with a strong-Wolfe line
-    search capped at the box (``t <= 1``). ``run(init_params, bounds, *args)`` with
-    ``bounds = (lower, upper)`` pytrees matching the params (``+-inf`` allowed).
+    Each iteration uses the compact L-BFGS model ``B = theta I - W M W^T`` (``W`` is
+    ``n x 2m``, ``M`` is ``2m x 2m``; no ``n x n`` matrix), finds the generalized Cauchy
+    point (the first local minimizer of the model along the projected steepest-descent
+    path), minimizes the model over the variables still free there, projects onto the
+    box and searches along the feasible direction, unit step first, with a strong-Wolfe
+    search capped at ``max_stepsize`` (SciPy's constants ``c1=1e-3``, ``c2=0.9``). A
+    failed search clears the memory and retries along the projected gradient, as SciPy
+    does; it stops with ``LINESEARCH_FAILED`` only when that fails too (or at once with
+    ``stop_if_linesearch_fails``). ``run(init_params, bounds, *args)`` with
+    ``bounds = (lower, upper)`` pytrees matching the params (or scalars; ``None`` or
+    ``+-inf`` for no bound); ``bounds=`` may be given as a keyword.
 
     Args:
       fun: objective ``fun(params, *args, **kwargs)``.
       value_and_grad, has_aux: as in :class:`jaxopt_lab.LBFGS`.
-      maxiter, tol: iteration cap; stop when ``||x - P(x - g)|| <= tol``.
+      maxiter: iteration cap.
+      tol: ``CONVERGED`` when ``||x - P(x - g)|| <= tol`` (the only way to converge).
+      error_norm: ``"l2"`` (default) or ``"inf"`` (SciPy's ``pgtol`` test) for that norm.
+      ftol: if set, stop with ``STALLED`` (never ``CONVERGED``) when
+        ``(f_k - f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) <= ftol`` (SciPy's ``factr * eps``).
       history_size: number of stored pairs (static).
-      maxls: line-search evaluations per iteration.
-      c1, c2: Wolfe constants (SciPy uses ``1e-3`` and ``0.9``).
-      stepsize, linesearch, linesearch_init, stop_if_linesearch_fails, condition,
-        decrease_factor, increase_factor, max_stepsize, min_stepsize, theta, use_gamma:
-        accepted for jaxopt compatibility.
+      stop_if_linesearch_fails: stop at the first failed line search.
+      stepsize, linesearch, linesearch_init, condition, maxls, c1, c2, decrease_factor,
+        increase_factor, max_stepsize, min_stepsize: line-search options
+        (:class:`jaxopt_lab.solvers._linesearch.LineSearchOptions`).
+      theta, use_gamma: accepted for jaxopt compatibility (``theta`` is always
+        ``<y, y> / <s, y>`` of the last pair, as in SciPy).
       implicit_diff_solve: default normal-equation CG (the optimality map
         ``x - P(x - g)`` has a non-symmetric Jacobian at active bounds).
 
@@ -172,18 +162,13 @@ class LBFGSB(base.IterativeSolver):
     has_aux: bool = False
     maxiter: int = 50
     tol: float = 1e-3
-    stepsize: float = 0.0
-    linesearch: str = "zoom"
-    linesearch_init: str = "increase"
+    error_norm: str = "l2"
+    ftol: float | None = None
     stop_if_linesearch_fails: bool = False
-    condition: str | None = None
     maxls: int = 20
     c1: float = 1e-3
-    c2: float = 0.9
     decrease_factor: float | None = None
-    increase_factor: float = 1.5
     max_stepsize: float = 1.0
-    min_stepsize: float = 1e-6
     theta: float = 1.0
     history_size: int = 10
     use_gamma: bool = True
@@ -191,7 +176,15 @@ class LBFGSB(base.IterativeSolver):
     def __post_init__(self):
         super().__post_init__()
         base.check_int(self.history_size, "history_size", minimum=1)
-        base.check_int(self.maxls, "maxls", minimum=1)
+        if self.error_norm not in ("l2", "inf"):
+            raise ValueError(f"`error_norm` must be 'l2' or 'inf', got {self.error_norm!r}.")
+        base.check_positive(self.ftol, "ftol", allow_zero=True)
+
+    def run(self, init_params, *args, **kwargs) -> base.OptStep:
+        """``run(init_params, bounds, *args, **kwargs)``; ``bounds`` may also be a keyword."""
+        if "bounds" in kwargs:
+            args = (kwargs.pop("bounds"),) + args
+        return super().run(init_params, *args, **kwargs)
 
     def _check_run_args(self, init_params, args, kwargs) -> None:
         super()._check_run_args(init_params, args, kwargs)
@@ -214,21 +207,25 @@ class LBFGSB(base.IterativeSolver):
 
     def _flat_bounds(self, params, bounds):
         x, _ = ravel_pytree(params)
-        lower, upper = bounds
+
         def flat(b, fill):
             if b is None:
                 return jnp.full_like(x, fill)
-            b = jax.tree_util.tree_map(lambda a, p: jnp.broadcast_to(a, jnp.shape(p)),
-                                       _match(b, params), params)
+            b = jax.tree_util.tree_map(lambda a, p: jnp.broadcast_to(a, jnp.shape(p)), _match(b, params), params)
             return ravel_pytree(b)[0]
 
-        return flat(lower, -jnp.inf).astype(x.dtype), flat(upper, jnp.inf).astype(x.dtype)
+        return flat(bounds[0], -jnp.inf).astype(x.dtype), flat(bounds[1], jnp.inf).astype(x.dtype)
 
     def _error(self, x, g, lo, up):
-        return jnp.linalg.norm(x - jnp.clip(x - g, lo, up))
+        pg = x - jnp.clip(x - g, lo, up)
+        return jnp.max(jnp.abs(pg)) if self.error_norm == "inf" else jnp.linalg.norm(pg)
+
+    def _flat_vg(self, unravel, args, kwargs):
+        vg = self._value_and_grad_fun()
+        return lambda z: (lambda r: (r[0], ravel_pytree(r[1])[0]))(vg(unravel(z), *args, **kwargs))
 
     def init_state(self, init_params, bounds, *args, **kwargs) -> LbfgsbState:
-        """Evaluate ``fun`` at the projection of ``init_params`` and allocate the history.
+        """Evaluate ``fun`` at the projection of ``init_params`` onto the box; empty memory.
 
         Args:
           init_params: initial point.
@@ -238,17 +235,18 @@ class LBFGSB(base.IterativeSolver):
         Returns:
           An :class:`LbfgsbState`.
         """
-        (value, aux), grad = self._value_and_grad_fun()(init_params, *args, **kwargs)
-        x, _ = ravel_pytree(init_params)
-        g = ravel_pytree(grad)[0]
+        x, unravel = ravel_pytree(init_params)
         lo, up = self._flat_bounds(init_params, bounds)
-        dtype = x.dtype
-        z = jnp.zeros((self.history_size, x.shape[0]), dtype)
+        x = jnp.clip(x, lo, up)
+        (value, aux), g = self._flat_vg(unravel, args, kwargs)(x)
+        dtype, m = x.dtype, self.history_size
         one = jnp.asarray(1, jnp.int32)
         return LbfgsbState(
-            iter_num=jnp.asarray(0, jnp.int32), value=value, grad=grad, stepsize=jnp.asarray(1.0, dtype),
-            error=self._error(x, g, lo, up), s_history=z, y_history=z, theta=jnp.asarray(1.0, dtype),
-            aux=aux, failed_linesearch=jnp.asarray(False), num_fun_eval=one, num_grad_eval=one,
+            iter_num=jnp.asarray(0, jnp.int32), value=value, grad=unravel(g), stepsize=jnp.asarray(1.0, dtype),
+            error=self._error(x, g, lo, up).astype(dtype), s_history=jnp.zeros((m, x.shape[0]), dtype),
+            y_history=jnp.zeros((m, x.shape[0]), dtype), sy_history=jnp.zeros((m, m), dtype),
+            ss_history=jnp.zeros((m, m), dtype), theta=jnp.asarray(1.0, dtype), aux=aux,
+            failed_linesearch=jnp.asarray(False), num_fun_eval=one, num_grad_eval=one,
             num_linesearch_iter=jnp.asarray(0, jnp.int32), status=jnp.asarray(base.Status.RUNNING, jnp.int32),
         )
 
@@ -267,37 +265,51 @@ class LBFGSB(base.IterativeSolver):
         x, unravel = ravel_pytree(params)
         g = ravel_pytree(state.grad)[0]
         lo, up = self._flat_bounds(params, bounds)
-        x = jnp.clip(x, lo, up)
-        ptr = state.iter_num % self.history_size
-        W, M = _compact(state.s_history, state.y_history, state.theta, ptr)
-        xcp, c = _cauchy_point(x, g, lo, up, W, M, state.theta)
-        xbar = _subspace_min(x, g, lo, up, xcp, c, W, M, state.theta)
-        d = xbar - x
-        descent = jnp.dot(d, g) < 0
-        # Safeguard: fall back to the projected gradient step if the model step is not a descent one.
-        d = jnp.where(descent, d, jnp.clip(x - g, lo, up) - x)
-        first = jnp.all(state.s_history == 0)
-        dnorm = jnp.linalg.norm(d)
-        init_t = jnp.where(first, jnp.minimum(1.0, 1.0 / jnp.maximum(dnorm, 1e-30)), 1.0)
-        vg = lambda z: (lambda r: (r[0], ravel_pytree(r[1])[0]))(
-            self._value_and_grad_fun()(unravel(z), *args, **kwargs))
-        ls = _linesearch.strong_wolfe(vg, x, state.value, g, d, init_t, state.aux, c1=self.c1, c2=self.c2,
-                                      maxls=self.maxls, max_stepsize=1.0)
-        x_new = jnp.clip(ls.params, lo, up)
-        s, y = x_new - x, ls.grad - g
+        x, dtype, m = jnp.clip(x, lo, up), x.dtype, self.history_size
+        theta, ptr = state.theta, state.iter_num % m
+        W = jnp.concatenate([state.y_history.T, theta * state.s_history.T], axis=1)
+        M = _middle_matrix(state.sy_history, state.ss_history, theta, ptr)
+        xcp = _cauchy_point(x, g, lo, up, W, M, theta)
+        d = _subspace_min(x, g, lo, up, xcp, W, M, theta) - x
+        # Safeguard: the projected gradient step if the model step is not a descent one.
+        d = jnp.where(jnp.dot(d, g) < 0, d, jnp.clip(x - g, lo, up) - x)
+        empty = ~jnp.any(jnp.diagonal(state.sy_history) > 0)
+        # Unit step first; with no memory and an unbounded variable, 1 / ||d|| (as SciPy).
+        boxed = jnp.all(jnp.isfinite(lo) & jnp.isfinite(up))
+        init_t = jnp.where(empty & ~boxed, jnp.minimum(1.0, 1.0 / jnp.maximum(jnp.linalg.norm(d), 1e-30)), 1.0)
+        ls = self._line_search(self._flat_vg(unravel, args, kwargs), x, state.value, g, d, init_t, state.aux)
+        failed = ls.failed
+        x_new = jnp.where(failed, x, jnp.clip(ls.params, lo, up))
+        g_new = jnp.where(failed, g, ls.grad)
+        value = jnp.where(failed, state.value, jnp.asarray(ls.value, jnp.result_type(state.value)))
+        s, y = x_new - x, g_new - g
         sy, yy = jnp.dot(s, y), jnp.dot(y, y)
-        good = (sy > jnp.finfo(x.dtype).eps * yy) & ~ls.failed
-        S = state.s_history.at[ptr].set(jnp.where(good, s, 0.0))
-        Y = state.y_history.at[ptr].set(jnp.where(good, y, 0.0))
-        theta = jnp.where(good, yy / jnp.where(good, sy, 1.0), state.theta)
-        dtype = jnp.result_type(state.value)
+        good = (sy > jnp.finfo(dtype).eps * yy) & ~failed
+        s, y = jnp.where(good, s, 0.0), jnp.where(good, y, 0.0)
+        slot = jnp.arange(m) == ptr  # one-hot writes (no scatter under vmap)
+        S = jnp.where(slot[:, None], s, state.s_history)
+        Y = jnp.where(slot[:, None], y, state.y_history)
+        col, row, ss = S @ y, Y @ s, S @ s  # the new row and column of S^T Y and S^T S
+        SY = jnp.where(slot[:, None], row[None, :], jnp.where(slot[None, :], col[:, None], state.sy_history))
+        SS = jnp.where(slot[:, None], ss[None, :], jnp.where(slot[None, :], ss[:, None], state.ss_history))
+        theta = jnp.where(good, yy / jnp.where(good, sy, 1.0), theta)
+        # A failed search with memory clears it and retries (SciPy); without memory it is final.
+        reset = failed & ~empty & (not self.stop_if_linesearch_fails)
+        clear = lambda a: jnp.where(reset, jnp.zeros_like(a), a)
+        error = self._error(x_new, g_new, lo, up).astype(dtype)
+        status = jnp.where(failed & ~reset, base.Status.LINESEARCH_FAILED, base.Status.RUNNING)
+        if self.ftol is not None:
+            rel = (state.value - value) / jnp.maximum(jnp.maximum(jnp.abs(state.value), jnp.abs(value)), 1.0)
+            stalled = ~failed & (rel <= self.ftol) & (error > self.tol)
+            status = jnp.where(stalled, base.Status.STALLED, status)
         new_state = LbfgsbState(
-            iter_num=state.iter_num + 1, value=jnp.asarray(ls.value, dtype), grad=unravel(ls.grad),
-            stepsize=ls.stepsize, error=self._error(x_new, ls.grad, lo, up).astype(dtype),
-            s_history=S, y_history=Y, theta=theta, aux=ls.aux, failed_linesearch=ls.failed,
-            num_fun_eval=state.num_fun_eval + ls.num_evals, num_grad_eval=state.num_grad_eval + ls.num_evals,
-            num_linesearch_iter=state.num_linesearch_iter + ls.num_evals,
-            status=jnp.where(ls.failed, base.Status.LINESEARCH_FAILED, base.Status.RUNNING).astype(jnp.int32),
+            iter_num=state.iter_num + 1, value=value, grad=unravel(g_new), stepsize=ls.stepsize.astype(dtype),
+            error=error, s_history=clear(S), y_history=clear(Y), sy_history=clear(SY), ss_history=clear(SS),
+            theta=jnp.where(reset, jnp.ones_like(theta), theta),
+            aux=tu.tree_where(failed, state.aux, ls.aux) if state.aux is not None else ls.aux,
+            failed_linesearch=failed, num_fun_eval=state.num_fun_eval + ls.num_evals,
+            num_grad_eval=state.num_grad_eval + ls.num_evals,
+            num_linesearch_iter=state.num_linesearch_iter + ls.num_evals, status=status.astype(jnp.int32),
         )
         return base.OptStep(unravel(x_new), new_state)
 

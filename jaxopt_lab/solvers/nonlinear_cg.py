@@ -47,7 +47,7 @@ class NonlinearCGState(NamedTuple):
 
 
 @dataclasses.dataclass(eq=False)
-class NonlinearCG(base.IterativeSolver):
+class NonlinearCG(_linesearch.LineSearchOptions, base.IterativeSolver):
     """Nonlinear conjugate gradient: ``d+ = -g+ + beta d`` along a strong-Wolfe search.
 
     Beta rules (``y = g+ - g``): Fletcher-Reeves ``|g+|^2 / |g|^2``;
@@ -62,13 +62,11 @@ class NonlinearCG(base.IterativeSolver):
       maxiter, tol: iteration cap; stop when the gradient norm is ``<= tol``.
       method: one of ``"polak-ribiere"`` (default), ``"fletcher-reeves"``,
         ``"hestenes-stiefel"``, ``"dai-yuan"``.
-      linesearch: ``"zoom"`` (strong Wolfe) or ``"backtracking"``.
-      maxls: maximum line-search evaluations per iteration.
-      c1, c2: Wolfe constants (default ``c2 = 0.9`` as jaxopt; ``0.1`` gives more exact
-        searches but can fail near the optimum where ``f`` is flat to rounding).
-      max_stepsize: largest trial step.
-      linesearch_init, condition, decrease_factor, increase_factor, min_stepsize:
-        accepted for jaxopt compatibility.
+      linesearch, linesearch_init, condition, maxls, c1, c2, decrease_factor,
+        increase_factor, max_stepsize, min_stepsize, stepsize: the line-search options of
+        :class:`jaxopt_lab.solvers._linesearch.LineSearchOptions` (default strong Wolfe,
+        ``c2 = 0.9`` as jaxopt; ``0.1`` gives more exact searches but can fail near the
+        optimum where ``f`` is flat to rounding; ``stepsize > 0`` fixes the step).
 
     Returns:
       ``run`` returns an ``OptStep(params, NonlinearCGState)``.
@@ -86,26 +84,13 @@ class NonlinearCG(base.IterativeSolver):
     maxiter: int = 100
     tol: float = 1e-3
     method: str = "polak-ribiere"
-    linesearch: str = "zoom"
-    linesearch_init: str = "increase"
-    condition: str | None = None
-    maxls: int = 30
-    c1: float = 1e-4
-    c2: float = 0.9
-    decrease_factor: float = 0.8
+    decrease_factor: float | None = 0.8
     increase_factor: float = 1.2
-    max_stepsize: float = 1e10
-    min_stepsize: float = 1e-6
 
     def __post_init__(self):
         super().__post_init__()
         if self.method not in _METHODS:
             raise ValueError(f"`method` must be one of {_METHODS}, got {self.method!r}.")
-        if self.linesearch not in ("zoom", "hager-zhang", "backtracking", "more-thuente"):
-            raise ValueError(f"`linesearch` must be 'zoom' or 'backtracking', got {self.linesearch!r}.")
-        base.check_int(self.maxls, "maxls", minimum=1)
-        base.check_positive(self.c1, "c1")
-        base.check_positive(self.c2, "c2")
 
     def init_state(self, init_params, *args, **kwargs) -> NonlinearCGState:
         """Evaluate ``fun``; the first direction is ``-g``.
@@ -159,13 +144,7 @@ class NonlinearCG(base.IterativeSolver):
         # First trial: the previous step scaled by the slope ratio (Nocedal-Wright eq. 3.60).
         init_t = jnp.where(state.iter_num == 0, jnp.minimum(1.0, 1.0 / jnp.maximum(dnorm, 1e-30)),
                            state.stepsize * 1.5)
-        if self.linesearch == "backtracking":
-            ls = _linesearch.backtracking(vg, params, state.value, state.grad, d, init_t, state.aux,
-                                          c1=self.c1, decrease_factor=self.decrease_factor, maxls=self.maxls)
-        else:
-            ls = _linesearch.strong_wolfe(vg, params, state.value, state.grad, d, init_t, state.aux,
-                                          c1=self.c1, c2=self.c2, maxls=self.maxls,
-                                          max_stepsize=self.max_stepsize)
+        ls = self._line_search(vg, params, state.value, state.grad, d, init_t, state.aux)
         beta = self._beta(ls.grad, state.grad, d)
         new_d = tu.tree_add_scalar_mul(tu.tree_negative(ls.grad), beta, d)
         descent = tu.tree_vdot(new_d, ls.grad) < 0
