@@ -32,16 +32,16 @@ from benchmarks import _char_lm as C  # noqa: E402
 from benchmarks._timing import machine, write_section  # noqa: E402
 
 LR_GRIDS = {
-    "optax.adamw": (2e-3, 5e-3, 1.2e-2),
-    "jaxopt_lab.sophia (G, k=10)": (1e-3, 2.5e-3, 6e-3),
-    "optax.contrib.sophia (H, k=10)": (1e-3, 2.5e-3, 6e-3),
+    "optax.adamw": (1.5e-3, 3e-3, 6e-3),
+    "jaxopt_lab.sophia (G, k=10)": (3e-4, 1e-3, 3e-3),
+    "optax.contrib.sophia (H, k=10)": (3e-4, 1e-3, 3e-3),
 }
 
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run: 40 steps, 1 seed, 1 lr")
-    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--steps", type=int, default=240)
     p.add_argument("--eval-every", type=int, default=20)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--no-write", action="store_true")
