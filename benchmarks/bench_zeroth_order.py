@@ -1,4 +1,4 @@
-"""Zeroth-order estimators: cost of one estimate, and DeepZero training on digits.
+"""Zeroth-order estimators: cost of one estimate (vs a Python loop and torchopt), and scaling.
 
 Run: ``OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_zeroth_order.py``
 Writes ``benchmarks/results/zeroth_order.md``.
@@ -17,11 +17,8 @@ import time  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
-import jaxopt_lab as jl  # noqa: E402
 from jaxopt_lab import zeroth_order as zo  # noqa: E402
-from jaxopt_lab.problems import load_digits  # noqa: E402
 
 REPEATS = 7
 OUT = pathlib.Path(__file__).parent / "results" / "zeroth_order.md"
@@ -65,6 +62,12 @@ def estimator_costs(d=1000, q=20, m=200):
     for name, fn, args in [("RGE vmapped (jaxopt_lab)", rge_vmapped, (x, key)),
                            ("RGE Python loop of jitted evals", rge_loop, (x, key)),
                            (f"{q + 1} batched evals (limit)", batched, (pts,))]:
+        if name.endswith("(limit)"):
+            torch_cost = torchopt_costs(W, b, x, q)
+            if torch_cost is not None:
+                rows.append((f"RGE q={q}, d={d}",
+                             f"torchopt zero_order forward (torch CPU, {torch_cost[2]} threads)",
+                             *torch_cost[:2]))
         rows.append((f"RGE q={q}, d={d}", name, *timed(fn, *args)))
 
     # CGE on all d coordinates, forward: d + 1 evaluations.
@@ -82,64 +85,93 @@ def estimator_costs(d=1000, q=20, m=200):
     return rows
 
 
-def digits_training(steps=400, batch=128, sparsity=0.8):
-    data = load_digits(dtype=jnp.float32)
+def _torchopt():
+    """``(torch, torchopt)`` or ``None`` when the optional anchor is not installed."""
+    try:
+        import torch
+        import torchopt
+    except ImportError:
+        return None
+    return torch, torchopt
 
-    def init(key, h=16):
-        k1, k2 = jax.random.split(key)
-        return {"W1": jax.random.normal(k1, (64, h)) / 8.0, "b1": jnp.zeros(h),
-                "W2": jax.random.normal(k2, (h, 10)) / jnp.sqrt(h), "b2": jnp.zeros(10)}
 
-    logits = lambda p, X: jnp.tanh(X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+def torchopt_costs(W, b, x, q, sigma=1e-3):
+    """Median time of one torchopt zero-order estimate (forward differences, q samples)."""
+    mods = _torchopt()
+    if mods is None:
+        return None
+    torch, torchopt = mods
+    Wt, bt = torch.from_numpy(np.array(W)), torch.from_numpy(np.array(b))
+    dist = torch.distributions.Normal(torch.tensor(0.0), torch.tensor(1.0))
+    fun = torchopt.diff.zero_order.zero_order(dist, method="forward", num_samples=q, sigma=sigma)(
+        lambda z: torch.nn.functional.softplus(Wt @ z - bt).sum())
+    xt = torch.from_numpy(np.array(x)).requires_grad_(True)
 
-    def loss(p, X, y):
-        z = logits(p, X)
-        return jnp.mean(jax.nn.logsumexp(z, 1) - jnp.take_along_axis(z, y[:, None], 1)[:, 0])
+    def once():
+        xt.grad = None
+        fun(xt).backward()
+        return xt.grad
 
-    p0 = init(jax.random.PRNGKey(0))
-    d = sum(x.size for x in jax.tree.leaves(p0))
-
-    def train(opt, first_order=False):
-        def step(carry, k):
-            p, s = carry
-            kb, ke = jax.random.split(k)
-            idx = jax.random.choice(kb, data.X_train.shape[0], (batch,), replace=False)
-            f = lambda q: loss(q, data.X_train[idx], data.y_train[idx])
-            g = jax.grad(f)(p) if first_order else jax.tree.map(jnp.zeros_like, p)
-            u, s = opt.update(g, s, p, value_fn=f, key=ke)
-            return (optax.apply_updates(p, u), s), None
-
-        keys = jax.random.split(jax.random.PRNGKey(1), steps)
-        run = jax.jit(lambda p: jax.lax.scan(step, (p, opt.init(p)), keys)[0][0])
+    t = time.perf_counter()
+    once()
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(REPEATS):
         t = time.perf_counter()
-        p = jax.block_until_ready(run(p0))
-        wall = time.perf_counter() - t
-        acc = float(jnp.mean(jnp.argmax(logits(p, data.X_test), 1) == data.y_test))
-        return acc, wall
+        once()
+        times.append(time.perf_counter() - t)
+    return first, statistics.median(times), torch.get_num_threads()
 
-    full = lambda q: loss(q, data.X_train, data.y_train)
-    sal = zo.zo_saliency(full, p0, jax.random.PRNGKey(2), num_directions=64)
-    dens = zo.layerwise_density(sal, sparsity)
-    _, k = zo.random_sparse_mask(jax.random.PRNGKey(0), p0, dens)
-    rows = [
-        (f"DeepZero sparse CGE ({k} of {d} coords, {k + 1} evals/step)",
-         *train(zo.deepzero_sgd(0.05, dens))),
-        (f"RGE q={k} (equal evals/step), momentum SGD", *train(jl.zo_sgd(0.005, num_directions=k,
-                                                                          momentum=0.9))),
-        ("first-order Adam (jax.grad)", *train(optax.adam(0.01), first_order=True)),
-    ]
-    return rows, dens, steps
+
+def scaling_check(d=50, sigma=0.01):
+    """Mean estimate vs the true gradient on f = 0.5 sum a x^2: ``<E g_hat, g> / ||g||^2``."""
+    a = np.linspace(0.5, 2.0, d)
+    x0 = np.linspace(-1.0, 1.0, d)
+    g = a * x0
+    rows = []
+    quad = lambda z: 0.5 * jnp.sum(jnp.asarray(a) * z * z)
+    for q, n in ((1, 2000), (20, 200)):
+        keys = jax.random.split(jax.random.PRNGKey(0), n)
+        est = jax.jit(jax.vmap(lambda k, q=q: zo.rge(quad, jnp.asarray(x0), k, num_directions=q,
+                                                smoothing=sigma)[1]))(keys)
+        mean = np.asarray(jnp.mean(est, 0))
+        err = np.median(np.linalg.norm(np.asarray(est) - g, axis=1)) / np.linalg.norm(g)
+        rows.append(("jaxopt_lab rge (forward)", q, float(mean @ g / (g @ g)), float(err)))
+    mods = _torchopt()
+    if mods is not None:
+        torch, torchopt = mods
+        torch.manual_seed(0)
+        at, xt0 = torch.from_numpy(a), torch.from_numpy(x0)
+        dist = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64),
+                                          torch.tensor(1.0, dtype=torch.float64))
+        for method in ("forward", "antithetic", "naive"):
+            for q, n in ((1, 2000), (20, 200)):
+                fun = torchopt.diff.zero_order.zero_order(dist, method=method, num_samples=q, sigma=sigma)(
+                    lambda z: 0.5 * (at * z * z).sum())
+                ests = []
+                for _ in range(n):
+                    z = xt0.clone().requires_grad_(True)
+                    fun(z).backward()
+                    ests.append(z.grad.numpy().copy())
+                est = np.stack(ests)
+                err = np.median(np.linalg.norm(est - g, axis=1)) / np.linalg.norm(g)
+                rows.append((f"torchopt {method}", q, float(est.mean(0) @ g / (g @ g)), float(err)))
+    return rows
 
 
 def main():
     est = estimator_costs()
-    digits, dens, steps = digits_training()
+    scaling = scaling_check()
+    have_torch = _torchopt() is not None
     lines = ["## Zeroth-order estimators", "",
              "Command: `OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_zeroth_order.py` "
              f"(CPU, {jax.devices()[0].platform}, float32, median of {REPEATS}; compile apart; "
-             "machine shared with other jobs, so absolute times are noisy).", "",
-             "torchopt (the PyTorch reference) is not installed here (no torch), so it is not "
-             "compared.", "",
+             "machine shared with other jobs, so absolute times are noisy). Function: "
+             "`sum(softplus(W x - b))`, W 200 x 1000. DeepZero training: `bench_deepzero.py`.", "",
+             ("torchopt (the PyTorch reference; `pip install torch torchopt`, bench extra only) runs "
+              "in the same process on the same data: its estimator is a Python loop over samples "
+              "inside `backward`." if have_torch else
+              "torchopt is not importable here, so its row is skipped."), "",
              "| Estimate | Implementation | first call incl. compile (s) | median (ms) | ratio to limit |",
              "| --- | --- | --- | --- | --- |"]
     for group in sorted({r[0] for r in est}, key=lambda g: [r[0] for r in est].index(g)):
@@ -147,12 +179,17 @@ def main():
         limit = rows[-1][3]
         for g, name, first, med in rows:
             lines.append(f"| {g} | {name} | {first:.3f} | {1e3 * med:.3f} | {med / limit:.2f} |")
-    lines += ["", f"### DeepZero on scikit-learn digits (MLP 64-16-10, {steps} steps, batch 128)", "",
-              "Layer-wise densities from ZO saliency at 80% sparsity: "
-              + ", ".join(f"{k}={v:.2f}" for k, v in dens.items()) + ".", "",
-              "| Method | test accuracy | wall incl. compile (s) |", "| --- | --- | --- |"]
-    for name, acc, wall in digits:
-        lines.append(f"| {name} | {acc:.3f} | {wall:.1f} |")
+    lines += ["", "### Scaling of the forward-difference estimate (torchopt mismatch)", "",
+              "On `f(x) = 0.5 sum a_i x_i^2` (d = 50, float64, sigma = 0.01) the mean of many "
+              "estimates is projected on the true gradient: `<E g_hat, g> / ||g||^2` should be 1. "
+              "torchopt's `forward` method multiplies the difference by sigma instead of dividing "
+              "(`div_(1.0 / sigma)`), so its estimate is about sigma^2 = 1e-4 of the gradient; with "
+              "more than one sample it also overwrites the base value `f(x)` by the previous "
+              "difference inside its loop, so the later differences are not differences at all.", "",
+              "| Estimator | q | samples | <E g_hat, g> / \\|g\\|^2 | median \\|g_hat - g\\| / \\|g\\| |",
+              "| --- | --- | --- | --- | --- |"]
+    for name, q, ratio, err in scaling:
+        lines.append(f"| {name} | {q} | {2000 if q == 1 else 200} | {ratio:.3g} | {err:.3g} |")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
