@@ -116,3 +116,38 @@ def test_layerwise_bad_input():
         zo.cge_layerwise(MODEL, PARAMS, difference="backward")
     with pytest.raises(ValueError, match="loss"):
         zo.cge_layerwise(zo.LayerwiseLoss(MODEL.layers, lambda z: z, X), PARAMS)
+
+
+def test_zo_grasp_scores_match_theta_times_hessian_gradient():
+    exact_g = jax.grad(MODEL)(PARAMS)
+    hg = jax.jvp(jax.grad(MODEL), (PARAMS,), (exact_g,))[1]
+    exact = _flat(jax.tree_util.tree_map(lambda p, h: p * h, PARAMS, hg))
+
+    @jax.jit
+    def scores(params, key):
+        return (zo.zo_grasp_scores(MODEL, params, None, method="cge", smoothing=1e-6,
+                                   hvp_step=1e-4, difference="central"),
+                zo.zo_grasp_scores(QUAD, Q0, key, num_directions=4000, smoothing=1e-3))
+
+    det, rand = scores(PARAMS, jax.random.PRNGKey(0))
+    # Deterministic CGE: finite differences of finite differences, O(delta) + rounding off.
+    np.testing.assert_allclose(_flat(det), exact, rtol=0, atol=1e-3 * np.max(np.abs(exact)))
+    # RGE with common random numbers on a quadratic: 1/q sum u u^T (H g), unbiased.
+    hg_q = QA @ (QA @ Q0)
+    se = np.sqrt((np.sum(hg_q**2) + hg_q**2) / 4000)
+    assert np.all(np.abs(np.asarray(rand) - np.asarray(Q0) * hg_q) <= 5 * np.abs(np.asarray(Q0)) * se)
+    with pytest.raises(ValueError, match="hvp_step"):
+        zo.zo_grasp_scores(QUAD, Q0, None, method="cge", hvp_step=0.0)
+    with pytest.raises(ValueError, match="key"):
+        zo.zo_grasp_scores(QUAD, Q0, None)
+    with pytest.raises(ValueError, match="method"):
+        zo.zo_grasp_scores(QUAD, Q0, None, method="spsa")
+
+
+_QM = RNG.standard_normal((5, 5))
+QA = _QM @ _QM.T / 5 + np.eye(5)
+Q0 = jnp.asarray(RNG.standard_normal(5))
+
+
+def QUAD(x):
+    return 0.5 * x @ (jnp.asarray(QA) @ x)

@@ -19,6 +19,7 @@ from jaxopt_lab.zeroth_order.deepzero import (
     scale_by_sparse_cge,
     zo_saliency,
 )
+from jaxopt_lab.zeroth_order.grasp import zo_grasp_scores
 from jaxopt_lab.zeroth_order.layerwise import LayerwiseLoss, cge_layerwise
 from jaxopt_lab.zeroth_order.randomized import forward_gradient, rge, spsa
 
@@ -31,6 +32,7 @@ __all__ = [
     "layerwise_density",
     "random_sparse_mask",
     "scale_by_sparse_cge",
+    "zo_grasp_scores",
     "zo_saliency",
     "blackbox",
     "cge",
