@@ -10,7 +10,8 @@ Properties:
   non-CONVERGED status with finite params: never an unhandled internal error or a silent
   NaN.
 
-The number of hypothesis cases tried is printed at the end of the module (``-s``).
+The number of hypothesis cases tried, per kind, is printed in the terminal summary of every
+run (``hypothesis cases tried: N (...)``, summed over xdist workers by ``tests/conftest.py``).
 ``max_examples`` is small in the default suite; ``-m slow`` runs more.
 """
 
@@ -41,10 +42,13 @@ MORE = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _report_cases():
+@pytest.fixture(autouse=True)
+def _record_cases(request):
+    """Record each test's hypothesis cases; tests/conftest.py prints the run's total."""
+    before = CASES.copy()
     yield
-    print(f"\nhypothesis cases tried: {sum(CASES.values())} ({dict(CASES)})")
+    for kind, count in (CASES - before).items():
+        request.node.user_properties.append((f"hypothesis_cases:{kind}", count))
 
 
 def _quad(x, *args, **kwargs):
