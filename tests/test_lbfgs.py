@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import scipy.optimize as so
 
 import jaxopt_lab as jl
@@ -50,3 +51,44 @@ def test_iterations_and_solution_match_scipy_lbfgsb():
     # Same memory and a Wolfe line search: iteration counts within a few of SciPy's.
     assert int(ours.state.iter_num) <= ref.nit + 5
     assert int(ours.state.num_fun_eval) <= ref.nfev + 5
+
+
+# The line-search keywords live once in _linesearch.LineSearchOptions; each solver keeps its defaults.
+_LS_DEFAULTS = {
+    "LBFGS": dict(stepsize=0.0, linesearch="zoom", maxls=30, c1=1e-4, c2=0.9, decrease_factor=0.5,
+                  increase_factor=1.5, max_stepsize=1e10, min_stepsize=1e-6),
+    "BFGS": dict(stepsize=0.0, linesearch="zoom", maxls=30, c1=1e-4, c2=0.9, decrease_factor=0.5,
+                 increase_factor=1.5, max_stepsize=1e10, min_stepsize=1e-6),
+    "NonlinearCG": dict(linesearch="zoom", maxls=30, c1=1e-4, c2=0.9, decrease_factor=0.8,
+                        increase_factor=1.2, max_stepsize=1e10),
+    "LBFGSB": dict(stepsize=0.0, linesearch="zoom", maxls=20, c1=1e-3, c2=0.9, decrease_factor=None,
+                   max_stepsize=1.0, stop_if_linesearch_fails=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LS_DEFAULTS))
+def test_line_search_options_shared_with_defaults_and_checks(name):
+    from jaxopt_lab.solvers._linesearch import LineSearchOptions
+
+    cls = getattr(jl, name)
+    assert issubclass(cls, LineSearchOptions)
+    fun = lambda x: jnp.sum(x**2)
+    solver = cls(fun)
+    for key, value in _LS_DEFAULTS[name].items():
+        assert getattr(solver, key) == value, (name, key)
+    for bad, match in [(dict(c1=0.95), "c1"), (dict(c2=1.5), "c2"), (dict(maxls=0), "maxls"),
+                       (dict(linesearch="wolfe-ish"), "linesearch"), (dict(stepsize=-1.0), "stepsize"),
+                       (dict(decrease_factor=1.5), "decrease_factor"),
+                       (dict(max_stepsize=0.0), "max_stepsize")]:
+        with pytest.raises(ValueError, match=match):
+            cls(fun, **bad)
+
+
+@pytest.mark.parametrize("name", ["LBFGS", "BFGS", "NonlinearCG"])
+def test_fixed_stepsize_first_step_is_a_gradient_step(name):
+    fun, x0, _ = P.quadratic(5, cond=4.0)
+    solver = getattr(jl, name)(fun, stepsize=0.1, maxiter=3)
+    state = solver.init_state(x0)
+    step = solver.update(x0, state)
+    np.testing.assert_allclose(step.params, x0 - 0.1 * jax.grad(fun)(x0), rtol=1e-12)
+    assert int(step.state.num_fun_eval) == 2

@@ -164,6 +164,96 @@ def test_lbfgsb_bad_bounds():
         jl.LBFGSB(fun).run(x0)
 
 
+def _bfgs_dense(S, Y, theta):
+    """Dense BFGS matrix from ``theta I`` and the pairs, oldest first (the recursion)."""
+    B = theta * np.eye(S.shape[1])
+    for s, y in zip(S, Y, strict=True):
+        Bs = B @ s
+        B = B - np.outer(Bs, Bs) / (s @ Bs) + np.outer(y, y) / (s @ y)
+    return B
+
+
+def _gcp_reference(x, g, lo, up, B):
+    """First local minimizer of g.z + z.B z / 2 along z(t) = P(x - t g) - x, segment by segment."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tb = np.where(g < 0, (x - up) / g, np.where(g > 0, (x - lo) / g, np.inf))
+    ts = np.unique(np.concatenate([[0.0], tb[np.isfinite(tb)], [np.inf]]))
+    for ta, tnext in zip(ts[:-1], ts[1:], strict=True):
+        z = np.clip(x - ta * g, lo, up) - x
+        d = np.where(tb > ta, -g, 0.0)
+        f1, f2 = g @ d + d @ B @ z, d @ B @ d
+        if f1 >= 0:
+            return x + z
+        if -f1 / f2 < tnext - ta:
+            return np.clip(x - (ta - f1 / f2) * g, lo, up)
+    raise AssertionError("unreachable: the last segment is infinite")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lbfgsb_compact_model_and_cauchy_point_match_dense_reference(seed):
+    from jaxopt_lab.solvers import lbfgsb as L
+
+    rng = np.random.default_rng(seed)
+    n, m, ptr = 12, 4, 2  # slot ptr is the oldest; slot 1 is empty (a skipped pair)
+    A = rng.standard_normal((n, n))
+    A = A @ A.T / n + 0.5 * np.eye(n)
+    S = rng.standard_normal((m, n))
+    Y = S @ A
+    S[1] = Y[1] = 0.0
+    chron = [(ptr + i) % m for i in range(m) if (ptr + i) % m != 1]
+    theta = float(Y[chron[-1]] @ Y[chron[-1]] / (S[chron[-1]] @ Y[chron[-1]]))
+    M = L._middle_matrix(jnp.asarray(S @ Y.T), jnp.asarray(S @ S.T), theta, ptr)
+    W = np.concatenate([Y.T, theta * S.T], axis=1)
+    B = theta * np.eye(n) - W @ np.asarray(M) @ W.T
+    np.testing.assert_allclose(B, _bfgs_dense(S[chron], Y[chron], theta), rtol=1e-9, atol=1e-9)
+    lo = np.where(rng.random(n) < 0.2, -np.inf, -rng.uniform(0.05, 1.0, n))
+    up = np.where(rng.random(n) < 0.2, np.inf, rng.uniform(0.05, 1.0, n))
+    x = rng.uniform(lo.clip(-1), up.clip(None, 1))
+    x[:3] = np.where(np.isfinite(lo[:3]), lo[:3], x[:3])  # some variables start at a bound
+    g = rng.standard_normal(n)
+    g[2] = 0.0
+    xcp = L._cauchy_point(*map(jnp.asarray, (x, g, lo, up, W)), M, theta)
+    np.testing.assert_allclose(xcp, _gcp_reference(x, g, lo, up, B), rtol=1e-10, atol=1e-12)
+
+
+def test_lbfgsb_same_iterations_as_scipy_with_scipy_stopping_rule():
+    f, X, y = _logreg(300, 40, seed=3)
+    lo, up = -0.3 * jnp.ones(40), 0.3 * jnp.ones(40)
+    out = jl.LBFGSB(f, tol=1e-6, maxiter=500, error_norm="inf", ftol=0.0).run(jnp.zeros(40), (lo, up), X, y)
+    vg = jax.jit(jax.value_and_grad(f))
+    ref = so.minimize(lambda w: tuple(np.asarray(v) for v in vg(w, X, y)), np.zeros(40), jac=True,
+                      method="L-BFGS-B", bounds=[(-0.3, 0.3)] * 40,
+                      options=dict(gtol=1e-6, ftol=0.0, maxcor=10, maxiter=500))
+    assert int(out.state.status) == jl.Status.CONVERGED
+    # Same model, Cauchy point, subspace step and unit-first Wolfe search: the same path.
+    assert abs(int(out.state.iter_num) - ref.nit) <= 1, (int(out.state.iter_num), ref.nit)
+    assert abs(int(out.state.num_fun_eval) - ref.nfev) <= 2, (int(out.state.num_fun_eval), ref.nfev)
+    np.testing.assert_allclose(out.params, ref.x, atol=1e-5)
+    pg = out.params - jnp.clip(out.params - vg(out.params, X, y)[1], lo, up)
+    assert float(jnp.max(jnp.abs(pg))) <= 1e-6 and float(out.state.error) <= 1e-6
+
+
+def test_lbfgsb_ftol_stops_stalled_never_converged_and_bounds_keyword():
+    center = jnp.linspace(0.2, 1.2, 5)
+    fun = lambda x: jnp.sum((x - center) ** 4)  # flat minimum: f stalls long before the gradient
+    x0, bounds = jnp.zeros(5), (jnp.full(5, -1.0), jnp.full(5, 2.0))
+    stalled = jl.LBFGSB(fun, tol=1e-14, maxiter=500, ftol=1e-3).run(x0, bounds=bounds)
+    assert int(stalled.state.status) == jl.Status.STALLED
+    assert float(stalled.state.error) > 1e-14
+    plain = jl.LBFGSB(fun, tol=1e-14, maxiter=40).run(x0, bounds)
+    assert int(plain.state.status) != jl.Status.STALLED
+    assert int(plain.state.iter_num) > int(stalled.state.iter_num)
+    # Converging first wins over the stall test.
+    quad = lambda x: jnp.sum((x - 0.5) ** 2)
+    out = jl.LBFGSB(quad, tol=1e-8, ftol=1.0, maxiter=50).run(x0, bounds=bounds)
+    assert int(out.state.status) == jl.Status.CONVERGED
+    np.testing.assert_allclose(out.params, 0.5, atol=1e-8)
+    with pytest.raises(ValueError, match="error_norm"):
+        jl.LBFGSB(fun, error_norm="l1")
+    with pytest.raises(ValueError, match="ftol"):
+        jl.LBFGSB(fun, ftol=-1.0)
+
+
 # ------------------------------------------------------- proximal / projected gradient
 
 
