@@ -211,7 +211,8 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
         def flat(b, fill):
             if b is None:
                 return jnp.full_like(x, fill)
-            b = jax.tree_util.tree_map(lambda a, p: jnp.broadcast_to(a, jnp.shape(p)), _match(b, params), params)
+            b = jax.tree_util.tree_map(lambda a, p: jnp.broadcast_to(a, jnp.shape(p)),
+                                       _match(b, params), params)
             return ravel_pytree(b)[0]
 
         return flat(bounds[0], -jnp.inf).astype(x.dtype), flat(bounds[1], jnp.inf).astype(x.dtype)
@@ -242,7 +243,8 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
         dtype, m = x.dtype, self.history_size
         one = jnp.asarray(1, jnp.int32)
         return LbfgsbState(
-            iter_num=jnp.asarray(0, jnp.int32), value=value, grad=unravel(g), stepsize=jnp.asarray(1.0, dtype),
+            iter_num=jnp.asarray(0, jnp.int32), value=value, grad=unravel(g),
+            stepsize=jnp.asarray(1.0, dtype),
             error=self._error(x, g, lo, up).astype(dtype), s_history=jnp.zeros((m, x.shape[0]), dtype),
             y_history=jnp.zeros((m, x.shape[0]), dtype), sy_history=jnp.zeros((m, m), dtype),
             ss_history=jnp.zeros((m, m), dtype), theta=jnp.asarray(1.0, dtype), aux=aux,
@@ -276,7 +278,8 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
         empty = ~jnp.any(jnp.diagonal(state.sy_history) > 0)
         # Unit step first; with no memory and an unbounded variable, 1 / ||d|| (as SciPy).
         boxed = jnp.all(jnp.isfinite(lo) & jnp.isfinite(up))
-        init_t = jnp.where(empty & ~boxed, jnp.minimum(1.0, 1.0 / jnp.maximum(jnp.linalg.norm(d), 1e-30)), 1.0)
+        inv_dnorm = 1.0 / jnp.maximum(jnp.linalg.norm(d), 1e-30)
+        init_t = jnp.where(empty & ~boxed, jnp.minimum(1.0, inv_dnorm), 1.0)
         ls = self._line_search(self._flat_vg(unravel, args, kwargs), x, state.value, g, d, init_t, state.aux)
         failed = ls.failed
         x_new = jnp.where(failed, x, jnp.clip(ls.params, lo, up))
