@@ -163,6 +163,11 @@ except ValueError as e:
 d = lambda r, s: float(np.max(np.abs(np.asarray(r.params) - np.asarray(s.params))))
 print("DIFF", d(sharded, single), d(gspmd, single), d(single2, single))
 print("EXACT_BATCH2", np.array_equal(np.asarray(sharded.params), np.asarray(single2.params)))
+from tests.test_sweep_steps import gd_init, gd_step, gd_done
+kw = dict(num_steps=400, done=gd_done, checkpoint_every=100)
+rs1 = sweep.run_steps(gd_init, gd_step, hp, A, B, **kw)
+rs8 = sweep.run_steps(gd_init, gd_step, hp, A, B, mesh=mesh, chunk_size=16, **kw)
+print("STEPS", d(rs8, rs1), d(rs1, single), np.array_equal(rs8.state.iter_num, single.state.iter_num))
 print("ITERS", np.array_equal(sharded.state.iter_num, single.state.iter_num),
       np.array_equal(gspmd.state.iter_num, single.state.iter_num), out["chunks"])
 """
@@ -185,6 +190,9 @@ def test_sharded_equals_single_device():
     # Per device the sharded run is the single-device program at batch 2: bitwise equal.
     assert lines["EXACT_BATCH2"] == "True"
     assert lines["ITERS"] == "True True [0]"
+    # run_steps (segments of 100 steps) on 8 devices equals the single-device run and solver.run.
+    steps = lines["STEPS"].split()
+    assert float(steps[0]) <= 1e-13 and float(steps[1]) <= 1e-13 and steps[2] == "True", steps
 
 
 _RESUME = """
