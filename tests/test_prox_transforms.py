@@ -76,6 +76,53 @@ def test_hard_threshold_keeps_exactly_k_largest_with_signs():
             jl.hard_threshold_topk(0.1, k=bad)
 
 
+def _top_k_reference(v, k):
+    """numpy reference: the k largest |v|, ties by lowest index (stable sort on -|v|), NaN largest
+    (as ``jax.lax.top_k`` ranks it)."""
+    flat = np.abs(np.asarray(v, np.float64)).ravel()
+    flat = np.where(np.isnan(flat), np.inf, flat)  # the test data hold no infinities
+    keep = np.argsort(-flat, kind="stable")[:k]
+    mask = np.zeros(flat.size, bool)
+    mask[keep] = True
+    return mask.reshape(np.shape(v))
+
+
+@pytest.mark.parametrize("name", ["ties", *(pytest.param(n, marks=pytest.mark.slow) for n in
+                                           ("normal", "float64", "bfloat16", "scaled_rows", "zeros", "nan"))])
+def test_topk_magnitude_mask_is_exact_on_large_leaves(name):
+    """The counting search (leaves >= 2**15, k >= 256) keeps exactly the top-k of a stable sort."""
+    from jaxopt_lab.transforms.prox_update import topk_magnitude_mask
+
+    r = np.random.default_rng(1)
+    v = {"normal": r.standard_normal((200, 200)).astype(np.float32),
+         "ties": r.integers(-6, 7, (190, 190)).astype(np.float32),  # thousands of equal magnitudes
+         "float64": r.standard_normal(50_000),
+         "bfloat16": jnp.asarray(r.standard_normal(40_000), jnp.bfloat16),
+         "scaled_rows": (r.standard_normal((256, 160)) * np.logspace(-4, 4, 256)[:, None]).astype(np.float32),
+         "zeros": np.zeros(33_000, np.float32),
+         "nan": np.where(r.random(40_000) < 0.01, np.nan, r.standard_normal(40_000)).astype(np.float32)}[name]
+    v = jnp.asarray(v)
+    select = jax.jit(topk_magnitude_mask, static_argnums=1)
+    for k in (256, 1000, v.size // 3, v.size - 1):
+        mask = np.asarray(select(v, k))
+        assert int(mask.sum()) == k
+        np.testing.assert_array_equal(mask, _top_k_reference(v.astype(jnp.float32), k))
+    assert bool(jnp.all(select(v, v.size + 5)))
+
+
+def test_top_k_compressor_and_hard_threshold_on_a_large_leaf_match_sorting():
+    """Exactly k entries (largest in magnitude, signs kept) on a 40K-entry leaf (counting path)."""
+    r = np.random.default_rng(2)
+    w, g = jnp.asarray(r.standard_normal((200, 200))), jnp.asarray(r.standard_normal((200, 200)))
+    k = 400
+    z = np.asarray(w - 0.1 * g)
+    out = np.asarray(_apply(jl.hard_threshold_topk(0.1, k=k), w, g))
+    ref = np.where(_top_k_reference(z, k), z, 0.0)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-12)
+    comp = np.asarray(jl.top_k_compressor(k)(g, jax.random.PRNGKey(0)))
+    np.testing.assert_array_equal(comp, np.where(_top_k_reference(g, k), np.asarray(g), 0.0))
+
+
 def _brute_envelope_prox(z, k, lam, d):
     """prox of lam*h** by Moreau: z - lam prox_{h*/lam}(z/lam), h*(s) = max over k-subsets S of
     0.5 sum_S s_i^2/d_i; solved as an epigraph QCQP with one constraint per subset."""

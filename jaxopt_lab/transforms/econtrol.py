@@ -9,11 +9,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_lab.transforms.prox_update import topk_magnitude_mask
+
 Compressor = Callable[[jax.Array, jax.Array], jax.Array]  # (x, key) -> compressed x, same shape
 
 
 def top_k_compressor(k: int) -> Compressor:
     """Keep the ``k`` largest-magnitude entries of a leaf (contractive, ``delta = k / d``).
+
+    Exactly ``min(k, x.size)`` entries are kept (ties by index), selected by
+    :func:`jaxopt_lab.transforms.prox_update.topk_magnitude_mask`.
 
     Args:
       k: entries kept per leaf (``>= 1``; capped at the leaf size).
@@ -29,9 +34,7 @@ def top_k_compressor(k: int) -> Compressor:
 
     def compress(x, key):
         del key
-        flat = x.ravel()
-        _, idx = jax.lax.top_k(jnp.abs(flat), min(k, flat.size))
-        return jnp.zeros_like(flat).at[idx].set(flat[idx]).reshape(x.shape)
+        return jnp.where(topk_magnitude_mask(x, k), x, jnp.zeros_like(x))  # exact, no full sort
 
     return compress
 

