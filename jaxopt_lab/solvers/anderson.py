@@ -10,9 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxopt_lab import base
-from jaxopt_lab import linear_solve as ls
 from jaxopt_lab import tree_util as tu
-from jaxopt_lab.solvers.fixed_point import params_dtype, split_aux
+from jaxopt_lab.solvers._fixed_point_common import FixedPointSolver, params_dtype
 
 
 def _stack(params, m):
@@ -77,7 +76,7 @@ class AndersonState(NamedTuple):
 
 
 @dataclasses.dataclass(eq=False)
-class AndersonAcceleration(base.IterativeSolver):
+class AndersonAcceleration(FixedPointSolver):
     """Anderson acceleration (type II) of a fixed-point iteration ``x = T(x)``.
 
     Every ``mixing_frequency`` iterations the next point is the affine combination
@@ -110,21 +109,14 @@ class AndersonAcceleration(base.IterativeSolver):
     history_size: int = 5
     mixing_frequency: int = 1
     beta: float = 1.0
-    maxiter: int = 100
-    tol: float = 1e-5
     ridge: float = 1e-5
-    has_aux: bool = False
 
     def __post_init__(self):
         super().__post_init__()
-        base.check_callable(self.fixed_point_fun, "fixed_point_fun")
         base.check_int(self.history_size, "history_size", minimum=1)
         base.check_int(self.mixing_frequency, "mixing_frequency", minimum=1)
         base.check_positive(self.beta, "beta")
         base.check_positive(self.ridge, "ridge", allow_zero=True)
-
-    def _implicit_solve(self) -> Callable:
-        return self.implicit_diff_solve or ls.solve_normal_cg
 
     def init_state(self, init_params, *args, **kwargs) -> AndersonState:
         """Evaluate ``T(init_params)`` and start the history.
@@ -137,7 +129,7 @@ class AndersonAcceleration(base.IterativeSolver):
           An :class:`AndersonState`.
         """
         m = self.history_size
-        f0, aux = split_aux(self.fixed_point_fun(init_params, *args, **kwargs), self.has_aux)
+        f0, aux = self._map(init_params, args, kwargs)
         dtype = params_dtype(init_params)
         return AndersonState(
             iter_num=jnp.asarray(0, jnp.int32),
@@ -164,7 +156,7 @@ class AndersonAcceleration(base.IterativeSolver):
         mixed = anderson_mix(state.params_history, state.map_history, valid, self.beta, self.ridge)
         plain = jax.tree_util.tree_map(lambda h: h[k % m], state.map_history)
         new_params = tu.tree_where(k % self.mixing_frequency == 0, mixed, plain)
-        f, aux = split_aux(self.fixed_point_fun(new_params, *args, **kwargs), self.has_aux)
+        f, aux = self._map(new_params, args, kwargs)
         slot = (k + 1) % m
         new_state = AndersonState(
             iter_num=k + 1,
@@ -174,20 +166,6 @@ class AndersonAcceleration(base.IterativeSolver):
             num_fun_eval=state.num_fun_eval + 1, status=state.status,
         )
         return base.OptStep(new_params, new_state)
-
-    def optimality_fun(self, params, *args, **kwargs):
-        """``T(params) - params``.
-
-        Args:
-          params: a point.
-          *args, **kwargs: passed to ``fixed_point_fun``.
-
-        Returns:
-          A pytree like ``params``.
-        """
-        value, _ = split_aux(self.fixed_point_fun(params, *args, **kwargs), self.has_aux)
-        return tu.tree_sub(value, params)
-
 
 class AndersonWrapperState(NamedTuple):
     """State of :class:`AndersonWrapper`.

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_lab import base
-from jaxopt_lab import linear_solve as ls
+from jaxopt_lab.solvers._composite import CompositeSolver, CompositeState
 
 
-class BlockCDState(NamedTuple):
+class BlockCDState(CompositeState):
     """State of :class:`BlockCoordinateDescent`.
 
     Attributes:
@@ -25,15 +24,11 @@ class BlockCDState(NamedTuple):
       status: :class:`jaxopt_lab.Status` code.
     """
 
-    iter_num: jax.Array
-    error: jax.Array
-    value: jax.Array
-    aux: Any
-    status: jax.Array
+    __slots__ = ()
 
 
 @dataclasses.dataclass(eq=False)
-class BlockCoordinateDescent(base.IterativeSolver):
+class BlockCoordinateDescent(CompositeSolver):
     """Proximal coordinate descent for ``min_x f(x, *args) + sum_j g(x_j, hyperparams_prox)``.
 
     The blocks ``x_j`` are the entries of a 1-D ``x`` or the rows of a 2-D ``x``. A block
@@ -68,6 +63,9 @@ class BlockCoordinateDescent(base.IterativeSolver):
       Wright, "Coordinate descent algorithms", 2015 (arXiv:1502.04759).
     """
 
+    _state_cls = BlockCDState
+    _hyperparams_name = "hyperparams_prox"
+
     fun: Callable
     block_prox: Callable
     _: dataclasses.KW_ONLY
@@ -87,16 +85,11 @@ class BlockCoordinateDescent(base.IterativeSolver):
         if base.is_concrete(self.stepsize) and float(np.asarray(self.stepsize)) < 0:
             raise ValueError(f"`stepsize` must be >= 0 (0 = Hessian diagonal), got {self.stepsize}.")
 
-    def _implicit_solve(self) -> Callable:
-        return self.implicit_diff_solve if self.implicit_diff_solve is not None else ls.solve_normal_cg
-
     def _check_run_args(self, init_params, args, kwargs) -> None:
         super()._check_run_args(init_params, args, kwargs)
         if not isinstance(init_params, (jax.Array, np.ndarray)) or jnp.ndim(init_params) not in (1, 2):
             raise ValueError("`init_params` must be a 1-D or 2-D array (blocks = entries or rows), got "
                              f"{type(init_params).__name__} of shape {jnp.shape(init_params)}.")
-        if not args:
-            raise TypeError("BlockCoordinateDescent.run needs `hyperparams_prox` after `init_params`.")
 
     def _prox_all(self, z, hp, scalings):
         return jax.vmap(self.block_prox, in_axes=(0, None, 0))(z, hp, scalings)
@@ -114,8 +107,7 @@ class BlockCoordinateDescent(base.IterativeSolver):
     def _finish(self, x, hp, fun_args, kwargs, iter_num):
         (value, aux), grad = self._value_and_grad_fun()(x, *fun_args, **kwargs)
         error = jnp.linalg.norm(x - self._prox_all(x - grad, hp, jnp.ones(x.shape[:1], x.dtype)))
-        return BlockCDState(iter_num=iter_num, error=error.astype(x.dtype), value=value, aux=aux,
-                            status=jnp.asarray(base.Status.RUNNING, jnp.int32))
+        return self._state(iter_num, error, value, aux, x.dtype)
 
     def init_state(self, init_params, hyperparams_prox, *args, **kwargs) -> BlockCDState:
         """Residual and value at ``init_params``.
@@ -173,6 +165,6 @@ class BlockCoordinateDescent(base.IterativeSolver):
         Returns:
           An array that is zero exactly at solutions.
         """
-        grad = jax.grad(self._value_fun())(params, *args, **kwargs)
         ones = jnp.ones(params.shape[:1], params.dtype)
-        return params - self._prox_all(params - grad, hyperparams_prox, ones)
+        return self._residual(params, args, kwargs,
+                              lambda x, g: self._prox_all(x - g, hyperparams_prox, ones))

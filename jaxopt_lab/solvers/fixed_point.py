@@ -10,8 +10,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxopt_lab import base
-from jaxopt_lab import linear_solve as ls
 from jaxopt_lab import tree_util as tu
+from jaxopt_lab.solvers._fixed_point_common import FixedPointSolver, params_dtype, split_aux
+
+__all__ = ["FixedPointIteration", "FixedPointState", "params_dtype", "split_aux"]
 
 
 class FixedPointState(NamedTuple):
@@ -32,35 +34,8 @@ class FixedPointState(NamedTuple):
     status: jax.Array
 
 
-def split_aux(out, has_aux: bool):
-    """``(value, aux)`` from a function output, ``aux=None`` without ``has_aux``.
-
-    Args:
-      out: the function's output: ``(value, aux)`` with ``has_aux``, else the value.
-      has_aux: whether ``out`` carries auxiliary data.
-
-    Returns:
-      The pair ``(value, aux)``.
-    """
-    return out if has_aux else (out, None)
-
-
-def params_dtype(params):
-    """Floating dtype shared by the leaves of ``params`` (float32 for integer leaves).
-
-    Args:
-      params: a pytree of arrays with at least one leaf.
-
-    Returns:
-      ``jnp.result_type`` of all leaves when it is inexact (floating or complex), else
-      ``jnp.float32``.
-    """
-    dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
-    return dtype if jnp.issubdtype(dtype, jnp.inexact) else jnp.float32
-
-
 @dataclasses.dataclass(eq=False)
-class FixedPointIteration(base.IterativeSolver):
+class FixedPointIteration(FixedPointSolver):
     """Iterate a map ``T`` until ``||T(x) - x|| <= tol``.
 
     Converges linearly when ``T`` is a contraction (Banach). The implicit
@@ -87,16 +62,6 @@ class FixedPointIteration(base.IterativeSolver):
 
     fixed_point_fun: Callable
     _: dataclasses.KW_ONLY
-    maxiter: int = 100
-    tol: float = 1e-5
-    has_aux: bool = False
-
-    def __post_init__(self):
-        super().__post_init__()
-        base.check_callable(self.fixed_point_fun, "fixed_point_fun")
-
-    def _implicit_solve(self) -> Callable:
-        return self.implicit_diff_solve or ls.solve_normal_cg
 
     def init_state(self, init_params, *args, **kwargs) -> FixedPointState:
         """A state with infinite error (nothing evaluated yet).
@@ -130,21 +95,8 @@ class FixedPointIteration(base.IterativeSolver):
         Returns:
           ``OptStep(T(params), state)``.
         """
-        new_params, aux = split_aux(self.fixed_point_fun(params, *args, **kwargs), self.has_aux)
+        new_params, aux = self._map(params, args, kwargs)
         error = tu.tree_l2_norm(tu.tree_sub(new_params, params)).astype(state.error.dtype)
         new_state = FixedPointState(state.iter_num + 1, error, aux, state.num_fun_eval + 1,
                                     state.status)
         return base.OptStep(new_params, new_state)
-
-    def optimality_fun(self, params, *args, **kwargs):
-        """``T(params) - params``, zero at a fixed point.
-
-        Args:
-          params: a point.
-          *args, **kwargs: passed to ``fixed_point_fun``.
-
-        Returns:
-          A pytree like ``params``.
-        """
-        value, _ = split_aux(self.fixed_point_fun(params, *args, **kwargs), self.has_aux)
-        return tu.tree_sub(value, params)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from jaxopt_lab import base
-from jaxopt_lab import linear_solve as ls
 from jaxopt_lab import tree_util as tu
+from jaxopt_lab.solvers._composite import CompositeSolver, CompositeState
 
 
-class MirrorDescentState(NamedTuple):
+class MirrorDescentState(CompositeState):
     """State of :class:`MirrorDescent`.
 
     Attributes:
@@ -25,11 +25,7 @@ class MirrorDescentState(NamedTuple):
       status: :class:`jaxopt_lab.Status` code.
     """
 
-    iter_num: jax.Array
-    error: jax.Array
-    value: jax.Array
-    aux: Any
-    status: jax.Array
+    __slots__ = ()
 
 
 def projection_grad_simplex_kl(x: jax.Array, grad: jax.Array, stepsize: Any, value: Any = None) -> jax.Array:
@@ -57,7 +53,7 @@ def projection_grad_simplex_kl(x: jax.Array, grad: jax.Array, stepsize: Any, val
 
 
 @dataclasses.dataclass(eq=False)
-class MirrorDescent(base.IterativeSolver):
+class MirrorDescent(CompositeSolver):
     """Mirror descent ``x+ = projection_grad(x, grad f(x), stepsize, hyperparams_proj)``.
 
     ``projection_grad`` is the whole mirror step: map ``x`` to the dual space with the
@@ -85,6 +81,9 @@ class MirrorDescent(base.IterativeSolver):
       1983; Beck and Teboulle, "Mirror descent and nonlinear projected subgradient methods
       for convex optimization", Oper. Res. Lett., 2003.
     """
+
+    _state_cls = MirrorDescentState
+    _hyperparams_name = "hyperparams_proj"
 
     fun: Callable
     projection_grad: Callable
@@ -119,15 +118,6 @@ class MirrorDescent(base.IterativeSolver):
             return projection(tu.tree_add_scalar_mul(mapping_fun(x), -stepsize, g), hyperparams_proj)
         return projection_grad
 
-    def _implicit_solve(self) -> Callable:
-        return self.implicit_diff_solve if self.implicit_diff_solve is not None else ls.solve_normal_cg
-
-    def _check_run_args(self, init_params, args, kwargs) -> None:
-        super()._check_run_args(init_params, args, kwargs)
-        if not args:
-            raise TypeError("MirrorDescent.run needs `hyperparams_proj` after `init_params` "
-                            "(None if unused).")
-
     def init_state(self, init_params, hyperparams_proj, *args, **kwargs) -> MirrorDescentState:
         """Evaluate ``fun`` at ``init_params``.
 
@@ -142,8 +132,7 @@ class MirrorDescent(base.IterativeSolver):
         del hyperparams_proj
         (value, aux), _ = self._value_and_grad_fun()(init_params, *args, **kwargs)
         dtype = jnp.result_type(value)
-        return MirrorDescentState(iter_num=jnp.asarray(0, jnp.int32), error=jnp.asarray(jnp.inf, dtype),
-                                  value=value, aux=aux, status=jnp.asarray(base.Status.RUNNING, jnp.int32))
+        return self._state(jnp.asarray(0, jnp.int32), jnp.inf, value, aux, dtype)
 
     def update(self, params, state: MirrorDescentState, hyperparams_proj, *args, **kwargs) -> base.OptStep:
         """One mirror step.
@@ -163,10 +152,7 @@ class MirrorDescent(base.IterativeSolver):
         t = jnp.asarray(size, dtype)
         x_next = self.projection_grad(params, grad, t, hyperparams_proj)
         error = tu.tree_l2_norm(tu.tree_sub(x_next, params)) / t
-        new_state = MirrorDescentState(iter_num=state.iter_num + 1, error=jnp.asarray(error, dtype),
-                                       value=value, aux=aux,
-                                       status=jnp.asarray(base.Status.RUNNING, jnp.int32))
-        return base.OptStep(x_next, new_state)
+        return base.OptStep(x_next, self._state(state.iter_num + 1, error, value, aux, dtype))
 
     def optimality_fun(self, params, hyperparams_proj, *args, **kwargs):
         """Fixed-point residual ``x - projection_grad(x, grad f(x), 1, hyperparams_proj)``.
@@ -179,5 +165,5 @@ class MirrorDescent(base.IterativeSolver):
         Returns:
           A pytree that is zero exactly at solutions.
         """
-        grad = jax.grad(self._value_fun())(params, *args, **kwargs)
-        return tu.tree_sub(params, self.projection_grad(params, grad, 1.0, hyperparams_proj))
+        return self._residual(params, args, kwargs,
+                              lambda x, g: self.projection_grad(x, g, 1.0, hyperparams_proj))

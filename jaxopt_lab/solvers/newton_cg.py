@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jaxopt_lab import base
 from jaxopt_lab import tree_util as tu
 from jaxopt_lab.solvers import _linesearch
+from jaxopt_lab.solvers._newton_common import NewtonSolver
 
 
 class NewtonCGState(NamedTuple):
@@ -82,7 +83,7 @@ def truncated_cg(hvp: Callable, grad, forcing, maxiter: int):
 
 
 @dataclasses.dataclass(eq=False)
-class NewtonCG(base.IterativeSolver):
+class NewtonCG(NewtonSolver):
     """Truncated Newton method: Newton directions from CG on Hessian-vector products.
 
     Each iteration runs CG on ``H p = -g`` with forward-over-reverse HVPs (the
@@ -113,12 +114,10 @@ class NewtonCG(base.IterativeSolver):
       learning via Hessian-free optimization", 2010.
     """
 
+    _state_cls = NewtonCGState
+
     fun: Callable
     _: dataclasses.KW_ONLY
-    has_aux: bool = False
-    maxiter: int = 100
-    tol: float = 1e-5
-    cg_maxiter: int = 100
     forcing: str = "quadratic"
     c1: float = 1e-4
     decrease_factor: float = 0.5
@@ -126,29 +125,14 @@ class NewtonCG(base.IterativeSolver):
 
     def __post_init__(self):
         super().__post_init__()
-        base.check_int(self.cg_maxiter, "cg_maxiter", minimum=1)
         base.check_int(self.maxls, "maxls", minimum=1)
         base.check_positive(self.c1, "c1")
         base.check_positive(self.decrease_factor, "decrease_factor")
         if self.forcing not in ("quadratic", "superlinear"):
             raise ValueError(f"`forcing` must be 'quadratic' or 'superlinear', got {self.forcing!r}.")
 
-    def init_state(self, init_params, *args, **kwargs) -> NewtonCGState:
-        """Evaluate ``fun`` and its gradient at ``init_params``.
-
-        Args:
-          init_params: initial point.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          A :class:`NewtonCGState`.
-        """
-        (value, aux), grad = self._value_and_grad_fun()(init_params, *args, **kwargs)
-        dtype = jnp.result_type(value)
-        return NewtonCGState(jnp.asarray(0, jnp.int32), value, grad,
-                             tu.tree_l2_norm(grad).astype(dtype), jnp.asarray(1.0, dtype),
-                             jnp.asarray(0, jnp.int32), aux,
-                             jnp.asarray(base.Status.RUNNING, jnp.int32))
+    def _extra_init(self, dtype) -> dict:
+        return dict(stepsize=jnp.asarray(1.0, dtype), num_hvp=jnp.asarray(0, jnp.int32))
 
     def update(self, params, state: NewtonCGState, *args, **kwargs) -> base.OptStep:
         """One Newton-CG iteration.
@@ -169,10 +153,7 @@ class NewtonCG(base.IterativeSolver):
         ls = _linesearch.backtracking(vg, params, state.value, state.grad, direction,
                                       jnp.asarray(1.0, state.value.dtype), state.aux, c1=self.c1,
                                       decrease_factor=self.decrease_factor, maxls=self.maxls)
-        dtype = state.error.dtype
-        new_state = NewtonCGState(
-            state.iter_num + 1, jnp.asarray(ls.value, state.value.dtype), ls.grad,
-            tu.tree_l2_norm(ls.grad).astype(dtype), ls.stepsize.astype(dtype),
-            state.num_hvp + n_hvp.astype(jnp.int32), ls.aux,
-            jnp.where(ls.failed, base.Status.LINESEARCH_FAILED, base.Status.RUNNING).astype(jnp.int32))
+        new_state = self._next_state(state, ls.value, ls.grad, ls.aux, ls.failed,
+                                     stepsize=ls.stepsize.astype(state.error.dtype),
+                                     num_hvp=state.num_hvp + n_hvp.astype(jnp.int32))
         return base.OptStep(ls.params, new_state)

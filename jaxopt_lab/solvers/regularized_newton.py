@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jaxopt_lab import base
 from jaxopt_lab import linear_solve as ls
 from jaxopt_lab import tree_util as tu
+from jaxopt_lab.solvers._newton_common import NewtonSolver
 
 
 class RegularizedNewtonState(NamedTuple):
@@ -37,7 +38,7 @@ class RegularizedNewtonState(NamedTuple):
 
 
 @dataclasses.dataclass(eq=False)
-class RegularizedNewton(base.IterativeSolver):
+class RegularizedNewton(NewtonSolver):
     """Newton steps regularized by the square root of the gradient norm.
 
     ``x+ = x - (H + sqrt(L ||g||) I)^{-1} g`` with ``L = hessian_lipschitz``
@@ -74,23 +75,20 @@ class RegularizedNewton(base.IterativeSolver):
       Newton Method with Bregman Distances", 2021 (arXiv:2112.02952).
     """
 
+    _state_cls = RegularizedNewtonState
+
     fun: Callable
     _: dataclasses.KW_ONLY
     hessian: str = "exact"
     residual_fun: Callable | None = None
     per_example_fun: Callable | None = None
     hessian_lipschitz: float = 1.0
-    has_aux: bool = False
-    maxiter: int = 100
-    tol: float = 1e-5
-    cg_maxiter: int = 100
     cg_tol: float = 1e-10
 
     def __post_init__(self):
         super().__post_init__()
         base.check_positive(self.hessian_lipschitz, "hessian_lipschitz")
         base.check_positive(self.cg_tol, "cg_tol")
-        base.check_int(self.cg_maxiter, "cg_maxiter", minimum=1)
         needs = {"exact": None, "gauss_newton": "residual_fun", "fisher": "per_example_fun"}
         if self.hessian not in needs:
             raise ValueError(f"`hessian` must be one of {sorted(needs)}, got {self.hessian!r}.")
@@ -107,21 +105,8 @@ class RegularizedNewton(base.IterativeSolver):
         n = 1 if self.hessian == "gauss_newton" else jnp.size(out)
         return lambda v: tu.tree_scalar_mul(1.0 / n, vjp(jvp(v))[0])
 
-    def init_state(self, init_params, *args, **kwargs) -> RegularizedNewtonState:
-        """Evaluate ``fun`` and its gradient at ``init_params``.
-
-        Args:
-          init_params: initial point.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          A :class:`RegularizedNewtonState`.
-        """
-        (value, aux), grad = self._value_and_grad_fun()(init_params, *args, **kwargs)
-        dtype = jnp.result_type(value)
-        return RegularizedNewtonState(jnp.asarray(0, jnp.int32), value, grad,
-                                      tu.tree_l2_norm(grad).astype(dtype), jnp.zeros([], dtype), aux,
-                                      jnp.asarray(base.Status.RUNNING, jnp.int32))
+    def _extra_init(self, dtype) -> dict:
+        return dict(regularization=jnp.zeros([], dtype))
 
     def update(self, params, state: RegularizedNewtonState, *args, **kwargs) -> base.OptStep:
         """One regularized Newton step.
@@ -139,8 +124,5 @@ class RegularizedNewton(base.IterativeSolver):
                            tol=self.cg_tol, maxiter=self.cg_maxiter)
         new = tu.tree_sub(params, step)
         (value, aux), grad = self._value_and_grad_fun()(new, *args, **kwargs)
-        dtype = state.error.dtype
-        return base.OptStep(new, RegularizedNewtonState(
-            state.iter_num + 1, jnp.asarray(value, state.value.dtype), grad,
-            tu.tree_l2_norm(grad).astype(dtype), lam.astype(dtype), aux,
-            jnp.asarray(base.Status.RUNNING, jnp.int32)))
+        return base.OptStep(new, self._next_state(state, value, grad, aux,
+                                                  regularization=lam.astype(state.error.dtype)))
