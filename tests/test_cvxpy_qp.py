@@ -8,19 +8,9 @@ import numpy as np
 import pytest
 
 import jaxopt_lab as jl
+from tests.test_parity_qp import _qp  # a strictly convex QP, inequalities partly active
 
 cvxpy = pytest.importorskip("cvxpy")  # in the `test` extra; the skip covers a bare install only
-
-
-def _qp(n=6, p=2, m=4, seed=0):
-    """A strictly convex QP whose inequalities are partly active (strict complementarity)."""
-    rng = np.random.default_rng(seed)
-    M = rng.standard_normal((n, n))
-    Q = jnp.asarray(M @ M.T + np.eye(n))
-    c = jnp.asarray(rng.standard_normal(n))
-    A, b = jnp.asarray(rng.standard_normal((p, n))), jnp.asarray(rng.standard_normal(p))
-    G, h = jnp.asarray(rng.standard_normal((m, n))), jnp.asarray(rng.random(m) * 0.1)
-    return Q, c, A, b, G, h
 
 
 @pytest.mark.parametrize("backend", ["OSQP", "CLARABEL"])
