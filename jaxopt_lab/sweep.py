@@ -15,7 +15,12 @@ with ``shard_map``, so a device stops when its own slowest lane stops). Wall tim
 is therefore about ``sum over chunks of max_iters(chunk slice) * cost(batched
 iteration)``: sort or group members by expected difficulty (e.g. by
 regularization strength) to make lanes of one chunk finish together, and use
-``chunk_size`` to bound memory (and the number of lanes that wait).
+``chunk_size`` to bound memory (and the number of lanes that wait). Against a
+Python loop of jitted runs (one dispatch per member) a sweep wins when per-member
+work is small, and gains little once each run is compute-bound (see
+``benchmarks/results/sweep.md``). Keep solvers' ``implicit_diff=True`` (the
+default) in a sweep: ``implicit_diff=False`` unrolls ``run`` into a masked scan of
+``maxiter`` steps.
 
 Checkpointing. With ``checkpoint_dir`` the results of each finished chunk are
 saved with orbax-checkpoint (written to a temporary folder and renamed when
