@@ -1,8 +1,15 @@
-"""Per-step cost of the first-order / proximal transforms against optax.adam (and ROOT against
-optax.contrib.muon) on a 10M-parameter pytree (ten 1000 x 1000 float32 matrices).
+"""Per-step cost of the first-order / proximal transforms against optax.adam (and ROOT / low-rank DCT
+against optax.contrib.muon) on a 10M-parameter pytree (ten 1000 x 1000 float32 matrices).
 
-Each optimizer's ``update`` is jitted with the state donated; compile time (first call) is
-reported apart; the step time is the median of ``--repeats`` timed calls after a warm-up.
+Like with like: every optimizer (anchors included) runs the same jitted training step
+``params, state = step(params, state, grads)`` = ``update`` + ``optax.apply_updates``, with
+params and optimizer state donated, on the same float32 data. Compile time (first call) is
+reported apart. Each optimizer is timed interleaved with its anchor (anchor, candidate,
+anchor, ... for ``--repeats`` rounds after warm-up) so that load drift on a shared machine
+hits both alike; the ratio is median(candidate) / median(anchor). Both wall time and process
+CPU time are reported (CPU time is less sensitive to other processes). The compiled step's
+HBM/RAM traffic per parameter (XLA cost analysis; while-loop bodies counted once) and its
+temporary buffers (XLA memory analysis) are reported too: they do not depend on load.
 
 Run: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_first_order.py`` (writes
 ``benchmarks/results/first_order.md``).
@@ -23,6 +30,8 @@ import jax  # noqa: E402
 import optax  # noqa: E402
 
 import jaxopt_lab as jl  # noqa: E402
+
+MATRIX_RULES = ("optax.contrib.muon (anchor)", "root", "lowrank_dct (rank 64)")
 
 
 def optimizers(leaf_size: int):
@@ -46,23 +55,36 @@ def optimizers(leaf_size: int):
     }
 
 
-def time_one(opt, params, grads, repeats):
-    state = opt.init(params)
-    step = jax.jit(lambda g, s, p: opt.update(g, s, p), donate_argnums=(1,))
-    t0 = time.perf_counter()
-    u, state = step(grads, state, params)
-    jax.block_until_ready((u, state))
-    compile_s = time.perf_counter() - t0
-    for _ in range(2):
-        u, state = step(grads, state, params)
-    jax.block_until_ready((u, state))
-    times = []
-    for _ in range(repeats):
+class Runner:
+    """One optimizer's donated training step, its buffers and its timings."""
+
+    def __init__(self, opt, params, grads):
+        def step(p, s, g):
+            u, s = opt.update(g, s, p)
+            return optax.apply_updates(p, u), s
+
+        self.fn = jax.jit(step, donate_argnums=(0, 1))
+        self.grads = grads
+        self.params, self.state = params, opt.init(params)
         t0 = time.perf_counter()
-        u, state = step(grads, state, params)
-        jax.block_until_ready((u, state))
-        times.append(time.perf_counter() - t0)
-    return compile_s, statistics.median(times)
+        compiled = self.fn.lower(self.params, self.state, grads).compile()
+        self.compile_s = time.perf_counter() - t0
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        n = sum(x.size for x in jax.tree_util.tree_leaves(params))
+        self.bytes_per_param = cost.get("bytes accessed", float("nan")) / n
+        self.temp_mb = compiled.memory_analysis().temp_size_in_bytes / 1e6
+        self.call()
+        self.wall, self.cpu = [], []
+
+    def call(self):
+        self.params, self.state = jax.block_until_ready(self.fn(self.params, self.state, self.grads))
+
+    def timed(self):
+        c0, t0 = time.process_time(), time.perf_counter()
+        self.call()
+        self.wall.append(time.perf_counter() - t0)
+        self.cpu.append(time.process_time() - c0)
 
 
 def main(argv=None):
@@ -71,51 +93,67 @@ def main(argv=None):
     ap.add_argument("--dim", type=int, default=1000)
     ap.add_argument("--matrix-dim", type=int, default=256,
                     help="matrix size for ROOT / muon / low-rank DCT (Newton-Schulz is O(n^3) per leaf)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--only", default="", help="comma-separated substrings of optimizer names")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "first_order.md"))
     args = ap.parse_args(argv)
     keys = jax.random.split(jax.random.PRNGKey(0), 2 * args.n_leaves)
-    shape = (args.dim, args.dim)
-    mshape = (args.matrix_dim, args.matrix_dim)
+    shape, mshape = (args.dim, args.dim), (args.matrix_dim, args.matrix_dim)
 
     def tree(shp):
         p = {f"w{i}": 0.02 * jax.random.normal(keys[i], shp) for i in range(args.n_leaves)}
         g = {f"w{i}": jax.random.normal(keys[args.n_leaves + i], shp) for i in range(args.n_leaves)}
         return p, g
 
-    n_params = args.n_leaves * args.dim**2
-    matrix_names = ("optax.contrib.muon (anchor)", "root", "lowrank_dct (rank 64)")
-    rows, base = [], {}
-    for name, opt in optimizers(args.dim**2).items():
-        if args.only and not any(s in name for s in args.only.split(",")):
+    opts = optimizers(args.dim**2)
+    rows = []
+    for name, opt in opts.items():
+        if "(anchor)" in name or (args.only and not any(s in name for s in args.only.split(","))):
             continue
-        params, grads = tree(mshape if name in matrix_names else shape)
-        c, t = time_one(opt, params, grads, args.repeats)
-        del params, grads
-        anchor = "optax.contrib.muon (anchor)" if name in matrix_names else "optax.adam (anchor)"
-        base[name] = t
-        rows.append((name, c, t, anchor))
-        print(f"{name:40s} compile {c:7.2f} s  step {1e3 * t:9.2f} ms", flush=True)
+        anchor = "optax.contrib.muon (anchor)" if name in MATRIX_RULES else "optax.adam (anchor)"
+        params, grads = tree(mshape if name in MATRIX_RULES else shape)
+        a = Runner(opts[anchor], params, grads)
+        params, grads = tree(mshape if name in MATRIX_RULES else shape)
+        c = Runner(opt, params, grads)
+        for _ in range(2):  # warm-up
+            a.call()
+            c.call()
+        for _ in range(args.repeats):
+            a.timed()
+            c.timed()
+        med = {"aw": a.wall, "cw": c.wall, "ac": a.cpu, "cc": c.cpu}
+        med = {key: statistics.median(v) for key, v in med.items()}
+        rows.append((name, anchor, c, a, med))
+        print(f"{name:40s} step {1e3 * med['cw']:8.1f} ms (anchor {1e3 * med['aw']:7.1f})"
+              f"  wall x{med['cw'] / med['aw']:.2f}  cpu x{med['cc'] / med['ac']:.2f}"
+              f"  bytes/param {c.bytes_per_param:.0f} vs {a.bytes_per_param:.0f}"
+              f"  temp {c.temp_mb:.0f} MB  compile {c.compile_s:.2f} s", flush=True)
+        del a, c, params, grads
     dev = jax.devices()[0]
+    n_params = args.n_leaves * args.dim**2
     lines = [
         "## First-order and proximal transforms: per-step cost",
         "",
-        f"`{' '.join(['python', *sys.argv])}` on {dev.platform} ({dev.device_kind}), jax {jax.__version__}, "
-        f"optax {optax.__version__}. Pytree: {args.n_leaves} float32 matrices {shape} = "
-        f"{n_params / 1e6:.0f}M parameters. `update` jitted with the state donated; "
-        f"median of {args.repeats} steps after warm-up; "
-        "compile time (first call) apart. Ratio = step time / anchor step time (adam for element-wise rules, "
-        f"muon for ROOT and low-rank DCT; these three run on {args.n_leaves} matrices {mshape}, "
-        f"{args.n_leaves * args.matrix_dim**2 / 1e6:.2f}M parameters, since Newton-Schulz is cubic in the "
-        "size and this run is CPU-only).",
+        f"`{' '.join(['python', *sys.argv])}` on {dev.platform} ({dev.device_kind}, {os.cpu_count()} "
+        f"cores), jax {jax.__version__}, optax {optax.__version__}. Pytree: {args.n_leaves} float32 "
+        f"matrices {shape} = {n_params / 1e6:.0f}M parameters (ROOT, low-rank DCT and their anchor muon: "
+        f"{args.n_leaves} matrices {mshape}, {args.n_leaves * args.matrix_dim**2 / 1e6:.2f}M parameters, "
+        "since Newton-Schulz is cubic in the size and this run is CPU-only). Every row, anchors included, "
+        "times the same jitted step `update` + `apply_updates` with params and state donated; each "
+        f"optimizer is timed interleaved with its anchor, {args.repeats} rounds after warm-up; ratio = "
+        "median / anchor's median (wall and process CPU time). bytes/param: XLA cost analysis of the "
+        "compiled step (memory traffic per parameter; while-loop bodies counted once); temp: XLA "
+        "temporary buffers of the step. Compile time (lower + compile) apart.",
         "",
-        "| transform | step (ms) | ratio | anchor | compile (s) |",
-        "|---|---:|---:|---|---:|",
+        "| transform | step (ms) | anchor step (ms) | ratio (wall) | ratio (CPU) | anchor | bytes/param "
+        "(anchor) | temp (MB) | compile (s) |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
-    for name, c, t, anchor in rows:
-        ratio = t / base[anchor] if anchor in base else float("nan")
-        lines.append(f"| {name} | {1e3 * t:.2f} | {ratio:.2f} | {anchor.split(' ')[0]} | {c:.2f} |")
+    for name, anchor, c, a, med in rows:
+        ratios = f"{med['cw'] / med['aw']:.2f} | {med['cc'] / med['ac']:.2f}"
+        lines.append(f"| {name} | {1e3 * med['cw']:.1f} | {1e3 * med['aw']:.1f} | {ratios} | "
+                     f"{anchor.split(' ')[0]} | {c.bytes_per_param:.0f} ({a.bytes_per_param:.0f}) | "
+                     f"{c.temp_mb:.0f} | {c.compile_s:.2f} |")
     lines.append("")
     pathlib.Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))

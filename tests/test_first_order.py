@@ -9,6 +9,7 @@ import optax
 import pytest
 
 import jaxopt_lab as jl
+from jaxopt_lab.transforms.prox_update import prox_topk
 from jaxopt_lab.transforms.root import orthogonalize
 from tests.registry import TRANSFORMS
 
@@ -251,3 +252,49 @@ def test_layerwise_noise_adaptive_first_step_and_noise_ordering():
         jl.layerwise_noise_adaptive(0.1, geometry="bogus")
     with pytest.raises(ValueError, match=r"\['b'\]"):
         jl.layerwise_noise_adaptive(0.1, geometry="spectral").init({"b": jnp.zeros(3)})
+
+
+_TREE = {"dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)}}
+_BAD_INPUTS = [  # (what, call, pattern naming the argument and, for leaves, the leaf path)
+    ("rank > min(shape)", lambda: jl.lowrank_dct(0.1, rank=5).init({"k": jnp.ones((4, 3))}),
+     r"rank=5 exceeds min\(shape\)=3 of leaf \['k'\]"),
+    ("rank <= 0", lambda: jl.lowrank_dct(0.1, rank=0), "rank"),
+    ("k <= 0 (hard threshold)", lambda: jl.hard_threshold_topk(0.1, k=0), "k must be a positive int"),
+    ("k <= 0 (group envelope)", lambda: jl.group_envelope(0.1, k=-1), "k must be a positive int"),
+    ("k <= 0 (top-k compressor)", lambda: jl.top_k_compressor(0), "k must be a positive int"),
+    ("k <= 0 (random-k compressor)", lambda: jl.random_k_compressor(-3), "k must be a positive int"),
+    ("k <= 0 (prox_topk)", lambda: prox_topk(jnp.ones(3), 0), "k must be"),
+    ("negative clip threshold", lambda: jl.coordinate_clipped_sgd(0.1, threshold=-1.0), "threshold"),
+    ("negative l1reg", lambda: jl.prox_lasso_transform(0.1, -1e-3), "l1reg"),
+    ("negative gate l1reg", lambda: jl.sora_gate(0.1, -1.0, gate_mask=lambda p: p), "l1reg"),
+    ("non-positive envelope weight", lambda: jl.group_envelope(0.1, k=2, weight=-1.0), "weight"),
+    ("negative eta", lambda: jl.econtrol(0.1, eta=-0.5), "eta"),
+    ("negative delta", lambda: jl.sgdp(0.1, delta=-0.1), "delta"),
+    ("momentum outside [0, 1)", lambda: jl.perp_grad(0.1, momentum=1.5), "momentum"),
+    ("b1 outside [0, 1)", lambda: jl.layerwise_noise_adaptive(0.1, b1=1.0), "b1"),
+    ("non-positive peak", lambda: jl.refined_schedule([1.0, 2.0], peak_value=-1.0), "peak_value"),
+    ("max below initial batch", lambda: jl.adaptive_batch_size(8, max_batch_size=4), "max_batch_size"),
+    ("vector leaf given to ROOT", lambda: jl.root(0.1).init(_TREE),
+     r"leaf \['dense'\]\['bias'\] has shape \(3,\).*matrices only; mask it out"),
+    ("vector leaf given to low-rank DCT", lambda: jl.lowrank_dct(0.1, rank=2).init(_TREE),
+     r"leaf \['dense'\]\['bias'\].*matrices only; mask it out"),
+    ("vector leaf given to spectral noise-adaptive",
+     lambda: jl.layerwise_noise_adaptive(0.1, geometry="spectral").init(_TREE),
+     r"leaf \['dense'\]\['bias'\].*matrices only"),
+]
+
+
+@pytest.mark.parametrize("what,call,pattern", _BAD_INPUTS, ids=[b[0] for b in _BAD_INPUTS])
+def test_bad_input_raises_naming_the_argument_and_leaf(what, call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call()
+
+
+def test_matrix_only_blocks_accept_vectors_once_masked():
+    """The documented fix for the error above: mask vector leaves out (they get plain SGD)."""
+    is_matrix = jax.tree_util.tree_map(lambda x: x.ndim == 2, _TREE)
+    opt = optax.chain(optax.masked(jl.root(0.1), is_matrix),
+                      optax.masked(optax.sgd(0.1), jax.tree_util.tree_map(lambda m: not m, is_matrix)))
+    u, _ = opt.update(_TREE, opt.init(_TREE), _TREE)
+    np.testing.assert_allclose(u["dense"]["bias"], -0.1 * _TREE["dense"]["bias"])
+    assert u["dense"]["kernel"].shape == (4, 3) and bool(jnp.all(jnp.isfinite(u["dense"]["kernel"])))

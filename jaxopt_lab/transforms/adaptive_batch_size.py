@@ -107,6 +107,9 @@ def adaptive_batch_size(initial_batch_size: int, tolerance: float = 0.5, test: s
         raise ValueError(f"initial_batch_size must be an int >= 2, got {initial_batch_size!r}.")
     if isinstance(tolerance, int | float) and tolerance <= 0:
         raise ValueError(f"tolerance must be positive, got {tolerance}.")
+    if not isinstance(max_batch_size, int) or max_batch_size < initial_batch_size:
+        raise ValueError(f"max_batch_size must be an int >= initial_batch_size={initial_batch_size}, "
+                         f"got {max_batch_size!r}.")
     run_test = norm_test if test == "norm" else inner_product_test
 
     def init(params):

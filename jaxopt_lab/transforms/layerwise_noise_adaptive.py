@@ -74,6 +74,11 @@ def scale_by_layerwise_noise_adaptive(
     """
     if geometry not in _GEOMETRIES:
         raise ValueError(f"geometry must be one of {_GEOMETRIES}, got {geometry!r}.")
+    for name, value in (("b1", b1), ("b2", b2)):
+        if isinstance(value, int | float) and not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must lie in [0, 1), got {value}.")
+    if isinstance(eps, int | float) and eps < 0:
+        raise ValueError(f"eps must be non-negative, got {eps}.")
 
     def init(params):
         if geometry == "spectral":

@@ -56,6 +56,10 @@ def perp_grad(learning_rate: optax.ScalarOrSchedule, momentum: float | None = No
     References:
       Prieto et al., "Grokking at the Edge of Numerical Stability", 2025 (arXiv:2501.04697).
     """
+    if isinstance(momentum, int | float) and not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must lie in [0, 1) (or be None), got {momentum}.")
+    if isinstance(eps, int | float) and eps < 0:
+        raise ValueError(f"eps must be non-negative, got {eps}.")
     parts = [scale_by_perp_grad(eps)]
     if momentum is not None:
         parts.append(optax.trace(decay=momentum))

@@ -33,6 +33,8 @@ def refined_schedule(grad_norms, peak_value: float = 1.0, smoothing: int = 1) ->
         raise ValueError(f"grad_norms must be a 1-D array of at least 2 norms, got shape {norms.shape}.")
     if not np.all(np.isfinite(norms)) or np.any(norms <= 0):
         raise ValueError("grad_norms must be finite and positive.")
+    if isinstance(peak_value, int | float) and peak_value <= 0:
+        raise ValueError(f"peak_value must be positive, got {peak_value}.")
     if not isinstance(smoothing, int) or smoothing < 1 or smoothing % 2 == 0:
         raise ValueError(f"smoothing must be a positive odd int, got {smoothing!r}.")
     if smoothing > 1:
