@@ -109,7 +109,10 @@ def main(argv=None):
     for name, r in res.items():
         cells = [f"{lr:g}: {m:.4f}" for lr, m in zip(r["lrs"], np.median(r["final"], 1), strict=True)]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['lrs'][r['best']]:g} |")
-    lines += ["", "### Steps to the target at the chosen learning rate", "",
+    lines += ["", "Grids were placed around the best learning rate of a one-seed, 300-step pilot over "
+              "{1e-3, 3e-3, 1e-2, 3e-2} (final validation loss: AdamW 2.26 / 2.18 / 2.40 / 2.41, "
+              "jaxopt_lab Sophia-G 2.53 / 2.52 / 2.64 / 2.77).",
+              "", "### Steps to the target at the chosen learning rate", "",
               "| optimizer | steps per seed | median steps | ratio to AdamW | final val loss (median) "
               "| ms / step / member | compile s | run s |", "|---|---|---|---|---|---|---|---|"]
     for name, r in res.items():

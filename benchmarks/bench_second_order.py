@@ -30,6 +30,7 @@ from jaxopt_lab import curvature as cv  # noqa: E402
 
 REPEATS = 5
 MFAC_REPEATS = 9
+L3_BYTES = 32e6  # this machine's L3 cache (lscpu)
 WIDTH = int(os.environ.get("BENCH_WIDTH", "2236"))  # two WIDTH x WIDTH layers: ~10M params
 
 
@@ -137,8 +138,8 @@ def mfac_scaling(lines, repeats=MFAC_REPEATS, steps=20):
               "any IHVP needs. Window size in MB = 4 d m / 1e6 (L3 cache here: 32 MB).", "",
               "| d | m | window MB | ms / step | floor ms | step / floor | compile s |",
               "|---|---|---|---|---|---|---|"]
-    grid_d = [(d, 32) for d in (10**4, 3 * 10**4, 10**5, 3 * 10**5, 10**6)]
-    grid_m = [(10**5, m) for m in (8, 16, 64, 128, 256)]
+    grid_d = [(d, 32) for d in (10**4, 3 * 10**4, 10**5, 3 * 10**5, 6 * 10**5, 10**6)]
+    grid_m = [(10**5, m) for m in (8, 16, 64, 128, 192, 256)]
     rows, floors = {}, {}
     for d, m in grid_d + grid_m:
         tx = jl.scale_by_mfac(num_grads=m, damping=1e-3)
@@ -174,10 +175,15 @@ def mfac_scaling(lines, repeats=MFAC_REPEATS, steps=20):
     fd = np.array([floors[k] for k in grid_d])
     fm = np.array([floors[k] for k in grid_m + [(10**5, 32)]])
     slope = lambda x, y: np.polyfit(np.log(x), np.log(y), 1)[0]
+    big_d = ds * 32 * 4 > L3_BYTES
+    big_m = ms_ * 1e5 * 4 > L3_BYTES
     lines += ["", f"Fitted slope of log(time) vs log(d) at m=32: **{slope(ds, td):.2f}** over d=1e4..1e6 "
-              f"(floor: {slope(ds, fd):.2f}), {slope(ds[2:], td[2:]):.2f} over d=1e5..1e6 (floor: "
-              f"{slope(ds[2:], fd[2:]):.2f}). Slope vs log(m) at d=1e5, m=8..256: "
-              f"**{slope(ms_, tm):.2f}** (floor: {slope(ms_, fm):.2f}). Median step / floor over the "
+              f"(floor: {slope(ds, fd):.2f}); over the windows larger than the L3 cache (d >= 3e5): "
+              f"**{slope(ds[big_d], td[big_d]):.2f}** (floor: {slope(ds[big_d], fd[big_d]):.2f}). "
+              f"Slope vs log(m) at d=1e5, m=8..256: **{slope(ms_, tm):.2f}** (floor: "
+              f"{slope(ms_, fm):.2f}); beyond the L3 cache (m >= 128): "
+              f"**{slope(ms_[big_m], tm[big_m]):.2f}** "
+              f"(floor: {slope(ms_[big_m], fm[big_m]):.2f}). Median step / floor over the "
               f"grid: {np.median([rows[k] / floors[k] for k in rows]):.2f}. "
               "Per step the algorithm costs O(dm) for the Gram row and the "
               "preconditioned output plus O(m^2) for the rank-2 inverse update (and an O(m^3) "
