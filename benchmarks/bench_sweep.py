@@ -163,6 +163,12 @@ def table(rs, ref_key):
     return out
 
 
+def status_counts(status):
+    codes, counts = np.unique(status, return_counts=True)
+    pairs = zip(codes, counts, strict=True)
+    return ", ".join(f"{jaxopt_lab.base.status_name(int(c))}: {int(k)}" for c, k in pairs)
+
+
 def lbfgs_section(n, d, tol, rows, iters, diff):
     it = iters["sweep"]
     return [
@@ -171,7 +177,7 @@ def lbfgs_section(n, d, tol, rows, iters, diff):
         *table(rows, "Python loop of jitted jaxopt_lab.LBFGS"), "",
         f"Iterations per member: jaxopt_lab min/mean/max = {it.min()}/{it.mean():.2f}/{it.max()}; jaxopt "
         f"{iters['jaxopt'].min()}/{iters['jaxopt'].mean():.2f}/{iters['jaxopt'].max()}; statuses "
-        f"{dict(zip(*np.unique(iters['status'], return_counts=True), strict=True))}. Lanes wait: a vmapped "
+        f"{status_counts(iters['status'])}. Lanes wait: a vmapped "
         f"while-loop runs every lane until the slowest stops, so the sweep pays max/mean = "
         f"{it.max() / it.mean():.2f}x the iterations of a loop. "
         f"Max |sweep - loop| over the first 8 solutions: {diff:.1e}.", "",
