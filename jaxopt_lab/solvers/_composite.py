@@ -1,5 +1,6 @@
-"""What BlockCoordinateDescent and MirrorDescent share: solvers of a smooth ``f`` plus a
-prox/projection term whose ``run`` takes that term's hyperparameters after ``init_params``.
+"""What BlockCoordinateDescent, MirrorDescent, ProximalGradient and ProjectedGradient share:
+solvers of a smooth ``f`` plus a prox/projection term whose ``run`` takes that term's
+hyperparameters after ``init_params``.
 The state, the argument check, the (non-symmetric) implicit solve and the fixed-point
 residual live here."""
 
@@ -63,5 +64,5 @@ class CompositeSolver(base.IterativeSolver):
 
     def _residual(self, params, args, kwargs, unit_step: Callable):
         """``params - unit_step(params, grad f(params))``: zero exactly at solutions."""
-        grad = jax.grad(self._value_fun())(params, *args, **kwargs)
+        grad = self._value_and_grad_fun()(params, *args, **kwargs)[1]
         return tu.tree_sub(params, unit_step(params, grad))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from jaxopt_lab import linear_solve as ls
 from jaxopt_lab import tree_util as tu
+from jaxopt_lab.solvers._composite import CompositeSolver
 from jaxopt_lab.solvers.gradient_descent import GradientDescent
 
 
 @dataclasses.dataclass(eq=False)
-class ProjectedGradient(GradientDescent):
+class ProjectedGradient(GradientDescent, CompositeSolver):
     """Projected gradient for ``min_{x in C} f(x, *args)``.
 
     The proximal gradient method with the projection onto ``C`` as the prox:
@@ -34,6 +34,8 @@ class ProjectedGradient(GradientDescent):
       Teboulle, "A fast iterative shrinkage-thresholding algorithm", 2009.
     """
 
+    _hyperparams_name = "hyperparams_proj"
+
     projection: Callable = None
 
     def __post_init__(self):
@@ -50,9 +52,6 @@ class ProjectedGradient(GradientDescent):
             raise TypeError("ProjectedGradient.run needs `hyperparams_proj` after `init_params`.")
         return args[0], args[1:]
 
-    def _implicit_solve(self) -> Callable:
-        return self.implicit_diff_solve if self.implicit_diff_solve is not None else ls.solve_normal_cg
-
     def optimality_fun(self, params, hyperparams_proj, *args, **kwargs):
         """Fixed-point residual ``x - projection(x - grad f(x), hyperparams_proj)``.
 
@@ -64,5 +63,5 @@ class ProjectedGradient(GradientDescent):
         Returns:
           A pytree that is zero exactly at solutions.
         """
-        grad = self._value_and_grad_fun()(params, *args, **kwargs)[1]
-        return tu.tree_sub(params, self.projection(tu.tree_sub(params, grad), hyperparams_proj))
+        return self._residual(params, args, kwargs,
+                              lambda x, g: self.projection(tu.tree_sub(x, g), hyperparams_proj))

@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from jaxopt_lab import linear_solve as ls
 from jaxopt_lab import prox as prox_lib
 from jaxopt_lab import tree_util as tu
+from jaxopt_lab.solvers._composite import CompositeSolver
 from jaxopt_lab.solvers.gradient_descent import GradientDescent
 
 
 @dataclasses.dataclass(eq=False)
-class ProximalGradient(GradientDescent):
+class ProximalGradient(GradientDescent, CompositeSolver):
     """Proximal gradient descent for ``min_x f(x, *args) + g(x, hyperparams_prox)``.
 
     Each step is ``x+ = prox(y - t grad f(y), hyperparams_prox, t)`` at the
@@ -37,6 +37,8 @@ class ProximalGradient(GradientDescent):
       "Signal recovery by proximal forward-backward splitting", 2005.
     """
 
+    _hyperparams_name = "hyperparams_prox"
+
     prox: Callable = prox_lib.prox_none
 
     def __post_init__(self):
@@ -53,9 +55,6 @@ class ProximalGradient(GradientDescent):
                             "(pass None for prox_none).")
         return args[0], args[1:]
 
-    def _implicit_solve(self) -> Callable:
-        return self.implicit_diff_solve if self.implicit_diff_solve is not None else ls.solve_normal_cg
-
     def optimality_fun(self, params, hyperparams_prox, *args, **kwargs):
         """Fixed-point residual ``x - prox(x - grad f(x), hyperparams_prox, 1)``.
 
@@ -67,6 +66,5 @@ class ProximalGradient(GradientDescent):
         Returns:
           A pytree that is zero exactly at solutions.
         """
-        grad = self._value_and_grad_fun()(params, *args, **kwargs)[1]
-        step = tu.tree_sub(params, grad)
-        return tu.tree_sub(params, self.prox(step, hyperparams_prox, 1.0))
+        return self._residual(params, args, kwargs,
+                              lambda x, g: self.prox(tu.tree_sub(x, g), hyperparams_prox, 1.0))
