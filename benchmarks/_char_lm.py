@@ -51,7 +51,7 @@ def init_params(key: jax.Array, cfg: Config) -> dict:
     keys = jax.random.split(key, 3 + 4 * cfg.n_layer)
     normal = lambda k, shape, scale=s: scale * jax.random.normal(k, shape, jnp.float32)
     ln = lambda: {"g": jnp.ones(d, jnp.float32), "b": jnp.zeros(d, jnp.float32)}
-    proj = s / np.sqrt(2 * cfg.n_layer)  # GPT-2 scaling of residual projections
+    proj = float(s / np.sqrt(2 * cfg.n_layer))  # GPT-2 scaling of residual projections
     layers = [{"ln1": ln(), "qkv": normal(keys[3 + 4 * i], (d, 3 * d)),
                "out": normal(keys[4 + 4 * i], (d, d), proj), "ln2": ln(),
                "fc": normal(keys[5 + 4 * i], (d, 4 * d)), "fc_b": jnp.zeros(4 * d, jnp.float32),
@@ -76,7 +76,7 @@ def forward(params: dict, x: jax.Array, cfg: Config) -> jax.Array:
     for lp in params["layers"]:
         q, k, v = jnp.split(_layer_norm(h, lp["ln1"]) @ lp["qkv"], 3, axis=-1)
         q, k, v = (a.reshape(B, T, H, dh) for a in (q, k, v))
-        att = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(dh)
+        att = jnp.einsum("bqhd,bkhd->bhqk", q, k) / float(np.sqrt(dh))
         att = jax.nn.softmax(jnp.where(mask, att, -1e9), axis=-1)
         h = h + jnp.einsum("bhqk,bkhd->bqhd", att, v).reshape(B, T, -1) @ lp["out"]
         z = jax.nn.gelu(_layer_norm(h, lp["ln2"]) @ lp["fc"] + lp["fc_b"])

@@ -20,6 +20,14 @@ def test_tokens_and_steps_to_target():
     assert len(val) == pytest.approx(0.1 * (len(train) + len(val)), abs=1)
     # Every character of textwrap's source is printable ASCII or a newline.
     assert not np.any(train == C.VOCAB - 1)
+    # float32 model even with float64 enabled (the tests run with jax_enable_x64).
+    import jax
+
+    cfg = C.Config(n_layer=1, d_model=16, n_head=2, context=8, batch=2, n_val=2)
+    params = C.init_params(jax.random.PRNGKey(0), cfg)
+    assert {x.dtype for x in jax.tree_util.tree_leaves(params)} == {np.dtype(np.float32)}
+    x = jax.numpy.asarray(train[None, :8])
+    assert C.forward(params, x, cfg).dtype == np.float32
     curve = np.array([[3.0, 2.5, 2.0, 1.5], [3.0, 2.9, 2.8, 2.7]])
     np.testing.assert_array_equal(C.steps_to_target(curve, 2.0, 10), [30.0, np.inf])
 
