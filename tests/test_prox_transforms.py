@@ -110,6 +110,17 @@ def test_topk_magnitude_mask_is_exact_on_large_leaves(name):
     assert bool(jnp.all(select(v, v.size + 5)))
 
 
+def test_topk_magnitude_mask_under_vmap_matches_per_example():
+    """Batched counting search (while_loop and cond under vmap): one ties-heavy and one plain row."""
+    from jaxopt_lab.transforms.prox_update import topk_magnitude_mask
+
+    r = np.random.default_rng(3)
+    v = jnp.asarray(np.stack([r.integers(-4, 5, 40_000), r.standard_normal(40_000)]).astype(np.float32))
+    masks = np.asarray(jax.jit(jax.vmap(lambda x: topk_magnitude_mask(x, 3000)))(v))
+    for row, mask in zip(v, masks, strict=True):
+        np.testing.assert_array_equal(mask, _top_k_reference(row, 3000))
+
+
 def test_top_k_compressor_and_hard_threshold_on_a_large_leaf_match_sorting():
     """Exactly k entries (largest in magnitude, signs kept) on a 40K-entry leaf (counting path)."""
     r = np.random.default_rng(2)

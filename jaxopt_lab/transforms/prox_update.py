@@ -130,11 +130,11 @@ def topk_magnitude_mask(v: jax.Array, k: int) -> jax.Array:
     wide = jnp.dtype(v.dtype).itemsize == 8
     ftype, itype = (jnp.float64, jnp.int64) if wide else (jnp.float32, jnp.int32)
 
-
     def to_bits(x):  # |x| as an order-preserving integer; every NaN becomes the same largest pattern
         a = jnp.abs(x.astype(ftype))
         return jax.lax.bitcast_convert_type(jnp.where(jnp.isnan(a), jnp.asarray(jnp.nan, ftype), a), itype)
 
+    # ``bits`` is recomputed from ``flat`` inside every pass (fused), so only ``flat`` is kept in memory.
     bits = to_bits(flat)
     # First pass: thresholds at sample ranks around k s / n, and the maximum. The sample is
     # sorted (on CPU a sort of 8K entries costs a fraction of lax.top_k's partial sort).
@@ -148,38 +148,39 @@ def topk_magnitude_mask(v: jax.Array, k: int) -> jax.Array:
     zero = jnp.zeros([], itype)
     lo, hi, c_lo, c_hi = _tighten(ts, jnp.stack(cs), k, zero, mx + 1, jnp.int32(n), jnp.int32(0))
 
+    # ``flat`` travels in the loop carries (unchanged) so that XLA does not copy it into each loop.
     def cond(carry):
-        lo, hi, c_lo, _ = carry
+        lo, hi, c_lo, _, _ = carry
         return (c_lo != k) & (hi - lo > 1)
 
     def body(carry):
-        lo, hi, c_lo, c_hi = carry
+        lo, hi, c_lo, c_hi, x = carry
         width = hi - lo
         frac = (c_lo - k).astype(jnp.float32) / (c_lo - c_hi).astype(jnp.float32)
         g = lo + (frac * width.astype(jnp.float32)).astype(itype)
         w = jnp.maximum(width // 64, 1)
         ts = jnp.stack([g, g + 1, g - w, g + w, g - 8 * w, g + 8 * w, lo + width // 3, lo + 2 * (width // 3)])
         ts = jnp.clip(ts, lo + 1, hi - 1)
-        return _tighten(ts, jnp.stack(_counts(bits, ts)), k, lo, hi, c_lo, c_hi)
+        return (*_tighten(ts, jnp.stack(_counts(to_bits(x), ts)), k, lo, hi, c_lo, c_hi), x)
 
-    lo, hi, c_lo, c_hi = jax.lax.while_loop(cond, body, (lo, hi, c_lo, c_hi))
+    lo, hi, c_lo, c_hi, flat = jax.lax.while_loop(cond, body, (lo, hi, c_lo, c_hi, flat))
 
-    def with_ties(_):  # more than k entries reach the threshold: keep the first ties by index
-        ties = bits == lo
-        need = k - c_hi
-        idx = jnp.arange(n, dtype=jnp.int32)
+    # Ties: more than k entries may reach the threshold ``lo`` (then c_lo > k); keep the first
+    # ``k - c_hi`` of them by index, the cutoff index found by the same kind of search. When
+    # c_lo == k the search starts converged (cutoff n: every entry >= lo is kept).
+    idx = jnp.arange(n, dtype=jnp.int32)
 
-        def tie_body(carry):  # bracket the index cutoff j: #(ties before j) reaches need at jhi
-            jlo, jhi = carry
-            js = jlo + (jnp.arange(1, 9, dtype=jnp.int32) * (jhi - jlo)) // 9
-            cs = jnp.stack(_counts(jnp.where(ties, idx, n), js, below=True))
-            up = cs >= need
-            return jnp.max(jnp.where(up, jlo, js)), jnp.min(jnp.where(up, js, jhi))
+    def tie_body(carry):  # invariant: #(ties before jlo) < k - c_hi <= #(ties before jhi)
+        jlo, jhi, x = carry
+        js = jlo + (jnp.arange(1, 9, dtype=jnp.int32) * (jhi - jlo)) // 9
+        ties_idx = jnp.where(to_bits(x) == lo, idx, n)
+        up = jnp.stack(_counts(ties_idx, js, below=True)) >= k - c_hi
+        return jnp.max(jnp.where(up, jlo, js)), jnp.min(jnp.where(up, js, jhi)), x
 
-        _, jhi = jax.lax.while_loop(lambda c: c[1] - c[0] > 1, tie_body, (jnp.int32(0), jnp.int32(n)))
-        return (bits > lo) | (ties & (idx < jhi))
-
-    mask = jax.lax.cond(c_lo == k, lambda _: bits >= lo, with_ties, None)
+    start = jnp.where(c_lo == k, jnp.int32(n - 1), jnp.int32(0))
+    _, cutoff, flat = jax.lax.while_loop(lambda c: c[1] - c[0] > 1, tie_body, (start, jnp.int32(n), flat))
+    bits = to_bits(flat)
+    mask = (bits > lo) | ((bits == lo) & (idx < cutoff))
     return mask.reshape(v.shape)
 
 
