@@ -5,7 +5,7 @@ grad_estimate)`` that evaluate every perturbation of one estimate in a single
 ``vmap``-ed call: randomized (:func:`rge`), coordinate-wise (:func:`cge`),
 :func:`spsa` and the exact-JVP :func:`forward_gradient`. They are also exposed as
 :func:`value_and_grad`, as optax transforms (``jaxopt_lab.zo_sgd`` ...) and as
-``custom_vjp`` black boxes (:func:`blackbox`); :mod:`.deepzero` holds the
+``custom_jvp`` black boxes (:func:`blackbox`, forward and reverse mode); :mod:`.deepzero` holds the
 DeepZero pruning and sparse-CGE helpers, :mod:`.layerwise` CGE with feature reuse.
 """
 
