@@ -38,6 +38,8 @@ def load_tokens(modules: tuple[str, ...] = MODULES, val_fraction: float = 0.1):
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """Model and data sizes (static)."""
+
     n_layer: int = 2
     d_model: int = 64
     n_head: int = 4
@@ -47,6 +49,7 @@ class Config:
 
 
 def init_params(key: jax.Array, cfg: Config) -> dict:
+    """GPT-2-style initialization (normal 0.02, residual projections scaled by 1/sqrt(2L))."""
     d, s = cfg.d_model, 0.02
     keys = jax.random.split(key, 3 + 4 * cfg.n_layer)
     normal = lambda k, shape, scale=s: scale * jax.random.normal(k, shape, jnp.float32)
@@ -90,12 +93,14 @@ def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def sample_batch(key: jax.Array, train: jax.Array, cfg: Config):
+    """``cfg.batch`` random training windows: inputs and next-character targets."""
     starts = jax.random.randint(key, (cfg.batch,), 0, train.shape[0] - cfg.context - 1)
     win = jax.vmap(lambda s: jax.lax.dynamic_slice(train, (s,), (cfg.context + 1,)))(starts)
     return win[:, :-1], win[:, 1:]
 
 
 def val_batch(val: np.ndarray, cfg: Config):
+    """``cfg.n_val`` evenly spaced validation windows (the same for every run)."""
     starts = np.linspace(0, len(val) - cfg.context - 1, cfg.n_val).astype(int)
     win = np.stack([val[s:s + cfg.context + 1] for s in starts])
     return jnp.asarray(win[:, :-1]), jnp.asarray(win[:, 1:])
