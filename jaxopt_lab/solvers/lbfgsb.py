@@ -29,6 +29,8 @@ class LbfgsbState(NamedTuple):
       sy_history, ss_history: ``(history_size, history_size)`` products ``<s_i, y_j>``,
         ``<s_i, s_j>``, updated one row and column per iteration.
       theta: the scaling ``B_0 = theta I``.
+      num_pairs: curvature pairs stored since the last reset; the next one goes to slot
+        ``num_pairs % history_size`` (a pair failing the curvature test takes no slot).
       aux: auxiliary output of ``fun``.
       failed_linesearch: the last line search failed.
       num_fun_eval, num_grad_eval, num_linesearch_iter: evaluation counters.
@@ -45,6 +47,7 @@ class LbfgsbState(NamedTuple):
     sy_history: jax.Array
     ss_history: jax.Array
     theta: jax.Array
+    num_pairs: jax.Array
     aux: Any
     failed_linesearch: jax.Array
     num_fun_eval: jax.Array
@@ -247,7 +250,8 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
             stepsize=jnp.asarray(1.0, dtype),
             error=self._error(x, g, lo, up).astype(dtype), s_history=jnp.zeros((m, x.shape[0]), dtype),
             y_history=jnp.zeros((m, x.shape[0]), dtype), sy_history=jnp.zeros((m, m), dtype),
-            ss_history=jnp.zeros((m, m), dtype), theta=jnp.asarray(1.0, dtype), aux=aux,
+            ss_history=jnp.zeros((m, m), dtype), theta=jnp.asarray(1.0, dtype),
+            num_pairs=jnp.asarray(0, jnp.int32), aux=aux,
             failed_linesearch=jnp.asarray(False), num_fun_eval=one, num_grad_eval=one,
             num_linesearch_iter=jnp.asarray(0, jnp.int32), status=jnp.asarray(base.Status.RUNNING, jnp.int32),
         )
@@ -268,14 +272,14 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
         g = ravel_pytree(state.grad)[0]
         lo, up = self._flat_bounds(params, bounds)
         x, dtype, m = jnp.clip(x, lo, up), x.dtype, self.history_size
-        theta, ptr = state.theta, state.iter_num % m
+        theta, ptr = state.theta, state.num_pairs % m
         W = jnp.concatenate([state.y_history.T, theta * state.s_history.T], axis=1)
         M = _middle_matrix(state.sy_history, state.ss_history, theta, ptr)
         xcp = _cauchy_point(x, g, lo, up, W, M, theta)
         d = _subspace_min(x, g, lo, up, xcp, W, M, theta) - x
         # Safeguard: the projected gradient step if the model step is not a descent one.
         d = jnp.where(jnp.dot(d, g) < 0, d, jnp.clip(x - g, lo, up) - x)
-        empty = ~jnp.any(jnp.diagonal(state.sy_history) > 0)
+        empty = state.num_pairs == 0
         # Unit step first; with no memory and an unbounded variable, 1 / ||d|| (as SciPy).
         boxed = jnp.all(jnp.isfinite(lo) & jnp.isfinite(up))
         inv_dnorm = 1.0 / jnp.maximum(jnp.linalg.norm(d), 1e-30)
@@ -288,11 +292,10 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
         s, y = x_new - x, g_new - g
         sy, yy = jnp.dot(s, y), jnp.dot(y, y)
         good = (sy > jnp.finfo(dtype).eps * yy) & ~failed
-        s, y = jnp.where(good, s, 0.0), jnp.where(good, y, 0.0)
-        slot = jnp.arange(m) == ptr  # one-hot writes (no scatter under vmap)
+        slot = (jnp.arange(m) == ptr) & good  # one-hot writes (no scatter under vmap)
         S = jnp.where(slot[:, None], s, state.s_history)
         Y = jnp.where(slot[:, None], y, state.y_history)
-        col, row, ss = S @ y, Y @ s, S @ s  # the new row and column of S^T Y and S^T S
+        col, row, ss = S @ y, Y @ s, S @ s  # the new row and column of S^T Y and S^T S (if good)
         SY = jnp.where(slot[:, None], row[None, :], jnp.where(slot[None, :], col[:, None], state.sy_history))
         SS = jnp.where(slot[:, None], ss[None, :], jnp.where(slot[None, :], ss[:, None], state.ss_history))
         theta = jnp.where(good, yy / jnp.where(good, sy, 1.0), theta)
@@ -309,6 +312,7 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
             iter_num=state.iter_num + 1, value=value, grad=unravel(g_new), stepsize=ls.stepsize.astype(dtype),
             error=error, s_history=clear(S), y_history=clear(Y), sy_history=clear(SY), ss_history=clear(SS),
             theta=jnp.where(reset, jnp.ones_like(theta), theta),
+            num_pairs=jnp.where(reset, 0, state.num_pairs + good.astype(jnp.int32)),
             aux=tu.tree_where(failed, state.aux, ls.aux) if state.aux is not None else ls.aux,
             failed_linesearch=failed, num_fun_eval=state.num_fun_eval + ls.num_evals,
             num_grad_eval=state.num_grad_eval + ls.num_evals,
