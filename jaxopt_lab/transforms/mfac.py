@@ -106,8 +106,12 @@ def scale_by_mfac(num_grads: int = 8, damping: float = 1e-4) -> optax.GradientTr
                                 jnp.zeros((m, m), dtype), jnp.eye(m, dtype=dtype) / (m * lam), lam)
 
     def update(grads, state, params=None):
-        del params
+        if params is not None:
+            base.check_same_structure(grads, params, "grads", "params")
         flat, unravel = ravel_pytree(grads)
+        if flat.shape[0] != state.grads.shape[1]:
+            raise ValueError(f"grads: {flat.shape[0]} entries in all, but the M-FAC state was "
+                             f"initialized for {state.grads.shape[1]}.")
         dtype = state.grads.dtype
         g = flat.astype(dtype)
         lam = jnp.asarray(damping, dtype)
