@@ -123,7 +123,7 @@ class ProximalGradient(GradientDescent, CompositeSolver):
         g = 0.0 if self.nonsmooth_fun is None else self.nonsmooth_fun(x, hyperparams_prox)
         return jnp.asarray(f_value + g, dtype)
 
-    def init_state(self, init_params, *args, **kwargs) -> ProximalGradientState:
+    def init_state(self, init_params, *args, **kwargs) -> ProximalGradientState:  # type: ignore[override]
         """Evaluate ``f`` (and ``F`` for the function restart) at ``init_params``.
 
         Args:
@@ -137,7 +137,8 @@ class ProximalGradient(GradientDescent, CompositeSolver):
         obj = self._objective(st.value, init_params, args[0] if args else None)
         return ProximalGradientState(*st, objective=obj, num_restarts=jnp.asarray(0, jnp.int32))
 
-    def update(self, params, state: ProximalGradientState, *args, **kwargs) -> base.OptStep:
+    def update(self, params, state: ProximalGradientState,  # type: ignore[override]
+               *args, **kwargs) -> base.OptStep:
         """One proximal gradient step at the extrapolated point, then the momentum update.
 
         Args:
@@ -164,7 +165,7 @@ class ProximalGradient(GradientDescent, CompositeSolver):
         else:
             size = self.stepsize(state.iter_num) if callable(self.stepsize) else self.stepsize
             t = jnp.asarray(size, dtype)
-            x_next, nevals, failed = step_at(t), 0, jnp.asarray(False)
+            x_next, nevals, failed = step_at(t), 0, jnp.asarray(False)  # type: ignore[assignment]
         error = tu.tree_l2_norm(tu.tree_sub(x_next, y)) / jnp.where(t > 0, t, 1.0)
         step = tu.tree_sub(x_next, params)
         objective = state.objective
