@@ -378,3 +378,21 @@ def tiered(entries):
     import pytest
 
     return [pytest.param(e, id=e.name, marks=() if e.core else pytest.mark.slow) for e in entries]
+
+
+def extra_args(entry, fun, key, grads=None) -> dict:
+    """The keyword arguments a transform entry's ``update`` needs besides ``value``.
+
+    ``value_fn=fun`` and ``key=key`` when the entry asks for them, and for entries that
+    need per-example gradients two examples whose mean is ``grads``.
+    """
+    import jax.numpy as jnp
+
+    extra: dict = {}
+    if entry.needs_value_fn:
+        extra["value_fn"] = fun
+    if entry.needs_key:
+        extra["key"] = key
+    if entry.needs_per_example_grads and grads is not None:
+        extra["per_example_grads"] = jax.tree_util.tree_map(lambda g: jnp.stack([1.5 * g, 0.5 * g]), grads)
+    return extra

@@ -10,7 +10,7 @@ import pytest
 
 import jaxopt_lab as jl
 from tests import problems as P
-from tests.registry import SOLVERS, TRANSFORMS, tiered
+from tests.registry import SOLVERS, TRANSFORMS, extra_args, tiered
 
 solver_ids = [e.name for e in SOLVERS]
 transform_ids = [e.name for e in TRANSFORMS]
@@ -162,15 +162,6 @@ def test_solver_implicit_derivatives_match_closed_form_and_fd(entry):
 # -------------------------------------------------------------------------- transforms
 
 
-def _extra_args(entry, fun, key, grads=None):
-    extra = {}
-    if entry.needs_value_fn:
-        extra["value_fn"] = fun
-    if entry.needs_key:
-        extra["key"] = key
-    if entry.needs_per_example_grads:  # two examples whose mean is the gradient
-        extra["per_example_grads"] = jax.tree_util.tree_map(lambda g: jnp.stack([1.5 * g, 0.5 * g]), grads)
-    return extra
 
 
 def _train(opt, entry, fun, params, steps, key=None):
@@ -180,7 +171,7 @@ def _train(opt, entry, fun, params, steps, key=None):
     def step(carry, k):
         p, s = carry
         value, g = jax.value_and_grad(fun)(p)
-        extra = _extra_args(entry, fun, k, g)
+        extra = extra_args(entry, fun, k, g)
         if isinstance(opt, optax.GradientTransformationExtraArgs):
             extra.setdefault("value", value)
             u, s = opt.update(g, s, p, **extra)
@@ -221,7 +212,7 @@ def test_transform_jit_matches_eager(entry):
     opt = entry.make(entry.learning_rate, **entry.kwargs)
     state = opt.init(x0)
     g = jax.grad(fun)(x0)
-    extra = _extra_args(entry, fun, jax.random.PRNGKey(3), g)
+    extra = extra_args(entry, fun, jax.random.PRNGKey(3), g)
     if isinstance(opt, optax.GradientTransformationExtraArgs):
         extra["value"] = fun(x0)
         upd = lambda g, s, p: opt.update(g, s, p, **extra)

@@ -19,7 +19,7 @@ import optax
 import pytest
 
 from tests import problems as P
-from tests.registry import SOLVERS, TRANSFORMS, tiered
+from tests.registry import SOLVERS, TRANSFORMS, extra_args, tiered
 
 
 def _bitwise_equal(a, b) -> bool:
@@ -57,17 +57,10 @@ def _update(entry, opt, key, jit):
     fun = lambda p: 0.5 * jnp.sum((p - 1.0) ** 2) + 0.1 * jnp.sum(p**4) + 0.3 * jnp.sum(p) ** 2
     params = jnp.linspace(-1.0, 2.0, 12).reshape(3, 4)
     state = opt.init(params)
-    extra = {}
-    if entry.needs_value_fn:
-        extra["value_fn"] = fun
-    if entry.needs_key:
-        extra["key"] = key
 
     def step(params, state, extra_key):
         value, grads = jax.value_and_grad(fun)(params)
-        kw = dict(extra)
-        if "key" in kw:
-            kw["key"] = extra_key
+        kw = extra_args(entry, fun, extra_key, grads)
         if isinstance(opt, optax.GradientTransformationExtraArgs):
             return opt.update(grads, state, params, value=value, **kw)
         return opt.update(grads, state, params)

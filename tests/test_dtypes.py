@@ -26,7 +26,7 @@ import pytest
 import jaxopt_lab as jl
 from jaxopt_lab.solvers import _linesearch
 from tests import problems as P
-from tests.registry import SOLVERS, TRANSFORMS, tiered
+from tests.registry import SOLVERS, TRANSFORMS, extra_args, tiered
 
 transform_ids = [e.name for e in TRANSFORMS]
 solver_ids = [e.name for e in SOLVERS]
@@ -39,11 +39,7 @@ def _steps(entry, params, fun, grads_fn=None, steps=2):
     updates = None
     for k in range(steps):
         grads = grads_fn(params)
-        extra = {}
-        if entry.needs_value_fn:
-            extra["value_fn"] = fun
-        if entry.needs_key:
-            extra["key"] = jax.random.PRNGKey(k)
+        extra = extra_args(entry, fun, jax.random.PRNGKey(k), grads)
         if isinstance(opt, optax.GradientTransformationExtraArgs):
             updates, state = opt.update(grads, state, params, value=fun(params), **extra)
         else:

@@ -33,7 +33,7 @@ import jaxopt_lab as jl
 import jaxopt_lab.solvers as jl_solvers
 import jaxopt_lab.transforms as jl_transforms
 from tests import problems as P
-from tests.registry import SOLVERS, TRANSFORMS
+from tests.registry import SOLVERS, TRANSFORMS, extra_args
 
 CASES: collections.Counter = collections.Counter()
 FAST = settings(max_examples=6, deadline=None, derandomize=True, database=None,
@@ -188,15 +188,6 @@ def _shifted_quadratic(target):
     return fun
 
 
-def _extra(entry, fun, key, grads=None):
-    out = {}
-    if entry.needs_value_fn:
-        out["value_fn"] = fun
-    if entry.needs_key:
-        out["key"] = key
-    if entry.needs_per_example_grads and grads is not None:  # two examples whose mean is grads
-        out["per_example_grads"] = jax.tree_util.tree_map(lambda g: jnp.stack([1.5 * g, 0.5 * g]), grads)
-    return out
 
 
 def _transform_steps(entry, params, fun, steps=2, opt=None):
@@ -204,7 +195,7 @@ def _transform_steps(entry, params, fun, steps=2, opt=None):
     state = opt.init(params)
     for k in range(steps):
         value, grads = jax.value_and_grad(fun)(params)
-        extra = _extra(entry, fun, jax.random.PRNGKey(k), grads)
+        extra = extra_args(entry, fun, jax.random.PRNGKey(k), grads)
         if isinstance(opt, optax.GradientTransformationExtraArgs):
             updates, state = opt.update(grads, state, params, value=value, **extra)
         else:
@@ -363,7 +354,7 @@ def _mismatch(entry):
     grads = {"a": jnp.ones(shape), "c": jnp.ones(shape)}
     # Extra arguments consistent with the (mismatched) gradients: the error must come from
     # comparing the gradients with params / state, not from a missing keyword.
-    extra = _extra(entry, _quad, jax.random.PRNGKey(0), grads)
+    extra = extra_args(entry, _quad, jax.random.PRNGKey(0), grads)
     with pytest.raises((ValueError, TypeError)):
         if isinstance(opt, optax.GradientTransformationExtraArgs):
             opt.update(grads, state, params, value=jnp.asarray(1.0), **extra)
@@ -471,7 +462,7 @@ def _apply_if_finite(entry, bad):
     opt = optax.apply_if_finite(entry.make(entry.learning_rate, **entry.kwargs), max_consecutive_errors=3)
     state = opt.init(params)
     bad_grads = jnp.ones((3, 4)).at[1, 2].set(bad)
-    extra = _extra(entry, _quad, jax.random.PRNGKey(0), bad_grads)
+    extra = extra_args(entry, _quad, jax.random.PRNGKey(0), bad_grads)
     if entry.needs_value_fn or entry.needs_key:
         extra["value"] = _quad(params)
     updates, state = opt.update(bad_grads, state, params, **extra)
@@ -480,7 +471,7 @@ def _apply_if_finite(entry, bad):
     # A finite gradient not parallel to params (a perpendicular-gradient rule maps a
     # gradient parallel to the weights to zero).
     good = jax.grad(_quad)(params) + jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)
-    extra = _extra(entry, _quad, jax.random.PRNGKey(0), good)
+    extra = extra_args(entry, _quad, jax.random.PRNGKey(0), good)
     if entry.needs_value_fn or entry.needs_key:
         extra["value"] = _quad(params)
     updates, state = opt.update(good, state, params, **extra)
