@@ -166,7 +166,7 @@ def main():
     lines = ["## Zeroth-order estimators", "",
              "Command: `OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_zeroth_order.py` "
              f"(CPU, {jax.devices()[0].platform}, float32, median of {REPEATS}; compile apart; "
-             "machine shared with other jobs, so absolute times are noisy). Function: "
+             "a shared machine may make absolute times noisy). Function: "
              "`sum(softplus(W x - b))`, W 200 x 1000. DeepZero training: `bench_deepzero.py`.", "",
              ("torchopt (the PyTorch reference; `pip install torch torchopt`, bench extra only) runs "
               "in the same process on the same data: its estimator is a Python loop over samples "
