@@ -38,6 +38,9 @@ class SolverEntry:
         wrappers, which run SciPy on the host (their derivatives are still checked).
       stepwise: the solver exposes ``init_state``/``update``; False for the SciPy
         wrappers, which only have ``run`` (their ``init_state`` raises a ``TypeError``).
+      pytree_params: ``init_params`` may be any pytree; False for BlockCoordinateDescent,
+        whose blocks are the entries or rows of one 1-D or 2-D array (a pytree gets a
+        ``ValueError`` naming ``init_params``, checked in test_block_cd_mirror.py).
     """
 
     name: str
@@ -52,6 +55,7 @@ class SolverEntry:
     core: bool = False
     jittable: bool = True
     stepwise: bool = True
+    pytree_params: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +198,12 @@ class _FirstArg:
 
 
 _WIDE = (-1e3, 1e3)
+
+
+def _euclidean_mirror_step(x, g, stepsize, hyperparams_proj):
+    del hyperparams_proj
+    return jax.tree_util.tree_map(lambda a, b: a - stepsize * b, x, g)
+
 SOLVERS += [
     SolverEntry("BFGS", jl.BFGS, dict(tol=1e-9, maxiter=500)),
     # Below a ~1e-8 gradient, f is flat to rounding and CG's line searches may fail.
@@ -213,6 +223,17 @@ SOLVERS += [
                 lambda fun, **kw: _FirstArg(jl.ProjectedGradient(fun, jl.projection.projection_box, **kw),
                                             _WIDE),
                 dict(tol=1e-8, maxiter=5000), rosenbrock=False),
+    SolverEntry("BlockCoordinateDescent",
+                lambda fun, **kw: _FirstArg(jl.BlockCoordinateDescent(fun, jl.prox.prox_none, **kw), None),
+                dict(tol=1e-9, maxiter=2000), rosenbrock=False, pytree_params=False),
+    SolverEntry("BlockCoordinateDescent-greedy",
+                lambda fun, **kw: _FirstArg(jl.BlockCoordinateDescent(fun, jl.prox.prox_none, **kw), None),
+                dict(tol=1e-9, maxiter=20000, selection="greedy"), rosenbrock=False, pytree_params=False),
+    # Euclidean mirror map: mirror descent is then gradient descent with a fixed step.
+    SolverEntry("MirrorDescent",
+                lambda fun, **kw: _FirstArg(jl.MirrorDescent(fun, _euclidean_mirror_step, **kw), None),
+                dict(stepsize=0.01, tol=1e-8, maxiter=20000), numeric_option="stepsize",
+                numeric_values=(0.01, 0.009), rosenbrock=False),
     # Full-batch use of a stochastic method: Armijo steps (c1 = 0.1) stall near 1e-7 where f is
     # flat to rounding, so no 1e-10 implicit-derivative check. PolyakSGD assumes min f = 0
     # (interpolation), which the shared quadratics do not satisfy: see test_parity_smooth.py.
