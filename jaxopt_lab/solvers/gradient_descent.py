@@ -15,6 +15,23 @@ from jaxopt_lab import tree_util as tu
 from jaxopt_lab.solvers import _linesearch
 
 
+class _Step(NamedTuple):
+    """One forward-backward step: prox hyperparameters, extrapolated point ``y``, ``f(y)``
+    and its aux, dtype, accepted step size, next point, line-search evaluations, whether
+    the search failed, and ``f`` at the next point (``None`` with a fixed step)."""
+
+    hp: Any
+    y: Any
+    value: jax.Array
+    aux: Any
+    dtype: Any
+    stepsize: jax.Array
+    x_next: Any
+    num_evals: Any
+    failed: jax.Array
+    f_next: Any
+
+
 class ProxGradState(NamedTuple):
     """State of :class:`GradientDescent` (and of proximal gradient solvers).
 
@@ -142,6 +159,30 @@ class GradientDescent(base.IterativeSolver):
         Returns:
           ``OptStep(params, state)`` after the step.
         """
+        s = self._forward_backward_step(params, state, args, kwargs)
+        x_next, t, dtype = s.x_next, s.stepsize, s.dtype
+        error = tu.tree_l2_norm(tu.tree_sub(x_next, s.y)) / jnp.where(t > 0, t, 1.0)
+        if self.acceleration:
+            t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * state.t ** 2))
+            velocity = tu.tree_add_scalar_mul(
+                x_next, (state.t - 1.0) / t_next, tu.tree_sub(x_next, params)
+            )
+        else:
+            t_next, velocity = state.t, x_next
+        new_state = ProxGradState(
+            iter_num=state.iter_num + 1, stepsize=jnp.where(s.failed, state.stepsize, t),
+            error=error.astype(dtype), value=s.value, aux=s.aux, velocity=velocity,
+            t=jnp.asarray(t_next, dtype), num_fun_eval=state.num_fun_eval + 1 + s.num_evals,
+            status=jnp.where(s.failed, base.Status.LINESEARCH_FAILED,
+                             base.Status.RUNNING).astype(jnp.int32),
+        )
+        return base.OptStep(x_next, new_state)
+
+    def _forward_backward_step(self, params, state, args, kwargs) -> _Step:
+        """The (prox-)gradient step from the extrapolated point, with its step size.
+
+        Shared by :meth:`update` here and in ProximalGradient, which adds restarts.
+        """
         hp, fun_args = self._split_args(args)
         vg = self._value_and_grad_fun()
         y = state.velocity if self.acceleration else params
@@ -155,26 +196,8 @@ class GradientDescent(base.IterativeSolver):
                 value_only, y, value, grad, None, init_t, aux, maxls=self.maxls,
                 decrease_factor=self.decrease_factor, step_fn=step_at,
             )
-            t, x_next, nevals = ls.stepsize, ls.params, ls.num_evals
-            failed = ls.failed
-        else:
-            size = self.stepsize(state.iter_num) if callable(self.stepsize) else self.stepsize
-            t = jnp.asarray(size, dtype)
-            x_next, nevals, failed = step_at(t), 0, jnp.asarray(False)  # type: ignore[assignment]
-        diff = tu.tree_sub(x_next, y)
-        error = tu.tree_l2_norm(diff) / jnp.where(t > 0, t, 1.0)
-        if self.acceleration:
-            t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * state.t ** 2))
-            velocity = tu.tree_add_scalar_mul(
-                x_next, (state.t - 1.0) / t_next, tu.tree_sub(x_next, params)
-            )
-        else:
-            t_next, velocity = state.t, x_next
-        new_state = ProxGradState(
-            iter_num=state.iter_num + 1, stepsize=jnp.where(failed, state.stepsize, t),
-            error=error.astype(dtype), value=value, aux=aux, velocity=velocity,
-            t=jnp.asarray(t_next, dtype), num_fun_eval=state.num_fun_eval + 1 + nevals,
-            status=jnp.where(failed, base.Status.LINESEARCH_FAILED,
-                             base.Status.RUNNING).astype(jnp.int32),
-        )
-        return base.OptStep(x_next, new_state)
+            return _Step(hp, y, value, aux, dtype, ls.stepsize, ls.params, ls.num_evals, ls.failed,
+                         ls.value)
+        size = self.stepsize(state.iter_num) if callable(self.stepsize) else self.stepsize
+        t = jnp.asarray(size, dtype)
+        return _Step(hp, y, value, aux, dtype, t, step_at(t), 0, jnp.asarray(False), None)

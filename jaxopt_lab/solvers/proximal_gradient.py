@@ -12,7 +12,6 @@ import jax.numpy as jnp
 from jaxopt_lab import base
 from jaxopt_lab import prox as prox_lib
 from jaxopt_lab import tree_util as tu
-from jaxopt_lab.solvers import _linesearch
 from jaxopt_lab.solvers._composite import CompositeSolver
 from jaxopt_lab.solvers.gradient_descent import GradientDescent
 
@@ -149,23 +148,8 @@ class ProximalGradient(GradientDescent, CompositeSolver):
         Returns:
           ``OptStep(x_{k+1}, state)``.
         """
-        hp, fun_args = self._split_args(args)
-        vg = self._value_and_grad_fun()
-        y = state.velocity if self.acceleration else params
-        (value, aux), grad = vg(y, *fun_args, **kwargs)
-        dtype = jnp.result_type(value)
-        step_at = lambda t: self.prox(tu.tree_add_scalar_mul(y, -t, grad), hp, t)
-        f_next = None
-        if self._line_search():
-            value_only = lambda x: (vg(x, *fun_args, **kwargs)[0], None)
-            init_t = jnp.where(state.iter_num == 0, 1.0, state.stepsize).astype(dtype)
-            ls = _linesearch.backtracking(value_only, y, value, grad, None, init_t, aux, maxls=self.maxls,
-                                          decrease_factor=self.decrease_factor, step_fn=step_at)
-            t, x_next, nevals, failed, f_next = ls.stepsize, ls.params, ls.num_evals, ls.failed, ls.value
-        else:
-            size = self.stepsize(state.iter_num) if callable(self.stepsize) else self.stepsize
-            t = jnp.asarray(size, dtype)
-            x_next, nevals, failed = step_at(t), 0, jnp.asarray(False)  # type: ignore[assignment]
+        s = self._forward_backward_step(params, state, args, kwargs)
+        hp, y, x_next, t, dtype = s.hp, s.y, s.x_next, s.stepsize, s.dtype
         error = tu.tree_l2_norm(tu.tree_sub(x_next, y)) / jnp.where(t > 0, t, 1.0)
         step = tu.tree_sub(x_next, params)
         objective = state.objective
@@ -175,7 +159,7 @@ class ProximalGradient(GradientDescent, CompositeSolver):
             if self.restart == "gradient":
                 reset = tu.tree_vdot(tu.tree_sub(y, x_next), step) > 0
             elif self.restart == "function":
-                objective = self._objective(f_next, x_next, hp)
+                objective = self._objective(s.f_next, x_next, hp)
                 # Not on rounding noise: F is flat to ~eps |F| near a minimizer.
                 reset = objective > state.objective + 10 * jnp.finfo(dtype).eps * jnp.abs(state.objective)
             else:
@@ -185,10 +169,10 @@ class ProximalGradient(GradientDescent, CompositeSolver):
         else:
             t_next, velocity, reset = state.t, x_next, jnp.asarray(False)
         new_state = ProximalGradientState(
-            iter_num=state.iter_num + 1, stepsize=jnp.where(failed, state.stepsize, t),
-            error=error.astype(dtype), value=value, aux=aux, velocity=velocity,
-            t=jnp.asarray(t_next, dtype), num_fun_eval=state.num_fun_eval + 1 + nevals,
-            status=jnp.where(failed, base.Status.LINESEARCH_FAILED, base.Status.RUNNING).astype(jnp.int32),
+            iter_num=state.iter_num + 1, stepsize=jnp.where(s.failed, state.stepsize, t),
+            error=error.astype(dtype), value=s.value, aux=s.aux, velocity=velocity,
+            t=jnp.asarray(t_next, dtype), num_fun_eval=state.num_fun_eval + 1 + s.num_evals,
+            status=jnp.where(s.failed, base.Status.LINESEARCH_FAILED, base.Status.RUNNING).astype(jnp.int32),
             objective=jnp.asarray(objective, dtype),
             num_restarts=state.num_restarts + reset.astype(jnp.int32),
         )
