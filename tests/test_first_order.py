@@ -298,3 +298,17 @@ def test_matrix_only_blocks_accept_vectors_once_masked():
     u, _ = opt.update(_TREE, opt.init(_TREE), _TREE)
     np.testing.assert_allclose(u["dense"]["bias"], -0.1 * _TREE["dense"]["bias"])
     assert u["dense"]["kernel"].shape == (4, 3) and bool(jnp.all(jnp.isfinite(u["dense"]["kernel"])))
+
+
+def test_adamp_projection_under_vmap_matches_per_example():
+    # The radial inner products are computed only when the test fires (lax.cond); under vmap
+    # both branches run and a select picks per example: results must equal the unbatched ones.
+    W = rng.standard_normal((2, 5, 30))
+    G = np.stack([_orthogonal_grad(W[0]), W[1] + 0.1 * rng.standard_normal((5, 30))])  # fires / not
+    for opt in (jl.scale_by_adamp(weight_decay=0.3), jl.scale_by_sgdp(weight_decay=0.3, nesterov=True)):
+        one = lambda g, w, opt=opt: opt.update(g, opt.init(w), w)[0]
+        batched = jax.vmap(one)(jnp.asarray(G), jnp.asarray(W))
+        for i in range(2):
+            np.testing.assert_allclose(batched[i], one(jnp.asarray(G[i]), jnp.asarray(W[i])), rtol=1e-12)
+        np.testing.assert_allclose(np.sum((np.asarray(batched[0]) - 0.3 * 0.1 * W[0]) * W[0], 1), 0.0,
+                                   atol=1e-6)
