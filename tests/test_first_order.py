@@ -312,3 +312,20 @@ def test_adamp_projection_under_vmap_matches_per_example():
             np.testing.assert_allclose(batched[i], one(jnp.asarray(G[i]), jnp.asarray(W[i])), rtol=1e-12)
         np.testing.assert_allclose(np.sum((np.asarray(batched[0]) - 0.3 * 0.1 * W[0]) * W[0], 1), 0.0,
                                    atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_layerwise_noise_adaptive_momentum_is_the_plain_ema(dtype):
+    # The momentum update carries a zero-valued dependence on the noise estimate (to order XLA's
+    # in-place write); its value must be exactly the EMA b1 * B + (1 - b1) * G in the leaf's dtype.
+    opt = jl.scale_by_layerwise_noise_adaptive(b1=0.9, geometry="euclidean")
+    gs = [jnp.asarray(rng.standard_normal((3, 7)), dtype) for _ in range(3)]
+    state, ref = opt.init(gs[0]), jnp.zeros((3, 7), dtype)
+    step = jax.jit(opt.update)
+    for g in gs:
+        _, state = step(g, state)
+        ref = (0.9 * ref + (1 - 0.9) * g).astype(dtype)
+        assert state.momentum.dtype == dtype
+        # float32: XLA may contract the fused multiply-add (1 ulp); bfloat16: same roundings as the plain EMA.
+        np.testing.assert_allclose(np.asarray(state.momentum, np.float32), np.asarray(ref, np.float32),
+                                   rtol=1e-6 if dtype == jnp.float32 else 0.0, atol=0.0)

@@ -94,8 +94,13 @@ def scale_by_layerwise_noise_adaptive(
         dev = jax.tree_util.tree_map(lambda g, b: _lmo_and_dual_norm(g - b, geometry, eps)[1] ** 2,
                                      grads, state.momentum)
         noise = jax.tree_util.tree_map(lambda h, d: (b2 * h + (1 - b2) * d).astype(h.dtype), state.noise, dev)
-        mom = jax.tree_util.tree_map(lambda b, g: (b1 * b + (1 - b1) * g).astype(g.dtype),
-                                     state.momentum, grads)
+        # ``b1 + 0 * min(d, 0)`` is b1 (d >= 0; NaN only with a NaN gradient). The data dependence on the
+        # deviation orders the momentum's in-place overwrite after the deviation has read the old momentum;
+        # without it XLA copies the momentum to a temporary every step (40 MB and ~2.5x the step time on
+        # a 10M-parameter tree, vs ~1.1x optax.adam with it).
+        decay = lambda b, d: (b1 + 0 * jnp.minimum(d, 0)).astype(b.dtype)
+        mom = jax.tree_util.tree_map(lambda b, g, d: (decay(b, d) * b + (1 - b1) * g).astype(g.dtype),
+                                     state.momentum, grads, dev)
         h_hat = [h / (1 - b2**count) for h in jax.tree_util.tree_leaves(noise)]
         mean_h = sum(h_hat) / max(len(h_hat), 1)
         treedef = jax.tree_util.tree_structure(grads)
