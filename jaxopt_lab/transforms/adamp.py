@@ -50,11 +50,11 @@ def _project(w, g, direction, args, delta, eps, wd_ratio, weight_decay):
     layer; if its largest absolute value is below ``delta / sqrt(view_dim)`` the weight is treated
     as scale-invariant and the radial component of ``p`` is removed in that view:
     ``p - w_hat (w_hat . p)`` with ``w_hat = w / (||w|| + eps)``. The norms are row sums over
-    ``g`` and ``w``; the inner products ``w . p`` (one more pass over
-    ``w`` and the direction's inputs) are computed only when the test fires (``lax.cond``; under
-    ``vmap`` both branches run), and the projected step is ``p + w * c`` with one scalar ``c`` per
-    row, fused by XLA into the caller's final element-wise pass. ``args`` are arrays the step
-    stores anyway (moments, gradient), so the direction is never materialised.
+    ``g`` and ``w``; the inner products ``w . p`` (one more pass over ``w`` and the direction's
+    inputs) are computed only when the test fires (``lax.cond``; under ``vmap`` both branches
+    run), and the projected step is ``p + w * c`` with one scalar ``c`` per row, fused by XLA
+    into the caller's final element-wise pass. ``args`` are arrays the step stores anyway
+    (moments, gradient), so the direction is never materialised.
     """
     p = direction(*args)
     if w.ndim <= 1:  # biases and gains are not scale-invariant
