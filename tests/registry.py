@@ -385,6 +385,10 @@ TRANSFORMS += [
                    steps=800, needs_value_fn=True, needs_key=True, stochastic=True),
     TransformEntry("zo_signsgd-rge", _zo(jl.zo_signsgd, num_directions=8),
                    learning_rate=0.01, steps=800, needs_value_fn=True, needs_key=True, stochastic=True),
+    # DeepZero: sparse CGE on a random half of each leaf (per-leaf counts: leafwise), lazy Adam.
+    TransformEntry("deepzero_adam", _zo(jl.zeroth_order.deepzero_adam, density=0.5),
+                   learning_rate=0.02, steps=800, needs_value_fn=True, needs_key=True, stochastic=True,
+                   leafwise=True),
 ]
 
 

@@ -6,7 +6,8 @@ grad_estimate)`` that evaluate every perturbation of one estimate in a single
 :func:`spsa` and the exact-JVP :func:`forward_gradient`. They are also exposed as
 :func:`value_and_grad`, as optax transforms (``jaxopt_lab.zo_sgd`` ...) and as
 ``custom_jvp`` black boxes (:func:`blackbox`, forward and reverse mode); :mod:`.deepzero` holds the
-DeepZero pruning and sparse-CGE helpers, :mod:`.layerwise` CGE with feature reuse.
+DeepZero pruning and sparse-CGE helpers, :mod:`.layerwise` CGE with feature reuse,
+:mod:`.lazy_adam` Adam on the observed coordinates of a sparse estimate.
 """
 
 from jaxopt_lab.zeroth_order.api import METHODS, blackbox, estimate, value_and_grad
@@ -21,6 +22,7 @@ from jaxopt_lab.zeroth_order.deepzero import (
 )
 from jaxopt_lab.zeroth_order.grasp import zo_grasp_scores
 from jaxopt_lab.zeroth_order.layerwise import LayerwiseLoss, cge_layerwise
+from jaxopt_lab.zeroth_order.lazy_adam import ScaleByLazyAdamState, deepzero_adam, scale_by_lazy_adam
 from jaxopt_lab.zeroth_order.randomized import forward_gradient, rge, spsa
 
 __all__ = [
@@ -29,6 +31,9 @@ __all__ = [
     "cge_layerwise",
     "ScaleBySparseCGEState",
     "deepzero_sgd",
+    "deepzero_adam",
+    "ScaleByLazyAdamState",
+    "scale_by_lazy_adam",
     "layerwise_density",
     "random_sparse_mask",
     "scale_by_sparse_cge",
