@@ -61,12 +61,13 @@ def test_mfac_bad_input():
 # ----------------------------------------------------------------------------- Sophia
 
 
-def test_sophia_interval_and_clipping_under_jit():
+@pytest.mark.parametrize("bias_correction", [False, True])
+def test_sophia_interval_and_clipping_under_jit(bias_correction):
     h = jnp.asarray([1.0, 4.0, 0.01])
     c = jnp.asarray([1.0, -2.0, 3.0])
     f = lambda x: 0.5 * jnp.sum(h * x**2) - c @ x  # diagonal: one probe is exact
     b1, b2, gamma, k = 0.9, 0.8, 0.5, 3
-    tx = jl.scale_by_sophia(b1=b1, b2=b2, gamma=gamma, update_interval=k)
+    tx = jl.scale_by_sophia(b1=b1, b2=b2, gamma=gamma, update_interval=k, bias_correction=bias_correction)
 
     def run(x):
         def body(carry, key):
@@ -77,13 +78,18 @@ def test_sophia_interval_and_clipping_under_jit():
         return jax.lax.scan(body, (x, tx.init(x)), jax.random.split(jax.random.PRNGKey(0), 7))[1]
 
     us, hs, gs = jax.jit(run)(jnp.zeros(3))
-    hess, mu = np.zeros(3), np.zeros(3)
+    hess, mu, n_est = np.zeros(3), np.zeros(3), 0
     for t in range(7):
         if t % k == 0:  # refreshed only at t = 0, 3, 6
             hess = b2 * hess + (1 - b2) * np.asarray(h)
+            n_est += 1
         np.testing.assert_allclose(hs[t], hess, rtol=1e-12)
         mu = b1 * mu + (1 - b1) * np.asarray(gs[t])
-        np.testing.assert_allclose(us[t], np.clip(mu / np.maximum(gamma * hess, 1e-12), -1, 1),
+        # With bias correction the EMA of a constant estimate equals that estimate.
+        h_used = hess / (1 - b2**n_est) if bias_correction else hess
+        if bias_correction:
+            np.testing.assert_allclose(h_used, h, rtol=1e-12)
+        np.testing.assert_allclose(us[t], np.clip(mu / np.maximum(gamma * h_used, 1e-12), -1, 1),
                                    rtol=1e-10)
     assert np.any(np.abs(us) == 1.0) and np.any((np.abs(us) < 1) & (np.abs(us) > 0))
 

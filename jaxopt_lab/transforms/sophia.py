@@ -28,7 +28,8 @@ class ScaleBySophiaState(NamedTuple):
 
 def scale_by_sophia(b1: float = 0.965, b2: float = 0.99, gamma: float = 0.01, eps: float = 1e-12,
                     update_interval: int = 10, estimator: str = "hutchinson", n_samples: int = 1,
-                    clip_threshold: float = 1.0) -> optax.GradientTransformationExtraArgs:
+                    clip_threshold: float = 1.0,
+                    bias_correction: bool = False) -> optax.GradientTransformationExtraArgs:
     """Sophia's update ``clip(m / max(gamma * h, eps), clip_threshold)``.
 
     ``m`` is an EMA of gradients; ``h`` an EMA (rate ``b2``) of a diagonal
@@ -54,6 +55,11 @@ def scale_by_sophia(b1: float = 0.965, b2: float = 0.99, gamma: float = 0.01, ep
       estimator: ``"hutchinson"`` or ``"gnb"`` (static).
       n_samples: probes or label draws per estimate (static int ``>= 1``).
       clip_threshold: per-coordinate bound of the update.
+      bias_correction: divide the curvature EMA by ``1 - b2**n`` after its ``n``-th
+        estimate, as Adam does for its moments (static bool). ``False`` is the paper's
+        Algorithm 3, where ``h`` starts at zero and reaches its scale only after about
+        ``update_interval / (1 - b2)`` steps; in short runs that leaves almost every
+        coordinate clipped (sign descent) for most of training.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -94,8 +100,10 @@ def scale_by_sophia(b1: float = 0.965, b2: float = 0.99, gamma: float = 0.01, ep
         hess = jax.lax.cond(state.count % update_interval == 0, refresh, lambda h: h, state.hess)
         mu = jax.tree_util.tree_map(lambda m, g: (b1 * m + (1 - b1) * g).astype(m.dtype),
                                     state.mu, grads)
+        # Number of curvature estimates so far (one at count 0, then every k steps).
+        scale = gamma / (1 - b2 ** (state.count // update_interval + 1)) if bias_correction else gamma
         upd = jax.tree_util.tree_map(
-            lambda m, h, g: jnp.clip(m / jnp.maximum(gamma * h, eps), -clip_threshold,
+            lambda m, h, g: jnp.clip(m / jnp.maximum(scale * h, eps), -clip_threshold,
                                      clip_threshold).astype(g.dtype), mu, hess, grads)
         return upd, ScaleBySophiaState(state.count + 1, mu, hess)
 
@@ -105,7 +113,8 @@ def scale_by_sophia(b1: float = 0.965, b2: float = 0.99, gamma: float = 0.01, ep
 def sophia(learning_rate: optax.ScalarOrSchedule, b1: float = 0.965, b2: float = 0.99,
            gamma: float = 0.01, eps: float = 1e-12, weight_decay: float = 0.0,
            update_interval: int = 10, estimator: str = "hutchinson", n_samples: int = 1,
-           clip_threshold: float = 1.0) -> optax.GradientTransformationExtraArgs:
+           clip_threshold: float = 1.0,
+           bias_correction: bool = False) -> optax.GradientTransformationExtraArgs:
     """Sophia with decoupled weight decay: ``chain(scale_by_sophia,
     add_decayed_weights, scale_by_learning_rate)``.
 
@@ -114,8 +123,8 @@ def sophia(learning_rate: optax.ScalarOrSchedule, b1: float = 0.965, b2: float =
 
     Args:
       learning_rate: step size or schedule.
-      b1, b2, gamma, eps, update_interval, estimator, n_samples, clip_threshold:
-        see :func:`scale_by_sophia`.
+      b1, b2, gamma, eps, update_interval, estimator, n_samples, clip_threshold,
+        bias_correction: see :func:`scale_by_sophia`.
       weight_decay: decoupled weight decay ``lambda`` (update ``-lr * lambda * params``).
 
     Returns:
@@ -126,7 +135,8 @@ def sophia(learning_rate: optax.ScalarOrSchedule, b1: float = 0.965, b2: float =
       Weight Decay Regularization", 2019 (arXiv:1711.05101).
     """
     return optax.chain(
-        scale_by_sophia(b1, b2, gamma, eps, update_interval, estimator, n_samples, clip_threshold),
+        scale_by_sophia(b1, b2, gamma, eps, update_interval, estimator, n_samples, clip_threshold,
+                        bias_correction),
         optax.add_decayed_weights(weight_decay),
         optax.scale_by_learning_rate(learning_rate),
     )
