@@ -210,6 +210,12 @@ def test_deepzero_adam_follows_exact_partials_on_the_mask():
         w, r = ref.update(jax.grad(QUAD)(y), r)
         y = y + w
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    # Under inject_hyperparams with the mask options static: the same first step.
+    inj = optax.inject_hyperparams(zo.deepzero_adam, static_args=("density", "refresh_every"))(
+        learning_rate=0.1, density=1.0, smoothing=1e-7)
+    u, _ = inj.update(Q0, inj.init(Q0), Q0, value_fn=QUAD, key=jax.random.PRNGKey(0))
+    w, _ = optax.adam(0.1).update(jax.grad(QUAD)(Q0), optax.adam(0.1).init(Q0))
+    np.testing.assert_allclose(u, w, rtol=1e-5)
     # Density 0.4 (2 of 5): only the masked coordinates move.
     opt = zo.deepzero_adam(0.1, 0.4)
     u, s = opt.update(Q0, opt.init(Q0), Q0, value_fn=QUAD, key=jax.random.PRNGKey(0))

@@ -112,6 +112,8 @@ def deepzero_adam(learning_rate: optax.ScalarOrSchedule, density: Any, refresh_e
       b1, b2, eps: lazy Adam options (:func:`scale_by_lazy_adam`).
       smoothing: CGE radius.
       chunk_size: evaluate at most this many points at once.
+      Under ``optax.inject_hyperparams`` pass ``static_args=("density", "refresh_every")``
+      (they set the mask sizes and schedule, which must be concrete).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update`` takes ``value_fn=``
