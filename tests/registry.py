@@ -389,6 +389,9 @@ TRANSFORMS += [
     TransformEntry("deepzero_adam", _zo(jl.zeroth_order.deepzero_adam, density=0.5),
                    learning_rate=0.02, steps=800, needs_value_fn=True, needs_key=True, stochastic=True,
                    leafwise=True),
+    TransformEntry("deepzero_sgd", _zo(jl.zeroth_order.deepzero_sgd, density=0.5),
+                   learning_rate=0.05, steps=800, needs_value_fn=True, needs_key=True, stochastic=True,
+                   leafwise=True),
 ]
 
 
