@@ -160,23 +160,31 @@ class GradientDescent(base.IterativeSolver):
           ``OptStep(params, state)`` after the step.
         """
         s = self._forward_backward_step(params, state, args, kwargs)
-        x_next, t, dtype = s.x_next, s.stepsize, s.dtype
-        error = tu.tree_l2_norm(tu.tree_sub(x_next, s.y)) / jnp.where(t > 0, t, 1.0)
-        if self.acceleration:
-            t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * state.t ** 2))
-            velocity = tu.tree_add_scalar_mul(
-                x_next, (state.t - 1.0) / t_next, tu.tree_sub(x_next, params)
-            )
-        else:
-            t_next, velocity = state.t, x_next
-        new_state = ProxGradState(
+        t_next, velocity = self._momentum(params, state, s.x_next)
+        return base.OptStep(s.x_next, self._next_state(state, s, t_next, velocity))
+
+    def _momentum(self, params, state, x_next):
+        """FISTA's next momentum coefficient and extrapolated point (``(t, x_next)`` without
+        acceleration)."""
+        if not self.acceleration:
+            return state.t, x_next
+        t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * state.t ** 2))
+        return t_next, tu.tree_add_scalar_mul(x_next, (state.t - 1.0) / t_next, tu.tree_sub(x_next, params))
+
+    def _next_state(self, state, s: _Step, t_next, velocity) -> ProxGradState:
+        """The state after the step ``s``, with momentum ``t_next`` and extrapolated point ``velocity``.
+
+        Shared with ProximalGradient, which extends it with its restart fields.
+        """
+        t, dtype = s.stepsize, s.dtype
+        error = tu.tree_l2_norm(tu.tree_sub(s.x_next, s.y)) / jnp.where(t > 0, t, 1.0)
+        return ProxGradState(
             iter_num=state.iter_num + 1, stepsize=jnp.where(s.failed, state.stepsize, t),
             error=error.astype(dtype), value=s.value, aux=s.aux, velocity=velocity,
             t=jnp.asarray(t_next, dtype), num_fun_eval=state.num_fun_eval + 1 + s.num_evals,
             status=jnp.where(s.failed, base.Status.LINESEARCH_FAILED,
                              base.Status.RUNNING).astype(jnp.int32),
         )
-        return base.OptStep(x_next, new_state)
 
     def _forward_backward_step(self, params, state, args, kwargs) -> _Step:
         """The (prox-)gradient step from the extrapolated point, with its step size.

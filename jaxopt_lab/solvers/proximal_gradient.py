@@ -149,33 +149,21 @@ class ProximalGradient(GradientDescent, CompositeSolver):
           ``OptStep(x_{k+1}, state)``.
         """
         s = self._forward_backward_step(params, state, args, kwargs)
-        hp, y, x_next, t, dtype = s.hp, s.y, s.x_next, s.stepsize, s.dtype
-        error = tu.tree_l2_norm(tu.tree_sub(x_next, y)) / jnp.where(t > 0, t, 1.0)
-        step = tu.tree_sub(x_next, params)
-        objective = state.objective
+        x_next, dtype = s.x_next, s.dtype
+        t_next, velocity = self._momentum(params, state, x_next)
+        objective, reset = state.objective, jnp.asarray(False)
         if self.acceleration:  # restart (O'Donoghue and Candes): t <- 1, y <- x+
-            t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * state.t ** 2))
-            velocity = tu.tree_add_scalar_mul(x_next, (state.t - 1.0) / t_next, step)
             if self.restart == "gradient":
-                reset = tu.tree_vdot(tu.tree_sub(y, x_next), step) > 0
+                reset = tu.tree_vdot(tu.tree_sub(s.y, x_next), tu.tree_sub(x_next, params)) > 0
             elif self.restart == "function":
-                objective = self._objective(s.f_next, x_next, hp)
+                objective = self._objective(s.f_next, x_next, s.hp)
                 # Not on rounding noise: F is flat to ~eps |F| near a minimizer.
                 reset = objective > state.objective + 10 * jnp.finfo(dtype).eps * jnp.abs(state.objective)
-            else:
-                reset = jnp.asarray(False)
             t_next = jnp.where(reset, 1.0, t_next)
             velocity = tu.tree_where(reset, x_next, velocity)
-        else:
-            t_next, velocity, reset = state.t, x_next, jnp.asarray(False)
         new_state = ProximalGradientState(
-            iter_num=state.iter_num + 1, stepsize=jnp.where(s.failed, state.stepsize, t),
-            error=error.astype(dtype), value=s.value, aux=s.aux, velocity=velocity,
-            t=jnp.asarray(t_next, dtype), num_fun_eval=state.num_fun_eval + 1 + s.num_evals,
-            status=jnp.where(s.failed, base.Status.LINESEARCH_FAILED, base.Status.RUNNING).astype(jnp.int32),
-            objective=jnp.asarray(objective, dtype),
-            num_restarts=state.num_restarts + reset.astype(jnp.int32),
-        )
+            *self._next_state(state, s, t_next, velocity), objective=jnp.asarray(objective, dtype),
+            num_restarts=state.num_restarts + reset.astype(jnp.int32))
         return base.OptStep(x_next, new_state)
 
     def optimality_fun(self, params, hyperparams_prox, *args, **kwargs):
