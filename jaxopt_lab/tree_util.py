@@ -353,6 +353,24 @@ def tree_vdot_real(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
     return functools.reduce(operator.add, jax.tree_util.tree_leaves(parts), jnp.asarray(0.0))
 
 
+def tree_unzip(like: PyTree, tree_of_tuples: PyTree, n: int) -> tuple:
+    """Split a pytree whose leaves are ``n``-tuples into ``n`` pytrees.
+
+    ``tree_of_tuples`` is typically ``tree_map(f, like, ...)`` with ``f`` returning a
+    tuple per leaf (several outputs computed in one pass over each leaf).
+
+    Args:
+      like: a pytree with the structure of the result (the tuples are its leaves).
+      tree_of_tuples: a pytree with ``like``'s structure whose leaves are tuples.
+      n: the length of the tuples.
+
+    Returns:
+      A tuple of ``n`` pytrees with ``like``'s structure; the ``i``-th holds the
+      ``i``-th entries of the tuples.
+    """
+    return tuple(jax.tree_util.tree_map(lambda _, t, i=i: t[i], like, tree_of_tuples) for i in range(n))
+
+
 def broadcast_pytrees(*trees: PyTree) -> tuple:
     """Broadcast single-leaf arguments (e.g. a scalar) to the structure of the others.
 

@@ -89,3 +89,13 @@ def test_verbose_prints(capfd):
     jl.LBFGS(fun, maxiter=2, verbose=True).run(X0)
     jax.effects_barrier()
     assert "LBFGS iter" in capfd.readouterr().out
+
+
+def test_tree_unzip_splits_tuple_leaves():
+    like = {"a": jnp.zeros(2), "b": (jnp.zeros(3),)}
+    out = jax.tree_util.tree_map(lambda x: (x + 1.0, 2 * x - 1.0, x.shape[0]), like)
+    first, second, third = jl.tree_util.tree_unzip(like, out, 3)
+    np.testing.assert_array_equal(first["a"], np.ones(2))
+    np.testing.assert_array_equal(second["b"][0], -np.ones(3))
+    assert third == {"a": 2, "b": (3,)}
+    assert jax.tree_util.tree_structure(first) == jax.tree_util.tree_structure(like)

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_lab import tree_util as tu
+
 
 class ScaleByDiffGradState(NamedTuple):
     """State of :func:`scale_by_diffgrad`: step count, Adam moments and the previous gradient.
@@ -75,8 +77,8 @@ def scale_by_diffgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> 
             return u, m, v, (g + 0 * u).astype(g.dtype)
 
         out = jax.tree_util.tree_map(leaf, grads, state.mu, state.nu, state.prev_grad)
-        pick = lambda i: jax.tree_util.tree_map(lambda _, o: o[i], grads, out)
-        return pick(0), ScaleByDiffGradState(count, pick(1), pick(2), pick(3))
+        u, m, v, g_prev = tu.tree_unzip(grads, out, 4)
+        return u, ScaleByDiffGradState(count, m, v, g_prev)
 
     return optax.GradientTransformation(init, update)
 

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_lab import tree_util as tu
 from jaxopt_lab.transforms.prox_update import topk_magnitude_mask
 
 Compressor = Callable[[jax.Array, jax.Array], jax.Array]  # (x, key) -> compressed x, same shape
@@ -122,8 +123,7 @@ def scale_by_econtrol(compressor: Compressor, eta: float = 0.1, seed: int = 0
             return h_new, (e + g - h_new).astype(g.dtype)
 
         out = jax.tree_util.tree_map(leaf, grads, state.error, state.estimate, keys)
-        h_new = jax.tree_util.tree_map(lambda _, o: o[0], grads, out)
-        e_new = jax.tree_util.tree_map(lambda _, o: o[1], grads, out)
+        h_new, e_new = tu.tree_unzip(grads, out, 2)
         return h_new, ScaleByEControlState(e_new, h_new, key)
 
     return optax.GradientTransformation(init, update)

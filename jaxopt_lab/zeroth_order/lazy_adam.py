@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_lab import base
+from jaxopt_lab import tree_util as tu
 from jaxopt_lab.zeroth_order.deepzero import scale_by_sparse_cge
 
 
@@ -74,9 +75,7 @@ def scale_by_lazy_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) ->
 
     def update(updates, state, params=None):
         del params
-        if jax.tree_util.tree_structure(updates) != jax.tree_util.tree_structure(state.mu):
-            raise ValueError("scale_by_lazy_adam: `updates` must have the structure of the params "
-                             "given to init.")
+        base.check_same_structure(updates, state.mu, "updates", "state.mu (the params given to init)")
 
         def leaf(g, t, m, v):
             seen = g != 0
@@ -90,8 +89,8 @@ def scale_by_lazy_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) ->
             return u.astype(g.dtype), t, m, v
 
         out = jax.tree_util.tree_map(leaf, updates, state.counts, state.mu, state.nu)
-        parts = [jax.tree_util.tree_map(lambda _, o, i=i: o[i], updates, out) for i in range(4)]
-        return parts[0], ScaleByLazyAdamState(*parts[1:])
+        u, counts, mu, nu = tu.tree_unzip(updates, out, 4)
+        return u, ScaleByLazyAdamState(counts, mu, nu)
 
     return optax.GradientTransformation(init, update)
 
