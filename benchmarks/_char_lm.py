@@ -121,9 +121,13 @@ OPTIMIZERS = {
 }
 
 
-def make_train(name: str, train: np.ndarray, val: np.ndarray, cfg: Config, steps: int,
+def make_train(name, train: np.ndarray, val: np.ndarray, cfg: Config, steps: int,
                eval_every: int, warmup: int):
-    """A jitted ``fun(lrs, seeds) -> (val_curve, train_curve)`` over members.
+    """A jitted ``fun(lrs, seeds, *hparams) -> (val_curve, train_curve)`` over members.
+
+    ``name`` is a key of ``OPTIMIZERS`` or a pair ``(factory, kind)`` like its values,
+    where ``factory(schedule, key, *hparams)`` may take further per-member numbers
+    (traced, so a grid over them compiles once), passed after ``seeds``.
 
     Every member trains from its seed's initialization and data order with peak
     learning rate ``lr`` (linear warm-up over ``warmup`` steps, cosine decay to
@@ -133,15 +137,15 @@ def make_train(name: str, train: np.ndarray, val: np.ndarray, cfg: Config, steps
     """
     if steps % eval_every:
         raise ValueError(f"`steps` ({steps}) must be a multiple of `eval_every` ({eval_every}).")
-    factory, kind = OPTIMIZERS[name]
+    factory, kind = OPTIMIZERS[name] if isinstance(name, str) else name
     train_arr = jnp.asarray(train)
     xv, yv = val_batch(val, cfg)
     sched = optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, steps, end_value=0.1)
 
-    def one(lr, seed):
+    def one(lr, seed, *hparams):
         key_init, key_data, key_opt = jax.random.split(jax.random.PRNGKey(seed), 3)
         params = init_params(key_init, cfg)
-        opt = optax.chain(optax.clip_by_global_norm(1.0), factory(sched, key_opt))
+        opt = optax.chain(optax.clip_by_global_norm(1.0), factory(sched, key_opt, *hparams))
         # init inside vmap: the step counts stay unbatched, so Sophia's every-k-steps
         # lax.cond stays a real branch (a batched predicate would turn it into a select).
         state = opt.init(params)

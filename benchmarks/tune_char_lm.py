@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import itertools  # noqa: E402
 import time  # noqa: E402
 
-import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
@@ -42,40 +41,13 @@ GRIDS = [
 ]
 
 
-def make(kind: str, cfg: C.Config, train, val, k: int, bias_correction: bool):
-    """``jit(vmap(fun))(lr, gamma, b1, b2, seed) -> validation curve`` over members."""
-    train_arr = jnp.asarray(train)
-    xv, yv = C.val_batch(val, cfg)
-    sched = optax.warmup_cosine_decay_schedule(0.0, 1.0, max(1, STEPS // 20), STEPS, end_value=0.1)
-
-    def one(lr, gamma, b1, b2, seed):
-        key_init, key_data = jax.random.split(jax.random.PRNGKey(seed), 3)[:2]
-        params = C.init_params(key_init, cfg)
-        if kind == "adamw":
-            rule = optax.adamw(sched, b1=b1, b2=b2, weight_decay=0.1)
-        else:
-            rule = jl.sophia(sched, b1=b1, b2=b2, gamma=gamma, weight_decay=0.2, update_interval=k,
-                             estimator="gnb", bias_correction=bias_correction)
-        opt = optax.chain(optax.clip_by_global_norm(1.0), rule)
-        state = opt.init(params)
-
-        def step(carry, key):
-            params, state = carry
-            kb, kh = jax.random.split(key)
-            x, y = C.sample_batch(kb, train_arr, cfg)
-            loss, grads = jax.value_and_grad(lambda p: C.cross_entropy(C.forward(p, x, cfg), y))(params)
-            extra = {} if kind == "adamw" else dict(key=kh, logits_fn=lambda p: C.forward(p, x, cfg))
-            updates, state = opt.update(grads, state, params, **extra)
-            return (jax.tree_util.tree_map(lambda p, u: p + lr * u, params, updates), state), loss
-
-        def chunk(carry, keys):
-            carry, _ = jax.lax.scan(step, carry, keys)
-            return carry, C.cross_entropy(C.forward(carry[0], xv, cfg), yv)
-
-        keys = jax.random.split(key_data, STEPS).reshape(STEPS // EVERY, EVERY, -1)
-        return jax.lax.scan(chunk, (params, state), keys)[1]
-
-    return jax.jit(jax.vmap(one))
+def rule(kind: str, k: int, bias_correction: bool):
+    """``(factory(schedule, key, gamma, b1, b2), extra-args kind)`` for ``C.make_train``."""
+    if kind == "adamw":
+        return (lambda sched, key, gamma, b1, b2: optax.adamw(sched, b1=b1, b2=b2, weight_decay=0.1)), None
+    return (lambda sched, key, gamma, b1, b2: jl.sophia(
+        sched, b1=b1, b2=b2, gamma=gamma, weight_decay=0.2, update_interval=k, estimator="gnb",
+        bias_correction=bias_correction)), "gnb"
 
 
 def main():
@@ -89,10 +61,11 @@ def main():
              "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for kind, batch, k, bc, *axes in GRIDS:
         grid = list(itertools.product(*axes))
-        cols = [jnp.asarray([g[i] for g in grid], jnp.float32) for i in range(4)]
-        cfg = C.Config(batch=batch)
+        lrs, gammas, b1s, b2s = (jnp.asarray([g[i] for g in grid], jnp.float32) for i in range(4))
+        fn = C.make_train(rule(kind, k, bc), train, val, C.Config(batch=batch), STEPS, EVERY,
+                          max(1, STEPS // 20))
         t0 = time.perf_counter()
-        curves = np.asarray(make(kind, cfg, train, val, k, bc)(*cols, jnp.zeros(len(grid), jnp.int32)))
+        curves = np.asarray(fn(lrs, jnp.zeros(len(grid), jnp.int32), gammas, b1s, b2s)[0])
         print(f"{kind} batch {batch} k {k} bias correction {bc}: {time.perf_counter() - t0:.0f} s",
               flush=True)
         for (lr, gamma, b1, b2), c in zip(grid, curves, strict=True):
