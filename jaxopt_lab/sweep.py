@@ -24,8 +24,14 @@ default) in a sweep: ``implicit_diff=False`` unrolls ``run`` into a masked scan 
 
 Checkpointing. With ``checkpoint_dir`` the results of each finished chunk are
 saved with orbax-checkpoint (written to a temporary folder and renamed when
-complete); a restarted call with the same ``fun`` name, ``hparams`` and chunking
-loads the saved chunks and computes only the missing ones.
+complete); a restarted call of the same sweep loads the saved chunks and computes
+only the missing ones. "The same sweep" is checked by a fingerprint of the grid,
+the chunking, the shared arguments (tree, shapes, dtypes and a blake2b hash of
+their bytes), the function (its code, closure, defaults and the module-level names
+it reads, or an explicit ``run_key``) and its output structure: a folder of
+another sweep raises ``ValueError``. Each chunk folder carries a manifest (its
+index, the fingerprint, a checksum of its arrays and of every file), checked on
+load, so a moved, renamed, truncated or corrupt chunk raises an error naming it.
 
 Long runs (:func:`run_steps`): a member that is a loop of steps (a training run,
 a solver driven by ``init_state``/``update``) is run in segments of
@@ -41,11 +47,16 @@ Many hosts: after ``jax.distributed.initialize()``, pass a mesh over
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import functools
 import hashlib
 import json
 import os
 import re
+import sys
+import sysconfig
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -260,43 +271,308 @@ def _place(tree, mesh, spec):
     return jax.tree_util.tree_map(put, tree)
 
 
-# --------------------------------------------------------------------------- checkpoints
+# --------------------------------------------------------------------------- fingerprints
 
 
 def _qualname(fun) -> str:
     return getattr(fun, "__module__", "") + "." + getattr(fun, "__qualname__", type(fun).__name__)
 
 
-def _fingerprint(fun, hparams, n, chunk, extra: str = "") -> str:
-    h = hashlib.sha256()
-    h.update((_qualname(fun) + extra).encode())
-    h.update(str(jax.tree_util.tree_structure(hparams)).encode())
-    h.update(f"{n}/{chunk}".encode())
+class _Unhashable(Exception):
+    """A value that cannot be fingerprinted deterministically (message: where and what)."""
+
+
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    return tuple(sorted(r + os.sep for r in roots))
+
+
+_LIBRARY_ROOTS = _library_roots()
+
+
+def _is_library(obj) -> bool:
+    """True for code of installed packages, the standard library and jaxopt_lab itself.
+
+    Their functions are fingerprinted by name and closure (not by code or globals): a
+    library's code is fixed by its version, and recursing into it is slow and brittle.
+    """
+    name = getattr(obj, "__module__", None)
+    if not isinstance(name, str) or name == "__main__":
+        return False
+    if name.split(".")[0] in ("jaxopt_lab", "builtins"):
+        return True
+    mod = sys.modules.get(name)
+    file = getattr(mod, "__file__", None)
+    if mod is None or file is None:
+        return mod is not None  # built-in (compiled) modules
+    return os.path.realpath(file).startswith(_LIBRARY_ROOTS)
+
+
+def _array_digest(x) -> str:
+    arr = np.ascontiguousarray(_host(x))
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(memoryview(arr).cast("B") if arr.size else b"")
+    return h.hexdigest()
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _code_names(c)
+    return names
+
+
+class _Hasher:
+    """A deterministic content hash of Python values: arrays by their bytes, functions by
+    their code, closure, defaults and the module-level names they read."""
+
+    _MAX_DEPTH = 64
+
+    def __init__(self):
+        self.h = hashlib.blake2b(digest_size=20)
+        self.memo: dict[int, int] = {}
+        self.keep: list = []  # memoized objects stay alive, so their ids stay unique
+
+    def put(self, *parts) -> None:
+        for p in parts:
+            self.h.update(p if isinstance(p, bytes) else str(p).encode())
+            self.h.update(b"\x00")
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()
+
+    def value(self, v, where: str, depth: int = 0) -> None:
+        if depth > self._MAX_DEPTH:
+            raise _Unhashable(f"{where} nests deeper than {self._MAX_DEPTH} levels")
+        if v is None or v is Ellipsis or isinstance(v, bool | int | float | complex | str):
+            self.put(type(v).__name__, repr(v))
+            return
+        if isinstance(v, bytes | bytearray):
+            self.put("bytes", bytes(v))
+            return
+        if isinstance(v, jax.core.Tracer):
+            raise _Unhashable(f"{where} is a traced value")
+        if isinstance(v, np.ndarray | np.generic | jax.Array):
+            self.put("array", _array_digest(v))
+            return
+        if isinstance(v, np.dtype | enum.Enum | types.ModuleType | type):
+            self.put(type(v).__name__, _qualname(v) if isinstance(v, type) else
+                     getattr(v, "__name__", None) or repr(v))
+            return
+        key = id(v)
+        if key in self.memo:  # shared or cyclic reference
+            self.put("ref", self.memo[key])
+            return
+        self.memo[key] = len(self.memo)
+        self.keep.append(v)
+        self._compound(v, where, depth + 1)
+
+    def _compound(self, v, where: str, depth: int) -> None:
+        if isinstance(v, types.CodeType):
+            self.put("code", v.co_name, v.co_argcount, v.co_kwonlyargcount, v.co_flags, v.co_code,
+                     v.co_names, v.co_varnames, v.co_freevars, v.co_cellvars)
+            for c in v.co_consts:
+                self.value(c, where, depth)
+        elif isinstance(v, functools.partial):
+            self.put("partial")
+            self.value(v.func, f"{where}.func", depth)
+            self.value(v.args, f"{where}.args", depth)
+            self.value(v.keywords, f"{where}.keywords", depth)
+        elif isinstance(v, types.MethodType):
+            self.put("method")
+            self.value(v.__func__, where, depth)
+            self.value(v.__self__, f"{where}.__self__", depth)
+        elif isinstance(v, types.FunctionType):
+            self._function(v, where, depth)
+        elif isinstance(v, dict):
+            items = list(v.items())
+            if all(isinstance(k, str) for k in v):
+                items.sort(key=lambda kv: kv[0])
+            self.put("dict", len(items))
+            for k, x in items:
+                self.value(k, f"{where} key", depth)
+                self.value(x, f"{where}[{k!r}]", depth)
+        elif isinstance(v, tuple | list):
+            self.put(_qualname(type(v)), len(v))
+            for j, x in enumerate(v):
+                self.value(x, f"{where}[{j}]", depth)
+        elif isinstance(v, set | frozenset):
+            digests = []
+            for x in v:
+                sub = _Hasher()
+                sub.value(x, f"{where} element", depth)
+                digests.append(sub.hexdigest())
+            self.put(type(v).__name__, *sorted(digests))
+        elif isinstance(v, jax.ShapeDtypeStruct):
+            self.put("shape", v.shape, v.dtype)
+        elif dataclasses.is_dataclass(v):
+            self.put("dataclass", _qualname(type(v)))
+            self._call_method(v, where, depth)
+            for f in dataclasses.fields(v):
+                self.put(f.name)
+                self.value(getattr(v, f.name, None), f"{where}.{f.name}", depth)
+        elif callable(v) and hasattr(v, "__wrapped__"):  # jax.jit, functools.wraps, custom_jvp
+            self.put("wrapped", _qualname(type(v)))
+            self.value(v.__wrapped__, f"{where}.__wrapped__", depth)
+        elif isinstance(v, types.BuiltinFunctionType | np.ufunc) or (callable(v) and _is_library(v)
+                                                                     and hasattr(v, "__qualname__")):
+            self.put("builtin", _qualname(v))
+        elif hasattr(v, "__dict__") and not _is_library(type(v)):
+            self.put("object", _qualname(type(v)))
+            self._call_method(v, where, depth)
+            self.value(vars(v), f"{where}.__dict__", depth)
+        else:
+            text = repr(v)
+            if type(v).__repr__ is object.__repr__ or " at 0x" in text:
+                raise _Unhashable(f"{where} is a {_qualname(type(v))} with no deterministic content")
+            self.put("repr", _qualname(type(v)), text)
+
+    def _call_method(self, v, where: str, depth: int) -> None:
+        call = next((k.__dict__["__call__"] for k in type(v).__mro__ if "__call__" in k.__dict__), None)
+        if isinstance(call, types.FunctionType) and not _is_library(call):
+            self.value(call, f"{where}.__call__", depth)
+
+    def _function(self, fn: types.FunctionType, where: str, depth: int) -> None:
+        self.put("function", _qualname(fn))
+        if not _is_library(fn):
+            self.value(fn.__code__, where, depth)
+            # Module-level names the code reads: hashed when they can be (values, arrays,
+            # functions), by type otherwise (a lock, a logger) -- they are not arguments.
+            glb = fn.__globals__
+            for name in sorted(_code_names(fn.__code__)):
+                if name in glb and name != "__builtins__":
+                    self.put("global", name)
+                    try:
+                        self.value(glb[name], f"global `{name}` of {_qualname(fn)}", depth)
+                    except _Unhashable:
+                        self.put("opaque", _qualname(type(glb[name])))
+        self.value(fn.__defaults__, f"defaults of {where}", depth)
+        self.value(fn.__kwdefaults__, f"keyword defaults of {where}", depth)
+        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True):
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # an empty cell (a name assigned after the closure was made)
+                self.put("empty cell", name)
+                continue
+            self.put("cell", name)
+            self.value(contents, f"closure variable `{name}` of {_qualname(fn)}", depth)
+
+
+def _function_part(funs: dict[str, Callable], run_key: str | None) -> str:
+    h = _Hasher()
+    for role, fn in funs.items():
+        h.put(role, _qualname(fn) if fn is not None else "None")
+    if run_key is not None:
+        h.put("run_key", run_key)
+        return h.hexdigest()
+    for role, fn in funs.items():
+        try:
+            h.value(fn, f"`{role}`")
+        except _Unhashable as e:
+            raise ValueError(
+                f"cannot fingerprint `{role}` for `checkpoint_dir`: {e}. Pass `run_key=` (a string that "
+                "changes whenever the function's behaviour does, e.g. a config hash) to name the run "
+                "yourself.") from None
+    return h.hexdigest()
+
+
+def _data_part(args, kwargs) -> str:
+    h = _Hasher()
+    leaves, _ = jax.tree_util.tree_flatten_with_path((args, kwargs))
+    h.put("leaves", len(leaves))
+    for path, leaf in leaves:
+        where = "shared argument " + jax.tree_util.keystr(path)
+        h.put(where)
+        try:
+            h.value(leaf, where)
+        except _Unhashable as e:
+            raise ValueError(f"cannot fingerprint the shared arguments for `checkpoint_dir`: {e}.") from None
+    return h.hexdigest()
+
+
+def _tree_desc(tree, drop_leading: bool = False) -> list[str]:
+    out = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        shape = tuple(np.shape(leaf))[1:] if drop_leading else tuple(np.shape(leaf))
+        out.append(f"{jax.tree_util.keystr(path)}:{np.dtype(leaf.dtype).str}{list(shape)}")
+    return out
+
+
+def _fingerprint(funs: dict[str, Callable], hparams, args, kwargs, out_shape, n: int, chunk: int,
+                 run_key: str | None, options: str = "") -> dict[str, str]:
+    """What identifies a sweep's results, part by part (each a hex digest)."""
+    grid = _Hasher()
+    grid.put(*_tree_desc(hparams))
     for leaf in jax.tree_util.tree_leaves(hparams):
-        arr = np.ascontiguousarray(np.asarray(leaf))
-        h.update(str(arr.dtype).encode())
-        h.update(arr.tobytes())
+        grid.put(_array_digest(leaf))
+    digest = lambda *parts: hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=20).hexdigest()
+    parts = {
+        "grid": grid.hexdigest(),
+        "chunking": digest(n, chunk, options),
+        "data": _data_part(args, kwargs),
+        "function": _function_part(funs, run_key),
+        "output structure": digest(*_tree_desc(out_shape, drop_leading=True)),
+    }
+    parts["fingerprint"] = digest(*(f"{k}={v}" for k, v in sorted(parts.items())))
+    return parts
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+_MANIFEST = "sweep_chunk.json"
+
+
+def _leaves_checksum(leaves) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    for x in leaves:
+        h.update(_array_digest(x).encode())
+    return h.hexdigest()
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()
 
 
 class _Checkpoints:
-    """One orbax checkpoint per finished chunk under ``directory/chunk_XXXXXX``."""
+    """One orbax checkpoint per finished chunk under ``directory/chunk_XXXXXX``.
 
-    def __init__(self, directory: str, fingerprint: str, n: int, chunk: int):
+    Every saved folder holds a manifest (``sweep_chunk.json``): what it is (chunk
+    index, steps done), the sweep's fingerprint, a checksum of the saved arrays and
+    the size and hash of every file, all checked when it is loaded.
+    """
+
+    def __init__(self, directory: str, parts: dict[str, str], n: int, chunk: int):
         import orbax.checkpoint as ocp
 
         self.dir = os.path.abspath(directory)
+        self.fingerprint = parts["fingerprint"]
         self.ckpt = ocp.PyTreeCheckpointer()
         os.makedirs(self.dir, exist_ok=True)
         meta_path = os.path.join(self.dir, "sweep.json")
-        meta = {"fingerprint": fingerprint, "num_members": n, "chunk_size": chunk}
+        meta = {"fingerprint": self.fingerprint, "parts": parts, "num_members": n, "chunk_size": chunk}
         if os.path.exists(meta_path):
-            with open(meta_path) as f:
-                old = json.load(f)
-            if old.get("fingerprint") != fingerprint:
+            try:
+                with open(meta_path) as f:
+                    old = json.load(f)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"`checkpoint_dir` {directory!r}: file {meta_path!r} cannot be read ({e}); "
+                                 "use a fresh folder or delete it.") from None
+            if old.get("fingerprint") != self.fingerprint:
+                old_parts = old.get("parts") or {}
+                differ = [k for k in parts if k != "fingerprint" and old_parts.get(k) != parts[k]]
+                what = ", ".join(differ) if old_parts else "all (saved by an older version)"
                 raise ValueError(
-                    f"`checkpoint_dir` {directory!r} holds a different sweep (other fun, hparams or "
-                    f"chunk_size: saved {old}, now {meta}); use a fresh folder or delete it."
+                    f"`checkpoint_dir` {directory!r} holds a different sweep: differs in {what} "
+                    f"(grid = hparams, chunking = number of members, chunk_size and steps, data = the "
+                    f"shared arguments, function = fun's code, closure and defaults or run_key, output "
+                    f"structure = fun's output tree, shapes and dtypes); use a fresh folder or delete it."
                 )
         elif jax.process_index() == 0:
             tmp = meta_path + ".tmp"
@@ -315,14 +591,77 @@ class _Checkpoints:
     def path(self, i: int) -> str:
         return os.path.join(self.dir, f"chunk_{i:06d}")
 
-    def save(self, i: int, leaves: list[np.ndarray]) -> None:
-        # orbax writes to a temporary folder and renames it when complete, so a
-        # killed process leaves either a whole chunk or no chunk_XXXXXX folder.
-        self.ckpt.save(self.path(i), {f"leaf_{j:04d}": x for j, x in enumerate(leaves)})
+    def _write(self, path: str, leaves: list[np.ndarray], what: dict) -> None:
+        # Written whole under a staging name (orbax, then the manifest), then renamed:
+        # a killed process leaves a complete folder or none under the final name.
+        import shutil
 
-    def load(self, i: int, num_leaves: int, path: str | None = None) -> list[np.ndarray]:
-        tree = self.ckpt.restore(path or self.path(i))
-        return [np.asarray(tree[f"leaf_{j:04d}"]) for j in range(num_leaves)]
+        stage = path + ".partial"
+        if jax.process_index() == 0:
+            shutil.rmtree(stage, ignore_errors=True)
+        self.ckpt.save(stage, {f"leaf_{j:04d}": x for j, x in enumerate(leaves)})
+        if jax.process_index() == 0:
+            files = {}
+            for root, _, names in os.walk(stage):
+                for name in sorted(names):
+                    full = os.path.join(root, name)
+                    files[os.path.relpath(full, stage)] = [os.path.getsize(full), _file_digest(full)]
+            manifest = {**what, "fingerprint": self.fingerprint, "num_leaves": len(leaves),
+                        "checksum": _leaves_checksum(leaves), "files": files}
+            with open(os.path.join(stage, _MANIFEST), "w") as f:
+                json.dump(manifest, f)
+            shutil.rmtree(path, ignore_errors=True)
+            os.rename(stage, path)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"jaxopt_lab.sweep:{path}")
+
+    def _read(self, path: str, what: dict, num_leaves: int) -> list[np.ndarray]:
+        mpath = os.path.join(path, _MANIFEST)
+        try:
+            with open(mpath) as f:
+                manifest = json.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"checkpoint file {mpath!r} is missing: {path!r} is incomplete or was not "
+                             "written by this version of jaxopt_lab.sweep; delete it to recompute.") from None
+        except (OSError, ValueError) as e:
+            raise ValueError(f"checkpoint file {mpath!r} is corrupt ({e}); delete {path!r} to "
+                             "recompute.") from None
+        if manifest.get("fingerprint") != self.fingerprint:
+            raise ValueError(f"checkpoint {path!r} belongs to another sweep (its {_MANIFEST} has another "
+                             "fingerprint): a folder was moved between checkpoint folders.")
+        for k, v in what.items():
+            if manifest.get(k) != v:
+                raise ValueError(f"checkpoint {path!r} holds {k} {manifest.get(k)!r}, not {v!r} (its "
+                                 f"{_MANIFEST}): a checkpoint folder was renamed or moved.")
+        for rel, (size, digest) in sorted(manifest.get("files", {}).items()):
+            full = os.path.join(path, rel)
+            if not os.path.isfile(full):
+                raise ValueError(f"checkpoint file {full!r} is missing.")
+            if os.path.getsize(full) != size:
+                raise ValueError(f"checkpoint file {full!r} is truncated or altered: "
+                                 f"{os.path.getsize(full)} bytes, {size} were saved.")
+            if _file_digest(full) != digest:
+                raise ValueError(f"checkpoint file {full!r} is corrupt (its checksum differs from the "
+                                 "saved one).")
+        if manifest.get("num_leaves") != num_leaves:
+            raise ValueError(f"checkpoint {path!r} holds {manifest.get('num_leaves')} arrays, "
+                             f"the sweep's output has {num_leaves}.")
+        try:
+            tree = self.ckpt.restore(path)
+            leaves = [np.asarray(tree[f"leaf_{j:04d}"]) for j in range(num_leaves)]
+        except Exception as e:  # orbax / tensorstore errors on damaged files
+            raise ValueError(f"checkpoint {path!r} cannot be read: {type(e).__name__}: {e}") from None
+        if _leaves_checksum(leaves) != manifest.get("checksum"):
+            raise ValueError(f"checkpoint {path!r}: the restored arrays do not match the saved checksum.")
+        return leaves
+
+    def save(self, i: int, leaves: list[np.ndarray]) -> None:
+        self._write(self.path(i), leaves, {"kind": "chunk", "chunk": i})
+
+    def load(self, i: int, num_leaves: int) -> list[np.ndarray]:
+        return self._read(self.path(i), {"kind": "chunk", "chunk": i}, num_leaves)
 
     # Mid-run states of an unfinished chunk (run_steps): state_<chunk>_<steps done>.
     def latest_state(self, i: int) -> tuple[int, str | None]:
@@ -335,8 +674,11 @@ class _Checkpoints:
 
     def save_state(self, i: int, steps: int, leaves: list[np.ndarray]) -> None:
         path = os.path.join(self.dir, f"state_{i:06d}_{steps:09d}")
-        self.ckpt.save(path, {f"leaf_{j:04d}": x for j, x in enumerate(leaves)})
+        self._write(path, leaves, {"kind": "state", "chunk": i, "steps": steps})
         self.drop_states(i, keep=path)
+
+    def load_state(self, i: int, steps: int, path: str, num_leaves: int) -> list[np.ndarray]:
+        return self._read(path, {"kind": "state", "chunk": i, "steps": steps}, num_leaves)
 
     def drop_states(self, i: int, keep: str | None = None) -> None:
         if jax.process_index() != 0:
@@ -363,6 +705,7 @@ def run(
     axis_name: str | None = None,
     data_specs: PyTree | None = None,
     on_chunk: Callable[[int, int, bool], None] | None = None,
+    run_key: str | None = None,
     **kwargs,
 ) -> PyTree:
     """Evaluate ``fun`` for every member of a hyperparameter sweep in one compiled program.
@@ -384,7 +727,9 @@ def run(
         axis size). ``None`` runs all members at once. The last chunk is padded by
         repeating the last member, so every chunk has the same shape (one compile).
       checkpoint_dir: folder where each finished chunk is saved (orbax); a rerun with
-        the same folder resumes from the saved chunks.
+        the same folder resumes from the saved chunks. A folder written by another
+        sweep (other ``hparams``, ``chunk_size``, shared arguments, ``fun`` or output
+        structure) raises ``ValueError``, and so does a moved, renamed or damaged chunk.
       axis_name: mesh axis for the members (default: the mesh's first axis).
       data_specs: optional tuple with one ``PartitionSpec`` (or ``None``) per positional
         argument, sharding the shared data (e.g. ``P("data")`` splits rows) over other
@@ -392,6 +737,10 @@ def run(
         for the slowest member of the whole chunk.
       on_chunk: optional callback ``(chunk_index, num_chunks, loaded_from_checkpoint)``
         called after each chunk is finished (and saved).
+      run_key: with ``checkpoint_dir``, a string that names ``fun``'s behaviour instead
+        of fingerprinting its code, closure and defaults (needed when ``fun`` holds
+        something that has no deterministic content, e.g. a lock or an open file;
+        change it whenever ``fun`` computes something else).
       **kwargs: shared keyword arguments of ``fun``.
 
     Returns:
@@ -412,16 +761,18 @@ def run(
     if checkpoint_dir is not None:
         if traced:
             raise ValueError("`checkpoint_dir` cannot be used while differentiating or tracing a sweep.")
-        ckpts = _Checkpoints(os.fspath(checkpoint_dir), _fingerprint(fun, hparams, plan.n, plan.chunk),
-                             plan.n, plan.chunk)
-    out_tree = None
+        if run_key is not None and not isinstance(run_key, str):
+            raise TypeError(f"`run_key` must be a string or None, got {type(run_key).__name__}.")
+        out_shape = jax.eval_shape(lambda h: plan.compute(fun, h, args, kwargs), plan.chunk_of(hparams, 0))
+        out_tree = jax.tree_util.tree_structure(out_shape)
+        parts = _fingerprint({"fun": fun}, hparams, args, kwargs, out_shape, plan.n, plan.chunk, run_key)
+        ckpts = _Checkpoints(os.fspath(checkpoint_dir), parts, plan.n, plan.chunk)
+    else:
+        out_tree = None
     pieces = []
     done = ckpts.done() if ckpts else set()
     for i in range(plan.num_chunks):
         if i in done:
-            if out_tree is None:
-                out_tree = jax.tree_util.tree_structure(
-                    jax.eval_shape(lambda h: plan.compute(fun, h, args, kwargs), plan.chunk_of(hparams, 0)))
             pieces.append([jnp.asarray(x) for x in ckpts.load(i, out_tree.num_leaves)])
         else:
             leaves, out_tree = jax.tree_util.tree_flatten(plan.compute(fun, plan.chunk_of(hparams, i),
@@ -545,6 +896,7 @@ def run_steps(
     axis_name: str | None = None,
     data_specs: PyTree | None = None,
     on_segment: Callable[[int, int, int, bool], None] | None = None,
+    run_key: str | None = None,
     **kwargs,
 ) -> PyTree:
     """A sweep of long step loops (training runs, solvers), checkpointed mid-run.
@@ -575,6 +927,8 @@ def run_steps(
       on_segment: optional callback ``(chunk_index, num_chunks, steps_done, resumed)``
         after each segment is finished (and saved); ``resumed`` is true for a state
         or chunk loaded from ``checkpoint_dir``.
+      run_key: with ``checkpoint_dir``, a string naming what ``init``, ``step`` and
+        ``done`` compute, used instead of fingerprinting their code (see :func:`run`).
       **kwargs: shared keyword arguments of ``init`` and ``step``.
 
     Returns:
@@ -601,9 +955,13 @@ def run_steps(
     seg, init_ = _segment(step, done), _strong_init(init)
     ckpts = None
     if checkpoint_dir is not None:
-        extra = f"|{_qualname(step)}|{_qualname(done)}|{num_steps}|{every}"
-        ckpts = _Checkpoints(os.fspath(checkpoint_dir),
-                             _fingerprint(init, hparams, plan.n, plan.chunk, extra), plan.n, plan.chunk)
+        if run_key is not None and not isinstance(run_key, str):
+            raise TypeError(f"`run_key` must be a string or None, got {type(run_key).__name__}.")
+        carry_shape = jax.eval_shape(lambda hh: plan.compute(init_, hh, args, kwargs),
+                                     plan.chunk_of(hparams, 0))
+        parts = _fingerprint({"init": init, "step": step, "done": done}, hparams, args, kwargs, carry_shape,
+                             plan.n, plan.chunk, run_key, options=f"steps {num_steps}/{every}")
+        ckpts = _Checkpoints(os.fspath(checkpoint_dir), parts, plan.n, plan.chunk)
     finished = ckpts.done() if ckpts else set()
     out_tree, pieces = None, []
 
@@ -621,7 +979,8 @@ def run_steps(
             continue
         steps, path = ckpts.latest_state(i) if ckpts else (0, None)
         if path is not None:
-            carry = jax.tree_util.tree_unflatten(out_tree, ckpts.load(i, out_tree.num_leaves, path))
+            saved = ckpts.load_state(i, steps, path, out_tree.num_leaves)
+            carry = jax.tree_util.tree_unflatten(out_tree, saved)
             if on_segment is not None:
                 on_segment(i, plan.num_chunks, steps, True)
         else:
