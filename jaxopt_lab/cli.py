@@ -40,16 +40,20 @@ def main(argv: list[str] | None = None) -> int:
       argv: command-line arguments (default: ``sys.argv[1:]``).
 
     Returns:
-      The process exit code.
+      The process exit code (130 after Ctrl-C, with a one-line message instead of a traceback).
     """
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from jaxopt_lab import demo
+    try:
+        if args.command == "demo":
+            from jaxopt_lab import demo
 
-        return demo.main(out=args.out, steps=args.steps, progress=not args.no_progress)
-    from jaxopt_lab import sweep_cli
+            return demo.main(out=args.out, steps=args.steps, progress=not args.no_progress)
+        from jaxopt_lab import sweep_cli
 
-    return sweep_cli.main(args.config, progress=not args.no_progress)
+        return sweep_cli.main(args.config, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"jaxopt-lab {args.command}: interrupted.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

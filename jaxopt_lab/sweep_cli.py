@@ -24,11 +24,13 @@ of a solver, training steps of a transform), so a killed sweep resumes mid-run
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
 import inspect
 import json
+import math
 import os
 import platform
 import sys
@@ -151,6 +153,78 @@ def _all_options(kind: str, target) -> list[str]:
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
+def _option_defaults(kind: str, target) -> dict:
+    """Every option's default (``inspect.Parameter.empty`` when it has none)."""
+    if kind == "solver":
+        return {f.name: f.default for f in dataclasses.fields(target)}
+    return {p.name: p.default for p in inspect.signature(target).parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+_AT_LEAST_ONE = ("maxiter", "history_size", "maxls")
+_LEARNING_RATES = ("learning_rate", "lr")
+
+
+def _is_tol(name: str) -> bool:
+    return name in ("tol", "atol", "rtol") or name.endswith("_tol")
+
+
+def _check_option(key: str, name: str, v, default) -> None:
+    """Validate one value of a solver or transform option (``key`` names it in the config)."""
+    if isinstance(default, bool):
+        if not isinstance(v, bool):
+            _fail(key, f"must be true or false, got {v!r}")
+        return
+    if isinstance(default, int):
+        if isinstance(v, bool) or not isinstance(v, int):
+            _fail(key, f"must be an integer (`{name}` is a static integer option), got {v!r}")
+        low = 1 if name in _AT_LEAST_ONE else 0
+        if v < low:
+            _fail(key, f"must be an integer >= {low}, got {v!r}")
+        return
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return  # strings, tables: left to the solver or transform
+    if math.isnan(v):
+        _fail(key, "must be a number, got NaN")
+    if name in _AT_LEAST_ONE and not (float(v).is_integer() and v >= 1):
+        _fail(key, f"must be an integer >= 1, got {v!r}")
+    if _is_tol(name) and not (0 <= v < math.inf):
+        _fail(key, f"must be a finite number >= 0, got {v!r}")
+    if name in _LEARNING_RATES and not (0 < v < math.inf):
+        _fail(key, f"must be a finite learning rate > 0, got {v!r}")
+    if name == "stepsize" and v < 0:
+        _fail(key, f"must be >= 0 (0 selects the line search), got {v!r}")
+    if name in ("c1", "c2") and not 0 < v < 1:
+        _fail(key, f"must satisfy 0 < c1 < c2 < 1, got {name} = {v!r}")
+
+
+def _check_options(kind: str, target, s_opts: dict, grid: dict, prob_keys) -> None:
+    """Values of ``solver.options`` and of the swept solver options, with errors naming the key."""
+    defaults = _option_defaults(kind, target)
+    for name, v in s_opts.items():
+        _check_option(f"solver.options.{name}", name, v, defaults.get(name))
+    for name, values in grid.items():
+        if name in prob_keys and name not in defaults:
+            for v in values:
+                if math.isnan(v):
+                    _fail(f"grid.{name}", "values must be numbers, got NaN")
+            continue
+        for v in values:
+            _check_option(f"grid.{name}", name, v, defaults.get(name))
+    if "c1" in defaults and "c2" in defaults:
+        def values(name):
+            if name in grid:
+                return f"grid.{name}", grid[name]
+            if name in s_opts:
+                return f"solver.options.{name}", [s_opts[name]]
+            return None, [defaults[name]]
+
+        (k1, c1), (k2, c2) = values("c1"), values("c2")
+        if max(c1) >= min(c2):
+            _fail(k2 or k1 or "solver.options.c2",
+                  f"the line search needs 0 < c1 < c2 < 1, got c1 = {max(c1)!r} and c2 = {min(c2)!r}")
+
+
 def _grid_values(key: str, spec) -> list[float]:
     if isinstance(spec, dict):
         if len(spec) != 1 or next(iter(spec)) not in ("logspace", "linspace"):
@@ -215,10 +289,19 @@ def validate_config(raw: dict) -> dict:
     x64 = sw.get("x64", False)
     if not isinstance(x64, bool):
         _fail("sweep.x64", f"got {x64!r}", ["true", "false"])
-    if x64:
-        import jax
+    # x64 is scoped to this config (a context manager), never switched on globally.
+    with _x64_scope(x64):
+        out = _validate_tables(prob, solv, grid_raw, sw)
+    return {"raw": raw, "x64": x64, **out}
 
-        jax.config.update("jax_enable_x64", True)
+
+def _x64_scope(x64: bool):
+    import jax
+
+    return jax.enable_x64(True) if x64 else contextlib.nullcontext()
+
+
+def _validate_tables(prob: dict, solv: dict, grid_raw: dict, sw: dict) -> dict:
     if "name" not in prob:
         _fail("problem.name", "missing", [*sorted(_problem_factories()), "'pkg.module:function'"])
     factory = _resolve_problem(prob["name"])
@@ -250,6 +333,7 @@ def validate_config(raw: dict) -> dict:
         if k in s_opts:
             _fail(f"grid.{k}", "also fixed in solver.options; keep one of the two")
         grid[k] = _grid_values(k, v)
+    _check_options(kind, target, s_opts, grid, problem.hparams)
     missing = [k for k, d in _numeric_options(kind, target).items()
                if d is inspect.Parameter.empty and k not in grid and k not in s_opts]
     if missing:
@@ -285,7 +369,7 @@ def validate_config(raw: dict) -> dict:
     metric = sw.get("metric", names[0] if "val_loss" not in names else "val_loss")
     if metric not in names:
         _fail("sweep.metric", f"unknown metric {metric!r}", names)
-    return {"raw": raw, "problem": problem, "kind": kind, "target": target, "solver_name": solv["name"],
+    return {"problem": problem, "kind": kind, "target": target, "solver_name": solv["name"],
             "solver_options": s_opts, "steps": steps, "grid": grid, "seeds": seeds, "devices": devices,
             "chunk_size": chunk, "output": output, "checkpoint": checkpoint,
             "checkpoint_every": every, "metric": metric}
@@ -360,7 +444,7 @@ def _run_in_segments(cfg: dict, hp, mesh, ckpt, on_segment):
         maxiter = cfg["steps"]
     res = sweep.run_steps(init, step, hp, problem.data, problem.eval_data, num_steps=int(maxiter), done=done,
                           checkpoint_every=cfg["checkpoint_every"], checkpoint_dir=ckpt, mesh=mesh,
-                          chunk_size=cfg["chunk_size"], on_segment=on_segment)
+                          chunk_size=cfg["chunk_size"], on_segment=on_segment, run_key=_run_key(cfg))
 
     def metrics(m, data, eval_data):
         return finish(m["h"], m["res"], data, eval_data)
@@ -435,8 +519,24 @@ def _plots(out_dir: str, table: dict, keys: list[str], metric: str) -> list[str]
     return files
 
 
+def checkpoint_dir(cfg: dict) -> str | None:
+    """The folder where a config's sweep saves its checkpoints.
+
+    Args:
+      cfg: from :func:`load_config`.
+
+    Returns:
+      ``OUTPUT/checkpoints/<config hash prefix>``, or ``None`` when ``sweep.checkpoint`` is false.
+    """
+    if not cfg["checkpoint"]:
+        return None
+    return os.path.join(cfg["output"], "checkpoints", config_hash(cfg["raw"])[:16])
+
+
 def run_config(cfg: dict, progress: bool = True) -> dict:
     """Run a validated config and write its outputs.
+
+    Runs in float64 when the config says ``sweep.x64 = true`` (scoped to this call).
 
     Args:
       cfg: from :func:`load_config`.
@@ -445,6 +545,19 @@ def run_config(cfg: dict, progress: bool = True) -> dict:
     Returns:
       The metadata dict written to ``metadata.json``.
     """
+    with _x64_scope(cfg.get("x64", False)):
+        return _run_config(cfg, progress)
+
+
+def _run_key(cfg: dict) -> str:
+    # The member functions are closures over the config; the config hash and the
+    # library version name what they compute (their data are hashed by the sweep).
+    import jaxopt_lab
+
+    return f"jaxopt-lab sweep {config_hash(cfg['raw'])} {jaxopt_lab.__version__}"
+
+
+def _run_config(cfg: dict, progress: bool) -> dict:
     import jax
     from tqdm import tqdm
 
@@ -459,7 +572,7 @@ def run_config(cfg: dict, progress: bool = True) -> dict:
     hp = {k: (v.astype(jax.numpy.result_type(float)) if k != "seed" else v) for k, v in hp.items()}
     n = sweep.num_members(hp)
     mesh = sweep.mesh_for(cfg["devices"]) if cfg["devices"] > 1 else None
-    ckpt = os.path.join(out_dir, "checkpoints", h[:16]) if cfg["checkpoint"] else None
+    ckpt = checkpoint_dir(cfg)
     bar = tqdm(total=n, desc="sweep", unit="member", disable=not progress)
     chunk = cfg["chunk_size"] or n
 
@@ -472,15 +585,18 @@ def run_config(cfg: dict, progress: bool = True) -> dict:
 
     problem = cfg["problem"]
     t0 = time.perf_counter()
-    if cfg["checkpoint_every"] is not None:
-        res = _run_in_segments(cfg, hp, mesh, ckpt, on_segment)
-        bar.update(n)
-    else:
-        res = sweep.run(_member_fun(cfg), hp, problem.data, problem.eval_data, mesh=mesh,
-                        chunk_size=cfg["chunk_size"], checkpoint_dir=ckpt, on_chunk=on_chunk)
-    jax.block_until_ready(res)
+    try:
+        if cfg["checkpoint_every"] is not None:
+            res = _run_in_segments(cfg, hp, mesh, ckpt, on_segment)
+            bar.update(n)
+        else:
+            res = sweep.run(_member_fun(cfg), hp, problem.data, problem.eval_data, mesh=mesh,
+                            chunk_size=cfg["chunk_size"], checkpoint_dir=ckpt, on_chunk=on_chunk,
+                            run_key=_run_key(cfg))
+        jax.block_until_ready(res)
+    finally:
+        bar.close()
     wall = time.perf_counter() - t0
-    bar.close()
     table = {"member": np.arange(n), "seed": np.asarray(hp["seed"])}
     table.update({k: np.asarray(hp[k]) for k in keys})
     table["status"] = np.array([status_name(s) for s in np.asarray(res["status"])])
@@ -541,14 +657,25 @@ def main(config_path: str, progress: bool = True) -> int:
       progress: show a progress bar.
 
     Returns:
-      0 on success, 2 for an invalid config.
+      0 on success, 2 for an invalid config, 130 when interrupted (Ctrl-C); the
+      checkpoints saved so far are kept, and rerunning the same command resumes.
     """
     try:
         cfg = load_config(config_path)
     except ConfigError as e:
         print(f"jaxopt-lab sweep: error: {e}", file=sys.stderr)
         return 2
-    meta = run_config(cfg, progress=progress)
+    try:
+        meta = run_config(cfg, progress=progress)
+    except KeyboardInterrupt:
+        ckpt = checkpoint_dir(cfg)
+        if ckpt is None:
+            hint = "checkpoints are off (sweep.checkpoint = false), so rerunning starts over"
+        else:
+            hint = (f"rerun the same command to resume from the last checkpoint "
+                    f"(in {os.path.abspath(ckpt)})")
+        print(f"jaxopt-lab sweep: interrupted; {hint}.", file=sys.stderr)
+        return 130
     print(f"{meta['num_members']} members in {meta['wall_seconds']:.1f} s, status {meta['status_counts']}; "
           f"results in {os.path.abspath(cfg['output'])}")
     return 0
