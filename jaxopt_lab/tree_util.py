@@ -7,11 +7,13 @@ names follow jaxopt's ``tree_util`` module so that migrated code keeps working.
 from __future__ import annotations
 
 import functools
+import numbers
 import operator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 PyTree = Any
 
@@ -395,3 +397,179 @@ def broadcast_pytrees(*trees: PyTree) -> tuple:
     return tuple(
         jax.tree_util.tree_unflatten(treedef, [t] * num_leaves) if is_leaf(t) else t for t in trees
     )
+
+
+# ------------------------------------------------------- argument checks of optax transforms
+
+
+def _inject_hint(name: str) -> str:
+    return (f"`{name}` sets array shapes or loop structure, so it must be a Python int; under "
+            f"optax.inject_hyperparams list it in static_args (e.g. static_args=({name!r},)).")
+
+
+def static_int(value, name: str, minimum: int = 1) -> int:
+    """A shape-setting integer option, checked: a Python ``int >= minimum``.
+
+    Arrays (what ``optax.inject_hyperparams`` turns every numeric argument into) are
+    rejected with a message that says to pass the option through ``static_args``.
+
+    Args:
+      value: the option's value.
+      name: the argument name used in the message.
+      minimum: smallest allowed value.
+
+    Returns:
+      ``value`` as a Python ``int``.
+
+    Raises:
+      TypeError: ``value`` is not a Python integer (an array, a float, a bool).
+      ValueError: ``value < minimum``.
+    """
+    if isinstance(value, jax.Array | np.ndarray | np.generic) and not isinstance(value, np.integer):
+        raise TypeError(f"{_inject_hint(name)} Got an array of dtype {jnp.result_type(value)}.")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be a Python int, got {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def traceable_int(value, name: str, minimum: int = 1):
+    """An integer option that may be traced (e.g. an interval ``k`` used in ``count % k``).
+
+    Python ints and integer scalar arrays are accepted (``optax.inject_hyperparams``
+    passes its numeric arguments as arrays); a concrete value is checked against
+    ``minimum``, a traced one cannot be.
+
+    Args:
+      value: the option's value.
+      name: the argument name used in the message.
+      minimum: smallest allowed value.
+
+    Returns:
+      ``value`` unchanged.
+
+    Raises:
+      TypeError: ``value`` is not an integer scalar.
+      ValueError: a concrete ``value`` is below ``minimum``.
+    """
+    if isinstance(value, bool) or not (isinstance(value, numbers.Integral) or hasattr(value, "dtype")):
+        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}.")
+    if hasattr(value, "dtype"):
+        if jnp.ndim(value) != 0 or not jnp.issubdtype(value.dtype, jnp.integer):
+            raise TypeError(f"`{name}` must be an integer scalar, got shape {jnp.shape(value)} "
+                            f"dtype {value.dtype}.")
+        if isinstance(value, jax.core.Tracer):
+            return value
+    if int(value) < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {int(value)}.")
+    return value
+
+
+def _first_difference(tree, reference) -> str:
+    """The key path of the first leaf present in one tree and not in the other."""
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)]
+    ref_paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(reference)]
+    ref_set, set_ = set(ref_paths), set(paths)
+    extra = [p for p in paths if p not in ref_set]
+    missing = [p for p in ref_paths if p not in set_]
+    if extra:
+        return f"{extra[0] or '(root)'} is not in the reference"
+    if missing:
+        return f"{missing[0] or '(root)'} is missing"
+    for p, q in zip(paths, ref_paths, strict=False):  # same paths, different node types
+        if p != q:
+            return f"{p or '(root)'} differs"
+    return "the node types differ (same leaf paths)"
+
+
+def check_tree_like(tree: PyTree, reference: PyTree, name: str = "grads", reference_name: str = "params",
+                    who: str = "update") -> None:
+    """Raise ``ValueError`` naming ``name`` and the path where two pytrees differ.
+
+    Structures are compared first (a leaf present in one tree only, or a different
+    container), then the shape of every leaf.
+
+    Args:
+      tree: the pytree being checked (the gradients / updates).
+      reference: the pytree it must match (the params, or a state buffer built from them).
+      name, reference_name: their argument names for the message.
+      who: the function reporting the error.
+
+    Raises:
+      ValueError: the structures or a leaf shape differ.
+    """
+    ta, tb = jax.tree_util.tree_structure(tree), jax.tree_util.tree_structure(reference)
+    if ta != tb:  # type: ignore[operator]
+        where = _first_difference(tree, reference)
+        raise ValueError(f"{who}: `{name}` does not have the pytree structure of `{reference_name}`: "
+                         f"{where} ({ta} vs {tb}).")
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(tree), jax.tree_util.tree_leaves(reference),
+                            strict=True):
+        if jnp.shape(x) != jnp.shape(y):
+            raise ValueError(f"{who}: `{name}` leaf {jax.tree_util.keystr(path) or '(root)'} has shape "
+                             f"{jnp.shape(x)}, but `{reference_name}` has {jnp.shape(y)} there.")
+
+
+def check_eps_dtype(eps, tree: PyTree, name: str = "grads", who: str = "update") -> None:
+    """Raise ``TypeError`` when a concrete ``eps > 0`` rounds to zero in a leaf's dtype.
+
+    A denominator ``sqrt(v) + eps`` (or ``max(h, eps)``) whose ``eps`` underflows to 0
+    divides 0 by 0 for a zero gradient: float16's smallest positive number is about
+    6e-8, so Adam's default ``eps = 1e-8`` vanishes there (bfloat16 keeps float32's
+    range and is unaffected). Traced ``eps`` values are not checked.
+
+    Args:
+      eps: the transform's ``eps`` option.
+      tree: the gradients (their leaf dtypes are the ones that matter).
+      name: the tree's argument name for the message.
+      who: the function reporting the error.
+
+    Raises:
+      TypeError: ``eps`` rounds to zero in the dtype of a leaf of ``tree``.
+    """
+    if eps is None or isinstance(eps, jax.core.Tracer):
+        return
+    value = float(np.max(np.asarray(eps)))
+    if value <= 0:
+        return
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            continue
+        tiny = float(jnp.finfo(dtype).smallest_subnormal)
+        if value < tiny / 2:  # rounds to zero in this dtype
+            raise TypeError(
+                f"{who}: `{name}` leaf {jax.tree_util.keystr(path) or '(root)'} is {dtype}, where "
+                f"`eps`={value:g} rounds to 0 (smallest positive {dtype} number: {tiny:.3g}), so a zero "
+                f"gradient would give 0/0. Use bfloat16 or float32, or pass eps >= {tiny:.3g} "
+                f"(e.g. 1e-4 for float16).")
+
+
+def check_update_args(who: str, grads: PyTree, reference: PyTree = None, *, name: str = "grads",
+                      reference_name: str = "params", eps=None, **functions) -> None:
+    """The argument checks shared by the transforms' ``update`` (run before any tracing).
+
+    Args:
+      who: the transform, for the messages.
+      grads: the incoming updates / gradients.
+      reference: a pytree ``grads`` must match in structure and leaf shapes (the params,
+        or a state buffer shaped like them); ``None`` skips the check.
+      name, reference_name: argument names for the messages.
+      eps: the transform's denominator floor, checked against the leaf dtypes
+        (:func:`check_eps_dtype`); ``None`` skips it.
+      **functions: extra arguments that must be callable when given
+        (``value_fn=value_fn``, ``logits_fn=logits_fn`` ...); ``None`` is not checked.
+
+    Raises:
+      TypeError: a given function is not callable, or ``eps`` vanishes in a leaf dtype.
+      ValueError: ``grads`` does not match ``reference``.
+    """
+    for fn_name, fn in functions.items():
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{who}: the extra argument `{fn_name}` must be callable "
+                            f"(params -> ...), got {type(fn).__name__}.")
+    if reference is not None:
+        check_tree_like(grads, reference, name, reference_name, who)
+    if eps is not None:
+        check_eps_dtype(eps, grads, name, who)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_lab import base
+from jaxopt_lab import tree_util as tu
 from jaxopt_lab.curvature import hutchinson_diag
 
 
@@ -50,8 +51,8 @@ def spatial_average(diag: jax.Array, block_size: int) -> jax.Array:
 
 
 def scale_by_adahessian(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-4,
-                        hessian_power: float = 1.0, block_size: int = 1,
-                        n_samples: int = 1) -> optax.GradientTransformationExtraArgs:
+                        hessian_power: float = 1.0, block_size: int | None = None,
+                        n_samples: int | None = None) -> optax.GradientTransformationExtraArgs:
     """AdaHessian's step ``m_hat / (v_hat^(k/2) + eps)``.
 
     ``m`` is the bias-corrected gradient momentum; ``v`` the bias-corrected EMA of
@@ -68,8 +69,12 @@ def scale_by_adahessian(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-4,
       b1, b2: decay rates of the first and second moments.
       eps: added to the denominator.
       hessian_power: ``k`` in ``[0, 1]`` (``1`` is the paper's default).
-      block_size: spatial averaging block ``b`` along the last axis (static).
-      n_samples: Hutchinson probes per step (static int ``>= 1``).
+      block_size: spatial averaging block ``b`` along the last axis (a static Python int;
+        ``None`` means 1, no averaging).
+      n_samples: Hutchinson probes per step (a static Python int ``>= 1``; ``None``
+        means 1).
+      ``block_size`` and ``n_samples`` set array shapes: under ``optax.inject_hyperparams``
+      pass them in ``static_args`` (left at ``None`` they need nothing).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -78,8 +83,8 @@ def scale_by_adahessian(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-4,
       Yao, Gholami, Shen, Mustafa, Keutzer and Mahoney, "ADAHESSIAN: An Adaptive
       Second Order Optimizer for Machine Learning", 2020 (arXiv:2006.00719).
     """
-    base.check_int(block_size, "block_size", minimum=1)
-    base.check_int(n_samples, "n_samples", minimum=1)
+    block_size = 1 if block_size is None else tu.static_int(block_size, "block_size", minimum=1)
+    n_samples = 1 if n_samples is None else tu.static_int(n_samples, "n_samples", minimum=1)
     base.check_positive(eps, "eps")
     base.check_positive(hessian_power, "hessian_power", allow_zero=True)
 
@@ -91,6 +96,7 @@ def scale_by_adahessian(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-4,
         del extra
         if params is None:
             raise ValueError("scale_by_adahessian needs `params` in update().")
+        tu.check_update_args("scale_by_adahessian", grads, params, eps=eps, value_fn=value_fn)
         if value_fn is None:
             raise ValueError("scale_by_adahessian needs the extra argument `value_fn=`.")
         if key is None:
@@ -116,7 +122,8 @@ def scale_by_adahessian(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-4,
 
 def adahessian(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999,
                eps: float = 1e-4, weight_decay: float = 0.0, hessian_power: float = 1.0,
-               block_size: int = 1, n_samples: int = 1) -> optax.GradientTransformationExtraArgs:
+               block_size: int | None = None,
+               n_samples: int | None = None) -> optax.GradientTransformationExtraArgs:
     """AdaHessian with decoupled weight decay.
 
     ``update`` needs ``value_fn=`` and ``key=`` (see :func:`scale_by_adahessian`).

@@ -10,6 +10,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab import base
+from jaxopt_lab import tree_util as tu
 
 
 def _check_window(m: int, d: int, name: str) -> None:
@@ -66,7 +67,7 @@ class ScaleByMfacState(NamedTuple):
     damping: jax.Array
 
 
-def scale_by_mfac(num_grads: int = 8, damping: float = 1e-4) -> optax.GradientTransformation:
+def scale_by_mfac(num_grads: int | None = None, damping: float = 1e-4) -> optax.GradientTransformation:
     """Precondition by the inverse of ``damping * I + (1/m) sum_i g_i g_i^T``.
 
     The dynamic algorithm: each step replaces the oldest gradient of the window,
@@ -80,7 +81,9 @@ def scale_by_mfac(num_grads: int = 8, damping: float = 1e-4) -> optax.GradientTr
     float32 and the update is cast back.
 
     Args:
-      num_grads: window size ``m`` (static; must be ``<=`` the parameter count).
+      num_grads: window size ``m`` (a static Python int ``<=`` the parameter count;
+        ``None`` means 8). It sets the window's shape: under ``optax.inject_hyperparams``
+        pass it in ``static_args`` (left at ``None`` it needs nothing).
       damping: ``lambda > 0``.
 
     Returns:
@@ -90,9 +93,8 @@ def scale_by_mfac(num_grads: int = 8, damping: float = 1e-4) -> optax.GradientTr
       Frantar, Kurtic and Alistarh, "M-FAC: Efficient Matrix-Free Approximations
       of Second-Order Information", 2021 (arXiv:2107.03356), Section 3.2.
     """
-    base.check_int(num_grads, "num_grads", minimum=1)
+    m = 8 if num_grads is None else tu.static_int(num_grads, "num_grads", minimum=1)
     base.check_positive(damping, "damping")
-    m = num_grads
 
     def _dtype(tree):
         flat = ravel_pytree(tree)[0]
@@ -106,8 +108,7 @@ def scale_by_mfac(num_grads: int = 8, damping: float = 1e-4) -> optax.GradientTr
                                 jnp.zeros((m, m), dtype), jnp.eye(m, dtype=dtype) / (m * lam), lam)
 
     def update(grads, state, params=None):
-        if params is not None:
-            base.check_same_structure(grads, params, "grads", "params")
+        tu.check_update_args("scale_by_mfac", grads, params)
         flat, unravel = ravel_pytree(grads)
         if flat.shape[0] != state.grads.shape[1]:
             raise ValueError(f"grads: {flat.shape[0]} entries in all, but the M-FAC state was "
@@ -140,7 +141,7 @@ def scale_by_mfac(num_grads: int = 8, damping: float = 1e-4) -> optax.GradientTr
     return optax.GradientTransformation(init, update)
 
 
-def mfac(learning_rate: optax.ScalarOrSchedule, num_grads: int = 8,
+def mfac(learning_rate: optax.ScalarOrSchedule, num_grads: int | None = None,
          damping: float = 1e-4) -> optax.GradientTransformation:
     """M-FAC preconditioned gradient descent: ``chain(scale_by_mfac, scale_by_learning_rate)``.
 

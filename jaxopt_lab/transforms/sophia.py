@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_lab import base
+from jaxopt_lab import tree_util as tu
 from jaxopt_lab.curvature import gnb_diag, hutchinson_diag
 
 
@@ -27,8 +28,8 @@ class ScaleBySophiaState(NamedTuple):
 
 
 def scale_by_sophia(b1: float = 0.965, b2: float = 0.99, gamma: float = 0.01, eps: float = 1e-12,
-                    update_interval: int = 10, estimator: str = "hutchinson", n_samples: int = 1,
-                    clip_threshold: float = 1.0,
+                    update_interval: int = 10, estimator: str = "hutchinson",
+                    n_samples: int | None = None, clip_threshold: float = 1.0,
                     bias_correction: bool = False) -> optax.GradientTransformationExtraArgs:
     """Sophia's update ``clip(m / max(gamma * h, eps), clip_threshold)``.
 
@@ -51,9 +52,12 @@ def scale_by_sophia(b1: float = 0.965, b2: float = 0.99, gamma: float = 0.01, ep
       b2: curvature EMA rate.
       gamma: scale of the curvature in the denominator (the paper's ``rho``/``gamma``).
       eps: floor of the denominator (also guards negative Hutchinson estimates).
-      update_interval: ``k``, steps between curvature estimates (static int).
+      update_interval: ``k >= 1``, steps between curvature estimates (an int; may be
+        traced, e.g. by ``optax.inject_hyperparams``).
       estimator: ``"hutchinson"`` or ``"gnb"`` (static).
-      n_samples: probes or label draws per estimate (static int ``>= 1``).
+      n_samples: probes or label draws per estimate (a static Python int ``>= 1``;
+        ``None`` means 1). It sets array shapes, so under ``optax.inject_hyperparams``
+        pass it in ``static_args``.
       clip_threshold: per-coordinate bound of the update.
       bias_correction: divide the curvature EMA by ``1 - b2**n`` after its ``n``-th
         estimate, as Adam does for its moments (static bool). ``False`` is the paper's
@@ -68,8 +72,8 @@ def scale_by_sophia(b1: float = 0.965, b2: float = 0.99, gamma: float = 0.01, ep
       Liu, Li, Hall, Liang and Ma, "Sophia: A Scalable Stochastic Second-order
       Optimizer for Language Model Pre-training", 2023 (arXiv:2305.14342).
     """
-    base.check_int(update_interval, "update_interval", minimum=1)
-    base.check_int(n_samples, "n_samples", minimum=1)
+    update_interval = tu.traceable_int(update_interval, "update_interval", minimum=1)
+    n_samples = 1 if n_samples is None else tu.static_int(n_samples, "n_samples", minimum=1)
     if estimator not in ("hutchinson", "gnb"):
         raise ValueError(f"`estimator` must be 'hutchinson' or 'gnb', got {estimator!r}.")
     for name, v in (("gamma", gamma), ("eps", eps), ("clip_threshold", clip_threshold)):
@@ -83,9 +87,10 @@ def scale_by_sophia(b1: float = 0.965, b2: float = 0.99, gamma: float = 0.01, ep
         del extra
         if params is None:
             raise ValueError("scale_by_sophia needs `params` in update().")
+        fn_name, fn = ("value_fn", value_fn) if estimator == "hutchinson" else ("logits_fn", logits_fn)
+        tu.check_update_args("scale_by_sophia", grads, params, eps=eps, **{fn_name: fn})
         if key is None:
             raise ValueError("scale_by_sophia needs the extra argument `key=` (PRNG key).")
-        fn_name, fn = ("value_fn", value_fn) if estimator == "hutchinson" else ("logits_fn", logits_fn)
         if fn is None:
             raise ValueError(f"scale_by_sophia(estimator={estimator!r}) needs the extra "
                              f"argument `{fn_name}=`.")
@@ -112,7 +117,7 @@ def scale_by_sophia(b1: float = 0.965, b2: float = 0.99, gamma: float = 0.01, ep
 
 def sophia(learning_rate: optax.ScalarOrSchedule, b1: float = 0.965, b2: float = 0.99,
            gamma: float = 0.01, eps: float = 1e-12, weight_decay: float = 0.0,
-           update_interval: int = 10, estimator: str = "hutchinson", n_samples: int = 1,
+           update_interval: int = 10, estimator: str = "hutchinson", n_samples: int | None = None,
            clip_threshold: float = 1.0,
            bias_correction: bool = False) -> optax.GradientTransformationExtraArgs:
     """Sophia with decoupled weight decay: ``chain(scale_by_sophia,
