@@ -463,12 +463,11 @@ class _Hasher:
 
 def _function_part(funs: dict[str, Callable], run_key: str | None) -> str:
     h = _Hasher()
-    for role, fn in funs.items():
-        h.put(role, _qualname(fn) if fn is not None else "None")
-    if run_key is not None:
+    if run_key is not None:  # the user's name for what the functions compute, in place of their code
         h.put("run_key", run_key)
         return h.hexdigest()
     for role, fn in funs.items():
+        h.put(role, _qualname(fn) if fn is not None else "None")
         try:
             h.value(fn, f"`{role}`")
         except _Unhashable as e:
