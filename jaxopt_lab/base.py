@@ -273,6 +273,54 @@ def check_params_tree(tree, name: str = "init_params") -> None:
         raise TypeError(f"`{name}` leaf {where} is a {type(leaf).__name__}, expected an array.")
 
 
+def check_tolerance(value, name: str = "tol") -> None:
+    """Raise ``ValueError`` unless a concrete tolerance is a finite number ``>= 0``.
+
+    ``tol=inf`` would stop every solve at once with a false ``CONVERGED``; NaN would
+    never stop one. Traced values and ``None`` are not checked.
+
+    Args:
+      value: the tolerance (a number or array).
+      name: the argument name used in the message.
+    """
+    check_positive(value, name, allow_zero=True)
+    if value is not None and is_concrete(value) and not np.all(np.isfinite(np.asarray(value))):
+        raise ValueError(f"`{name}` must be finite (a number >= 0), got {value!r}.")
+
+
+def check_params_dtype(tree, name: str = "init_params", allow_half: bool = True) -> None:
+    """Raise ``TypeError`` for parameters a solver cannot iterate on.
+
+    Integer and boolean leaves are rejected (an update would be truncated or the gradient
+    undefined), and so is an empty pytree (``ValueError``). With ``allow_half=False``,
+    float16 and bfloat16 leaves are rejected too: their 3-4 significant digits cannot
+    tell a line search's sufficient decrease from rounding. Works on tracers (only
+    dtypes and structure are read), so it can run inside ``jit`` at trace time.
+
+    Args:
+      tree: the parameter pytree.
+      name: the argument name used in the message.
+      allow_half: accept float16 / bfloat16 leaves.
+    """
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    if not leaves:
+        raise ValueError(f"`{name}` is an empty pytree; give at least one float array.")
+    for path, leaf in leaves:
+        if not hasattr(leaf, "dtype") and not isinstance(leaf, numbers.Number):
+            continue
+        dtype = jnp.result_type(leaf)
+        where = jax.tree_util.keystr(path) or "(root)"
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(
+                f"`{name}` leaf {where} has dtype {dtype}; solvers need floating-point params "
+                f"(an integer update would be truncated): cast it, e.g. `x.astype(jnp.float32)`.")
+        if not allow_half and dtype in (jnp.float16, jnp.bfloat16):
+            raise TypeError(
+                f"`{name}` leaf {where} has dtype {dtype}, which this solver does not support "
+                "(its line search cannot resolve a sufficient decrease in 16-bit floats): "
+                "use float32 or float64.")
+
+
 def check_same_structure(a, b, name_a: str, name_b: str) -> None:
     """Raise ``ValueError`` when two pytrees differ in structure or leaf shapes.
 
@@ -333,9 +381,10 @@ def check_standard_options(solver) -> None:
 def update_status(state, tol, maxiter, value=None):
     """The shared stopping rule, applied after ``init_state`` and every ``update``.
 
-    A status already set by the solver (e.g. ``LINESEARCH_FAILED``) is kept;
-    otherwise a non-finite error or value gives ``NONFINITE``, ``error <= tol``
-    gives ``CONVERGED`` and ``iter_num >= maxiter`` gives ``MAX_ITER``.
+    A status already set by the solver (e.g. ``INFEASIBLE``) is kept, except that a
+    non-finite error or value turns ``LINESEARCH_FAILED`` or ``STALLED`` into
+    ``NONFINITE``; otherwise a non-finite error or value gives ``NONFINITE``,
+    ``error <= tol`` gives ``CONVERGED`` and ``iter_num >= maxiter`` gives ``MAX_ITER``.
 
     Args:
       state: a solver state with ``error``, ``iter_num`` and ``status`` fields.
@@ -350,6 +399,9 @@ def update_status(state, tol, maxiter, value=None):
     finite = ~jnp.isnan(state.error) & (jnp.isfinite(state.error) | (state.iter_num == 0))
     if value is not None:
         finite = finite & jnp.all(jnp.isfinite(value))
+    # A non-finite value or error is what went wrong, whatever the solver concluded from it
+    # (a line search fails, or sees no progress, on a NaN gradient): it wins over those.
+    overridable = (state.status == Status.LINESEARCH_FAILED) | (state.status == Status.STALLED)
     status = jnp.where(
         ~finite,
         Status.NONFINITE,
@@ -359,13 +411,18 @@ def update_status(state, tol, maxiter, value=None):
             jnp.where(state.iter_num >= maxiter, Status.MAX_ITER, Status.RUNNING),
         ),
     )
-    status = jnp.where(state.status != Status.RUNNING, state.status, status)
+    keep = (state.status != Status.RUNNING) & ~(overridable & ~finite)
+    status = jnp.where(keep, state.status, status)
     return state._replace(status=status.astype(jnp.int32))
 
 
 def _with_status(method: Callable, is_update: bool) -> Callable:
     @functools.wraps(method)
     def wrapped(self, *args, **kwargs):
+        if not is_update:
+            init_params = args[0] if args else kwargs.get("init_params")
+            if init_params is not None:
+                self._check_init_params(init_params)
         out = method(self, *args, **kwargs)
         state = out.state if is_update else out
         if not hasattr(state, "status"):
@@ -422,7 +479,7 @@ class IterativeSolver:
 
     def __post_init__(self):
         check_int(self.maxiter, "maxiter", minimum=1)
-        check_positive(self.tol, "tol", allow_zero=True)
+        check_tolerance(self.tol, "tol")
         if self.unroll not in (True, False, "auto"):
             raise ValueError(f"`unroll` must be True, False or 'auto', got {self.unroll!r}.")
         if self.implicit_diff_solve is not None:
@@ -490,17 +547,62 @@ class IterativeSolver:
     def _finalize(self, state, value=None):
         return update_status(state, self.tol, self.maxiter, value)
 
+    # Whether float16 / bfloat16 params work (False for solvers built on a line search).
+    _supports_half = True
+    # Whether ``update(params_k)`` returns a state describing ``params_k`` (its value and
+    # error are evaluated at the input, as SGD-type solvers must with a new mini-batch per
+    # call) rather than the returned params. The run loop then keeps the previous iterate
+    # so that a NONFINITE stop returns a finite point with its own state, and refreshes the
+    # state at the returned params when ``maxiter`` ends the run (see ``_state_at``).
+    _state_at_input = False
+
+    def _check_init_params(self, init_params) -> None:
+        """Dtype checks on ``init_params`` (also on tracers), run by ``init_state`` and ``run``."""
+        check_params_dtype(init_params, "init_params", allow_half=self._supports_half)
+
     def _check_run_args(self, init_params, args, kwargs) -> None:
         """Checks made before tracing; solvers may extend."""
         check_params_tree(init_params)
+        self._check_init_params(init_params)
         check_finite_tree(init_params, "init_params")
+
+    def _state_at(self, params, state, *args, **kwargs):
+        """``state`` with ``value``, ``error`` (gradient norm) and ``aux`` evaluated at ``params``.
+
+        Used by the run loop of ``_state_at_input`` solvers when ``maxiter`` ends a run.
+        """
+        (value, aux), grad = self._value_and_grad_fun()(params, *args, **kwargs)
+        error = tu.tree_l2_norm(grad).astype(jnp.result_type(state.error))
+        return state._replace(value=jnp.asarray(value).astype(jnp.result_type(state.value)),
+                              error=error, aux=aux)
+
+    def _finish_run(self, prev_params, params, state, *args, **kwargs):
+        """After the loop of a ``_state_at_input`` solver: make a MAX_ITER state describe ``params``.
+
+        The value and error are re-evaluated at the returned params (one evaluation per run):
+        ``CONVERGED`` if the error there is ``<= tol``; ``NONFINITE`` with the previous
+        (finite) iterate and its state if they are not finite.
+        """
+        maxed = state.status == Status.MAX_ITER
+        fresh = self._state_at(params, state, *args, **kwargs)
+        ok = jnp.isfinite(fresh.error) & jnp.all(jnp.isfinite(fresh.value))
+        status = jnp.where(~ok, Status.NONFINITE,
+                           jnp.where(fresh.error <= self.tol, Status.CONVERGED, Status.MAX_ITER))
+        status = jnp.where(maxed, status, state.status).astype(jnp.int32)
+        params = tu.tree_where(maxed & ~ok, prev_params, params)
+        state = tu.tree_where(maxed & ok, fresh, state)
+        return params, state._replace(status=status)
 
     def _run_loop(self, init_params, *args, **kwargs) -> OptStep:
         state = self.init_state(init_params, *args, **kwargs)
         unroll = bool(self.unroll) if self.unroll != "auto" else not self.implicit_diff
         step = lambda p, s: self.update(p, s, *args, **kwargs)
+        finish = None
+        if self._state_at_input:
+            finish = lambda prev, p, s: self._finish_run(prev, p, s, *args, **kwargs)
         return _loop.run(step, init_params, state, self.maxiter, unroll=unroll,
-                         verbose=self.verbose, jit=self.jit, name=type(self).__name__)
+                         verbose=self.verbose, jit=self.jit, name=type(self).__name__,
+                         lookback=self._state_at_input, finish=finish)
 
     def _run_differentiable(self, init_params, args, kwargs) -> OptStep:
         if not self.implicit_diff:

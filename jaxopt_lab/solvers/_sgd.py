@@ -19,7 +19,7 @@ class SGDState(NamedTuple):
 
     Attributes:
       iter_num: iterations done.
-      error: gradient norm at the last point evaluated.
+      error: gradient norm at the last point evaluated (the returned params once stopped).
       value: objective at the last point evaluated.
       aux: auxiliary output of ``fun``.
       stepsize: the last step size.
@@ -49,6 +49,7 @@ class StepSizeSGD(base.IterativeSolver):
     """
 
     _state_cls = SGDState
+    _state_at_input = True  # update evaluates at its input (the mini-batch of this call)
 
     value_and_grad: bool = False
     has_aux: bool = False
@@ -64,7 +65,7 @@ class StepSizeSGD(base.IterativeSolver):
         base.check_positive(self.momentum, "momentum", allow_zero=True)
 
     def init_state(self, init_params, *args, **kwargs):
-        """Initial state (one evaluation, for ``value`` and ``aux``).
+        """Initial state (one evaluation, for ``value``, ``error`` and ``aux``).
 
         Args:
           init_params: initial point.
@@ -73,12 +74,12 @@ class StepSizeSGD(base.IterativeSolver):
         Returns:
           The solver's state (an :class:`SGDState` subclass).
         """
-        (value, aux), _ = self._value_and_grad_fun()(init_params, *args, **kwargs)
+        (value, aux), grad = self._value_and_grad_fun()(init_params, *args, **kwargs)
         dtype = jnp.result_type(value)
         return self._state_cls(
-            iter_num=jnp.asarray(0, jnp.int32), error=jnp.asarray(jnp.inf, dtype), value=value, aux=aux,
-            stepsize=jnp.asarray(self.max_stepsize, dtype), velocity=tu.tree_zeros_like(init_params),
-            num_fun_eval=jnp.asarray(1, jnp.int32), num_grad_eval=jnp.asarray(0, jnp.int32),
+            iter_num=jnp.asarray(0, jnp.int32), error=tu.tree_l2_norm(grad).astype(dtype), value=value,
+            aux=aux, stepsize=jnp.asarray(self.max_stepsize, dtype), velocity=tu.tree_zeros_like(init_params),
+            num_fun_eval=jnp.asarray(1, jnp.int32), num_grad_eval=jnp.asarray(1, jnp.int32),
             status=jnp.asarray(base.Status.RUNNING, jnp.int32),
         )
 
@@ -90,12 +91,20 @@ class StepSizeSGD(base.IterativeSolver):
         return params, state, value, aux, grad, tu.tree_l2_norm(grad, squared=True)
 
     def _momentum_step(self, params, state, value, aux, grad, gg, t, num_fun_eval) -> base.OptStep:
-        """Heavy ball ``v = momentum v - t g``, ``x += v``, and the new state."""
+        """Heavy ball ``v = momentum v - t g``, ``x += v``, and the new state.
+
+        The state's ``value`` and ``error`` are those of the input ``params``; when that error
+        is already ``<= tol`` no step is taken (params and velocity unchanged), so a
+        ``CONVERGED`` state describes the params returned with it.
+        """
         dtype = jnp.result_type(value)
+        error = jnp.sqrt(gg).astype(dtype)
+        done = error <= self.tol
         velocity = tu.tree_add_scalar_mul(tu.tree_scalar_mul(self.momentum, state.velocity), -t, grad)
+        velocity = tu.tree_where(done, state.velocity, velocity)
         new_state = self._state_cls(
-            iter_num=state.iter_num + 1, error=jnp.sqrt(gg).astype(dtype), value=value, aux=aux, stepsize=t,
-            velocity=velocity, num_fun_eval=state.num_fun_eval + num_fun_eval,
+            iter_num=state.iter_num + jnp.where(done, 0, 1).astype(jnp.int32), error=error, value=value,
+            aux=aux, stepsize=t, velocity=velocity, num_fun_eval=state.num_fun_eval + num_fun_eval,
             num_grad_eval=state.num_grad_eval + 1, status=jnp.asarray(base.Status.RUNNING, jnp.int32),
         )
-        return base.OptStep(tu.tree_add(params, velocity), new_state)
+        return base.OptStep(tu.tree_where(done, params, tu.tree_add(params, velocity)), new_state)

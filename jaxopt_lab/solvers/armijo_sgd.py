@@ -18,7 +18,7 @@ class ArmijoSGDState(SGDState):
 
     Attributes:
       iter_num: iterations done.
-      error: gradient norm at the last point evaluated.
+      error: gradient norm at the last point evaluated (the returned params once stopped).
       value: objective at the last point evaluated.
       aux: auxiliary output of ``fun``.
       stepsize: the last accepted step.

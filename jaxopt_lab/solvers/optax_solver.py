@@ -18,9 +18,11 @@ class OptaxState(NamedTuple):
     """State of :class:`OptaxSolver`.
 
     Attributes:
-      iter_num: iterations done.
-      value: objective at the params before the last update.
-      error: gradient norm at the params before the last update.
+      iter_num: updates applied.
+      value: objective at the last params evaluated (the input of the last ``update``,
+        which ``update`` returns unchanged once converged; after ``run``, the returned
+        params).
+      error: gradient norm at the same params as ``value``.
       internal_state: the optax state.
       aux: auxiliary output of ``fun``.
       key: PRNG key for transforms that take ``key=``.
@@ -53,7 +55,12 @@ class OptaxSolver(base.IterativeSolver):
       pre_update: optional ``(params, state, *args, **kwargs) -> (params, state)``
         called before each update.
       maxiter: maximum iterations.
-      tol: stop when the gradient norm is ``<= tol``.
+      tol: stop when the gradient norm is ``<= tol``. ``update`` measures it at its input
+        params (with the current mini-batch) and, when it is ``<= tol``, returns them
+        unchanged, so a ``CONVERGED`` state's ``value`` and ``error`` are those of the
+        returned params. When ``maxiter`` ends ``run``, the state is evaluated once more at
+        the returned params (``CONVERGED`` if the gradient norm there is ``<= tol``); a
+        non-finite value or gradient ends it ``NONFINITE`` with the last finite iterate.
       key: PRNG key seed for stochastic transforms (an int or a key).
       implicit_diff: off by default (as in jaxopt); a stochastic update rule
         rarely solves to the tolerance implicit differentiation assumes.
@@ -74,6 +81,8 @@ class OptaxSolver(base.IterativeSolver):
     tol: float = 1e-3
     key: Any = 0
     implicit_diff: bool = False
+
+    _state_at_input = True  # update evaluates at its input (the mini-batch of this call)
 
     def __post_init__(self):
         super().__post_init__()
@@ -97,11 +106,11 @@ class OptaxSolver(base.IterativeSolver):
         Returns:
           An :class:`OptaxState`.
         """
-        (value, aux), _ = self._value_and_grad_fun()(init_params, *args, **kwargs)
+        (value, aux), grad = self._value_and_grad_fun()(init_params, *args, **kwargs)
         dtype = jnp.result_type(value)
         return OptaxState(
             iter_num=jnp.asarray(0, jnp.int32), value=value,
-            error=jnp.asarray(jnp.inf, dtype), internal_state=self.opt.init(init_params),
+            error=tu.tree_l2_norm(grad).astype(dtype), internal_state=self.opt.init(init_params),
             aux=aux, key=self._key(), status=jnp.asarray(base.Status.RUNNING, jnp.int32),
         )
 
@@ -114,7 +123,9 @@ class OptaxSolver(base.IterativeSolver):
           *args, **kwargs: passed to ``fun``.
 
         Returns:
-          ``OptStep(params, state)`` after the update.
+          ``OptStep(params, state)`` after the update; the state's ``value`` and ``error``
+          are those of ``params`` (after ``pre_update``), which come back unchanged when
+          their gradient norm is already ``<= tol``.
         """
         if self.pre_update is not None:
             params, state = self.pre_update(params, state, *args, **kwargs)
@@ -128,11 +139,13 @@ class OptaxSolver(base.IterativeSolver):
             )
         else:
             updates, inner = self.opt.update(grad, state.internal_state, params)
-        new_params = optax.apply_updates(params, updates)
         dtype = jnp.result_type(value)
+        error = tu.tree_l2_norm(grad).astype(dtype)
+        # Converged at the input: no step, so the state (value, error) describes the output.
+        done = error <= self.tol
+        new_params = tu.tree_where(done, params, optax.apply_updates(params, updates))
         new_state = OptaxState(
-            iter_num=state.iter_num + 1, value=value,
-            error=tu.tree_l2_norm(grad).astype(dtype), internal_state=inner, aux=aux,
-            key=key, status=state.status,
+            iter_num=state.iter_num + jnp.where(done, 0, 1).astype(jnp.int32), value=value,
+            error=error, internal_state=inner, aux=aux, key=key, status=state.status,
         )
         return base.OptStep(new_params, new_state)
