@@ -407,7 +407,7 @@ def _inject_hint(name: str) -> str:
             f"optax.inject_hyperparams list it in static_args (e.g. static_args=({name!r},)).")
 
 
-def static_int(value, name: str, minimum: int = 1) -> int:
+def static_int(value, name: str, minimum: int | None = 1) -> int:
     """A shape-setting integer option, checked: a Python ``int >= minimum``.
 
     Arrays (what ``optax.inject_hyperparams`` turns every numeric argument into) are
@@ -416,7 +416,7 @@ def static_int(value, name: str, minimum: int = 1) -> int:
     Args:
       value: the option's value.
       name: the argument name used in the message.
-      minimum: smallest allowed value.
+      minimum: smallest allowed value (``None``: any integer, only the type is checked).
 
     Returns:
       ``value`` as a Python ``int``.
@@ -429,7 +429,7 @@ def static_int(value, name: str, minimum: int = 1) -> int:
         raise TypeError(f"{_inject_hint(name)} Got an array of dtype {jnp.result_type(value)}.")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"`{name}` must be a Python int, got {type(value).__name__}.")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
     return int(value)
 
@@ -546,16 +546,18 @@ def check_eps_dtype(eps, tree: PyTree, name: str = "grads", who: str = "update")
                 f"(e.g. 1e-4 for float16).")
 
 
-def check_update_args(who: str, grads: PyTree, reference: PyTree = None, *, name: str = "grads",
-                      reference_name: str = "params", eps=None, **functions) -> None:
+def check_update_args(who: str, grads: PyTree, params: PyTree = None, *, state_like: PyTree = None,
+                      name: str = "grads", eps=None, **functions) -> None:
     """The argument checks shared by the transforms' ``update`` (run before any tracing).
 
     Args:
       who: the transform, for the messages.
       grads: the incoming updates / gradients.
-      reference: a pytree ``grads`` must match in structure and leaf shapes (the params,
-        or a state buffer shaped like them); ``None`` skips the check.
-      name, reference_name: argument names for the messages.
+      params: the ``params`` given to ``update``; ``grads`` must match them in structure
+        and leaf shapes.
+      state_like: a state buffer built from the params at ``init`` (e.g. a moment), the
+        reference when ``params`` is ``None``; both ``None`` skips the comparison.
+      name: the argument name of ``grads`` for the messages (``"grads"``/``"updates"``).
       eps: the transform's denominator floor, checked against the leaf dtypes
         (:func:`check_eps_dtype`); ``None`` skips it.
       **functions: extra arguments that must be callable when given
@@ -563,13 +565,15 @@ def check_update_args(who: str, grads: PyTree, reference: PyTree = None, *, name
 
     Raises:
       TypeError: a given function is not callable, or ``eps`` vanishes in a leaf dtype.
-      ValueError: ``grads`` does not match ``reference``.
+      ValueError: ``grads`` does not match ``params`` (or ``state_like``).
     """
     for fn_name, fn in functions.items():
         if fn is not None and not callable(fn):
             raise TypeError(f"{who}: the extra argument `{fn_name}` must be callable "
                             f"(params -> ...), got {type(fn).__name__}.")
-    if reference is not None:
-        check_tree_like(grads, reference, name, reference_name, who)
+    if params is not None:
+        check_tree_like(grads, params, name, "params", who)
+    elif state_like is not None:
+        check_tree_like(grads, state_like, name, "the params given to init", who)
     if eps is not None:
         check_eps_dtype(eps, grads, name, who)

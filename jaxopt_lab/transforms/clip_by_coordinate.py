@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_lab import tree_util as tu
+
 
 def clip_by_coordinate(threshold: float | jax.Array, relative: bool = False, eps: float = 1e-12
                        ) -> optax.GradientTransformation:
@@ -33,6 +35,7 @@ def clip_by_coordinate(threshold: float | jax.Array, relative: bool = False, eps
         raise ValueError(f"threshold must be non-negative, got {threshold}.")
 
     def update(updates, state, params=None):
+        tu.check_update_args("clip_by_coordinate", updates, params, name="updates")
         del params
 
         def leaf(u):

@@ -112,6 +112,7 @@ def scale_by_econtrol(compressor: Compressor, eta: float = 0.1, seed: int = 0
         return ScaleByEControlState(zeros(), zeros(), jax.random.PRNGKey(seed))
 
     def update(grads, state, params=None):
+        tu.check_update_args("scale_by_econtrol", grads, params, state_like=state.error)
         del params
         leaves, treedef = jax.tree_util.tree_flatten(grads)
         key, *keys = jax.random.split(state.key, len(leaves) + 1)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxopt_lab import tree_util as tu
 from jaxopt_lab.transforms.root import check_matrix_leaves
 
 
@@ -67,7 +68,8 @@ def scale_by_lowrank_dct(rank: int, b1: float = 0.9, b2: float = 0.999, eps: flo
     Args:
       rank: subspace dimension (static, ``1 <= rank <= min(m, n)`` for every leaf).
       b1, b2, eps: Adam's parameters in the subspace.
-      update_interval: steps between column re-selections (static, ``>= 1``).
+      update_interval: steps between column re-selections (an int ``>= 1``; may be traced,
+        e.g. by ``optax.inject_hyperparams``, where ``rank`` goes in ``static_args``).
 
     Returns:
       An ``optax.GradientTransformation``; every leaf must be a matrix.
@@ -78,10 +80,8 @@ def scale_by_lowrank_dct(rank: int, b1: float = 0.9, b2: float = 0.999, eps: flo
       Zhao et al., "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection",
       2024 (arXiv:2403.03507).
     """
-    if not isinstance(rank, int) or rank <= 0:
-        raise ValueError(f"rank must be a positive int, got {rank!r}.")
-    if not isinstance(update_interval, int) or update_interval <= 0:
-        raise ValueError(f"update_interval must be a positive int, got {update_interval!r}.")
+    rank = tu.static_int(rank, "rank", minimum=1)
+    update_interval = tu.traceable_int(update_interval, "update_interval", minimum=1)
 
     def check(params):
         check_matrix_leaves(params, "scale_by_lowrank_dct")
@@ -100,6 +100,7 @@ def scale_by_lowrank_dct(rank: int, b1: float = 0.9, b2: float = 0.999, eps: flo
         return ScaleByLowRankDCTState(jnp.zeros([], jnp.int32), index, zeros(), zeros())
 
     def update(grads, state, params=None):
+        tu.check_update_args("scale_by_lowrank_dct", grads, params)
         del params
         check(grads)
         refresh = state.count % update_interval == 0

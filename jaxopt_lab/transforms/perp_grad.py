@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_lab import tree_util as tu
+
 
 def scale_by_perp_grad(eps: float = 1e-30) -> optax.GradientTransformation:
     """Project each leaf's update onto the hyperplane orthogonal to that leaf's weights.
@@ -28,6 +30,7 @@ def scale_by_perp_grad(eps: float = 1e-30) -> optax.GradientTransformation:
     def update(updates, state, params=None):
         if params is None:
             raise ValueError("scale_by_perp_grad needs `params` in update(updates, state, params).")
+        tu.check_update_args("scale_by_perp_grad", updates, params, name="updates")
 
         def leaf(u, w):
             acc = jnp.promote_types(u.dtype, jnp.float32)

@@ -9,6 +9,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_lab import tree_util as tu
+from jaxopt_lab.transforms._checks import check_stage
+
 ProxFn = Callable[[Any, Any, Any], Any]  # prox(x, hyperparams, scaling), as in jaxopt_lab.prox
 
 
@@ -38,6 +41,7 @@ def prox_update(prox_fn: ProxFn, hyperparams: Any = None, scaling: Any = 1.0) ->
     def update(updates, state, params=None):
         if params is None:
             raise ValueError("prox_update needs `params` in update(updates, state, params).")
+        tu.check_update_args("prox_update", updates, params, name="updates")
         moved = jax.tree_util.tree_map(lambda w, u: w + u, params, updates)
         new = prox_fn(moved, hyperparams, scaling)
         return jax.tree_util.tree_map(lambda n, w, u: (n - w).astype(u.dtype), new, params, updates), state
@@ -323,7 +327,8 @@ def hard_threshold_topk(learning_rate: optax.ScalarOrSchedule, k: int) -> optax.
 
     Args:
       learning_rate: step size or schedule.
-      k: entries kept per leaf (``>= 1``).
+      k: entries kept per leaf (a static Python int ``>= 1``; under
+        ``optax.inject_hyperparams`` pass ``static_args=("k",)``).
 
     Returns:
       An ``optax.GradientTransformation`` that requires ``params``.
@@ -332,7 +337,8 @@ def hard_threshold_topk(learning_rate: optax.ScalarOrSchedule, k: int) -> optax.
       Blumensath, Davies, "Iterative Hard Thresholding for Compressed Sensing", 2008
       (arXiv:0805.0510).
     """
-    if not isinstance(k, int) or k <= 0:
+    k = tu.static_int(k, "k", minimum=None)  # the type (an array names static_args), then the value
+    if k <= 0:
         raise ValueError(f"k must be a positive int, got {k!r}.")
     return optax.chain(optax.scale_by_learning_rate(learning_rate),
                        prox_update(lambda x, hp, s: prox_topk(x, k, s)))
@@ -344,9 +350,10 @@ def group_envelope(learning_rate: optax.ScalarOrSchedule, k: int, weight: float 
 
     Args:
       learning_rate: step size (also the prox scaling; scalar).
-      k: groups kept per leaf (``>= 1``).
+      k: groups kept per leaf (a static Python int ``>= 1``).
       weight: positive envelope weight ``d``.
-      group_axis: see :func:`prox_group_envelope`.
+      group_axis: see :func:`prox_group_envelope` (static).
+      Under ``optax.inject_hyperparams`` pass ``static_args=("k", "group_axis")``.
 
     Returns:
       An ``optax.GradientTransformation`` that requires ``params``.
@@ -355,8 +362,11 @@ def group_envelope(learning_rate: optax.ScalarOrSchedule, k: int, weight: float 
       Refael, Arbel, Huleihel, "Learning k-Level Structured Sparse Neural Networks Using
       Group Envelope Regularization", 2022 (arXiv:2212.12921).
     """
-    if not isinstance(k, int) or k <= 0:
+    k = tu.static_int(k, "k", minimum=None)  # the type (an array names static_args), then the value
+    if k <= 0:
         raise ValueError(f"k must be a positive int, got {k!r}.")
+    if group_axis is not None:
+        group_axis = tu.static_int(group_axis, "group_axis", minimum=None)
     if isinstance(weight, int | float) and weight <= 0:
         raise ValueError(f"weight must be positive, got {weight}.")
     prox = lambda x, hp, s: prox_group_envelope(x, (k, hp), s, group_axis)
@@ -381,7 +391,7 @@ def sora_gate(learning_rate: optax.ScalarOrSchedule, l1reg: float, gate_mask: An
     """
     if isinstance(l1reg, int | float) and l1reg < 0:
         raise ValueError(f"l1reg must be non-negative, got {l1reg}.")
-    return optax.chain(optax.scale_by_learning_rate(learning_rate),
+    return optax.chain(check_stage("sora_gate", "updates"), optax.scale_by_learning_rate(learning_rate),
                        optax.masked(prox_update(soft_threshold, l1reg, learning_rate), gate_mask))
 
 

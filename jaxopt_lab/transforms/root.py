@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_lab import tree_util as tu
+
 Coefficients = Sequence[tuple[float, float, float]]
 _QUINTIC = (3.4445, -4.7750, 2.0315)  # fast growth of small singular values (Muon's quintic)
 _CUBIC = (1.5, -0.5, 0.0)  # Newton-Schulz polishing, converges quadratically to 1 on (0, sqrt 3)
@@ -133,6 +135,7 @@ def scale_by_root(
         return ScaleByRootState(jax.tree_util.tree_map(jnp.zeros_like, params))
 
     def update(grads, state, params=None):
+        tu.check_update_args("scale_by_root", grads, params, state_like=state.mu)
         del params
         check_matrix_leaves(grads, "scale_by_root")
         mu = jax.tree_util.tree_map(lambda m, g: (beta * m + g).astype(g.dtype), state.mu, grads)

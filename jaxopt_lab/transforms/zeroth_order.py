@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxopt_lab import tree_util as tu
+from jaxopt_lab.transforms._checks import check_stage
 from jaxopt_lab.zeroth_order import api
 
 
@@ -56,6 +58,8 @@ def scale_by_zo_estimate(method: str = "rge", **options) -> optax.GradientTransf
         del extra_args
         if params is None:
             raise ValueError(f"scale_by_zo_estimate({method!r}).update needs `params`.")
+        tu.check_update_args(f"scale_by_zo_estimate({method!r})", updates, params, name="updates",
+                             value_fn=value_fn)
         if value_fn is None:
             raise ValueError(f"scale_by_zo_estimate({method!r}).update needs the extra argument "
                              "`value_fn=` (params -> scalar loss).")
@@ -130,7 +134,7 @@ def zo_adam(learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 
       optimization", 2019 (arXiv:1910.06513).
     """
     options = _estimator_options(num_directions, smoothing, difference, distribution, mask, chunk_size)
-    return optax.chain(scale_by_zo_estimate(method, **options),
+    return optax.chain(scale_by_zo_estimate(method, **options), check_stage("zo_adam", "params", eps=eps),
                        optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
                        optax.scale_by_learning_rate(learning_rate))
 

@@ -10,6 +10,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab import base
+from jaxopt_lab import tree_util as tu
 from jaxopt_lab.curvature.probes import rademacher_like
 
 
@@ -17,11 +18,11 @@ def check_options(num_directions=None, smoothing=None, chunk_size=None, differen
                   differences=("forward", "central")) -> None:
     """Raise a clear error for a bad estimator option (before any tracing)."""
     if num_directions is not None:
-        base.check_int(num_directions, "num_directions", minimum=1)
+        tu.static_int(num_directions, "num_directions", minimum=1)
     if smoothing is not None:
         base.check_positive(smoothing, "smoothing")
     if chunk_size is not None:
-        base.check_int(chunk_size, "chunk_size", minimum=1)
+        tu.static_int(chunk_size, "chunk_size", minimum=1)
     if difference is not None and difference not in differences:
         raise ValueError(f"`difference` must be one of {differences}, got {difference!r}.")
 

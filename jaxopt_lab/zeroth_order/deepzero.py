@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from jaxopt_lab import base
+from jaxopt_lab import tree_util as tu
 from jaxopt_lab.zeroth_order.coordinate import cge
 from jaxopt_lab.zeroth_order.layerwise import LayerwiseLoss, cge_layerwise
 from jaxopt_lab.zeroth_order.randomized import rge
@@ -122,8 +123,9 @@ def scale_by_sparse_cge(density: Any, refresh_every: int = 1, smoothing: float =
     """CGE on a random sparse mask with fixed per-layer counts, redrawn every ``refresh_every`` steps.
 
     Args:
-      density: a number or a pytree of per-leaf densities (concrete).
-      refresh_every: steps between mask redraws (static).
+      density: a number or a pytree of per-leaf densities (Python numbers: they set shapes;
+        under ``optax.inject_hyperparams`` pass ``static_args=("density",)``).
+      refresh_every: steps between mask redraws (an int ``>= 1``; may be traced).
       smoothing: CGE radius.
       difference: ``"forward"`` or ``"central"``.
       chunk_size: evaluate at most this many points at once.
@@ -138,8 +140,15 @@ def scale_by_sparse_cge(density: Any, refresh_every: int = 1, smoothing: float =
       Chen et al., "DeepZero: Scaling up zeroth-order optimization for deep model
       training", 2023 (arXiv:2310.02025).
     """
-    base.check_int(refresh_every, "refresh_every", minimum=1)
+    refresh_every = tu.traceable_int(refresh_every, "refresh_every", minimum=1)
     base.check_positive(smoothing, "smoothing")
+    if chunk_size is not None:
+        chunk_size = tu.static_int(chunk_size, "chunk_size", minimum=1)
+    for leaf in jax.tree_util.tree_leaves(density):
+        if isinstance(leaf, jax.Array):  # what optax.inject_hyperparams makes of a number
+            raise TypeError("`density` sets how many coordinates are estimated (array shapes), so it "
+                            "must be Python numbers; under optax.inject_hyperparams list it in "
+                            "static_args (e.g. static_args=('density',)).")
 
     def init(params):
         _counts(params, density)
@@ -148,6 +157,7 @@ def scale_by_sparse_cge(density: Any, refresh_every: int = 1, smoothing: float =
 
     def update(updates, state, params=None, *, value_fn=None, key=None, **extra):
         del extra
+        tu.check_update_args("scale_by_sparse_cge", updates, params, name="updates", value_fn=value_fn)
         if params is None or value_fn is None or key is None:
             raise ValueError("scale_by_sparse_cge.update needs `params`, `value_fn=` and `key=`.")
         new_mask, k = random_sparse_mask(key, params, density)

@@ -75,7 +75,8 @@ def scale_by_lazy_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) ->
 
     def update(updates, state, params=None):
         del params
-        base.check_same_structure(updates, state.mu, "updates", "state.mu (the params given to init)")
+        tu.check_update_args("scale_by_lazy_adam", updates, None, state_like=state.mu, name="updates",
+                             eps=eps)
 
         def leaf(g, t, m, v):
             seen = g != 0
@@ -107,12 +108,12 @@ def deepzero_adam(learning_rate: optax.ScalarOrSchedule, density: Any, refresh_e
     Args:
       learning_rate: step size or schedule.
       density: per-leaf densities (e.g. ``layerwise_density(zo_grasp_scores(...), sparsity)``).
-      refresh_every: steps between mask redraws (static).
+      refresh_every: steps between mask redraws (an int ``>= 1``; may be traced).
       b1, b2, eps: lazy Adam options (:func:`scale_by_lazy_adam`).
       smoothing: CGE radius.
       chunk_size: evaluate at most this many points at once.
-      Under ``optax.inject_hyperparams`` pass ``static_args=("density", "refresh_every")``
-      (they set the mask sizes and schedule, which must be concrete).
+      Under ``optax.inject_hyperparams`` pass ``static_args=("density",)`` (the densities set
+      the mask sizes, which must be concrete).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update`` takes ``value_fn=``
