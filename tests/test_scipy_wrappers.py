@@ -29,8 +29,13 @@ def test_minimize_matches_scipy_and_ridge_derivatives(method):
                         tol=1e-12)
     np.testing.assert_allclose(out.params, ref.x, atol=1e-7)
     np.testing.assert_allclose(out.params, P.ridge_solution(LAM, A, b), atol=1e-7)
-    # SciPy's own verdict carried over (Newton-CG reports precision loss at this tol).
-    assert (int(out.state.status) == jl.Status.CONVERGED) == bool(ref.success)
+    # CONVERGED only when our own error (gradient norm at the returned params) is <= tol,
+    # whatever SciPy's verdict (which for Newton-CG depends on the SciPy version; L-BFGS-B
+    # reports success on its relative-reduction test with a gradient far above 1e-12).
+    status = int(out.state.status)
+    assert (status == jl.Status.CONVERGED) == (float(out.state.error) <= 1e-12)
+    if status != jl.Status.CONVERGED:
+        assert status == jl.Status.STALLED, jl.status_name(status)
     assert int(out.state.scipy_status) == ref.status
     np.testing.assert_allclose(out.state.value, ref.fun, rtol=1e-10)
     assert float(out.state.error) < 1e-5

@@ -54,7 +54,8 @@ class ArmijoSGD(StepSizeSGD):
       maxiter, tol: iteration cap; stop when the gradient norm is ``<= tol``.
 
     Returns:
-      ``run`` returns an ``OptStep(params, ArmijoSGDState)``.
+      ``run`` returns an ``OptStep(params, ArmijoSGDState)``. float16 / bfloat16 params
+      are rejected (``TypeError``): the Armijo test cannot be resolved in 16-bit floats.
 
     References:
       Vaswani et al., "Painless Stochastic Gradient: Interpolation, Line-Search,
@@ -62,6 +63,9 @@ class ArmijoSGD(StepSizeSGD):
     """
 
     _state_cls = ArmijoSGDState
+    # The Armijo test compares f(x - t g) with f(x) - c t ||g||^2: with 16-bit floats the
+    # decrease is below the rounding of f and the search backtracks to its smallest step.
+    _supports_half = False
 
     fun: Callable
     _: dataclasses.KW_ONLY

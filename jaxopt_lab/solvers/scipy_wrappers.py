@@ -43,7 +43,12 @@ class ScipyMinimizeInfo(NamedTuple):
     Attributes:
       fun_val: objective (or cost) at the solution.
       success: SciPy's success flag.
-      status: a :class:`jaxopt_lab.Status` code (CONVERGED, MAX_ITER, NONFINITE, STALLED).
+      status: a :class:`jaxopt_lab.Status` code: CONVERGED only when ``error`` (our own
+        optimality measure at the returned params) is ``<= tol`` (``tol``, else the
+        ``gtol`` option, else 1e-5), whatever SciPy's ``success``; otherwise NONFINITE,
+        MAX_ITER (SciPy hit an iteration or evaluation cap), LINESEARCH_FAILED (SciPy says
+        its line search failed) or STALLED (precision loss, no progress, ``ftol``/``xtol``
+        met with ``error > tol``).
       iter_num: SciPy's iteration count (function evaluations where it has none).
       hess_inv: dense inverse-Hessian estimate (BFGS only, else None).
       num_fun_eval, num_jac_eval, num_hess_eval: evaluation counts.
@@ -134,12 +139,35 @@ def _check_host_call(name, *trees):
             raise TypeError(f"{name}: complex `init_params` are not supported by SciPy's real solvers.")
 
 
-def _status(res, fun_val, maxiter_hit):
-    if not np.all(np.isfinite(fun_val)) or not np.all(np.isfinite(res.x)):
+# What SciPy's messages say when it stopped on an iteration / evaluation cap, or because a
+# line search failed. SciPy's integer codes differ between methods and have changed between
+# releases (e.g. Newton-CG), so the outcome is read from our own error first, then from the
+# message; the codes only back it up where they are documented per method.
+_CAP_WORDS = ("maximum number", "maxfev", "maxiter", "max_nfev", "limit", "exceed")
+_LINESEARCH_WORDS = ("line search", "linesearch", "lnsrch", "abnormal")
+_DEFAULT_TOL = 1e-5  # SciPy's default gradient tolerance (BFGS, L-BFGS-B)
+
+
+def _status(res, fun_val, error, tol, maxiter_hit):
+    """Our status from our own error at the returned params, and SciPy's reason otherwise.
+
+    ``CONVERGED`` only when ``error <= tol`` (whatever SciPy's ``success``); otherwise
+    ``NONFINITE`` for non-finite values, ``MAX_ITER`` when SciPy hit an iteration or
+    evaluation cap, ``LINESEARCH_FAILED`` where SciPy says its line search failed, and
+    ``STALLED`` for every other stop (precision loss, no progress, ``ftol``/``xtol``
+    satisfied while the optimality error is still above ``tol``).
+    """
+    values = (np.asarray(fun_val, np.float64), np.asarray(res.x, np.float64), np.asarray(error, np.float64))
+    if not all(np.all(np.isfinite(v)) for v in values):
         return base.Status.NONFINITE
-    if res.success:
+    if float(error) <= tol:
         return base.Status.CONVERGED
-    return base.Status.MAX_ITER if maxiter_hit else base.Status.STALLED
+    message = str(getattr(res, "message", "")).lower()
+    if maxiter_hit or any(w in message for w in _CAP_WORDS):
+        return base.Status.MAX_ITER
+    if any(w in message for w in _LINESEARCH_WORDS):
+        return base.Status.LINESEARCH_FAILED
+    return base.Status.STALLED
 
 
 def _params_dtype(params):
@@ -223,6 +251,13 @@ class _ScipyBase(base.IterativeSolver):
         raise TypeError(f"{type(self).__name__} runs SciPy on the host and has no step-by-step "
                         "`init_state`/`update`; call `run(init_params, ...)`.")
 
+    def _status_tol(self) -> float:
+        """The tolerance on ``state.error`` for ``CONVERGED``: ``tol``, else the ``gtol``
+        option, else ``1e-5`` (SciPy's default gradient tolerance)."""
+        if self.tol is not None:
+            return float(self.tol)
+        return float((self.options or {}).get("gtol", _DEFAULT_TOL))
+
     def _scipy_options(self, extra=None):
         opts = dict(self.options or {})
         opts.update(extra or {})
@@ -245,7 +280,9 @@ class ScipyMinimize(_ScipyBase):
       method: SciPy method name (default: SciPy's choice, BFGS here without bounds).
       dtype: float dtype of the raveled parameters given to SciPy.
       callback: called with the parameter pytree after each SciPy iteration.
-      tol: SciPy's ``tol``.
+      tol: SciPy's ``tol``, and the tolerance on ``state.error`` (the gradient norm, or the
+        projected-gradient residual with bounds) for ``state.status == CONVERGED``; when
+        None, the ``gtol`` option or 1e-5.
       options: SciPy's ``options`` dict (``maxiter`` is added from ``maxiter``).
       maxiter: SciPy's iteration cap.
       value_and_grad: ``fun`` returns ``(value, grad)``.
@@ -288,7 +325,7 @@ class ScipyMinimize(_ScipyBase):
         hess_inv = getattr(res, "hess_inv", None)
         hess_inv = jnp.asarray(hess_inv) if isinstance(hess_inv, np.ndarray) else None
         maxiter_hit = int(getattr(res, "nit", 0) or 0) >= self.maxiter
-        status = _status(res, res.fun, maxiter_hit)
+        status = _status(res, res.fun, error, self._status_tol(), maxiter_hit)
         return base.OptStep(params, _info(res, res.fun, status, error, _params_dtype(init_params), hess_inv))
 
     def _host_solve(self, init_params, *args, **kwargs):
@@ -348,7 +385,8 @@ class ScipyLeastSquares(_ScipyBase):
     Minimizes ``0.5 sum rho(r_i(params)^2)`` with SciPy's robust ``loss`` (``f_scale``
     may be given in ``options``); the Jacobian comes from ``jax.jacrev`` (or
     ``jax.jacfwd``). Implicit derivatives use the normal equations, i.e. the gradient
-    of that cost.
+    of that cost. ``state.error`` is the norm of that gradient (``J^T r`` for the linear
+    loss) and ``state.status`` is CONVERGED exactly when it is ``<= tol``.
 
     Args:
       fun: ``fun(params, *args, **kwargs) -> residual pytree``.
@@ -356,6 +394,8 @@ class ScipyLeastSquares(_ScipyBase):
       use_jacrev: reverse-mode Jacobian (else forward mode).
       method, dtype, options: SciPy's ``method`` (default ``"trf"``), the float dtype
         for SciPy, and other ``least_squares`` keywords.
+      tol: tolerance on ``state.error`` for CONVERGED (not passed to SciPy, whose
+        ``xtol``/``ftol``/``gtol`` go in ``options``); when None, the ``gtol`` option or 1e-5.
 
     Returns:
       ``run(init_params, *args, **kwargs) -> OptStep(params, ScipyMinimizeInfo)``.
@@ -418,7 +458,7 @@ class ScipyLeastSquares(_ScipyBase):
         params = _unravel(jnp.asarray(res.x, self.dtype), spec)
         params = jax.tree_util.tree_map(lambda p, x: p.astype(jnp.result_type(x)), params, init_params)
         error = _optimality_error(self, params, args if bounds is None else (bounds, *args), kwargs)
-        status = _status(res, res.cost, res.status == 0)
+        status = _status(res, res.cost, error, self._status_tol(), res.status == 0)
         return base.OptStep(params, _info(res, res.cost, status, error, _params_dtype(init_params)))
 
     def _host_solve(self, init_params, *args, **kwargs):
@@ -469,7 +509,7 @@ class ScipyRootFinding(_ScipyBase):
       method: SciPy's method (default ``"hybr"``).
       tol, options, dtype, use_jacrev: SciPy's ``tol`` and ``options``, the float
         dtype for SciPy, reverse- or forward-mode Jacobian. ``state.status`` is
-        CONVERGED when SciPy reports success or the residual norm is ``<= tol``.
+        CONVERGED exactly when the residual norm is ``<= tol`` (1e-5 when None).
 
     Returns:
       ``run(init_params, *args, **kwargs) -> OptStep(params, ScipyMinimizeInfo)``.
@@ -502,9 +542,8 @@ class ScipyRootFinding(_ScipyBase):
         params = jax.tree_util.tree_map(lambda p, x: p.astype(jnp.result_type(x)), params, init_params)
         error = _optimality_error(self, params, args, kwargs)
         res.status = getattr(res, "status", 0)
-        status = _status(res, np.asarray(res.fun), False)
-        # A residual already at or below ``tol`` is a root, even where MINPACK stops with
-        # "no progress" after landing on it (e.g. a linear system solved in one step).
-        if status == base.Status.STALLED and self.tol is not None and float(error) <= self.tol:
-            status = base.Status.CONVERGED
+        # A residual at or below ``tol`` is a root, even where MINPACK stops with "no
+        # progress" after landing on it (e.g. a linear system solved in one step); SciPy's
+        # ``success`` with a residual above ``tol`` is not.
+        status = _status(res, np.asarray(res.fun), error, self._status_tol(), False)
         return base.OptStep(params, _info(res, error, status, error, _params_dtype(init_params)))
