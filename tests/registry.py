@@ -87,6 +87,11 @@ class TransformEntry:
         the update is optax's stateless rule over the gradients alone, e.g. a jaxopt_lab
         schedule inside ``optax.sgd`` or a batch-size test passing the updates through:
         there is nothing to compare the gradients with).
+      recipe: the public factory behind ``make`` (``None``: ``make`` is the public factory),
+        for the ``optax.inject_hyperparams(recipe)(learning_rate=...)`` check.
+      recipe_kwargs: what ``recipe`` needs besides the learning rate (``None``: ``kwargs``).
+      recipe_static: names among ``recipe_kwargs`` that set shapes or are functions: the
+        ``static_args`` of ``optax.inject_hyperparams`` (numbers left out of it are traced).
     """
 
     name: str
@@ -106,6 +111,9 @@ class TransformEntry:
     leafwise: bool = False
     reaches_minimum: bool = True
     checks_grads_tree: bool = True
+    recipe: Callable[..., Any] | None = None
+    recipe_kwargs: dict | None = None
+    recipe_static: tuple = ()
 
 
 # Cached so that the same ``fun`` gives the same wrapped function (a static argument):
@@ -243,13 +251,15 @@ SOLVERS += [
 ]
 
 # SciPy wrappers (issue 8): SciPy runs on the host, so no jit/vmap (``jittable=False``).
+# CONVERGED means our gradient norm <= tol: SciPy's tolerances are set tighter than tol (its
+# gtol bounds the largest gradient entry; BFGS loses precision near a 1e-8 gradient).
 SOLVERS += [
     SolverEntry("ScipyMinimize-BFGS", lambda fun, **kw: jl.ScipyMinimize(fun=fun, method="BFGS", **kw),
-                dict(tol=1e-10, maxiter=500, options={"gtol": 1e-7}), jittable=False, stepwise=False),
+                dict(tol=1e-7, maxiter=500, options={"gtol": 1e-9}), jittable=False, stepwise=False),
     SolverEntry("ScipyBoundedMinimize",
                 lambda fun, **kw: _FirstArg(jl.ScipyBoundedMinimize(fun=fun, **kw), _WIDE),
-                dict(tol=1e-12, maxiter=500, options={"gtol": 1e-10}), rosenbrock=False, jittable=False,
-                stepwise=False),
+                dict(tol=1e-7, maxiter=500, options={"gtol": 1e-9, "ftol": 1e-15}), rosenbrock=False,
+                jittable=False, stepwise=False),
     # Residual = grad f: the least-squares / root solution is the minimizer of f.
     SolverEntry("ScipyLeastSquares",
                 lambda fun, **kw: jl.ScipyLeastSquares(fun=_grad_of(fun), **kw),
@@ -320,19 +330,24 @@ TRANSFORMS += [
     # k, rank, compressors are static (ints): bound in ``make`` so inject_hyperparams leaves them alone.
     TransformEntry("hard_threshold_topk",
                    lambda learning_rate: jl.hard_threshold_topk(learning_rate, k=8),
-                   learning_rate=0.1),
+                   learning_rate=0.1, recipe=jl.hard_threshold_topk, recipe_kwargs=dict(k=8),
+                   recipe_static=("k",)),
     TransformEntry("group_envelope",
                    lambda learning_rate, weight: jl.group_envelope(learning_rate, k=8, weight=weight),
-                   learning_rate=0.1, kwargs=dict(weight=1e-3)),
+                   learning_rate=0.1, kwargs=dict(weight=1e-3), recipe=jl.group_envelope,
+                   recipe_kwargs=dict(k=8, weight=1e-3), recipe_static=("k", "group_axis")),
     TransformEntry("sora_gate",
                    lambda learning_rate, l1reg: jl.sora_gate(learning_rate, l1reg, gate_mask=_ALL_LEAVES),
-                   learning_rate=0.1, kwargs=dict(l1reg=1e-3)),
+                   learning_rate=0.1, kwargs=dict(l1reg=1e-3), recipe=jl.sora_gate,
+                   recipe_kwargs=dict(l1reg=1e-3, gate_mask=_ALL_LEAVES), recipe_static=("gate_mask",)),
     TransformEntry("econtrol-topk",
                    lambda learning_rate, eta: jl.econtrol(learning_rate, compressor=_TOP2, eta=eta),
-                   learning_rate=0.05, steps=300, leafwise=True, kwargs=dict(eta=0.1)),
+                   learning_rate=0.05, steps=300, leafwise=True, kwargs=dict(eta=0.1), recipe=jl.econtrol,
+                   recipe_kwargs=dict(compressor=_TOP2, eta=0.1), recipe_static=("compressor",)),
     TransformEntry("lowrank_dct",
                    lambda learning_rate: jl.lowrank_dct(learning_rate, rank=3, update_interval=1),
-                   learning_rate=0.05, steps=700, accuracy=3e-2, matrix_only=True),
+                   learning_rate=0.05, steps=700, accuracy=3e-2, matrix_only=True, recipe=jl.lowrank_dct,
+                   recipe_kwargs=dict(rank=3, update_interval=1), recipe_static=("rank",)),
     TransformEntry("layerwise_noise_adaptive", jl.layerwise_noise_adaptive, learning_rate=0.02, steps=500,
                    accuracy=5e-2, leafwise=True, kwargs=dict(b1=0.9)),
     TransformEntry("layerwise_noise_adaptive-spectral", jl.layerwise_noise_adaptive, learning_rate=0.02,
@@ -355,15 +370,15 @@ TRANSFORMS += [
     TransformEntry("sophia-h",
                    lambda learning_rate, gamma: jl.sophia(learning_rate, gamma=gamma, update_interval=2),
                    learning_rate=0.5, steps=300, needs_value_fn=True, needs_key=True, stochastic=True,
-                   kwargs=dict(gamma=1.0), core=True),
+                   kwargs=dict(gamma=1.0), core=True, recipe=jl.sophia, recipe_kwargs={}),
     TransformEntry("adahessian",
                    lambda learning_rate, hessian_power: jl.adahessian(learning_rate,
                                                                       hessian_power=hessian_power),
                    learning_rate=0.3, steps=300, needs_value_fn=True, needs_key=True, stochastic=True,
-                   kwargs=dict(hessian_power=1.0)),
+                   kwargs=dict(hessian_power=1.0), recipe=jl.adahessian, recipe_kwargs={}),
     TransformEntry("mfac",
                    lambda learning_rate, damping: jl.mfac(learning_rate, num_grads=4, damping=damping),
-                   learning_rate=0.1, steps=300, kwargs=dict(damping=1.0)),
+                   learning_rate=0.1, steps=300, kwargs=dict(damping=1.0), recipe=jl.mfac, recipe_kwargs={}),
 ]
 
 # Zeroth-order transforms (issue 5): value_fn + key, random estimates (fixed keys). The
@@ -374,24 +389,35 @@ def _zo(recipe, **options):
     return make
 
 
+def _zo_recipe(recipe, **options):
+    """``TransformEntry`` fields for the public ``recipe`` (shape-setting options static)."""
+    static = tuple(k for k in ("num_directions", "density") if k in options)
+    return dict(recipe=recipe, recipe_kwargs=options, recipe_static=static)
+
+
 TRANSFORMS += [
     TransformEntry("zo_sgd-rge", _zo(jl.zo_sgd, num_directions=8), learning_rate=0.05,
-                   steps=600, needs_value_fn=True, needs_key=True, stochastic=True, core=True),
+                   steps=600, needs_value_fn=True, needs_key=True, stochastic=True, core=True,
+                   **_zo_recipe(jl.zo_sgd, num_directions=8)),
     TransformEntry("zo_sgd-cge", _zo(jl.zo_sgd, method="cge", difference="central"),
-                   learning_rate=0.1, steps=300, needs_value_fn=True),
+                   learning_rate=0.1, steps=300, needs_value_fn=True,
+                   **_zo_recipe(jl.zo_sgd, method="cge", difference="central")),
     TransformEntry("zo_sgd-spsa", _zo(jl.zo_sgd, method="spsa", num_directions=8),
-                   learning_rate=0.05, steps=600, needs_value_fn=True, needs_key=True, stochastic=True),
+                   learning_rate=0.05, steps=600, needs_value_fn=True, needs_key=True, stochastic=True,
+                   **_zo_recipe(jl.zo_sgd, method="spsa", num_directions=8)),
     TransformEntry("zo_adam-rge", _zo(jl.zo_adam, num_directions=8), learning_rate=0.02,
-                   steps=800, needs_value_fn=True, needs_key=True, stochastic=True),
+                   steps=800, needs_value_fn=True, needs_key=True, stochastic=True,
+                   **_zo_recipe(jl.zo_adam, num_directions=8)),
     TransformEntry("zo_signsgd-rge", _zo(jl.zo_signsgd, num_directions=8),
-                   learning_rate=0.01, steps=800, needs_value_fn=True, needs_key=True, stochastic=True),
+                   learning_rate=0.01, steps=800, needs_value_fn=True, needs_key=True, stochastic=True,
+                   **_zo_recipe(jl.zo_signsgd, num_directions=8)),
     # DeepZero: sparse CGE on a random half of each leaf (per-leaf counts: leafwise), lazy Adam.
     TransformEntry("deepzero_adam", _zo(jl.zeroth_order.deepzero_adam, density=0.5),
                    learning_rate=0.02, steps=800, needs_value_fn=True, needs_key=True, stochastic=True,
-                   leafwise=True),
+                   leafwise=True, **_zo_recipe(jl.zeroth_order.deepzero_adam, density=0.5)),
     TransformEntry("deepzero_sgd", _zo(jl.zeroth_order.deepzero_sgd, density=0.5),
                    learning_rate=0.05, steps=800, needs_value_fn=True, needs_key=True, stochastic=True,
-                   leafwise=True),
+                   leafwise=True, **_zo_recipe(jl.zeroth_order.deepzero_sgd, density=0.5)),
 ]
 
 
