@@ -598,3 +598,82 @@ def projection_polyhedron(x: jax.Array, hyperparams: tuple, check_feasible: bool
             raise ValueError(f"projection_polyhedron: constraints violated by {viol:.2e}; the polyhedron "
                              "looks empty (or increase `maxiter`).")
     return z
+
+
+# ------------------------------------------------------------------ empty sets
+
+
+def _any_leaf(pred, *trees) -> jax.Array:
+    """``True`` when ``pred`` holds for some entry of some leaf (leaves matched in order)."""
+    leaves = [jax.tree_util.tree_leaves(t) for t in trees]
+    out = jnp.asarray(False)
+    for vals in zip(*leaves, strict=True):
+        out = out | jnp.any(pred(*(jnp.asarray(v) for v in vals)))
+    return out
+
+
+def _box_empty(x, hyperparams):
+    lower, upper = hyperparams
+    return _any_leaf(lambda lo, up: lo > up, _bcast(lower, x), _bcast(upper, x))
+
+
+def _radius_empty(x, radius):
+    del x
+    return _any_leaf(lambda r: r < 0, radius)
+
+
+def _halfspace_empty(x, hyperparams):  # {<a, z> <= b} with a = 0 and b < 0
+    del x
+    a, b = hyperparams
+    return jnp.all(jnp.asarray(a) == 0) & (jnp.asarray(b) < 0)
+
+
+def _hyperplane_empty(x, hyperparams):  # {<a, z> = b} with a = 0 and b != 0
+    del x
+    a, b = hyperparams
+    return jnp.all(jnp.asarray(a) == 0) & (jnp.asarray(b) != 0)
+
+
+def _box_section_empty(x, hyperparams):
+    alpha, beta, w = (jnp.broadcast_to(jnp.asarray(v), jnp.shape(x)) for v in hyperparams[:3])
+    c = jnp.asarray(hyperparams[3])
+    return jnp.any(alpha > beta) | (c < jnp.dot(w, alpha)) | (c > jnp.dot(w, beta))
+
+
+_EMPTY_TESTS: dict[Callable, Callable] = {
+    projection_box: _box_empty,
+    projection_hypercube: _radius_empty,
+    projection_simplex: _radius_empty,
+    projection_l1_sphere: _radius_empty,
+    projection_l1_ball: _radius_empty,
+    projection_l2_sphere: _radius_empty,
+    projection_l2_ball: _radius_empty,
+    projection_linf_ball: _radius_empty,
+    projection_halfspace: _halfspace_empty,
+    projection_hyperplane: _hyperplane_empty,
+    projection_box_section: _box_section_empty,
+}
+
+
+def is_empty_set(projection: Callable, x: PyTree, hyperparams: Any) -> jax.Array:
+    """Whether the set that ``projection`` projects onto is empty, for these hyperparameters.
+
+    Known for this module's closed-form sets: a box with ``lower > upper`` somewhere
+    (also ``projection_box_section`` with ``c`` outside ``[<w, alpha>, <w, beta>]``), a
+    negative radius or sum (balls, spheres, hypercube, simplex), a halfspace
+    ``{<0, z> <= b < 0}`` and a hyperplane ``{<0, z> = b != 0}``. Works on traced
+    hyperparameters (inside ``jit``/``vmap``); for any other projection the answer is
+    ``False`` (not known to be empty).
+
+    Args:
+      projection: a projection function, e.g. :func:`projection_box`.
+      x: a point of the space projected (used to broadcast scalar bounds).
+      hyperparams: the projection's hyperparameters, as passed to ``projection``.
+
+    Returns:
+      A boolean scalar array.
+    """
+    test = _EMPTY_TESTS.get(projection)
+    if test is None or hyperparams is None:
+        return jnp.asarray(False)
+    return jnp.asarray(test(x, hyperparams))

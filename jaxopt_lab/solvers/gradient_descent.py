@@ -17,12 +17,14 @@ from jaxopt_lab.solvers import _linesearch
 
 class _Step(NamedTuple):
     """One forward-backward step: prox hyperparameters, extrapolated point ``y``, ``f(y)``
-    and its aux, dtype, accepted step size, next point, line-search evaluations, whether
-    the search failed, and ``f`` at the next point (``None`` with a fixed step)."""
+    and its aux, ``grad f(y)``, dtype, accepted step size, next point, line-search
+    evaluations, whether the search failed, and ``f`` at the next point (``None`` with a
+    fixed step)."""
 
     hp: Any
     y: Any
     value: jax.Array
+    grad: Any
     aux: Any
     dtype: Any
     stepsize: jax.Array
@@ -38,7 +40,10 @@ class ProxGradState(NamedTuple):
     Attributes:
       iter_num: iterations done.
       stepsize: last step size used.
-      error: norm of the gradient mapping ``||x_next - y|| / stepsize``.
+      error: norm of the gradient mapping ``||x_next - y|| / stepsize`` at the
+        extrapolated point ``y``: ``||grad f(y)||`` without a prox, and never below the
+        unit-step mapping ``||y - prox(y - s grad f(y), s)|| / s`` (``s = max(stepsize, 1)``)
+        when that is checked, so a step lost to rounding does not read as zero.
       value: objective at the extrapolated point ``y``.
       aux: auxiliary output of ``fun``.
       velocity: extrapolated point ``y`` (equal to params without acceleration).
@@ -77,7 +82,10 @@ class GradientDescent(base.IterativeSolver):
         backtracking; a callable ``iter_num -> stepsize`` is also accepted.
       maxiter: maximum iterations.
       maxls: maximum backtracking evaluations per iteration.
-      tol: stop when the gradient-mapping norm is ``<= tol``.
+      tol: stop when the gradient-mapping norm is ``<= tol``. ``CONVERGED`` only when
+        that norm, evaluated so that rounding cannot make it vanish (``||grad f(y)||``
+        without a prox), is ``<= tol``; when the step ``x_next - y`` is lost to rounding
+        (it reads ``<= tol`` while the true norm is above) the solve ends ``STALLED``.
       acceleration: use the accelerated (FISTA) scheme.
       decrease_factor: backtracking shrink factor.
       implicit_diff, implicit_diff_solve, jit, unroll, verbose: see
@@ -177,14 +185,47 @@ class GradientDescent(base.IterativeSolver):
         Shared with ProximalGradient, which extends it with its restart fields.
         """
         t, dtype = s.stepsize, s.dtype
-        error = tu.tree_l2_norm(tu.tree_sub(s.x_next, s.y)) / jnp.where(t > 0, t, 1.0)
+        step_error, error = self._errors(s)
+        # The step read as converged but the rounding-free measure is above tol (and the
+        # rounding lost at least half of it): the iterate cannot move in this precision.
+        stalled = (step_error <= self.tol) & (error > self.tol) & (step_error <= 0.5 * error)
+        status = jnp.where(s.failed, base.Status.LINESEARCH_FAILED,
+                           jnp.where(stalled, base.Status.STALLED, base.Status.RUNNING))
         return ProxGradState(
             iter_num=state.iter_num + 1, stepsize=jnp.where(s.failed, state.stepsize, t),
-            error=error.astype(dtype), value=s.value, aux=s.aux, velocity=velocity,
+            error=error, value=s.value, aux=s.aux, velocity=velocity,
             t=jnp.asarray(t_next, dtype), num_fun_eval=state.num_fun_eval + 1 + s.num_evals,
-            status=jnp.where(s.failed, base.Status.LINESEARCH_FAILED,
-                             base.Status.RUNNING).astype(jnp.int32),
+            status=status.astype(jnp.int32),
         )
+
+    def _prox_is_identity(self) -> bool:
+        """Whether the step has no prox (then the gradient mapping is the gradient)."""
+        return True
+
+    def _errors(self, s: _Step):
+        """``(step_error, error)`` of the step ``s``, both in ``s.dtype``.
+
+        ``step_error = ||x_next - y|| / t`` is jaxopt's gradient-mapping norm; it reads 0
+        once ``t grad f(y)`` is below the rounding of ``y``. ``error`` is the same quantity
+        computed so that it does not vanish: ``||grad f(y)||`` without a prox; with one, the
+        larger of ``step_error`` and the mapping with step ``u = max(t, 1)``,
+        ``||y - prox(y - u grad f(y), u)|| / u``, which is at most the mapping with step
+        ``t`` for a convex prox (so equal to ``step_error`` in exact arithmetic) and is only
+        evaluated when ``step_error <= tol``.
+        """
+        t, dtype = s.stepsize, s.dtype
+        step_error = (tu.tree_l2_norm(tu.tree_sub(s.x_next, s.y)) / jnp.where(t > 0, t, 1.0)).astype(dtype)
+        if self._prox_is_identity():
+            return step_error, tu.tree_l2_norm(s.grad).astype(dtype)
+
+        def unit_step_error(_):
+            u = jnp.maximum(t, 1.0).astype(dtype)
+            x_u = self._prox(tu.tree_add_scalar_mul(s.y, -u, s.grad), s.hp, u)
+            return (tu.tree_l2_norm(tu.tree_sub(s.y, x_u)) / u).astype(dtype)
+
+        check = jax.lax.cond(step_error <= self.tol, unit_step_error,
+                             lambda _: jnp.zeros((), dtype), None)
+        return step_error, jnp.maximum(step_error, check)
 
     def _forward_backward_step(self, params, state, args, kwargs) -> _Step:
         """The (prox-)gradient step from the extrapolated point, with its step size.
@@ -204,8 +245,8 @@ class GradientDescent(base.IterativeSolver):
                 value_only, y, value, grad, None, init_t, aux, maxls=self.maxls,
                 decrease_factor=self.decrease_factor, step_fn=step_at,
             )
-            return _Step(hp, y, value, aux, dtype, ls.stepsize, ls.params, ls.num_evals, ls.failed,
-                         ls.value)
+            return _Step(hp, y, value, grad, aux, dtype, ls.stepsize, ls.params, ls.num_evals,
+                         ls.failed, ls.value)
         size = self.stepsize(state.iter_num) if callable(self.stepsize) else self.stepsize
         t = jnp.asarray(size, dtype)
-        return _Step(hp, y, value, aux, dtype, t, step_at(t), 0, jnp.asarray(False), None)
+        return _Step(hp, y, value, grad, aux, dtype, t, step_at(t), 0, jnp.asarray(False), None)

@@ -108,6 +108,9 @@ class ProximalGradient(GradientDescent, CompositeSolver):
     def _prox(self, x, hyperparams_prox, scaling):
         return self.prox(x, hyperparams_prox, scaling)
 
+    def _prox_is_identity(self) -> bool:
+        return self.prox is prox_lib.prox_none
+
     def _split_args(self, args):
         if not args:
             raise TypeError("ProximalGradient.run needs `hyperparams_prox` after `init_params` "
