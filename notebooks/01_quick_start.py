@@ -19,8 +19,8 @@
 # strength by implicit differentiation (reverse and forward mode), and solve
 # a whole grid of strengths at once with `jax.vmap`.
 #
-# Everything runs on a laptop CPU in a few seconds; on a GPU the same code runs
-# unchanged.
+# Everything runs on a laptop CPU in a few seconds, in float32 (JAX's default
+# dtype); on a GPU the same code runs unchanged.
 
 # %%
 import time
@@ -31,8 +31,6 @@ import matplotlib.pyplot as plt
 
 import jaxopt_lab as jaxopt
 from jaxopt_lab.problems import load_digits, multinomial_logreg_loss
-
-jax.config.update("jax_enable_x64", True)  # float64 for tight finite-difference checks
 
 data = load_digits(seed=0)
 print("train", data.X_train.shape, "validation", data.X_val.shape)
@@ -53,7 +51,10 @@ def val_loss(params):
 
 
 init = {"W": jnp.zeros((64, 10)), "b": jnp.zeros(10)}
-solver = jaxopt.LBFGS(train_loss, tol=1e-7, maxiter=500)
+# float32 resolves about 7 digits of the loss (~2.3 nats at the start), so the line
+# search stops seeing decreases once the gradient norm is a few 1e-5: ask for 1e-4
+# (1e-7, a float64 habit, ends in a failed line search on some lanes below).
+solver = jaxopt.LBFGS(train_loss, tol=1e-4, maxiter=500)
 
 t0 = time.perf_counter()
 sol = solver.run(init, 1e-2, data.X_train, data.y_train)
@@ -61,6 +62,7 @@ print(f"solved in {time.perf_counter() - t0:.2f} s (including compilation)")
 print("iterations:", int(sol.state.iter_num), "| status:", jaxopt.status_name(sol.state.status),
       "| gradient norm:", float(sol.state.error))
 print("validation cross-entropy:", float(val_loss(sol.params)))
+assert sol.params["W"].dtype == jnp.float32 and jaxopt.status_name(sol.state.status) == "CONVERGED"
 
 
 # %% [markdown]
@@ -82,14 +84,14 @@ def hyper_objective(log_lam):
 log_lam0 = -2.0
 g_rev = jax.grad(hyper_objective)(log_lam0)
 _, g_fwd = jax.jvp(hyper_objective, (log_lam0,), (1.0,))
-eps = 1e-4
+eps = 1e-2  # float32: a wider step keeps rounding out of the difference (truncation ~eps^2)
 g_fd = (hyper_objective(log_lam0 + eps) - hyper_objective(log_lam0 - eps)) / (2 * eps)
 print(f"reverse mode   dL_val/dlog10(lam) = {float(g_rev):+.6f}")
 print(f"forward mode   dL_val/dlog10(lam) = {float(g_fwd):+.6f}")
 print(f"finite diff.   dL_val/dlog10(lam) = {float(g_fd):+.6f}")
 # The implicit derivative is exact up to the inner tolerance and the CG solve;
 # the finite difference carries O(eps^2) truncation and the inner solver's error.
-assert abs(g_rev - g_fd) < 1e-2 * abs(g_fd) and jnp.allclose(g_fwd, g_rev, rtol=1e-6)
+assert abs(g_rev - g_fd) < 1e-2 * abs(g_fd) and jnp.allclose(g_fwd, g_rev, rtol=1e-4)
 
 # %% [markdown]
 # ## A regularization path with `vmap`
@@ -111,6 +113,7 @@ t0 = time.perf_counter()
 jax.block_until_ready(hypergrads)
 print(f"24 solves and hypergradients in {time.perf_counter() - t0:.2f} s (including compilation)")
 print("statuses:", {jaxopt.status_name(s) for s in states.status})
+assert all(jaxopt.status_name(s) == "CONVERGED" for s in states.status) and bool(jnp.all(jnp.isfinite(hypergrads)))
 best = int(jnp.argmin(val))
 print(f"best lam = {float(lams[best]):.2e}, validation cross-entropy {float(val[best]):.4f}")
 assert hypergrads[0] < 0 < hypergrads[-1]  # the minimum is inside the grid
