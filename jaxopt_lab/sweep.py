@@ -312,8 +312,8 @@ def _is_library(obj) -> bool:
 def _array_digest(x) -> str:
     arr = np.ascontiguousarray(_host(x))
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{arr.dtype.str}{arr.shape}".encode())
-    h.update(memoryview(arr).cast("B") if arr.size else b"")
+    h.update(f"{arr.dtype.name}{arr.dtype.byteorder}{arr.shape}".encode())
+    h.update(arr.reshape(-1).view(np.uint8))  # the raw bytes, no copy (also bfloat16, float8)
     return h.hexdigest()
 
 
@@ -355,6 +355,10 @@ class _Hasher:
             return
         if isinstance(v, jax.core.Tracer):
             raise _Unhashable(f"{where} is a traced value")
+        if isinstance(v, np.ndarray | np.generic) and v.dtype.hasobject:
+            self.put("object array", np.shape(v))
+            self.value(np.asarray(v).tolist(), where, depth + 1)
+            return
         if isinstance(v, np.ndarray | np.generic | jax.Array):
             self.put("array", _array_digest(v))
             return
@@ -424,6 +428,8 @@ class _Hasher:
             self.put("object", _qualname(type(v)))
             self._call_method(v, where, depth)
             self.value(vars(v), f"{where}.__dict__", depth)
+        elif type(v) is object:  # a sentinel (e.g. jax.vmap's "no axis name")
+            self.put("object()")
         else:
             text = repr(v)
             if type(v).__repr__ is object.__repr__ or " at 0x" in text:
@@ -496,7 +502,8 @@ def _tree_desc(tree, drop_leading: bool = False) -> list[str]:
     out = []
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         shape = tuple(np.shape(leaf))[1:] if drop_leading else tuple(np.shape(leaf))
-        out.append(f"{jax.tree_util.keystr(path)}:{np.dtype(leaf.dtype).str}{list(shape)}")
+        dtype = np.dtype(leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype)
+        out.append(f"{jax.tree_util.keystr(path)}:{dtype.name}{list(shape)}")
     return out
 
 

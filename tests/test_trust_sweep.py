@@ -55,6 +55,16 @@ def test_other_data_is_rejected(tmp_path):
         sweep.run(scaled_b, HP, A, B, checkpoint_dir=tmp_path / "k", s=2.0)
 
 
+def test_low_precision_data_is_hashed(tmp_path):
+    fun = lambda h, x: {"s": h["lam"] * jnp.sum(x.astype(jnp.float32))}
+    res = sweep.run(fun, HP, jnp.full(5, 1.5, jnp.bfloat16), checkpoint_dir=tmp_path)
+    np.testing.assert_allclose(res["s"], 7.5 * np.array([0.1, 1.0, 10.0]), rtol=1e-6)
+    with pytest.raises(ValueError, match="differs in data"):
+        sweep.run(fun, HP, jnp.full(5, 2.5, jnp.bfloat16), checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="differs in data"):  # the same bytes read as float16
+        sweep.run(fun, HP, jnp.full(5, 1.5, jnp.bfloat16).view(jnp.float16), checkpoint_dir=tmp_path)
+
+
 def test_other_closure_is_rejected(tmp_path):
     one = sweep.run(scaled(1.0), HP, A, B, checkpoint_dir=tmp_path)
     np.testing.assert_allclose(one["x"][1], _ridge_ref(1.0, A, B), rtol=2e-5)
