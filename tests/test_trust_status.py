@@ -177,3 +177,23 @@ def _all_mgh():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_no_false_convergence_on_the_mgh_set(dtype):
     assert _mgh_false_convergence(dtype, _all_mgh()) == []
+
+
+# ------------------------------------------------------------------- fixed points
+
+
+@pytest.mark.parametrize("dtype, c", [(jnp.float32, 1e4), (jnp.bfloat16, 10.0), (jnp.float16, 100.0)])
+def test_fixed_point_iteration_step_lost_to_rounding_is_stalled(dtype, c):
+    # T(x) = x - 0.01 (x - c): T(x) rounds to x while the true residual 0.01 |x - c| > tol.
+    out = jl.FixedPointIteration(lambda x: x - 0.01 * (x - c), maxiter=3000).run(jnp.zeros(3, dtype))
+    true = np.linalg.norm(0.01 * (np.asarray(out.params, np.float64) - c))
+    assert true > 1e-5
+    assert jl.status_name(out.state.status) == "STALLED", (jl.status_name(out.state.status), true)
+
+
+def test_fixed_point_iteration_converges_where_resolvable():
+    out = jl.FixedPointIteration(lambda x: x - 0.01 * (x - 1.0), maxiter=3000).run(
+        jnp.zeros(3, jnp.float32))
+    assert jl.status_name(out.state.status) == "CONVERGED"
+    # ||T(x) - x|| = 0.01 ||x - 1|| at the returned T(x_prev): within tol (+ one rounding).
+    assert np.linalg.norm(0.01 * (np.asarray(out.params, np.float64) - 1.0)) <= 1.1e-5

@@ -41,6 +41,26 @@ def params_dtype(params):
     return dtype if jnp.issubdtype(dtype, jnp.inexact) else jnp.float32
 
 
+def rounding_limited(error, tol, new_params) -> jax.Array:
+    """Whether a residual ``error = ||T(x) - x|| <= tol`` is below what rounding resolves.
+
+    ``T(x)`` is stored with a rounding error up to ``eps ||T(x)||`` (``eps`` of its dtype),
+    so when ``tol`` is below that the residual read (often exactly 0: ``T(x)`` rounded to
+    ``x``) does not certify ``||T(x) - x|| <= tol``; the solver reports ``STALLED``.
+
+    Args:
+      error: the residual norm read, a scalar.
+      tol: the tolerance.
+      new_params: ``T(x)``, a pytree of arrays.
+
+    Returns:
+      A boolean scalar array.
+    """
+    eps = jnp.finfo(params_dtype(new_params)).eps
+    floor = eps * tu.tree_l2_norm(new_params).astype(error.dtype)
+    return (error <= tol) & (tol < floor)
+
+
 @dataclasses.dataclass(eq=False, kw_only=True)
 class FixedPointSolver(base.IterativeSolver):
     """Base of solvers of ``x = T(x)`` with ``T = fixed_point_fun`` (private).

@@ -11,7 +11,12 @@ import jax.numpy as jnp
 
 from jaxopt_lab import base
 from jaxopt_lab import tree_util as tu
-from jaxopt_lab.solvers._fixed_point_common import FixedPointSolver, params_dtype, split_aux
+from jaxopt_lab.solvers._fixed_point_common import (
+    FixedPointSolver,
+    params_dtype,
+    rounding_limited,
+    split_aux,
+)
 
 __all__ = ["FixedPointIteration", "FixedPointState", "params_dtype", "split_aux"]
 
@@ -47,7 +52,11 @@ class FixedPointIteration(FixedPointSolver):
       fixed_point_fun: ``T(params, *args, **kwargs)`` returning a pytree like
         ``params`` (or ``(params, aux)`` with ``has_aux``).
       maxiter: maximum iterations.
-      tol: stop when ``||T(x) - x|| <= tol``.
+      tol: stop when ``||T(x) - x|| <= tol``. ``CONVERGED`` needs ``tol`` above the
+        rounding of the iterate, ``eps * ||T(x)||`` (``eps`` of the params' dtype): below
+        it a residual read as ``<= tol`` (typically 0 once ``T(x)`` rounds to ``x``)
+        cannot tell a fixed point from a step lost to rounding, and the solve ends
+        ``STALLED``.
       has_aux, implicit_diff, implicit_diff_solve, jit, unroll, verbose: see
         :class:`jaxopt_lab.base.IterativeSolver`.
 
@@ -96,7 +105,9 @@ class FixedPointIteration(FixedPointSolver):
           ``OptStep(T(params), state)``.
         """
         new_params, aux = self._map(params, args, kwargs)
-        error = tu.tree_l2_norm(tu.tree_sub(new_params, params)).astype(state.error.dtype)
-        new_state = FixedPointState(state.iter_num + 1, error, aux, state.num_fun_eval + 1,
-                                    state.status)
+        dtype = state.error.dtype
+        error = tu.tree_l2_norm(tu.tree_sub(new_params, params)).astype(dtype)
+        status = jnp.where(rounding_limited(error, self.tol, new_params), base.Status.STALLED,
+                           state.status).astype(jnp.int32)
+        new_state = FixedPointState(state.iter_num + 1, error, aux, state.num_fun_eval + 1, status)
         return base.OptStep(new_params, new_state)
