@@ -20,6 +20,11 @@ metric against each grid key (a heat map when there are two). With
 ``checkpoint_every = N`` each member's run is saved every ``N`` steps (iterations
 of a solver, training steps of a transform), so a killed sweep resumes mid-run
 (:func:`jaxopt_lab.sweep.run_steps`); otherwise each finished chunk is saved.
+Ctrl-C stops a sweep with exit code 130 and keeps its checkpoints: rerunning the
+same command resumes. Option values are checked before anything runs (``tol >=
+0``, ``0 < c1 < c2 < 1``, integer options such as ``maxiter`` and
+``history_size``, learning rates ``> 0``); ``x64 = true`` applies to this sweep
+only (the global JAX setting is left as it was).
 """
 
 from __future__ import annotations
