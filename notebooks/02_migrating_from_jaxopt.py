@@ -21,6 +21,9 @@
 # `dw*/dlam = -(X^T X / n + lam I)^{-1} w*`.
 # Then we use what jaxopt cannot do: forward-mode implicit differentiation
 # (`jax.jacfwd`, `jax.hessian` of a hyper-objective) and per-instance status codes.
+# Everything runs in float32, JAX's default dtype (no `jax_enable_x64`), so the
+# tolerances below are float32 ones: a gradient norm of 1e-6 on this problem is
+# about 10 ulps of its terms.
 # The full guide is in the documentation's migration page.
 
 # %%
@@ -31,8 +34,6 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-
-jax.config.update("jax_enable_x64", True)
 
 n, d = 200, 20
 X = jax.random.normal(jax.random.PRNGKey(0), (n, d))
@@ -59,7 +60,7 @@ def ridge(w, lam, X, y):
 
 
 def script(jaxopt):
-    solver = jaxopt.LBFGS(fun=ridge, tol=1e-10, maxiter=200)
+    solver = jaxopt.LBFGS(fun=ridge, tol=1e-6, maxiter=200)
     sol = solver.run(jnp.zeros(d), 0.1, X, y)
     dw = jax.jacrev(lambda lam: solver.run(jnp.zeros(d), lam, X, y).params)(0.1)
     return sol.params, dw, sol.state
@@ -71,7 +72,10 @@ for name in ("jaxopt", "jaxopt_lab"):
     t0 = time.perf_counter()
     w, dw, state = script(module)
     results[name] = (w, dw)
-    print(f"{name:11s} iterations={int(state.iter_num):3d}  "
+    assert w.dtype == jnp.float32
+    if name == "jaxopt_lab":  # jaxopt's state has no status code
+        assert module.status_name(state.status) == "CONVERGED"
+    print(f"{name:11s} iterations={int(state.iter_num):3d}  error={float(state.error):.1e}  "
           f"time {time.perf_counter() - t0:.2f} s (with compilation)  "
           f"state type {type(state).__name__}")
 
@@ -80,7 +84,7 @@ for name, (w, dw) in results.items():
     err_w = float(jnp.max(jnp.abs(w - w_ref)))
     err_dw = float(jnp.max(jnp.abs(dw - dw_ref)))
     print(f"{name:11s} max|w - w*| = {err_w:.1e}   max|dw/dlam - closed form| = {err_dw:.1e}")
-    assert err_w < 1e-8 and err_dw < 1e-4  # both use CG with their default tolerance
+    assert err_w < 1e-5 and err_dw < 1e-4  # float32; both use CG with their default tolerance
 
 # %% [markdown]
 # ## What forward mode adds
@@ -98,7 +102,7 @@ import jaxopt_lab  # noqa: E402
 
 
 def val_loss_fn(module):
-    solver = module.LBFGS(fun=ridge, tol=1e-10, maxiter=200)
+    solver = module.LBFGS(fun=ridge, tol=1e-6, maxiter=200)
 
     def val_loss(log_lam):
         w = solver.run(jnp.zeros(d), jnp.exp(log_lam), X, y).params
@@ -128,8 +132,8 @@ print(f"jaxopt_lab  d/dlog(lam): forward {float(g_fwd):+.8f}  reverse {float(g_r
       f"closed form {float(jax.grad(f_ref)(jnp.log(0.1))):+.8f}")
 print(f"jaxopt_lab  d2/dlog(lam)2: {float(h):+.8f}  "
       f"closed form {float(jax.hessian(f_ref)(jnp.log(0.1))):+.8f}")
-assert jnp.allclose(g_fwd, jax.grad(f_ref)(jnp.log(0.1)), rtol=1e-6)
-assert jnp.allclose(h, jax.hessian(f_ref)(jnp.log(0.1)), rtol=1e-5)
+assert jnp.allclose(g_fwd, jax.grad(f_ref)(jnp.log(0.1)), rtol=1e-4)
+assert jnp.allclose(h, jax.hessian(f_ref)(jnp.log(0.1)), rtol=1e-3)
 
 # %% [markdown]
 # With the second derivative, a Newton step on `log(lam)` finds the best
@@ -142,7 +146,7 @@ vals = jax.vmap(f)(grid)
 grads = jax.vmap(jax.grad(f))(grid)
 curv = jax.vmap(jax.hessian(f))(grid)
 ref = jax.vmap(f_ref)(grid)
-assert np.allclose(vals, ref, rtol=1e-8)
+assert np.allclose(vals, ref, rtol=1e-5) and np.all(np.isfinite(curv))
 
 lam_axis = np.exp(np.asarray(grid))
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -174,3 +178,5 @@ lams = jnp.logspace(-4, 2, 7)
 states = jax.vmap(lambda lam: short.run(jnp.zeros(d), lam, X, y).state)(lams)
 for lam, it, st in zip(lams, states.iter_num, states.status, strict=True):
     print(f"lam={float(lam):8.1e}  iterations={int(it)}  status={jaxopt_lab.status_name(st)}")
+names = [jaxopt_lab.status_name(st) for st in states.status]
+assert names[0] == "MAX_ITER" and names[-1] == "CONVERGED" and set(names) == {"MAX_ITER", "CONVERGED"}
