@@ -88,6 +88,21 @@ def test_solver_maxiter_in_closure_is_rejected(tmp_path):
     np.testing.assert_allclose(full.params[2], _ridge_ref(10.0, A, B), rtol=1e-4)
 
 
+SCALE = 1.0
+
+
+def scaled_by_global(h, A, b):
+    return {"x": SCALE * ridge(h, A, b)["x"]}
+
+
+def test_module_level_names_are_fingerprinted(tmp_path, monkeypatch):
+    sweep.run(scaled_by_global, HP, A, B, checkpoint_dir=tmp_path)
+    sweep.run(scaled_by_global, HP, A, B, checkpoint_dir=tmp_path)  # loaded
+    monkeypatch.setattr(sys.modules[__name__], "SCALE", 2.0)
+    with pytest.raises(ValueError, match="differs in function"):
+        sweep.run(scaled_by_global, HP, A, B, checkpoint_dir=tmp_path)
+
+
 def _times(h, A, b, m):
     return {"x": m * ridge(h, A, b)["x"]}
 
