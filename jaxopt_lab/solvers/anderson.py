@@ -104,6 +104,8 @@ class AndersonAcceleration(FixedPointSolver):
       Walker and Ni, "Anderson acceleration for fixed-point iterations", 2011.
     """
 
+    _supports_half = False  # the mixing weights come from a LAPACK solve (no 16-bit kernels)
+
     fixed_point_fun: Callable
     _: dataclasses.KW_ONLY
     history_size: int = 5
@@ -212,6 +214,8 @@ class AndersonWrapper(base.IterativeSolver):
       Anderson, "Iterative procedures for nonlinear integral equations", 1965;
       Walker and Ni, "Anderson acceleration for fixed-point iterations", 2011.
     """
+
+    _supports_half = False  # the mixing weights come from a LAPACK solve (no 16-bit kernels)
 
     solver: Any
     _: dataclasses.KW_ONLY
