@@ -6,7 +6,8 @@ unrolling for reverse-mode differentiation through the iterations, a ``lax.scan`
 of ``maxiter`` steps whose finished steps are masked). Under ``vmap`` the
 while-loop's batched predicate freezes finished lanes, so each lane's result and
 status are exact. A step that turns the iterate non-finite is not kept: the loop
-returns the last finite iterate with the ``NONFINITE`` status.
+returns the last finite iterate, with the state that describes it (its value and
+error), and the ``NONFINITE`` status.
 """
 
 from __future__ import annotations
