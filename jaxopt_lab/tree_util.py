@@ -466,17 +466,17 @@ def traceable_int(value, name: str, minimum: int = 1):
     return value
 
 
-def _first_difference(tree, reference) -> str:
-    """The key path of the first leaf present in one tree and not in the other."""
+def _first_difference(tree, reference, name: str, reference_name: str) -> str:
+    """Where two pytree structures differ: the first leaf path present in only one of them."""
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)]
     ref_paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(reference)]
     ref_set, set_ = set(ref_paths), set(paths)
     extra = [p for p in paths if p not in ref_set]
     missing = [p for p in ref_paths if p not in set_]
     if extra:
-        return f"{extra[0] or '(root)'} is not in the reference"
+        return f"leaf {extra[0] or '(root)'} of {name} is not in {reference_name}"
     if missing:
-        return f"{missing[0] or '(root)'} is missing"
+        return f"leaf {missing[0] or '(root)'} of {reference_name} is missing from {name}"
     for p, q in zip(paths, ref_paths, strict=False):  # same paths, different node types
         if p != q:
             return f"{p or '(root)'} differs"
@@ -501,14 +501,16 @@ def check_tree_like(tree: PyTree, reference: PyTree, name: str = "grads", refere
     """
     ta, tb = jax.tree_util.tree_structure(tree), jax.tree_util.tree_structure(reference)
     if ta != tb:  # type: ignore[operator]
-        where = _first_difference(tree, reference)
-        raise ValueError(f"{who}: `{name}` does not have the pytree structure of `{reference_name}`: "
-                         f"{where} ({ta} vs {tb}).")
+        ref = f"`{reference_name}`" if reference_name.isidentifier() else reference_name
+        where = _first_difference(tree, reference, f"`{name}`", ref)
+        raise ValueError(f"{who}: `{name}` does not have the pytree structure of {ref}: {where} "
+                         f"({ta} vs {tb}).")
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(tree), jax.tree_util.tree_leaves(reference),
                             strict=True):
         if jnp.shape(x) != jnp.shape(y):
+            ref = f"`{reference_name}`" if reference_name.isidentifier() else reference_name
             raise ValueError(f"{who}: `{name}` leaf {jax.tree_util.keystr(path) or '(root)'} has shape "
-                             f"{jnp.shape(x)}, but `{reference_name}` has {jnp.shape(y)} there.")
+                             f"{jnp.shape(x)}, but {ref} has {jnp.shape(y)} there.")
 
 
 def check_eps_dtype(eps, tree: PyTree, name: str = "grads", who: str = "update") -> None:

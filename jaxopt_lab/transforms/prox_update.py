@@ -337,8 +337,9 @@ def hard_threshold_topk(learning_rate: optax.ScalarOrSchedule, k: int) -> optax.
       Blumensath, Davies, "Iterative Hard Thresholding for Compressed Sensing", 2008
       (arXiv:0805.0510).
     """
-    k = tu.static_int(k, "k", minimum=None)  # the type (an array names static_args), then the value
-    if k <= 0:
+    if isinstance(k, jax.Array):  # injected by optax.inject_hyperparams: the error names static_args
+        tu.static_int(k, "k")
+    if not isinstance(k, int) or k <= 0:
         raise ValueError(f"k must be a positive int, got {k!r}.")
     return optax.chain(optax.scale_by_learning_rate(learning_rate),
                        prox_update(lambda x, hp, s: prox_topk(x, k, s)))
@@ -362,8 +363,9 @@ def group_envelope(learning_rate: optax.ScalarOrSchedule, k: int, weight: float 
       Refael, Arbel, Huleihel, "Learning k-Level Structured Sparse Neural Networks Using
       Group Envelope Regularization", 2022 (arXiv:2212.12921).
     """
-    k = tu.static_int(k, "k", minimum=None)  # the type (an array names static_args), then the value
-    if k <= 0:
+    if isinstance(k, jax.Array):  # injected by optax.inject_hyperparams: the error names static_args
+        tu.static_int(k, "k")
+    if not isinstance(k, int) or k <= 0:
         raise ValueError(f"k must be a positive int, got {k!r}.")
     if group_axis is not None:
         group_axis = tu.static_int(group_axis, "group_axis", minimum=None)
