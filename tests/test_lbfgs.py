@@ -59,7 +59,7 @@ _LS_DEFAULTS = {
                   increase_factor=1.5, max_stepsize=1e10, min_stepsize=1e-6),
     "BFGS": dict(stepsize=0.0, linesearch="zoom", maxls=30, c1=1e-4, c2=0.9, decrease_factor=0.5,
                  increase_factor=1.5, max_stepsize=1e10, min_stepsize=1e-6),
-    "NonlinearCG": dict(linesearch="zoom", maxls=30, c1=1e-4, c2=0.9, decrease_factor=0.8,
+    "NonlinearCG": dict(linesearch="zoom", maxls=30, c1=1e-4, c2=0.4, decrease_factor=0.8,
                         increase_factor=1.2, max_stepsize=1e10),
     "LBFGSB": dict(stepsize=0.0, linesearch="zoom", maxls=20, c1=1e-3, c2=0.9, decrease_factor=None,
                    max_stepsize=1.0, stop_if_linesearch_fails=False),

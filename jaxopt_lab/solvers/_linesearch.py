@@ -32,6 +32,11 @@ class LineSearchResult(NamedTuple):
       aux: auxiliary output of ``fun`` at ``params``.
       failed: no step satisfying the conditions was found.
       num_evals: value-and-gradient evaluations made.
+      stalled: the search failed along a descent direction because no decrease of
+        ``f`` is representable in the dtype (steps below the rounding of ``f`` or
+        of the params); solvers report it as ``STALLED``.
+      nonfinite: the search failed and some trial had a finite value but a
+        non-finite gradient; solvers report it as ``NONFINITE``.
     """
 
     stepsize: jax.Array
@@ -41,6 +46,8 @@ class LineSearchResult(NamedTuple):
     aux: Any
     failed: jax.Array
     num_evals: jax.Array
+    stalled: Any = False
+    nonfinite: Any = False
 
 
 def _cubic_min(a, fa, da, b, fb, db):
@@ -63,9 +70,25 @@ class _ZoomCarry(NamedTuple):
     hi_t: Any
     hi_f: Any
     hi_d: Any
-    bracketed: Any
+    spread: Any
+    nan_grad: Any
     done: Any
     k: Any
+
+
+def _rounding_scale(f0, dtype):
+    """Size of the rounding error of ``f`` near ``f0``: ``10 eps |f0|`` (plus a tiny floor)."""
+    info = jnp.finfo(dtype)
+    return 10 * info.eps * jnp.abs(f0) + info.tiny
+
+
+def _step_below_ulp(params, direction, t, dtype):
+    """Whether ``|t d|`` is below the spacing of floats at ``params`` for every entry."""
+    leaves = jax.tree_util.tree_leaves(params)
+    xmax = max((jnp.max(jnp.abs(x)).astype(dtype) for x in leaves), default=jnp.zeros([], dtype))
+    dmax = max((jnp.max(jnp.abs(v)).astype(dtype) for v in jax.tree_util.tree_leaves(direction)),
+               default=jnp.zeros([], dtype))
+    return t * dmax <= jnp.finfo(dtype).eps * xmax
 
 
 def strong_wolfe(
@@ -80,16 +103,24 @@ def strong_wolfe(
     c2: float = 0.9,
     maxls: int = 30,
     max_stepsize: float = 1e10,
+    done=None,
 ) -> LineSearchResult:
     """Bracketing-and-zoom search for a step satisfying the strong Wolfe conditions.
 
     Conditions: ``f(x + t d) <= f(x) + c1 t <g, d>`` and
-    ``|<g(x + t d), d>| <= c2 |<g, d>|``. Trial steps come from safeguarded cubic
-    interpolation (inside a bracket) or extrapolation (before one is found).
-    Near the optimum, where ``f`` changes by less than its rounding error, the
-    approximate Wolfe test of Hager and Zhang replaces sufficient decrease. If
-    ``maxls`` evaluations pass without a Wolfe point, the best step with
-    sufficient decrease is returned; if there is none, ``failed`` is set.
+    ``|<g(x + t d), d>| <= c2 |<g, d>|``. The search keeps a low end (a step with
+    sufficient decrease and a negative slope) and, once found, a high end (a step
+    with too large a value or a non-negative slope); trial steps come from
+    safeguarded cubic interpolation between them, or extrapolation before the high
+    end exists. Where the predicted change ``t |<g, d>|`` is within a hundred times
+    the rounding error of ``f`` (about ``10 eps |f|``), values cannot be compared:
+    ``f`` may rise by its rounding error, steps are interpolated from the slopes
+    alone (a secant, exact on quadratics) and the approximate Wolfe test of Hager
+    and Zhang, ``(2 c1 - 1) <g, d> >= <g(x + t d), d>``, replaces sufficient
+    decrease. If ``maxls`` evaluations pass without a Wolfe point, the low end is
+    returned; if there is none, ``failed`` is set, and ``stalled`` too when the
+    direction is a descent one but no decrease is representable (every step tried
+    changes ``f`` by its rounding error only, or moves no entry of ``x``).
 
     Args:
       value_and_grad: ``x -> ((value, aux), grad)``.
@@ -101,18 +132,36 @@ def strong_wolfe(
       c1, c2: the Wolfe constants (``0 < c1 < c2 < 1``).
       maxls: maximum evaluations (static).
       max_stepsize: largest step tried.
+      done: optional boolean; when true the search makes no evaluation (a stopped
+        lane under ``vmap``) and returns ``failed``.
 
     Returns:
       A :class:`LineSearchResult`.
 
     References:
       Nocedal and Wright, "Numerical Optimization", 2nd ed., 2006, Algorithms
-      3.5 and 3.6.
+      3.5 and 3.6; Hager and Zhang, "A new conjugate gradient method with
+      guaranteed descent and an efficient line search", SIAM J. Optim., 2005.
     """
     dtype = jnp.result_type(value)
     d0 = tu.tree_vdot(grad, direction).astype(dtype)
     f0 = jnp.asarray(value, dtype)
     zero = jnp.zeros([], dtype)
+    inf = jnp.asarray(jnp.inf, dtype)
+    fnoise = _rounding_scale(f0, dtype)
+    in_noise = lambda t: t * jnp.abs(d0) <= 100 * fnoise
+
+    def interpolate(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d):
+        # Cubic on (f, f') at both ends; in the rounding regime a secant on f' alone.
+        width = hi_t - lo_t
+        cubic = _cubic_min(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d)
+        secant = lo_t - lo_d * width / jnp.where(hi_d != lo_d, hi_d - lo_d, 1.0)
+        secant = jnp.where((hi_d > lo_d) & jnp.isfinite(hi_d), secant, jnp.nan)
+        trial = jnp.where(in_noise(jnp.abs(width)) | ~jnp.isfinite(cubic), secant, cubic)
+        trial = jnp.where(jnp.isfinite(hi_f) | in_noise(jnp.abs(width)), trial, jnp.nan)
+        margin = 0.05 * jnp.abs(width)
+        safe = jnp.clip(trial, jnp.minimum(lo_t, hi_t) + margin, jnp.maximum(lo_t, hi_t) - margin)
+        return jnp.where(jnp.isfinite(trial), safe, lo_t + 0.5 * width)
 
     def body(c: _ZoomCarry):
         x = tu.tree_add_scalar_mul(params, c.t, direction)
@@ -120,72 +169,67 @@ def strong_wolfe(
         f = jnp.asarray(f, dtype)
         dphi = tu.tree_vdot(g, direction).astype(dtype)
         finite = jnp.isfinite(f) & jnp.isfinite(dphi)
-        # Sufficient decrease, or (Hager-Zhang's approximate Wolfe test) no increase
-        # beyond rounding with the slope reduced, for steps below f's precision.
-        eps = jnp.finfo(dtype).eps
-        approx = (f <= f0 + 10 * eps * jnp.abs(f0)) & (dphi <= (2 * c1 - 1) * d0)
-        armijo = finite & ((f <= f0 + c1 * c.t * d0) | approx)
-        curvature = jnp.abs(dphi) <= c2 * jnp.abs(d0)
-        accept = armijo & curvature
-        # New low point: sufficient decrease and better than the current low.
-        better = armijo & (f < c.lo_f)
-        to_hi = ~better  # failed decrease (or no improvement): t bounds from above
-        # Before a bracket exists: an improving point with positive slope closes it
-        # with the old low as the upper end.
-        flip = better & (dphi * (c.hi_t - c.lo_t) >= 0) & c.bracketed
-        open_flip = better & (dphi >= 0) & ~c.bracketed
-        new_hi_t = jnp.where(to_hi, c.t, jnp.where(flip | open_flip, c.lo_t, c.hi_t))
-        new_hi_f = jnp.where(to_hi, f, jnp.where(flip | open_flip, c.lo_f, c.hi_f))
-        new_hi_d = jnp.where(to_hi, dphi, jnp.where(flip | open_flip, c.lo_d, c.hi_d))
-        new_hi_f = jnp.where(finite | ~to_hi, new_hi_f, jnp.inf)
-        bracketed = c.bracketed | to_hi | open_flip
-        lo_t = jnp.where(better, c.t, c.lo_t)
-        lo_f = jnp.where(better, f, c.lo_f)
-        lo_d = jnp.where(better, dphi, c.lo_d)
-        lo_x = tu.tree_where(better, x, c.lo_x)
-        lo_g = tu.tree_where(better, g, c.lo_g)
-        lo_aux = tu.tree_where(better, a, c.lo_aux) if a is not None else c.lo_aux
-        # Next trial.
-        cubic = _cubic_min(lo_t, lo_f, lo_d, new_hi_t, new_hi_f, new_hi_d)
-        width = new_hi_t - lo_t
-        lo_b = jnp.minimum(lo_t, new_hi_t) + 0.1 * jnp.abs(width)
-        hi_b = jnp.maximum(lo_t, new_hi_t) - 0.1 * jnp.abs(width)
-        inside = jnp.where(
-            jnp.isfinite(cubic) & jnp.isfinite(new_hi_f), jnp.clip(cubic, lo_b, hi_b),
-            0.5 * (lo_t + new_hi_t),
-        )
-        ext = _cubic_min(c.lo_t, c.lo_f, c.lo_d, c.t, f, dphi)
-        outside = jnp.where(jnp.isfinite(ext), jnp.clip(ext, 2.0 * c.t, 10.0 * c.t), 4.0 * c.t)
-        next_t = jnp.where(bracketed, inside, jnp.minimum(outside, max_stepsize))
-        done = accept | (~bracketed & (c.t >= max_stepsize))
+        noise = in_noise(c.t)
+        slack = jnp.where(noise, fnoise, zero)
+        suff = f <= f0 + c1 * c.t * d0
+        approx = noise & (f <= f0 + fnoise) & (dphi <= (2 * c1 - 1) * d0)
+        accept = finite & (suff | approx) & (jnp.abs(dphi) <= c2 * jnp.abs(d0))
+        # A new low end: (nearly) sufficient decrease, no worse than the low end, slope < 0.
+        to_lo = finite & (suff | (f <= f0 + slack)) & (f <= c.lo_f + slack) & (dphi < 0)
+        hi_t = jnp.where(to_lo, c.hi_t, c.t)
+        hi_f = jnp.where(to_lo, c.hi_f, jnp.where(finite, f, inf))
+        hi_d = jnp.where(to_lo, c.hi_d, jnp.where(finite, dphi, inf))
+        lo_t = jnp.where(to_lo, c.t, c.lo_t)
+        lo_f = jnp.where(to_lo, f, c.lo_f)
+        lo_d = jnp.where(to_lo, dphi, c.lo_d)
+        bracketed = jnp.isfinite(hi_t)
+        # Next trial: inside the bracket, or beyond t (cubic or secant through the old
+        # low end and t, between 1.1 t and 10 t).
+        inside = interpolate(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d)
+        secant = c.t - dphi * (c.t - c.lo_t) / jnp.where(dphi > c.lo_d, dphi - c.lo_d, 1.0)
+        ext = jnp.where(noise, secant, _cubic_min(c.lo_t, c.lo_f, c.lo_d, c.t, f, dphi))
+        ext = jnp.where(jnp.isfinite(ext) & (dphi > c.lo_d), ext, 4.0 * c.t)
+        outside = jnp.minimum(jnp.clip(ext, 1.1 * c.t, 10.0 * c.t), max_stepsize)
+        next_t = jnp.where(bracketed, inside, outside)
+        # Stop: accepted; at the largest step with the slope still negative; or the
+        # bracket has shrunk below the spacing of floats.
+        collapsed = bracketed & (jnp.abs(hi_t - lo_t) <= 2 * jnp.finfo(dtype).eps * jnp.abs(hi_t))
+        stop = accept | (~bracketed & (c.t >= max_stepsize)) | collapsed
         keep = lambda new, old: jnp.where(c.done, old, new)
+        take = accept | to_lo
         return _ZoomCarry(
             t=keep(jnp.where(accept, c.t, next_t), c.t),
             lo_t=keep(jnp.where(accept, c.t, lo_t), c.lo_t),
             lo_f=keep(jnp.where(accept, f, lo_f), c.lo_f),
-            lo_d=keep(lo_d, c.lo_d),
-            lo_x=tu.tree_where(c.done, c.lo_x, tu.tree_where(accept, x, lo_x)),
-            lo_g=tu.tree_where(c.done, c.lo_g, tu.tree_where(accept, g, lo_g)),
-            lo_aux=(
-                lo_aux if a is None
-                else tu.tree_where(c.done, c.lo_aux, tu.tree_where(accept, a, lo_aux))
-            ),
-            hi_t=keep(new_hi_t, c.hi_t),
-            hi_f=keep(new_hi_f, c.hi_f),
-            hi_d=keep(new_hi_d, c.hi_d),
-            bracketed=keep(bracketed, c.bracketed),
-            done=c.done | done,
+            lo_d=keep(jnp.where(accept, dphi, lo_d), c.lo_d),
+            lo_x=tu.tree_where(c.done | ~take, c.lo_x, x),
+            lo_g=tu.tree_where(c.done | ~take, c.lo_g, g),
+            lo_aux=c.lo_aux if a is None else tu.tree_where(c.done | ~take, c.lo_aux, a),
+            hi_t=keep(hi_t, c.hi_t),
+            hi_f=keep(hi_f, c.hi_f),
+            hi_d=keep(hi_d, c.hi_d),
+            spread=keep(jnp.maximum(c.spread, jnp.where(finite, jnp.abs(f - f0), inf)), c.spread),
+            nan_grad=c.nan_grad | (~c.done & jnp.isfinite(f) & ~jnp.isfinite(dphi)),
+            done=c.done | stop,
             k=c.k + jnp.where(c.done, 0, 1),
         )
 
+    start_done = jnp.asarray(False) if done is None else jnp.asarray(done, bool)
     init = _ZoomCarry(
         t=jnp.asarray(init_stepsize, dtype), lo_t=zero, lo_f=f0, lo_d=d0, lo_x=params,
-        lo_g=grad, lo_aux=aux, hi_t=jnp.asarray(jnp.inf, dtype), hi_f=jnp.asarray(jnp.inf, dtype),
-        hi_d=zero, bracketed=jnp.asarray(False), done=jnp.asarray(False), k=jnp.asarray(0),
+        lo_g=grad, lo_aux=aux, hi_t=inf, hi_f=inf, hi_d=inf, spread=zero, nan_grad=jnp.asarray(False),
+        done=start_done,
+        k=jnp.asarray(0),
     )
     c = jax.lax.while_loop(lambda c: ~c.done & (c.k < maxls), body, init)
     failed = c.lo_t <= 0
-    return LineSearchResult(c.lo_t, c.lo_x, c.lo_f, c.lo_g, c.lo_aux, failed, c.k)
+    # No representable decrease: every value tried equals f up to rounding, every step in
+    # the bracket is in the rounding regime, or moves no entry of x.
+    unrepresentable = ((c.spread <= fnoise) | in_noise(c.hi_t)
+                       | _step_below_ulp(params, direction, c.hi_t, dtype))
+    nonfinite = failed & c.nan_grad
+    stalled = failed & ~nonfinite & (c.k > 0) & (d0 < 0) & unrepresentable
+    return LineSearchResult(c.lo_t, c.lo_x, c.lo_f, c.lo_g, c.lo_aux, failed, c.k, stalled, nonfinite)
 
 
 class _BtCarry(NamedTuple):
@@ -211,6 +255,7 @@ def backtracking(
     maxls: int = 30,
     slope=None,
     step_fn: Callable | None = None,
+    done=None,
 ) -> LineSearchResult:
     """Backtracking search for a step with sufficient decrease (Armijo).
 
@@ -232,6 +277,8 @@ def backtracking(
       maxls: maximum evaluations (static).
       slope: ``<g, d>`` if already known.
       step_fn: ``t -> y``, a trial point for step ``t`` (proximal condition).
+      done: optional boolean; when true the search makes no evaluation (a stopped
+        lane under ``vmap``) and returns ``failed``.
 
     Returns:
       A :class:`LineSearchResult`.
@@ -245,6 +292,7 @@ def backtracking(
     f0 = jnp.asarray(value, dtype)
     # Rounding slack: near a minimizer f changes by less than its own precision.
     slack = 10 * jnp.finfo(dtype).eps * jnp.abs(f0)
+    slope_known = step_fn is None
     if step_fn is None:
         d0 = tu.tree_vdot(grad, direction).astype(dtype) if slope is None else slope
         step_fn = lambda t: tu.tree_add_scalar_mul(params, t, direction)
@@ -268,16 +316,96 @@ def backtracking(
             done=c.done | ok, k=c.k + jnp.where(c.done, 0, 1),
         )
 
-    init = _BtCarry(jnp.asarray(init_stepsize, dtype), params, f0, grad, aux,
-                    jnp.asarray(False), jnp.asarray(0))
+    start_done = jnp.asarray(False) if done is None else jnp.asarray(done, bool)
+    init = _BtCarry(jnp.asarray(init_stepsize, dtype), params, f0, grad, aux, start_done,
+                    jnp.asarray(0))
     c = jax.lax.while_loop(lambda c: ~c.done & (c.k < maxls), body, init)
-    failed = ~c.done
+    failed = ~c.done | start_done
     t = jnp.where(failed, jnp.zeros_like(c.t), c.t)
     x = tu.tree_where(failed, params, c.x)
     f = jnp.where(failed, f0, c.f)
     g = tu.tree_where(failed, grad, c.g)
     a = c.aux if aux is None else tu.tree_where(failed, aux, c.aux)
-    return LineSearchResult(t, x, f, g, a, failed, c.k)
+    stalled = jnp.asarray(False)
+    if direction is not None and slope_known:
+        # The last trial step (twice the step now in c.t) was below f's rounding or x's.
+        t_last = c.t / decrease_factor
+        stalled = (failed & ~start_done & (d0 < 0)
+                   & ((t_last * jnp.abs(d0) <= 100 * _rounding_scale(f0, dtype))
+                      | _step_below_ulp(params, direction, t_last, dtype)))
+    return LineSearchResult(t, x, f, g, a, failed, c.k, stalled)
+
+
+def stopped(status) -> jax.Array:
+    """Whether a solver state with this status has stopped (not running, not at ``maxiter``).
+
+    A stopped lane's update makes no evaluation and returns its state unchanged; a
+    lane at ``MAX_ITER`` still iterates when ``update`` is called by hand.
+
+    Args:
+      status: a :class:`jaxopt_lab.Status` code (array).
+
+    Returns:
+      A boolean array.
+    """
+    return (status != base.Status.RUNNING) & (status != base.Status.MAX_ITER)
+
+
+def select_result(pred, on_true: LineSearchResult, on_false: LineSearchResult) -> LineSearchResult:
+    """``on_true`` where ``pred`` holds, else ``on_false``, field by field.
+
+    Args:
+      pred: boolean scalar.
+      on_true, on_false: two results of searches from the same point.
+
+    Returns:
+      A :class:`LineSearchResult`.
+    """
+    pick = lambda a, b: None if a is None else tu.tree_where(pred, a, b)
+    return LineSearchResult(*(pick(a, b) for a, b in zip(on_true, on_false, strict=True)))
+
+
+def failure_status(ls: LineSearchResult) -> jax.Array:
+    """The status a quasi-Newton or CG step takes from its line search.
+
+    Args:
+      ls: the search's result.
+
+    Returns:
+      ``RUNNING`` if it succeeded; otherwise ``NONFINITE`` (NaN gradient where ``f``
+      was finite), ``STALLED`` (no representable decrease) or ``LINESEARCH_FAILED``.
+    """
+    failure = jnp.where(ls.nonfinite, base.Status.NONFINITE,
+                        jnp.where(ls.stalled, base.Status.STALLED, base.Status.LINESEARCH_FAILED))
+    return jnp.where(ls.failed, failure, base.Status.RUNNING).astype(jnp.int32)
+
+
+def error_after(ls: LineSearchResult, dtype) -> jax.Array:
+    """Gradient norm at the search's point; NaN when the search met a NaN gradient and failed.
+
+    Args:
+      ls: the search's result.
+      dtype: dtype of the error.
+
+    Returns:
+      A scalar.
+    """
+    error = tu.tree_l2_norm(ls.grad).astype(dtype)
+    return jnp.where(ls.failed & ls.nonfinite, jnp.nan, error)
+
+
+def keep_if_stopped(stop, params, state, new_params, new_state):
+    """``OptStep(params, state)`` unchanged for a stopped lane, else the new one.
+
+    Args:
+      stop: boolean scalar (see :func:`stopped`).
+      params, state: the step's inputs.
+      new_params, new_state: the step's outputs.
+
+    Returns:
+      An ``OptStep``.
+    """
+    return base.OptStep(tu.tree_where(stop, params, new_params), tu.tree_where(stop, state, new_state))
 
 
 _LINESEARCHES = ("zoom", "hager-zhang", "more-thuente", "backtracking")
@@ -344,7 +472,7 @@ class LineSearchOptions:
         return not base.is_concrete(self.stepsize) or float(self.stepsize) > 0
 
     def _line_search(self, value_and_grad: Callable, params, value, grad, direction, init_stepsize,
-                     aux=None) -> LineSearchResult:
+                     aux=None, done=None) -> LineSearchResult:
         """Step along ``direction``: fixed, backtracking or strong Wolfe, as the options say.
 
         Args:
@@ -352,6 +480,7 @@ class LineSearchOptions:
           params, value, grad, aux: the current point and ``fun`` there.
           direction: a descent direction.
           init_stepsize: first trial step of the search.
+          done: optional boolean; true makes the search a no-op (a stopped lane).
 
         Returns:
           A :class:`LineSearchResult` (one evaluation for a fixed step).
@@ -364,9 +493,10 @@ class LineSearchOptions:
         if self.linesearch == "backtracking":
             factor = 0.5 if self.decrease_factor is None else self.decrease_factor
             return backtracking(value_and_grad, params, value, grad, direction, init_stepsize, aux,
-                                c1=self.c1, decrease_factor=factor, maxls=self.maxls)
+                                c1=self.c1, decrease_factor=factor, maxls=self.maxls, done=done)
         return strong_wolfe(value_and_grad, params, value, grad, direction, init_stepsize, aux,
-                            c1=self.c1, c2=self.c2, maxls=self.maxls, max_stepsize=self.max_stepsize)
+                            c1=self.c1, c2=self.c2, maxls=self.maxls, max_stepsize=self.max_stepsize,
+                            done=done)
 
 
 def _concrete_scalar(value) -> bool:

@@ -110,7 +110,11 @@ class BFGS(_linesearch.LineSearchOptions, base.IterativeSolver):
           *args, **kwargs: passed to ``fun``.
 
         Returns:
-          ``OptStep(params, state)``.
+          ``OptStep(params, state)``; a state whose status is neither ``RUNNING`` nor
+          ``MAX_ITER`` comes back unchanged with no evaluation. A failed line search
+          ends the solve: ``STALLED`` when no decrease is representable in the dtype,
+          ``NONFINITE`` for a NaN gradient where ``f`` was finite, else
+          ``LINESEARCH_FAILED``.
         """
         vg = lambda x: self._value_and_grad_fun()(x, *args, **kwargs)
         g_flat, unravel = ravel_pytree(state.grad)
@@ -121,7 +125,9 @@ class BFGS(_linesearch.LineSearchOptions, base.IterativeSolver):
         direction = unravel(d_flat.astype(g_flat.dtype))
         first = state.iter_num == 0
         init_t = jnp.where(first, jnp.minimum(1.0, 1.0 / jnp.maximum(state.error, 1e-30)), 1.0)
-        ls = self._line_search(vg, params, state.value, state.grad, direction, init_t, state.aux)
+        stopped = _linesearch.stopped(state.status)
+        ls = self._line_search(vg, params, state.value, state.grad, direction, init_t, state.aux,
+                               done=stopped)
         s = ravel_pytree(tu.tree_sub(ls.params, params))[0].astype(dtype)
         y = (ravel_pytree(ls.grad)[0] - g_flat).astype(dtype)
         sy, yy = jnp.dot(s, y), jnp.dot(y, y)
@@ -132,10 +138,10 @@ class BFGS(_linesearch.LineSearchOptions, base.IterativeSolver):
         H = jnp.where(good, V @ H0 @ V.T + rho * jnp.outer(s, s), state.H)
         new_state = BfgsState(
             iter_num=state.iter_num + 1, value=jnp.asarray(ls.value, dtype), grad=ls.grad,
-            stepsize=ls.stepsize, error=tu.tree_l2_norm(ls.grad).astype(dtype), H=H, aux=ls.aux,
+            stepsize=ls.stepsize, error=_linesearch.error_after(ls, dtype), H=H, aux=ls.aux,
             failed_linesearch=ls.failed, num_fun_eval=state.num_fun_eval + ls.num_evals,
             num_grad_eval=state.num_grad_eval + ls.num_evals,
             num_linesearch_iter=state.num_linesearch_iter + ls.num_evals,
-            status=jnp.where(ls.failed, base.Status.LINESEARCH_FAILED, base.Status.RUNNING).astype(jnp.int32),
+            status=_linesearch.failure_status(ls),
         )
-        return base.OptStep(ls.params, new_state)
+        return _linesearch.keep_if_stopped(stopped, params, state, ls.params, new_state)

@@ -139,9 +139,12 @@ class LBFGS(_linesearch.LineSearchOptions, base.IterativeSolver):
         fixes the step; default strong Wolfe with ``c1=1e-4``, ``c2=0.9``, ``maxls=30``).
       history_size: number of stored curvature pairs (static).
       use_gamma: scale the initial inverse Hessian by ``<s, y> / <y, y>``.
-      stop_if_linesearch_fails: stop with ``LINESEARCH_FAILED`` when the line
-        search finds no step (default, unlike jaxopt's False); with False the
-        memory is cleared and the next iteration restarts along ``-grad``.
+      stop_if_linesearch_fails: stop when the line search finds no step (default,
+        unlike jaxopt's False): ``STALLED`` when no decrease is representable in the
+        dtype (``tol`` below its reach), ``NONFINITE`` when the gradient was NaN where
+        ``f`` was finite, else ``LINESEARCH_FAILED``. With False the memory is cleared
+        and the next iteration restarts along ``-grad`` (a failure with an empty memory
+        still stops).
       implicit_diff, implicit_diff_solve, jit, unroll, verbose: see
         :class:`jaxopt_lab.base.IterativeSolver`.
 
@@ -203,7 +206,9 @@ class LBFGS(_linesearch.LineSearchOptions, base.IterativeSolver):
           *args, **kwargs: passed to ``fun``.
 
         Returns:
-          ``OptStep(params, state)`` after the iteration.
+          ``OptStep(params, state)`` after the iteration; a state whose status is
+          neither ``RUNNING`` nor ``MAX_ITER`` comes back unchanged with no evaluation
+          (a stopped lane costs nothing under ``vmap``).
         """
         vg = lambda x: self._value_and_grad_fun()(x, *args, **kwargs)
         m = self.history_size
@@ -221,7 +226,9 @@ class LBFGS(_linesearch.LineSearchOptions, base.IterativeSolver):
         first = jnp.all(state.rho_history == 0) | ~descent
         init_t = jnp.where(first, jnp.minimum(1.0, 1.0 / jnp.maximum(gnorm, 1e-30)), 1.0)
 
-        ls = self._line_search(vg, params, state.value, state.grad, direction, init_t, state.aux)
+        stopped = _linesearch.stopped(state.status)
+        ls = self._line_search(vg, params, state.value, state.grad, direction, init_t, state.aux,
+                               done=stopped)
 
         s = tu.tree_sub(ls.params, params)
         y = tu.tree_sub(ls.grad, state.grad)
@@ -242,16 +249,19 @@ class LBFGS(_linesearch.LineSearchOptions, base.IterativeSolver):
         new_state = LbfgsState(
             iter_num=state.iter_num + 1,
             value=jnp.asarray(ls.value, dtype), grad=ls.grad, stepsize=ls.stepsize,
-            error=tu.tree_l2_norm(ls.grad).astype(dtype),
+            error=_linesearch.error_after(ls, dtype),
             s_history=put(state.s_history, s), y_history=put(state.y_history, y),
             rho_history=rho, gamma=gamma, aux=ls.aux, failed_linesearch=ls.failed,
             num_fun_eval=state.num_fun_eval + ls.num_evals,
             num_grad_eval=state.num_grad_eval + ls.num_evals,
             num_linesearch_iter=state.num_linesearch_iter + ls.num_evals,
-            status=jnp.where(ls.failed & self.stop_if_linesearch_fails, base.Status.LINESEARCH_FAILED,
-                             base.Status.RUNNING).astype(jnp.int32),
+            status=_linesearch.failure_status(ls),
         )
         if not self.stop_if_linesearch_fails:
+            # A failure clears the memory and the next iteration restarts along -grad; it
+            # ends the solve only when the gradient is NaN or the memory was already empty.
+            final = ls.nonfinite | jnp.all(state.rho_history == 0)
             new_state = new_state._replace(
-                rho_history=jnp.where(ls.failed, 0.0, new_state.rho_history))
-        return base.OptStep(ls.params, new_state)
+                rho_history=jnp.where(ls.failed, 0.0, new_state.rho_history),
+                status=jnp.where(final, new_state.status, base.Status.RUNNING).astype(jnp.int32))
+        return _linesearch.keep_if_stopped(stopped, params, state, ls.params, new_state)

@@ -130,7 +130,10 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
     does; it stops with ``LINESEARCH_FAILED`` only when that fails too (or at once with
     ``stop_if_linesearch_fails``). ``run(init_params, bounds, *args)`` with
     ``bounds = (lower, upper)`` pytrees matching the params (or scalars; ``None`` or
-    ``+-inf`` for no bound); ``bounds=`` may be given as a keyword.
+    ``+-inf`` for no bound); ``bounds=`` may be given as a keyword. An empty box
+    (``lower > upper`` somewhere) raises ``ValueError`` when the bounds are concrete and
+    ends the solve at once with ``Status.INFEASIBLE`` when they are traced (per lane under
+    ``vmap``).
 
     Args:
       fun: objective ``fun(params, *args, **kwargs)``.
@@ -231,6 +234,8 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
     def init_state(self, init_params, bounds, *args, **kwargs) -> LbfgsbState:
         """Evaluate ``fun`` at the projection of ``init_params`` onto the box; empty memory.
 
+        The status is ``INFEASIBLE`` from the start when the box is empty.
+
         Args:
           init_params: initial point.
           bounds: ``(lower, upper)``.
@@ -245,6 +250,9 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
         (value, aux), g = self._flat_vg(unravel, args, kwargs)(x)
         dtype, m = x.dtype, self.history_size
         one = jnp.asarray(1, jnp.int32)
+        # An empty box (lower > upper somewhere, e.g. traced bounds under vmap): INFEASIBLE
+        # at once, so the loop never runs and init_params come back unchanged.
+        status = jnp.where(jnp.any(lo > up), base.Status.INFEASIBLE, base.Status.RUNNING)
         return LbfgsbState(
             iter_num=jnp.asarray(0, jnp.int32), value=value, grad=unravel(g),
             stepsize=jnp.asarray(1.0, dtype),
@@ -253,7 +261,7 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
             ss_history=jnp.zeros((m, m), dtype), theta=jnp.asarray(1.0, dtype),
             num_pairs=jnp.asarray(0, jnp.int32), aux=aux,
             failed_linesearch=jnp.asarray(False), num_fun_eval=one, num_grad_eval=one,
-            num_linesearch_iter=jnp.asarray(0, jnp.int32), status=jnp.asarray(base.Status.RUNNING, jnp.int32),
+            num_linesearch_iter=jnp.asarray(0, jnp.int32), status=status.astype(jnp.int32),
         )
 
     def update(self, params, state: LbfgsbState, bounds, *args, **kwargs) -> base.OptStep:
@@ -284,7 +292,9 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
         boxed = jnp.all(jnp.isfinite(lo) & jnp.isfinite(up))
         inv_dnorm = 1.0 / jnp.maximum(jnp.linalg.norm(d), 1e-30)
         init_t = jnp.where(empty & ~boxed, jnp.minimum(1.0, inv_dnorm), 1.0)
-        ls = self._line_search(self._flat_vg(unravel, args, kwargs), x, state.value, g, d, init_t, state.aux)
+        stopped = _linesearch.stopped(state.status)
+        ls = self._line_search(self._flat_vg(unravel, args, kwargs), x, state.value, g, d, init_t, state.aux,
+                               done=stopped)
         failed = ls.failed
         x_new = jnp.where(failed, x, jnp.clip(ls.params, lo, up))
         g_new = jnp.where(failed, g, ls.grad)
@@ -303,7 +313,9 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
         reset = failed & ~empty & (not self.stop_if_linesearch_fails)
         clear = lambda a: jnp.where(reset, jnp.zeros_like(a), a)
         error = self._error(x_new, g_new, lo, up).astype(dtype)
-        status = jnp.where(failed & ~reset, base.Status.LINESEARCH_FAILED, base.Status.RUNNING)
+        error = jnp.where(failed & ls.nonfinite, jnp.nan, error)
+        status = jnp.where(failed & (~reset | ls.nonfinite), _linesearch.failure_status(ls),
+                           base.Status.RUNNING)
         if self.ftol is not None:
             rel = (state.value - value) / jnp.maximum(jnp.maximum(jnp.abs(state.value), jnp.abs(value)), 1.0)
             stalled = ~failed & (rel <= self.ftol) & (error > self.tol)
@@ -318,7 +330,7 @@ class LBFGSB(_linesearch.LineSearchOptions, base.IterativeSolver):
             num_grad_eval=state.num_grad_eval + ls.num_evals,
             num_linesearch_iter=state.num_linesearch_iter + ls.num_evals, status=status.astype(jnp.int32),
         )
-        return base.OptStep(unravel(x_new), new_state)
+        return _linesearch.keep_if_stopped(stopped, params, state, unravel(x_new), new_state)
 
     def optimality_fun(self, params, bounds, *args, **kwargs):
         """Projected-gradient residual ``x - P(x - grad f(x))``, zero exactly at KKT points.

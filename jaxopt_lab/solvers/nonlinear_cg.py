@@ -30,6 +30,7 @@ class NonlinearCGState(NamedTuple):
       failed_linesearch: the last line search failed.
       num_fun_eval, num_grad_eval, num_linesearch_iter: evaluation counters.
       status: :class:`jaxopt_lab.Status` code.
+      prev_value: objective at the previous iterate (for the first trial step).
     """
 
     iter_num: jax.Array
@@ -44,6 +45,7 @@ class NonlinearCGState(NamedTuple):
     num_grad_eval: jax.Array
     num_linesearch_iter: jax.Array
     status: jax.Array
+    prev_value: jax.Array
 
 
 @dataclasses.dataclass(eq=False)
@@ -52,9 +54,12 @@ class NonlinearCG(_linesearch.LineSearchOptions, base.IterativeSolver):
 
     Beta rules (``y = g+ - g``): Fletcher-Reeves ``|g+|^2 / |g|^2``;
     Polak-Ribiere(+) ``max(<g+, y> / |g|^2, 0)``; Hestenes-Stiefel
-    ``<g+, y> / <d, y>``; Dai-Yuan ``|g+|^2 / <d, y>``. A direction that is not a
-    descent one, or a failed line search, restarts along ``-g+``; two failures in a
-    row set ``LINESEARCH_FAILED``.
+    ``<g+, y> / <d, y>``; Dai-Yuan ``|g+|^2 / <d, y>``. A new direction that is not a
+    sufficient descent one (``<d+, g+> > -0.01 |g+|^2``) restarts along ``-g+``; a
+    line search failing along the CG direction is retried at once along ``-g``, and
+    only a failure of that one ends the solve: ``STALLED`` when no decrease is
+    representable in the dtype (below ``tol``'s reach), ``NONFINITE`` when the
+    gradient was NaN where ``f`` was finite, ``LINESEARCH_FAILED`` otherwise.
 
     Args:
       fun: objective ``fun(params, *args, **kwargs)``.
@@ -64,9 +69,9 @@ class NonlinearCG(_linesearch.LineSearchOptions, base.IterativeSolver):
         ``"hestenes-stiefel"``, ``"dai-yuan"``.
       linesearch, linesearch_init, condition, maxls, c1, c2, decrease_factor,
         increase_factor, max_stepsize, min_stepsize, stepsize: the line-search options of
-        :class:`jaxopt_lab.solvers._linesearch.LineSearchOptions` (default strong Wolfe,
-        ``c2 = 0.9`` as jaxopt; ``0.1`` gives more exact searches but can fail near the
-        optimum where ``f`` is flat to rounding; ``stepsize > 0`` fixes the step).
+        :class:`jaxopt_lab.solvers._linesearch.LineSearchOptions` (default strong Wolfe
+        with SciPy's CG constants ``c1 = 1e-4``, ``c2 = 0.4``: CG needs searches more
+        exact than quasi-Newton methods; ``stepsize > 0`` fixes the step).
 
     Returns:
       ``run`` returns an ``OptStep(params, NonlinearCGState)``.
@@ -86,6 +91,7 @@ class NonlinearCG(_linesearch.LineSearchOptions, base.IterativeSolver):
     method: str = "polak-ribiere"
     decrease_factor: float | None = 0.8
     increase_factor: float = 1.2
+    c2: float = 0.4
 
     def __post_init__(self):
         super().__post_init__()
@@ -111,6 +117,7 @@ class NonlinearCG(_linesearch.LineSearchOptions, base.IterativeSolver):
             descent_direction=tu.tree_negative(grad), aux=aux, failed_linesearch=jnp.asarray(False),
             num_fun_eval=one, num_grad_eval=one, num_linesearch_iter=jnp.asarray(0, jnp.int32),
             status=jnp.asarray(base.Status.RUNNING, jnp.int32),
+            prev_value=jnp.asarray(jnp.nan, dtype),
         )
 
     def _beta(self, g_new, g, d):
@@ -129,6 +136,9 @@ class NonlinearCG(_linesearch.LineSearchOptions, base.IterativeSolver):
     def update(self, params, state: NonlinearCGState, *args, **kwargs) -> base.OptStep:
         """One conjugate-gradient iteration.
 
+        A state whose status is neither ``RUNNING`` nor ``MAX_ITER`` is returned
+        unchanged with no evaluation (a stopped lane costs nothing under ``vmap``).
+
         Args:
           params: current point.
           state: current :class:`NonlinearCGState`.
@@ -139,26 +149,44 @@ class NonlinearCG(_linesearch.LineSearchOptions, base.IterativeSolver):
         """
         vg = lambda x: self._value_and_grad_fun()(x, *args, **kwargs)
         dtype = jnp.result_type(state.value)
+        stopped = _linesearch.stopped(state.status)
         d = state.descent_direction
-        dnorm = tu.tree_l2_norm(d)
-        # First trial: the previous step scaled by the slope ratio (Nocedal-Wright eq. 3.60).
-        init_t = jnp.where(state.iter_num == 0, jnp.minimum(1.0, 1.0 / jnp.maximum(dnorm, 1e-30)),
-                           state.stepsize * 1.5)
-        ls = self._line_search(vg, params, state.value, state.grad, d, init_t, state.aux)
+        slope = tu.tree_vdot(state.grad, d).astype(dtype)
+        # First trial: the step at which a quadratic with the last decrease f_{k-1} - f_k
+        # and the current slope is minimal (Nocedal-Wright eq. 3.60), at most 1; on the
+        # first iteration 1 / ||d||.
+        guess = 2.02 * (state.value - state.prev_value) / jnp.where(slope < 0, slope, -1.0)
+        first = 1.0 / jnp.maximum(tu.tree_l2_norm(d).astype(dtype), jnp.finfo(dtype).tiny)
+        init_t = jnp.minimum(1.0, jnp.where(jnp.isfinite(guess) & (guess > 0), guess, first))
+        ls_d = self._line_search(vg, params, state.value, state.grad, d, init_t, state.aux, done=stopped)
+        # A failed search along the CG direction is retried at once along -g (unless the
+        # direction already was -g).
+        neg_g = tu.tree_negative(state.grad)
+        was_neg_g = tu.tree_vdot(tu.tree_sub(d, neg_g), tu.tree_sub(d, neg_g)) == 0
+        retry = ls_d.failed & ~ls_d.nonfinite & ~stopped & ~was_neg_g
+        if self._fixed_step():  # a fixed step never fails
+            ls, evals = ls_d, ls_d.num_evals
+        else:
+            g_norm_inv = 1.0 / jnp.maximum(state.error, jnp.finfo(dtype).tiny)
+            ls_g = self._line_search(vg, params, state.value, state.grad, neg_g,
+                                     jnp.minimum(1.0, g_norm_inv), state.aux, done=~retry)
+            ls, evals = _linesearch.select_result(retry, ls_g, ls_d), ls_d.num_evals + ls_g.num_evals
+            d = tu.tree_where(retry, neg_g, d)
         beta = self._beta(ls.grad, state.grad, d)
         new_d = tu.tree_add_scalar_mul(tu.tree_negative(ls.grad), beta, d)
-        descent = tu.tree_vdot(new_d, ls.grad) < 0
-        # Restart along -g after a non-descent direction or a failed search; a search
-        # failing along -g right after a restart is a real failure.
-        new_d = tu.tree_where(descent & ~ls.failed, new_d, tu.tree_negative(ls.grad))
-        really_failed = ls.failed & state.failed_linesearch
+        # Restart along -g+ unless the new direction is a sufficient descent one, or when
+        # successive gradients are far from orthogonal (Powell's test |<g+, g>| >= 0.2 |g+|^2).
+        gnew2 = tu.tree_vdot(ls.grad, ls.grad)
+        descent = tu.tree_vdot(new_d, ls.grad) <= -1e-2 * gnew2
+        orthogonal = jnp.abs(tu.tree_vdot(ls.grad, state.grad)) < 0.2 * gnew2
+        new_d = tu.tree_where(descent & orthogonal, new_d, tu.tree_negative(ls.grad))
         new_state = NonlinearCGState(
             iter_num=state.iter_num + 1, stepsize=jnp.where(ls.failed, state.stepsize, ls.stepsize),
-            error=tu.tree_l2_norm(ls.grad).astype(dtype), value=jnp.asarray(ls.value, dtype),
+            error=_linesearch.error_after(ls, dtype), value=jnp.asarray(ls.value, dtype),
             grad=ls.grad, descent_direction=new_d, aux=ls.aux, failed_linesearch=ls.failed,
-            num_fun_eval=state.num_fun_eval + ls.num_evals, num_grad_eval=state.num_grad_eval + ls.num_evals,
-            num_linesearch_iter=state.num_linesearch_iter + ls.num_evals,
-            status=jnp.where(really_failed, base.Status.LINESEARCH_FAILED,
-                             base.Status.RUNNING).astype(jnp.int32),
+            num_fun_eval=state.num_fun_eval + evals, num_grad_eval=state.num_grad_eval + evals,
+            num_linesearch_iter=state.num_linesearch_iter + evals,
+            status=_linesearch.failure_status(ls).astype(jnp.int32),
+            prev_value=jnp.asarray(state.value, dtype),
         )
-        return base.OptStep(ls.params, new_state)
+        return _linesearch.keep_if_stopped(stopped, params, state, ls.params, new_state)
