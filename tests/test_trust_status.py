@@ -197,3 +197,120 @@ def test_fixed_point_iteration_converges_where_resolvable():
     assert jl.status_name(out.state.status) == "CONVERGED"
     # ||T(x) - x|| = 0.01 ||x - 1|| at the returned T(x_prev): within tol (+ one rounding).
     assert np.linalg.norm(0.01 * (np.asarray(out.params, np.float64) - 1.0)) <= 1.1e-5
+
+
+# ------------------------------------------------------------------- empty sets
+
+_INF = jl.Status.INFEASIBLE
+
+
+def _quad(x):  # minimizer (2, -2, 0.5) unconstrained
+    return jnp.sum((x - jnp.asarray([2.0, -2.0, 0.5])) ** 2)
+
+
+def test_projected_gradient_empty_box_lane_is_infeasible_other_lane_exact():
+    solver = jl.ProjectedGradient(fun=_quad, projection=proj.projection_box, tol=1e-10, maxiter=500)
+    x0 = jnp.asarray([0.3, 0.3, 0.3])
+    lower = jnp.asarray([[0.0, -1.0, 0.0], [0.0, 1.0, 0.0]])  # lane 1: lower > upper in x1
+    upper = jnp.asarray([[1.0, 1.0, 1.0], [1.0, 0.5, 1.0]])
+    out = jax.vmap(lambda lo, up: solver.run(x0, (lo, up)))(lower, upper)
+    assert [int(s) for s in out.state.status] == [jl.Status.CONVERGED, _INF]
+    np.testing.assert_allclose(out.params[0], [1.0, -1.0, 0.5], atol=1e-9)  # clip of the minimizer
+    np.testing.assert_array_equal(out.params[1], x0)  # returned unchanged
+    assert int(out.state.iter_num[1]) == 0
+    alone = solver.run(x0, (lower[0], upper[0]))
+    np.testing.assert_array_equal(out.params[0], alone.params)
+
+
+@pytest.mark.parametrize("projection, good, bad, expected", [
+    (proj.projection_l2_ball, 1.0, -1.0, None),
+    (proj.projection_l1_ball, 1.0, -0.5, None),
+    (proj.projection_linf_ball, 1.0, -1.0, [1.0, -1.0, 0.5]),
+    (proj.projection_simplex, 1.0, -1.0, None),
+    (proj.projection_hypercube, 1.0, -2.0, [1.0, 0.0, 0.5]),
+], ids=["l2_ball", "l1_ball", "linf_ball", "simplex", "hypercube"])
+def test_projected_gradient_negative_radius_lane_is_infeasible(projection, good, bad, expected):
+    solver = jl.ProjectedGradient(fun=_quad, projection=projection, tol=1e-9, maxiter=2000)
+    x0 = jnp.zeros(3)
+    out = jax.vmap(lambda r: solver.run(x0, r))(jnp.asarray([good, bad]))
+    assert [int(s) for s in out.state.status] == [jl.Status.CONVERGED, _INF]
+    np.testing.assert_array_equal(out.params[1], x0)
+    # The feasible lane is the projection of the unconstrained minimizer when the objective
+    # is isotropic: closed form, checked against the projection itself.
+    ref = projection(jnp.asarray([2.0, -2.0, 0.5]), good) if expected is None else jnp.asarray(expected)
+    np.testing.assert_allclose(out.params[0], ref, atol=1e-7)
+    with pytest.raises(ValueError, match="hyperparams_proj"):
+        solver.run(x0, bad)
+
+
+def test_projected_gradient_empty_set_under_jit_is_infeasible():
+    solver = jl.ProjectedGradient(fun=_quad, projection=proj.projection_box)
+    out = jax.jit(lambda lo, up: solver.run(jnp.ones(3), (lo, up)))(2.0, 1.0)
+    assert int(out.state.status) == _INF
+    np.testing.assert_array_equal(out.params, np.ones(3))
+
+
+def test_lbfgsb_empty_box_lane_is_infeasible_other_lane_exact():
+    solver = jl.LBFGSB(fun=_quad, tol=1e-8, maxiter=100)
+    x0 = jnp.asarray([0.3, 0.3, 0.3])
+    lower = jnp.asarray([[0.0, -1.0, 0.0], [0.0, 1.0, 0.0]])
+    upper = jnp.asarray([[1.0, 1.0, 1.0], [1.0, 0.5, 1.0]])
+    out = jax.vmap(lambda lo, up: solver.run(x0, (lo, up)))(lower, upper)
+    assert [int(s) for s in out.state.status] == [jl.Status.CONVERGED, _INF]
+    np.testing.assert_allclose(out.params[0], [1.0, -1.0, 0.5], atol=1e-9)
+    np.testing.assert_array_equal(out.params[1], x0)
+    alone = solver.run(x0, (lower[0], upper[0]))
+    np.testing.assert_array_equal(out.params[0], alone.params)
+    with pytest.raises(ValueError, match="bounds"):
+        solver.run(x0, (lower[1], upper[1]))
+
+
+def _box_qp():
+    Q = jnp.asarray([[2.0, 0.5, 0.0], [0.5, 1.0, 0.2], [0.0, 0.2, 3.0]])
+    c = jnp.asarray([-1.0, 2.0, -6.0])
+    return Q, c
+
+
+def test_box_cdqp_empty_box_lane_is_infeasible_other_lane_exact():
+    Q, c = _box_qp()
+    lower = jnp.asarray([[-1.0, -1.0, -1.0], [-1.0, 1.0, -1.0]])
+    upper = jnp.asarray([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0]])
+    solver = jl.BoxCDQP(tol=1e-10, maxiter=1000)
+    x0 = jnp.zeros(3)
+    out = jax.vmap(lambda lo, up: solver.run(x0, params_obj=(Q, c), params_ineq=(lo, up)))(lower, upper)
+    assert [int(s) for s in out.state.status] == [jl.Status.CONVERGED, _INF]
+    np.testing.assert_array_equal(out.params[1], x0)
+    ref = _box_qp_reference(Q, c, lower[0], upper[0])
+    np.testing.assert_allclose(out.params[0], ref, atol=1e-8)
+    with pytest.raises(ValueError, match="params_ineq"):
+        solver.run(x0, params_obj=(Q, c), params_ineq=(lower[1], upper[1]))
+
+
+def _box_qp_reference(Q, c, lo, up):
+    import scipy.optimize as so
+
+    Q, c = np.asarray(Q), np.asarray(c)
+    r = so.minimize(lambda x: 0.5 * x @ Q @ x + c @ x, np.zeros(3), jac=lambda x: Q @ x + c,
+                    bounds=list(zip(np.asarray(lo), np.asarray(up), strict=True)), method="L-BFGS-B",
+                    options=dict(gtol=1e-14, ftol=0.0, maxiter=1000))
+    return r.x
+
+
+def test_box_osqp_empty_box_lane_is_infeasible_other_lane_exact():
+    Q, c = _box_qp()
+    A = jnp.eye(3)
+    lower = jnp.asarray([[-1.0, -1.0, -1.0], [-1.0, 1.0, -1.0]])
+    upper = jnp.asarray([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0]])
+    solver = jl.BoxOSQP(tol=1e-8, maxiter=4000)
+    out = jax.vmap(lambda lo, up: solver.run(params_obj=(Q, c), params_eq=A, params_ineq=(lo, up)))(
+        lower, upper)
+    assert [int(s) for s in out.state.status] == [jl.Status.CONVERGED, _INF]
+    assert [bool(b) for b in out.state.primal_infeasible] == [False, True]
+    (x, z), y = out.params.primal, out.params.dual_eq
+    for v in (x, z, y):  # the infeasible lane keeps the default start (zeros)
+        np.testing.assert_array_equal(v[1], np.zeros(3))
+    np.testing.assert_allclose(x[0], _box_qp_reference(Q, c, lower[0], upper[0]), atol=1e-6)
+    alone = solver.run(params_obj=(Q, c), params_eq=A, params_ineq=(lower[0], upper[0]))
+    np.testing.assert_allclose(x[0], alone.params.primal[0], rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="params_ineq"):
+        solver.run(params_obj=(Q, c), params_eq=A, params_ineq=(lower[1], upper[1]))

@@ -50,7 +50,9 @@ class BoxCDQP(base.IterativeSolver):
 
     Returns:
       ``run(init_params, params_obj=(Q, c), params_ineq=(l, u))`` returns
-      ``OptStep(x, BoxCDQPState)``.
+      ``OptStep(x, BoxCDQPState)``. An empty box (``l > u`` somewhere) raises
+      ``ValueError`` when concrete; traced (under ``jit``/``vmap``) the solve ends at
+      once with ``Status.INFEASIBLE`` and ``init_params`` unchanged.
 
     References:
       Luo and Tseng, "On the convergence of the coordinate descent method for convex
@@ -91,7 +93,7 @@ class BoxCDQP(base.IterativeSolver):
         return vals["params_obj"], vals["params_ineq"]
 
     def init_state(self, init_params, *args, **kwargs) -> BoxCDQPState:
-        """The residual at ``init_params``.
+        """The residual at ``init_params``; ``INFEASIBLE`` at once if some ``l > u``.
 
         Args:
           init_params: initial point (1-D array).
@@ -102,8 +104,10 @@ class BoxCDQP(base.IterativeSolver):
         """
         (Q, c), (l, u) = self._unpack(args, kwargs)
         err = jnp.linalg.norm(_box_residual(init_params, Q, c, l, u))
-        return BoxCDQPState(jnp.asarray(0, jnp.int32), err,
-                            jnp.asarray(base.Status.RUNNING, jnp.int32))
+        # An empty box (traced bounds, e.g. one lane of a vmap): INFEASIBLE before any sweep.
+        status = jnp.where(jnp.any(jnp.asarray(l) > jnp.asarray(u)), base.Status.INFEASIBLE,
+                           base.Status.RUNNING)
+        return BoxCDQPState(jnp.asarray(0, jnp.int32), err, status.astype(jnp.int32))
 
     def update(self, params, state: BoxCDQPState, *args, **kwargs) -> base.OptStep:
         """One cyclic sweep over all coordinates.

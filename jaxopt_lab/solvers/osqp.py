@@ -52,7 +52,9 @@ class BoxOSQP(base.IterativeSolver):
     and a dual ascent on ``y``; ``rho`` adapts every ``stepsize_updates_frequency``
     iterations to balance the residuals. Successive differences of ``y`` (resp.
     ``x``) certify primal (resp. dual) infeasibility, which ends the solve with
-    ``Status.INFEASIBLE``. Implicit derivatives with respect to ``Q, c, A, l, u``
+    ``Status.INFEASIBLE``; so does an empty box ``l > u`` given traced (under
+    ``jit``/``vmap``; concrete, it raises ``ValueError``), at once, with the initial
+    point returned unchanged. Implicit derivatives with respect to ``Q, c, A, l, u``
     come from the KKT conditions written with the projection,
     ``Q x + c + A^T y = 0``, ``A x = z``, ``z = clip(z + y, l, u)``.
 
@@ -172,7 +174,7 @@ class BoxOSQP(base.IterativeSolver):
         return super().run(init, params_obj, params_eq, params_ineq)
 
     def init_state(self, init_params, params_obj=None, params_eq=None, params_ineq=None) -> BoxOSQPState:
-        """A state with infinite error and ``rho = rho_start``.
+        """A state with infinite error and ``rho = rho_start`` (``INFEASIBLE`` if some ``l > u``).
 
         Args:
           init_params: ``KKTSolution((x, z), y)``.
@@ -183,8 +185,12 @@ class BoxOSQP(base.IterativeSolver):
         """
         dtype = jnp.result_type(init_params.primal[0])
         inf, f = jnp.asarray(jnp.inf, dtype), jnp.asarray(False)
-        return BoxOSQPState(jnp.asarray(0, jnp.int32), inf, jnp.asarray(base.Status.RUNNING, jnp.int32),
-                            inf, inf, jnp.asarray(self.rho_start, dtype), f, f)
+        # An empty box l > u (traced, e.g. one lane of a vmap) is primal infeasible as given.
+        lower, upper = params_ineq
+        empty = jnp.any(jnp.asarray(lower) > jnp.asarray(upper))
+        status = jnp.where(empty, base.Status.INFEASIBLE, base.Status.RUNNING).astype(jnp.int32)
+        return BoxOSQPState(jnp.asarray(0, jnp.int32), inf, status,
+                            inf, inf, jnp.asarray(self.rho_start, dtype), empty, f)
 
     def _solve_x(self, Qv, Av, ATv, params_obj, params_eq, rho, rhs, x0):
         if self.eq_qp_solve == "cholesky":
