@@ -46,6 +46,9 @@ class Status(enum.IntEnum):
       LINESEARCH_FAILED: the line search found no acceptable step.
       INFEASIBLE: the problem was detected infeasible (constrained solvers).
       STALLED: no progress possible in floating point before ``tol``.
+      UNBOUNDED: the objective is unbounded below on the feasible set (a feasible
+        direction of negative curvature was found, e.g. a QP whose ``Q`` is indefinite on
+        the constraints' null space); the point returned is a saddle, not a minimizer.
     """
 
     RUNNING = 0
@@ -55,6 +58,7 @@ class Status(enum.IntEnum):
     LINESEARCH_FAILED = 4
     INFEASIBLE = 5
     STALLED = 6
+    UNBOUNDED = 7
 
 
 def status_name(code) -> str:
