@@ -139,16 +139,18 @@ plt.show()
 # spectral density from a few random probes.
 
 # %%
-jax.config.update("jax_enable_x64", True)
-X64, y64 = data.X_train.astype(jnp.float64), data.y_train
-
-
 def lr_loss(params):
-    return multinomial_logreg_loss(params, X64, y64) + 0.5e-3 * jnp.sum(params["W"] ** 2)
+    return multinomial_logreg_loss(params, data.X_train, data.y_train) + 0.5e-3 * jnp.sum(params["W"] ** 2)
 
 
+# Everything runs in float32 (JAX's default): the loss (~0.1 nats at w*) resolves
+# about 1e-8, so a gradient norm of 1e-4 is a tolerance L-BFGS can reach.
 init = {"W": jnp.zeros((64, 10)), "b": jnp.zeros(10)}
-w_star = jl.LBFGS(lr_loss, tol=1e-9, maxiter=2000).run(init).params
+sol = jl.LBFGS(lr_loss, tol=1e-4, maxiter=2000).run(init)
+w_star = sol.params
+print(f"w*: {int(sol.state.iter_num)} L-BFGS iterations, status {jl.status_name(sol.state.status)}, "
+      f"gradient norm {float(sol.state.error):.1e}, dtype {w_star['W'].dtype}")
+assert jl.status_name(sol.state.status) == "CONVERGED" and w_star["W"].dtype == jnp.float32
 matvec = lambda v: cv.hvp(lr_loss, w_star, v)
 
 lz = cv.lanczos(matvec, w_star, jax.random.PRNGKey(0), num_iters=40)
@@ -157,7 +159,7 @@ flat, unravel = ravel_pytree(w_star)
 H = jax.hessian(lambda f: lr_loss(unravel(f)))(flat)
 dense_eigs = np.linalg.eigvalsh(np.asarray(H))
 print(f"lambda_max: Lanczos (40 HVPs) {lam_max:.6f}, dense eigvalsh {dense_eigs[-1]:.6f}")
-assert abs(lam_max - dense_eigs[-1]) < 1e-6 * dense_eigs[-1]
+assert abs(lam_max - dense_eigs[-1]) < 1e-4 * dense_eigs[-1]  # float32
 
 slq = cv.slq_density(matvec, w_star, jax.random.PRNGKey(1), num_iters=60, n_samples=8, num_points=400,
                      grid=jnp.linspace(-0.02, 1.1 * lam_max, 400))
@@ -194,11 +196,14 @@ v_top_flat = ravel_pytree(v_top)[0]
 grad = jax.jit(jax.grad(lr_loss))
 
 
-def gd_distance(eta, steps=60, delta=1e-5):
+def gd_distance(eta, steps=60, delta=1e-3):
     """|<w_t - b_t, v_max>| where w starts at w* + delta v_max and b (baseline) at w*.
 
     Subtracting the baseline run removes the drift caused by w* being a numerical
-    (not exact) minimizer.
+    (not exact) minimizer. In float32, w is stored to ~1e-7 of its size, so a
+    displacement of 1e-5 would be a few hundred ulps spread over 650 coordinates
+    (percent-level noise in the projection); 1e-3 keeps the noise near 1e-4 and is
+    still small enough for the quadratic model over the first 15 steps.
     """
     w = jax.tree_util.tree_map(lambda a, b: a + delta * b, w_star, v_top)
     b = w_star
@@ -215,7 +220,7 @@ for factor in (0.9, 1.0, 1.1):
     eta = factor * 2.0 / lam_max
     d = gd_distance(eta)
     ax.semilogy(np.arange(1, 61), d, label=rf"$\eta = {factor} \times 2/\lambda_{{max}}$ = {eta:.2f}")
-    rate = (d[24] / d[4]) ** (1 / 20)  # while the displacement is small (linear regime)
+    rate = (d[14] / d[4]) ** (1 / 10)  # while the displacement is small (linear regime)
     print(f"eta = {factor:.1f} x 2/lambda_max: per-step factor {rate:.4f} "
           f"(predicted |1 - eta lambda_max| = {abs(1 - eta * lam_max):.4f})")
     assert abs(rate - abs(1 - eta * lam_max)) < 0.01
