@@ -21,7 +21,7 @@
 # `dw*/dlam = -(X^T X / n + lam I)^{-1} w*`.
 # Then we use what jaxopt cannot do: forward-mode implicit differentiation
 # (`jax.jacfwd`, `jax.hessian` of a hyper-objective) and per-instance status codes.
-# Everything runs in float32, JAX's default dtype (no `jax_enable_x64`), so the
+# Everything runs in float32, JAX's default dtype (x64 stays off), so the
 # tolerances below are float32 ones: a gradient norm of 1e-6 on this problem is
 # about 10 ulps of its terms.
 # The full guide is in the documentation's migration page.
