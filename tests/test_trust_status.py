@@ -314,3 +314,69 @@ def test_box_osqp_empty_box_lane_is_infeasible_other_lane_exact():
     np.testing.assert_allclose(x[0], alone.params.primal[0], rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="params_ineq"):
         solver.run(params_obj=(Q, c), params_eq=A, params_ineq=(lower[1], upper[1]))
+
+
+# ------------------------------------------------------------------------ QP saddles
+
+
+def _kkt_inertia_is_minimizer(Q, A):
+    """Dense reference: the KKT matrix has n positive and p negative eigenvalues iff the
+    reduced Hessian is positive definite (Gould 1985); numpy, float64."""
+    Q, A = np.asarray(Q, np.float64), np.asarray(A, np.float64)
+    n, p = Q.shape[0], A.shape[0]
+    K = np.block([[Q, A.T], [A, np.zeros((p, p))]])
+    ev = np.linalg.eigvalsh(K)
+    return int(np.sum(ev > 1e-9)) == n and int(np.sum(ev < -1e-9)) == p
+
+
+def test_eq_qp_saddle_is_unbounded_not_converged():
+    Q = jnp.diag(jnp.asarray([1.0, -1.0, 2.0]))
+    c = jnp.asarray([1.0, 1.0, 1.0])
+    b = jnp.asarray([1.0])
+    A_saddle = jnp.asarray([[0.0, 0.0, 1.0]])  # null space {e1, e2}: Z^T Q Z = diag(1, -1)
+    A_min = jnp.asarray([[0.0, 1.0, 0.0]])  # null space {e1, e3}: Z^T Q Z = diag(1, 2)
+    assert not _kkt_inertia_is_minimizer(Q, A_saddle) and _kkt_inertia_is_minimizer(Q, A_min)
+    solver = jl.EqualityConstrainedQP(tol=1e-10)
+    out = solver.run(params_obj=(Q, c), params_eq=(A_saddle, b))
+    assert jl.status_name(out.state.status) == "UNBOUNDED"
+    np.testing.assert_allclose(out.params.primal, [-1.0, 1.0, 1.0], atol=1e-10)  # the KKT saddle
+    f = lambda x: 0.5 * x @ Q @ x + c @ x
+    # The certificate: along e2 (feasible, negative curvature) f decreases without bound.
+    assert float(f(out.params.primal + 1e3 * jnp.asarray([0.0, 1.0, 0.0]))) < -4e5
+    out = solver.run(params_obj=(Q, c), params_eq=(A_min, b))
+    assert jl.status_name(out.state.status) == "CONVERGED"
+    np.testing.assert_allclose(out.params.primal, [-1.0, 1.0, -0.5], atol=1e-10)
+    np.testing.assert_allclose(out.params.dual_eq, [0.0], atol=1e-10)  # -x2 + 1 + y = 0
+
+
+def test_eq_qp_saddle_lane_under_vmap_float32_and_matrix_free():
+    Q = jnp.diag(jnp.asarray([1.0, -1.0, 2.0], jnp.float32))
+    c = jnp.ones(3, jnp.float32)
+    As = jnp.asarray([[[0.0, 0.0, 1.0]], [[0.0, 1.0, 0.0]]], jnp.float32)
+    b = jnp.ones(1, jnp.float32)
+    out = jax.vmap(lambda A: jl.EqualityConstrainedQP().run(params_obj=(Q, c), params_eq=(A, b)))(As)
+    assert [jl.status_name(s) for s in out.state.status] == ["UNBOUNDED", "CONVERGED"]
+    np.testing.assert_allclose(out.params.primal[1], [-1.0, 1.0, -0.5], atol=1e-5)
+    mf = jl.EqualityConstrainedQP(matvec_Q=lambda q, x: q * x)
+    out = mf.run(params_obj=(jnp.diag(Q), c), params_eq=(As[0], b))
+    assert jl.status_name(out.state.status) == "UNBOUNDED"
+
+
+def test_eq_qp_status_matches_kkt_inertia_on_random_problems():
+    rng = np.random.default_rng(0)
+    verdicts = []
+    for k in range(12):
+        n, p = 5, 2
+        M = rng.standard_normal((n, n))
+        # eigenvalues: 3 positive, 2 of sign depending on k, so both cases occur.
+        ev = np.concatenate([rng.uniform(0.5, 2.0, 3), rng.uniform(-1.0, 1.0, 2) + (0.8 if k % 2 else -0.2)])
+        Qn = M @ np.diag(ev) @ np.linalg.inv(M)
+        Qn = 0.5 * (Qn + Qn.T)
+        An = rng.standard_normal((p, n))
+        expected = _kkt_inertia_is_minimizer(Qn, An)
+        out = jl.EqualityConstrainedQP(tol=1e-8).run(
+            params_obj=(jnp.asarray(Qn), jnp.asarray(rng.standard_normal(n))),
+            params_eq=(jnp.asarray(An), jnp.asarray(rng.standard_normal(p))))
+        assert jl.status_name(out.state.status) == ("CONVERGED" if expected else "UNBOUNDED"), k
+        verdicts.append(expected)
+    assert any(verdicts) and not all(verdicts)

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab import base
 from jaxopt_lab import linear_solve as ls
@@ -21,7 +22,9 @@ class EqQPState(NamedTuple):
       iter_num: refinement steps done.
       error: norm of the KKT residual.
       primal_residual: ``||A x - b||``.
-      status: ``CONVERGED``, ``MAX_ITER`` or ``INFEASIBLE`` (``A x = b`` has no solution).
+      status: ``CONVERGED``, ``MAX_ITER``, ``INFEASIBLE`` (``A x = b`` has no solution) or
+        ``UNBOUNDED`` (``Q`` has negative curvature on the null space of ``A``: the KKT
+        point is a saddle and the objective is unbounded below on ``A x = b``).
     """
 
     iter_num: jax.Array
@@ -74,6 +77,13 @@ class EqualityConstrainedQP(base.IterativeSolver):
     inner systems regularized by ``refine_regularization``). Implicit derivatives
     with respect to ``(Q, c)`` and ``(A, b)`` come from the KKT conditions.
 
+    The KKT point minimizes the QP only if the reduced Hessian ``Z^T Q Z`` (``Z`` a
+    basis of the null space of ``A``) is positive semidefinite; with a negative
+    eigenvalue it is a saddle and the objective is unbounded below on ``A x = b``. The
+    solver checks that inertia (``check_inertia``: ``Q`` and ``A`` made dense, ``Z``
+    from an SVD of ``A``, eigenvalues of ``Z^T Q Z``; ``O(n^3)``) and reports
+    ``Status.UNBOUNDED`` instead of ``CONVERGED``, still returning the KKT point.
+
     Args:
       matvec_Q: optional ``matvec_Q(params_Q, x)``; otherwise ``Q`` is a matrix.
       matvec_A: optional ``matvec_A(params_A, x)``; otherwise ``A`` is a matrix.
@@ -81,6 +91,8 @@ class EqualityConstrainedQP(base.IterativeSolver):
       solve: linear solver for the (symmetric indefinite) KKT system.
       refine_regularization: ridge of the refinement's inner solves (may be traced).
       refine_maxiter: number of refinement corrections (static).
+      check_inertia: check the reduced Hessian for negative curvature (static): True,
+        False, or ``"auto"`` (default: when ``x`` has at most 1000 entries).
       maxiter: accepted for jaxopt compatibility (refinement steps of ``update``).
       tol: KKT residual under which the solve counts as converged.
       implicit_diff_solve: linear solver for implicit differentiation (default: ``solve``).
@@ -89,7 +101,8 @@ class EqualityConstrainedQP(base.IterativeSolver):
     Returns:
       ``run(init_params=None, params_obj=(Q, c), params_eq=(A, b))`` returns
       ``OptStep(KKTSolution(x, y), EqQPState)``; an inconsistent ``A x = b`` gives
-      ``Status.INFEASIBLE``.
+      ``Status.INFEASIBLE``, a saddle (negative curvature on ``A x = b``)
+      ``Status.UNBOUNDED``.
 
     References:
       Nocedal and Wright, "Numerical Optimization", 2006, section 16.1.
@@ -102,6 +115,7 @@ class EqualityConstrainedQP(base.IterativeSolver):
     solve: Callable = ls.solve_gmres
     refine_regularization: float = 0.0
     refine_maxiter: int = 10
+    check_inertia: bool | str = "auto"
     maxiter: int = 1000
     tol: float = 1e-5
 
@@ -116,6 +130,8 @@ class EqualityConstrainedQP(base.IterativeSolver):
         base.check_callable(self.solve, "solve")
         base.check_int(self.refine_maxiter, "refine_maxiter", minimum=0)
         base.check_positive(self.refine_regularization, "refine_regularization", allow_zero=True)
+        if self.check_inertia not in (True, False, "auto"):
+            raise ValueError(f"`check_inertia` must be True, False or 'auto', got {self.check_inertia!r}.")
 
     def _check_run_args(self, init_params, args, kwargs) -> None:
         params_obj, params_eq = (list(args) + [None, None])[:2]
@@ -154,15 +170,47 @@ class EqualityConstrainedQP(base.IterativeSolver):
             return jnp.zeros_like(params_obj[1])
         return tu.tree_zeros_like(params_obj[1])
 
+    def _negative_curvature(self, params_obj, params_eq, example_x):
+        """Whether ``Z^T Q Z`` has an eigenvalue below ``-10 sqrt(n) eps ||Q||_F``.
+
+        ``Q`` and ``A`` are made dense column by column (one matvec per entry of ``x``),
+        ``Z`` spans the right singular vectors of ``A`` whose singular values are at most
+        ``max(n, p) eps s_max``, and the quadratic form's symmetric part is used.
+        """
+        x_flat, unravel = ravel_pytree(example_x)
+        n = x_flat.shape[0]
+        if self.check_inertia is False or (self.check_inertia == "auto" and n > 1000):
+            return jnp.asarray(False)
+        Qv, _ = quadratic_operators(self.matvec_Q, self.fun, params_obj)
+        Av = linear_operator(self.matvec_A, params_eq[0])
+        eye = jnp.eye(n, dtype=x_flat.dtype)
+        Q = jax.vmap(lambda e: ravel_pytree(Qv(unravel(e)))[0])(eye).T
+        A = jax.vmap(lambda e: ravel_pytree(Av(unravel(e)))[0])(eye).T
+        Q = 0.5 * (Q + Q.T)
+        eps = jnp.finfo(Q.dtype).eps
+        p = A.shape[0]
+        if p == 0:
+            Z = eye
+        else:
+            _, sv, vt = jnp.linalg.svd(A, full_matrices=True)
+            rank_tol = max(n, p) * eps * sv[0]
+            in_null = jnp.concatenate([sv <= rank_tol, jnp.ones(n - sv.shape[0], bool)])
+            Z = jnp.where(in_null[None, :], vt.T, 0.0)  # range directions zeroed (eigenvalue 0)
+        lam_min = jnp.linalg.eigvalsh(Z.T @ Q @ Z)[0]
+        return lam_min < -10.0 * jnp.sqrt(n) * eps * jnp.linalg.norm(Q)
+
     def _state(self, z, params_obj, params_eq, iter_num):
         matvec, rhs = self._kkt(params_obj, params_eq, z[0])
         res = tu.tree_sub(matvec(z), rhs)
         prim = tu.tree_l2_norm(res[1])
         error = tu.tree_l2_norm(res)
         scale = 1.0 + tu.tree_l2_norm(params_eq[1])
+        infeasible = ~(prim <= jnp.sqrt(self.tol) * scale)
         status = jnp.where(error <= self.tol, base.Status.CONVERGED,
-                           jnp.where(~(prim <= jnp.sqrt(self.tol) * scale), base.Status.INFEASIBLE,
-                                     base.Status.MAX_ITER))
+                           jnp.where(infeasible, base.Status.INFEASIBLE, base.Status.MAX_ITER))
+        # A KKT point with negative curvature on A x = b is a saddle: unbounded below.
+        saddle = self._negative_curvature(params_obj, params_eq, z[0]) & ~infeasible
+        status = jnp.where(saddle, base.Status.UNBOUNDED, status)
         return EqQPState(jnp.asarray(iter_num, jnp.int32), error, prim, status.astype(jnp.int32))
 
     def init_state(self, init_params=None, params_obj=None, params_eq=None) -> EqQPState:
