@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             from jaxopt_lab import demo
 
             return demo.main(out=args.out, steps=args.steps, progress=not args.no_progress)
-        from jaxopt_lab import sweep_cli
+        from jaxopt_lab.sweep import cli as sweep_cli
 
         return sweep_cli.main(args.config, progress=not args.no_progress)
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ import pytest
 
 import jaxopt_lab as jo
 from jaxopt_lab import cli, sweep, sweep_cli
+from jaxopt_lab.sweep.run import _Checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _rng = np.random.default_rng(0)
@@ -344,19 +345,19 @@ def _write_config(tmp_path, name="c.toml"):
 def test_ctrl_c_exits_130_and_resumes(tmp_path, capsys, monkeypatch):
     path, out = _write_config(tmp_path)
     saves = []
-    original = sweep._Checkpoints.save
+    original = _Checkpoints.save
 
     def save_then_interrupt(self, i, leaves):
         original(self, i, leaves)
         saves.append(i)
         raise KeyboardInterrupt  # Ctrl-C right after the first chunk is written
 
-    monkeypatch.setattr(sweep._Checkpoints, "save", save_then_interrupt)
+    monkeypatch.setattr(_Checkpoints, "save", save_then_interrupt)
     assert cli.main(["sweep", str(path), "--no-progress"]) == 130
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "interrupted" in err and "rerun the same command to resume" in err
-    monkeypatch.setattr(sweep._Checkpoints, "save", original)
+    monkeypatch.setattr(_Checkpoints, "save", original)
     (ckpt,) = os.listdir(out / "checkpoints")
     assert saves == [0]
     assert sorted(os.listdir(out / "checkpoints" / ckpt)) == ["chunk_000000", "sweep.json"]
@@ -390,9 +391,10 @@ def test_sigint_subprocess_exits_130_and_resumes(tmp_path):
     cmd = [sys.executable, "-m", "jaxopt_lab.cli", "sweep", str(path), "--no-progress"]
     env = dict(os.environ, PYTHONPATH=ROOT)
     # A tiny compiled program finishes chunks fast: pause after each chunk so SIGINT lands mid-sweep.
-    code = ("import time, sys; from jaxopt_lab import sweep, cli; orig = sweep._Checkpoints.save\n"
+    code = ("import time, sys; from jaxopt_lab import cli\n"
+            "from jaxopt_lab.sweep.run import _Checkpoints; orig = _Checkpoints.save\n"
             "def slow(self, i, leaves):\n    orig(self, i, leaves); time.sleep(30)\n"
-            "sweep._Checkpoints.save = slow; sys.exit(cli.main(sys.argv[1:]))\n")
+            "_Checkpoints.save = slow; sys.exit(cli.main(sys.argv[1:]))\n")
     p = subprocess.Popen([sys.executable, "-c", code, *cmd[3:]], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
