@@ -70,6 +70,7 @@ class _ZoomCarry(NamedTuple):
     hi_t: Any
     hi_f: Any
     hi_d: Any
+    lo_ok: Any
     spread: Any
     nan_grad: Any
     done: Any
@@ -208,6 +209,7 @@ def strong_wolfe(
             hi_t=keep(hi_t, c.hi_t),
             hi_f=keep(hi_f, c.hi_f),
             hi_d=keep(hi_d, c.hi_d),
+            lo_ok=keep(jnp.where(take, accept | suff, c.lo_ok), c.lo_ok),
             spread=keep(jnp.maximum(c.spread, jnp.where(finite, jnp.abs(f - f0), inf)), c.spread),
             nan_grad=c.nan_grad | (~c.done & jnp.isfinite(f) & ~jnp.isfinite(dphi)),
             done=c.done | stop,
@@ -217,19 +219,25 @@ def strong_wolfe(
     start_done = jnp.asarray(False) if done is None else jnp.asarray(done, bool)
     init = _ZoomCarry(
         t=jnp.asarray(init_stepsize, dtype), lo_t=zero, lo_f=f0, lo_d=d0, lo_x=params,
-        lo_g=grad, lo_aux=aux, hi_t=inf, hi_f=inf, hi_d=inf, spread=zero, nan_grad=jnp.asarray(False),
-        done=start_done,
-        k=jnp.asarray(0),
+        lo_g=grad, lo_aux=aux, hi_t=inf, hi_f=inf, hi_d=inf, lo_ok=jnp.asarray(False),
+        spread=zero, nan_grad=jnp.asarray(False), done=start_done, k=jnp.asarray(0),
     )
     c = jax.lax.while_loop(lambda c: ~c.done & (c.k < maxls), body, init)
-    failed = c.lo_t <= 0
-    # No representable decrease: every value tried equals f up to rounding, every step in
-    # the bracket is in the rounding regime, or moves no entry of x.
-    unrepresentable = ((c.spread <= fnoise) | in_noise(c.hi_t)
+    # Out of evaluations, the low end is returned only if it has sufficient decrease.
+    failed = (c.lo_t <= 0) | ~c.lo_ok
+    lo_t = jnp.where(failed, zero, c.lo_t)
+    lo_x = tu.tree_where(failed, params, c.lo_x)
+    lo_f = jnp.where(failed, f0, c.lo_f)
+    lo_g = tu.tree_where(failed, grad, c.lo_g)
+    lo_aux = c.lo_aux if aux is None else tu.tree_where(failed, aux, c.lo_aux)
+    # No representable decrease: every value tried equals f up to rounding, the bracket
+    # lies in the rounding regime with a non-negative slope at its top (a function
+    # consistent with its gradient), or no step moves an entry of x.
+    unrepresentable = ((c.spread <= 10 * fnoise) | (in_noise(c.hi_t) & (c.hi_d >= 0))
                        | _step_below_ulp(params, direction, c.hi_t, dtype))
     nonfinite = failed & c.nan_grad
     stalled = failed & ~nonfinite & (c.k > 0) & (d0 < 0) & unrepresentable
-    return LineSearchResult(c.lo_t, c.lo_x, c.lo_f, c.lo_g, c.lo_aux, failed, c.k, stalled, nonfinite)
+    return LineSearchResult(lo_t, lo_x, lo_f, lo_g, lo_aux, failed, c.k, stalled, nonfinite)
 
 
 class _BtCarry(NamedTuple):
@@ -378,6 +386,27 @@ def failure_status(ls: LineSearchResult) -> jax.Array:
     failure = jnp.where(ls.nonfinite, base.Status.NONFINITE,
                         jnp.where(ls.stalled, base.Status.STALLED, base.Status.LINESEARCH_FAILED))
     return jnp.where(ls.failed, failure, base.Status.RUNNING).astype(jnp.int32)
+
+
+def step_status(ls: LineSearchResult, value, error, new_error) -> jax.Array:
+    """:func:`failure_status`, and ``STALLED`` after an accepted step that gained nothing.
+
+    A step accepted in ``f``'s rounding regime (``|f+ - f|`` within ``10 eps |f|``)
+    that does not reduce the error either shows that ``tol`` is below what the dtype
+    resolves.
+
+    Args:
+      ls: the search's result.
+      value, error: objective and error before the step.
+      new_error: error after it.
+
+    Returns:
+      An int32 status code.
+    """
+    dtype = jnp.result_type(value)
+    flat = jnp.abs(jnp.asarray(ls.value, dtype) - value) <= _rounding_scale(value, dtype)
+    no_gain = ~ls.failed & flat & (new_error >= error)
+    return jnp.where(no_gain, base.Status.STALLED, failure_status(ls)).astype(jnp.int32)
 
 
 def error_after(ls: LineSearchResult, dtype) -> jax.Array:
