@@ -17,7 +17,7 @@ import pytest
 
 import jaxopt_lab as jo
 from jaxopt_lab import cli, sweep, sweep_cli
-from jaxopt_lab.sweep.run import _Checkpoints
+from jaxopt_lab.sweep.checkpoint import _Checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _rng = np.random.default_rng(0)
@@ -392,7 +392,7 @@ def test_sigint_subprocess_exits_130_and_resumes(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     # A tiny compiled program finishes chunks fast: pause after each chunk so SIGINT lands mid-sweep.
     code = ("import time, sys; from jaxopt_lab import cli\n"
-            "from jaxopt_lab.sweep.run import _Checkpoints; orig = _Checkpoints.save\n"
+            "from jaxopt_lab.sweep.checkpoint import _Checkpoints; orig = _Checkpoints.save\n"
             "def slow(self, i, leaves):\n    orig(self, i, leaves); time.sleep(30)\n"
             "_Checkpoints.save = slow; sys.exit(cli.main(sys.argv[1:]))\n")
     p = subprocess.Popen([sys.executable, "-c", code, *cmd[3:]], cwd=ROOT, env=env, stdout=subprocess.PIPE,
