@@ -505,9 +505,12 @@ def check_tree_like(tree: PyTree, reference: PyTree, name: str = "grads", refere
         where = _first_difference(tree, reference, f"`{name}`", ref)
         raise ValueError(f"{who}: `{name}` does not have the pytree structure of {ref}: {where} "
                          f"({ta} vs {tb}).")
-    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(tree), jax.tree_util.tree_leaves(reference),
-                            strict=True):
-        if jnp.shape(x) != jnp.shape(y):
+    shape = lambda x: x.shape if hasattr(x, "shape") else np.shape(x)
+    leaves, ref_leaves = jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(reference)
+    if all(shape(x) == shape(y) for x, y in zip(leaves, ref_leaves, strict=True)):
+        return  # the common case: no key paths built
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(tree), ref_leaves, strict=True):
+        if shape(x) != shape(y):
             ref = f"`{reference_name}`" if reference_name.isidentifier() else reference_name
             raise ValueError(f"{who}: `{name}` leaf {jax.tree_util.keystr(path) or '(root)'} has shape "
                              f"{jnp.shape(x)}, but {ref} has {jnp.shape(y)} there.")
@@ -535,6 +538,11 @@ def check_eps_dtype(eps, tree: PyTree, name: str = "grads", who: str = "update")
     value = float(np.max(np.asarray(eps)))
     if value <= 0:
         return
+    dtypes = {np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else jnp.result_type(leaf)
+              for leaf in jax.tree_util.tree_leaves(tree)}
+    if all(not jnp.issubdtype(d, jnp.floating) or value >= float(jnp.finfo(d).smallest_subnormal) / 2
+           for d in dtypes):
+        return  # the common case: no key paths built
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.floating):
