@@ -7,6 +7,7 @@
 from jaxopt_lab.sweep.cli import *  # noqa: F403
 from jaxopt_lab.sweep.cli import (
     ConfigError,
+    SweepConfig,
     checkpoint_dir,
     config_hash,
     load_config,
@@ -15,5 +16,5 @@ from jaxopt_lab.sweep.cli import (
     validate_config,
 )
 
-__all__ = ["ConfigError", "checkpoint_dir", "config_hash", "load_config", "main", "run_config",
+__all__ = ["ConfigError", "SweepConfig", "checkpoint_dir", "config_hash", "load_config", "main", "run_config",
            "validate_config"]
