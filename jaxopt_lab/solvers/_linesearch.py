@@ -85,10 +85,9 @@ def _rounding_scale(f0, dtype):
 
 def _step_below_ulp(params, direction, t, dtype):
     """Whether ``|t d|`` is below the spacing of floats at ``params`` for every entry."""
-    leaves = jax.tree_util.tree_leaves(params)
-    xmax = max((jnp.max(jnp.abs(x)).astype(dtype) for x in leaves), default=jnp.zeros([], dtype))
-    dmax = max((jnp.max(jnp.abs(v)).astype(dtype) for v in jax.tree_util.tree_leaves(direction)),
-               default=jnp.zeros([], dtype))
+    amax = lambda tree: jnp.max(jnp.stack([jnp.zeros([], dtype)] + [
+        jnp.max(jnp.abs(v)).astype(dtype) for v in jax.tree_util.tree_leaves(tree)]))
+    xmax, dmax = amax(params), amax(direction)
     return t * dmax <= jnp.finfo(dtype).eps * xmax
 
 
@@ -386,27 +385,6 @@ def failure_status(ls: LineSearchResult) -> jax.Array:
     failure = jnp.where(ls.nonfinite, base.Status.NONFINITE,
                         jnp.where(ls.stalled, base.Status.STALLED, base.Status.LINESEARCH_FAILED))
     return jnp.where(ls.failed, failure, base.Status.RUNNING).astype(jnp.int32)
-
-
-def step_status(ls: LineSearchResult, value, error, new_error) -> jax.Array:
-    """:func:`failure_status`, and ``STALLED`` after an accepted step that gained nothing.
-
-    A step accepted in ``f``'s rounding regime (``|f+ - f|`` within ``10 eps |f|``)
-    that does not reduce the error either shows that ``tol`` is below what the dtype
-    resolves.
-
-    Args:
-      ls: the search's result.
-      value, error: objective and error before the step.
-      new_error: error after it.
-
-    Returns:
-      An int32 status code.
-    """
-    dtype = jnp.result_type(value)
-    flat = jnp.abs(jnp.asarray(ls.value, dtype) - value) <= _rounding_scale(value, dtype)
-    no_gain = ~ls.failed & flat & (new_error >= error)
-    return jnp.where(no_gain, base.Status.STALLED, failure_status(ls)).astype(jnp.int32)
 
 
 def error_after(ls: LineSearchResult, dtype) -> jax.Array:

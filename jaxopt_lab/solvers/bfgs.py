@@ -142,6 +142,6 @@ class BFGS(_linesearch.LineSearchOptions, base.IterativeSolver):
             failed_linesearch=ls.failed, num_fun_eval=state.num_fun_eval + ls.num_evals,
             num_grad_eval=state.num_grad_eval + ls.num_evals,
             num_linesearch_iter=state.num_linesearch_iter + ls.num_evals,
-            status=_linesearch.step_status(ls, state.value, state.error, _linesearch.error_after(ls, dtype)),
+            status=_linesearch.failure_status(ls),
         )
         return _linesearch.keep_if_stopped(stopped, params, state, ls.params, new_state)

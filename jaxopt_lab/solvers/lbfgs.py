@@ -255,7 +255,7 @@ class LBFGS(_linesearch.LineSearchOptions, base.IterativeSolver):
             num_fun_eval=state.num_fun_eval + ls.num_evals,
             num_grad_eval=state.num_grad_eval + ls.num_evals,
             num_linesearch_iter=state.num_linesearch_iter + ls.num_evals,
-            status=_linesearch.step_status(ls, state.value, state.error, _linesearch.error_after(ls, dtype)),
+            status=_linesearch.failure_status(ls),
         )
         if not self.stop_if_linesearch_fails:
             # A failure clears the memory and the next iteration restarts along -grad; it

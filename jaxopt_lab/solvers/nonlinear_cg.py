@@ -186,7 +186,7 @@ class NonlinearCG(_linesearch.LineSearchOptions, base.IterativeSolver):
             grad=ls.grad, descent_direction=new_d, aux=ls.aux, failed_linesearch=ls.failed,
             num_fun_eval=state.num_fun_eval + evals, num_grad_eval=state.num_grad_eval + evals,
             num_linesearch_iter=state.num_linesearch_iter + evals,
-            status=_linesearch.step_status(ls, state.value, state.error, _linesearch.error_after(ls, dtype)),
+            status=_linesearch.failure_status(ls),
             prev_value=jnp.asarray(state.value, dtype),
         )
         return _linesearch.keep_if_stopped(stopped, params, state, ls.params, new_state)
