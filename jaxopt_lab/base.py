@@ -580,6 +580,13 @@ class IterativeSolver:
         return state._replace(value=jnp.asarray(value).astype(jnp.result_type(state.value)),
                               error=error, aux=aux)
 
+    def _counted_state_at(self, params, state, *args, **kwargs):
+        """:meth:`_state_at`, with the evaluation added to ``num_fun_eval`` when the state counts them."""
+        fresh = self._state_at(params, state, *args, **kwargs)
+        if hasattr(fresh, "num_fun_eval"):
+            fresh = fresh._replace(num_fun_eval=fresh.num_fun_eval + 1)
+        return fresh
+
     def _finish_run(self, prev_params, params, state, *args, **kwargs):
         """After the loop of a ``_state_at_input`` solver: make a MAX_ITER state describe ``params``.
 
@@ -588,7 +595,9 @@ class IterativeSolver:
         (finite) iterate and its state if they are not finite.
         """
         maxed = state.status == Status.MAX_ITER
-        fresh = self._state_at(params, state, *args, **kwargs)
+        # Evaluated only when maxiter ended the run (both branches run under vmap).
+        fresh = jax.lax.cond(maxed, lambda: self._counted_state_at(params, state, *args, **kwargs),
+                             lambda: state)
         ok = jnp.isfinite(fresh.error) & jnp.all(jnp.isfinite(fresh.value))
         status = jnp.where(~ok, Status.NONFINITE,
                            jnp.where(fresh.error <= self.tol, Status.CONVERGED, Status.MAX_ITER))

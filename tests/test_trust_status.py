@@ -79,8 +79,11 @@ def test_gradient_descent_error_is_the_gradient_norm_and_converges_where_resolva
     assert _true_grad_norm(out.params, 0.0) <= 2e-4
     one = jl.GradientDescent(fun=f, stepsize=1e-3, acceleration=False, maxiter=1)
     x0 = jnp.asarray([3.0, -4.0])
-    st = one.run(x0).state
-    np.testing.assert_allclose(float(st.error), _true_grad_norm(x0, 0.0), rtol=1e-12)
+    res = one.run(x0)
+    # maxiter ends the run: the error is re-evaluated at the returned params.
+    assert not np.allclose(res.params, x0)
+    np.testing.assert_allclose(float(res.state.error), _true_grad_norm(res.params, 0.0), rtol=1e-12)
+    np.testing.assert_allclose(float(res.state.value), float(f(res.params)), rtol=1e-12)
 
 
 def test_stalled_lane_under_vmap_leaves_the_other_lane_exact():

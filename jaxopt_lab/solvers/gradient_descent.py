@@ -227,6 +227,40 @@ class GradientDescent(base.IterativeSolver):
                              lambda _: jnp.zeros((), dtype), None)
         return step_error, jnp.maximum(step_error, check)
 
+    # ``update(x_k)`` evaluates ``f`` and its gradient at ``y_k`` (``x_k`` itself without
+    # acceleration) and returns ``x_{k+1}`` with a state describing ``y_k``: the run loop
+    # keeps the previous iterate for a NONFINITE stop and re-evaluates the state at the
+    # returned params when ``maxiter`` ends the run (``_finish_run``).
+    _state_at_input = True
+
+    def _state_at(self, params, state, *args, **kwargs):
+        """``state`` with ``value``, ``aux`` and ``error`` evaluated at ``params``.
+
+        The error is the gradient-mapping norm at ``params`` with the state's step size,
+        computed as in :meth:`_errors` (the gradient norm without a prox).
+        """
+        hp, fun_args = self._split_args(args)
+        (value, aux), grad = self._value_and_grad_fun()(params, *fun_args, **kwargs)
+        dtype = jnp.result_type(state.error)
+        t = jnp.asarray(state.stepsize, dtype)
+        x_t = self._prox(tu.tree_add_scalar_mul(params, -t, grad), hp, t)
+        s = _Step(hp, params, value, grad, aux, dtype, t, x_t, 0, jnp.asarray(False), None)
+        return state._replace(value=jnp.asarray(value).astype(jnp.result_type(state.value)),
+                              error=self._errors(s)[1], aux=aux)
+
+    def _finish_run(self, prev_params, params, state, *args, **kwargs):
+        """The base class's end-of-run refresh, plus: with acceleration, a NONFINITE stop's
+        state described the extrapolated point, not the returned iterate, so it is
+        re-evaluated there (kept only where finite)."""
+        params, state = super()._finish_run(prev_params, params, state, *args, **kwargs)
+        if not self.acceleration:
+            return params, state
+        bad = state.status == base.Status.NONFINITE
+        fresh = jax.lax.cond(bad, lambda: self._counted_state_at(params, state, *args, **kwargs),
+                             lambda: state)
+        ok = jnp.isfinite(fresh.error) & jnp.all(jnp.isfinite(fresh.value))
+        return params, tu.tree_where(bad & ok, fresh, state)
+
     def _forward_backward_step(self, params, state, args, kwargs) -> _Step:
         """The (prox-)gradient step from the extrapolated point, with its step size.
 
