@@ -77,10 +77,10 @@ def test_strong_wolfe_near_optimum_with_tiny_first_step():
 
     fun = _quadratic(8, 1e3)
     xs = jnp.linalg.solve(jax.hessian(fun)(jnp.zeros(8)), -jax.grad(fun)(jnp.zeros(8)))
-    x = xs + 1e-7 * jnp.linspace(-1.0, 1.0, 8)
+    x = xs + 1e-8 * jnp.linspace(-1.0, 1.0, 8)
     g = jax.grad(fun)(x)
     vg = lambda z: (lambda r: ((r[0], None), r[1]))(jax.value_and_grad(fun)(z))
-    res = _linesearch.strong_wolfe(vg, x, fun(x), g, -g, 1e-4, c2=0.4)
+    res = _linesearch.strong_wolfe(vg, x, fun(x), g, -g, 1e-4, c2=0.9)
     assert not bool(res.failed)
     H = jax.hessian(fun)(x)
     t_exact = float(g @ g / (g @ H @ g))
