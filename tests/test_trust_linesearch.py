@@ -210,3 +210,26 @@ def test_nan_gradient_with_finite_value_is_nonfinite(name):
     assert int(out.state.status) == jl.Status.NONFINITE, jl.status_name(out.state.status)
     np.testing.assert_array_equal(out.params, x0)  # the last point where f and g are finite
     assert np.isfinite(float(out.state.value))
+
+
+def test_lbfgsb_stopped_lane_costs_no_linesearch_evaluations():
+    counter = [0]
+    solver = jl.LBFGSB(_counting_fun(counter), value_and_grad=True, maxiter=200, tol=1e-6, maxls=60)
+    x0, bounds = jnp.array([-1.2, 1.0, -1.2, 1.0]), (-5.0, 5.0)
+    run = jax.jit(lambda s: solver.run(x0, bounds, s))
+    solo_fail = run(-1.0)
+    solo_long = jax.block_until_ready(run(1.0))
+    counter[0] = 0
+    jax.block_until_ready(run(1.0))
+    n_solo = counter[0]
+    pair = jax.jit(jax.vmap(lambda s: solver.run(x0, bounds, s)))
+    jax.block_until_ready(pair(jnp.array([-1.0, 1.0])))
+    counter[0] = 0
+    out = jax.block_until_ready(pair(jnp.array([-1.0, 1.0])))
+    assert int(solo_fail.state.status) == jl.Status.LINESEARCH_FAILED
+    assert int(solo_long.state.status) == jl.Status.CONVERGED
+    assert counter[0] <= 2 * (n_solo + 60 + 2), (counter[0], n_solo)
+    for field in ("status", "iter_num", "num_fun_eval", "value", "error"):
+        assert np.array_equal(np.asarray(getattr(out.state, field)[0]),
+                              np.asarray(getattr(solo_fail.state, field))), field
+    np.testing.assert_array_equal(out.params[0], solo_fail.params)
