@@ -56,6 +56,7 @@ class SolverEntry:
     jittable: bool = True
     stepwise: bool = True
     pytree_params: bool = True
+    covers: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +115,7 @@ class TransformEntry:
     recipe: Callable[..., Any] | None = None
     recipe_kwargs: dict | None = None
     recipe_static: tuple = ()
+    covers: tuple = ()
 
 
 # Cached so that the same ``fun`` gives the same wrapped function (a static argument):
@@ -450,3 +452,462 @@ def extra_args(entry, fun, key, grads=None) -> dict:
     if entry.needs_per_example_grads and grads is not None:
         extra["per_example_grads"] = jax.tree_util.tree_map(lambda g: jnp.stack([1.5 * g, 0.5 * g]), grads)
     return extra
+
+
+# ------------------------------------------------------------ issue 16: the whole public surface
+# Solvers of the shared contract that had no entry.
+@functools.cache
+def _grad_norm_sq(fun):
+    """``0.5 ||grad f||^2``: same minimizer as a strongly convex ``f``, with minimum 0, the
+    interpolation assumption of Polyak's step (the shared quadratics have ``min f != 0``)."""
+    g = jax.grad(fun)
+    return lambda x, *a, **k: 0.5 * sum(jax.numpy.vdot(v, v) for v in jax.tree_util.tree_leaves(g(x, *a, **k)))
+
+
+@functools.cache
+def _hessian_matvec(fun):
+    """``matvec(args, v)``: the Hessian of ``fun`` at 0 times ``v`` (``fun`` a quadratic)."""
+    def matvec(args, v):
+        grad = lambda x: jax.grad(fun)(x, *args)
+        zero = jax.tree_util.tree_map(jax.numpy.zeros_like, v)
+        return jax.jvp(grad, (zero,), (v,))[1]
+    return matvec
+
+
+class _LinearSystemOf:
+    """IterativeRefinement on a quadratic ``fun``: it solves ``H x = -grad f(0)`` (the
+    minimizer of ``fun``) matrix-free; ``init_params`` go to the solver unchanged."""
+
+    def __init__(self, fun, **options):
+        self.fun = fun
+        self.solver = jl.IterativeRefinement(matvec_A=_hessian_matvec(fun), **options)
+
+    def _rhs(self, init_params, args):
+        leaves = jax.tree_util.tree_leaves(init_params)
+        if not leaves or not all(jax.numpy.issubdtype(jax.numpy.result_type(v), jax.numpy.inexact)
+                                 for v in leaves):
+            return init_params  # not a valid point: the solver's own checks reject it
+        zero = jax.tree_util.tree_map(jax.numpy.zeros_like, init_params)
+        return jax.tree_util.tree_map(lambda g: -g, jax.grad(self.fun)(zero, *args))
+
+    def run(self, init_params, *args):
+        return self.solver.run(init_params, args, self._rhs(init_params, args))
+
+    def init_state(self, init_params, *args):
+        return self.solver.init_state(init_params, args, self._rhs(init_params, args))
+
+
+_UNBOUNDED = (-1e3, 1e3)
+
+SOLVERS += [
+    SolverEntry("PolyakSGD", lambda fun, **kw: jl.PolyakSGD(_grad_norm_sq(fun), **kw),
+                dict(tol=1e-9, maxiter=20000), numeric_option="max_stepsize", numeric_values=(1.0, 0.5),
+                rosenbrock=False, covers=("PolyakSGD",)),
+    SolverEntry("ScipyBoundedLeastSquares",
+                lambda fun, **kw: _FirstArg(jl.ScipyBoundedLeastSquares(fun=_grad_of(fun), **kw), _UNBOUNDED),
+                dict(options={"xtol": 1e-14, "ftol": 1e-14, "gtol": 1e-14}), rosenbrock=False,
+                jittable=False, stepwise=False, covers=("ScipyBoundedLeastSquares",)),
+    SolverEntry("IterativeRefinement", _LinearSystemOf, dict(tol=1e-10, maxiter=20),
+                rosenbrock=False, covers=("IterativeRefinement",)),
+]
+
+
+# Solvers with their own ``run`` signatures (checked in test_registry_complete.py).
+@dataclasses.dataclass(frozen=True)
+class QPEntry:
+    """A quadratic-program solver: ``min 0.5 x'Qx + c'x`` under its kind of constraint.
+
+    Attributes:
+      name: id in test names.
+      make: ``make(tol=..., maxiter=...) -> solver``.
+      constraint: ``"eq"`` (``a'x = beta``), ``"ineq"`` (``a'x <= beta``) or ``"box"``
+        (``l <= x <= u``); the suite builds the data and passes it in the solver's layout.
+      options: options giving a tight solve.
+      accuracy: distance to the solution expected.
+    """
+
+    name: str
+    make: Callable[..., Any]
+    constraint: str
+    options: dict = dataclasses.field(default_factory=dict)
+    accuracy: float = 1e-6
+    covers: tuple = ()
+
+
+QP_SOLVERS: list[QPEntry] = [
+    QPEntry("EqualityConstrainedQP", jl.EqualityConstrainedQP, "eq", dict(tol=1e-10)),
+    QPEntry("OSQP", jl.OSQP, "ineq", dict(tol=1e-9, maxiter=20000), accuracy=1e-5),
+    QPEntry("BoxOSQP", jl.BoxOSQP, "box", dict(tol=1e-9, maxiter=20000), accuracy=1e-5),
+    QPEntry("BoxCDQP", jl.BoxCDQP, "box", dict(tol=1e-10, maxiter=5000)),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class LineSearchEntry:
+    """A line search: ``run(init_stepsize, params, descent_direction=...) -> OptStep(stepsize, state)``.
+
+    Attributes:
+      wolfe: the accepted step satisfies the strong Wolfe curvature condition too
+        (``c2``); otherwise only sufficient decrease (Armijo, ``c1``) is promised.
+    """
+
+    name: str
+    make: Callable[..., Any]
+    options: dict = dataclasses.field(default_factory=dict)
+    wolfe: bool = True
+    covers: tuple = ()
+
+
+LINE_SEARCHES: list[LineSearchEntry] = [
+    LineSearchEntry("ZoomLineSearch", jl.ZoomLineSearch),
+    LineSearchEntry("HagerZhangLineSearch", jl.HagerZhangLineSearch),
+    LineSearchEntry("BacktrackingLineSearch-armijo", jl.BacktrackingLineSearch, dict(condition="armijo"),
+                    wolfe=False, covers=("BacktrackingLineSearch",)),
+    LineSearchEntry("BacktrackingLineSearch-strong-wolfe", jl.BacktrackingLineSearch,
+                    dict(condition="strong-wolfe"), covers=("BacktrackingLineSearch",)),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimatorEntry:
+    """A gradient estimator: ``estimate(fun, params, key) -> grad estimate``.
+
+    Attributes:
+      random: the estimate depends on ``key``; its mean over keys is compared with the
+        gradient (a bound from the sample count), else one estimate is.
+      atol: distance to the gradient (deterministic) on the suite's quadratic.
+    """
+
+    name: str
+    estimate: Callable[..., Any]
+    random: bool = True
+    atol: float = 1e-6
+    covers: tuple = ()
+
+
+def _second(fn):
+    return lambda *a, **k: fn(*a, **k)[1]
+
+
+def _layerwise_cge(fun, params, key):
+    # A two-"layer" model whose loss is ``fun`` of both parameter halves concatenated.
+    import jax.numpy as jnp
+    from jaxopt_lab import zeroth_order as zo
+
+    k = params.shape[0] // 2
+    layers = [lambda p, h: jnp.concatenate([h, p]), lambda p, h: jnp.concatenate([h, p])]
+    model = zo.LayerwiseLoss(layers, fun, jnp.zeros((0,), params.dtype))
+    return jnp.concatenate(zo.cge_layerwise(model, [params[:k], params[k:]], smoothing=1e-4,
+                                            difference="central")[1])
+
+
+def _zo():
+    from jaxopt_lab import zeroth_order as zo
+    return zo
+
+
+ESTIMATORS: list[EstimatorEntry] = [
+    EstimatorEntry("rge-gaussian-forward", lambda f, x, k: _zo().rge(f, x, k, smoothing=1e-4)[1],
+                   covers=("rge",)),
+    EstimatorEntry("rge-sphere-central",
+                   lambda f, x, k: _zo().rge(f, x, k, distribution="sphere", difference="central")[1],
+                   covers=("rge",)),
+    EstimatorEntry("spsa", lambda f, x, k: _zo().spsa(f, x, k)[1]),
+    EstimatorEntry("forward_gradient", lambda f, x, k: _zo().forward_gradient(f, x, k)[1]),
+    EstimatorEntry("cge-central", lambda f, x, k: _zo().cge(f, x, difference="central")[1], random=False,
+                   covers=("cge",)),
+    EstimatorEntry("cge-forward", lambda f, x, k: _zo().cge(f, x, smoothing=1e-7)[1], random=False,
+                   atol=1e-5, covers=("cge",)),
+    EstimatorEntry("cge_layerwise", _layerwise_cge, random=False),
+    EstimatorEntry("estimate-spsa", lambda f, x, k: _zo().estimate("spsa", f, x, k)[1], covers=("estimate",)),
+    EstimatorEntry("value_and_grad-rge", lambda f, x, k: _zo().value_and_grad(f, smoothing=1e-4)(x, key=k)[1],
+                   covers=("value_and_grad",)),
+    # The custom_jvp wrapper: jax.grad of the wrapped function is the zeroth-order estimate.
+    EstimatorEntry("blackbox-cge", lambda f, x, k: jax.grad(_zo().blackbox(f, method="cge",
+                                                                           difference="central"))(x),
+                   random=False, covers=("blackbox",)),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class OracleEntry:
+    """A curvature oracle, compared with a dense reference on the suite's small problem.
+
+    Attributes:
+      kind: which reference (``"hvp"``, ``"gnvp"``, ``"diag"``, ``"trace"``, ``"gnb"``,
+        ``"fisher"``, ``"eigen"``, ``"density"``); the checks live in test_registry_complete.py.
+      random: an unbiased estimator (its mean over keys is compared, with a bound from
+        the sample count).
+    """
+
+    name: str
+    kind: str
+    random: bool = False
+    covers: tuple = ()
+
+
+ORACLES: list[OracleEntry] = [
+    OracleEntry("hvp", "hvp"),
+    OracleEntry("gnvp", "gnvp"),
+    OracleEntry("hutchinson_diag", "diag", random=True),
+    OracleEntry("hutchinson_trace", "trace", random=True),
+    OracleEntry("gnb_diag", "gnb", random=True),
+    OracleEntry("fisher_diag", "fisher"),
+    OracleEntry("lanczos", "eigen"),
+    OracleEntry("slq_density", "density"),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class BilevelEntry:
+    """A bilevel algorithm: ``make(problem, **options).run(x0, y0, data) -> OptStep(BilevelParams, state)``.
+
+    Attributes:
+      instance: ``() -> BilevelInstance`` from :mod:`jaxopt_lab.problems.bilevel` with a
+        closed-form solution ``(x_star, y_star)``.
+      options: options reaching ``accuracy``; ``make`` gets ``problem`` and ``instance``.
+      numeric_option, numeric_values: a traced hyperparameter for the vmap and retrace checks.
+      accuracy: distance of ``x`` to ``x_star`` expected.
+      converges: ``run`` ends ``CONVERGED`` (False for fixed-budget stochastic methods).
+    """
+
+    name: str
+    make: Callable[..., Any]
+    instance: Callable[[], Any]
+    options: dict = dataclasses.field(default_factory=dict)
+    numeric_option: str = "stepsize"
+    numeric_values: tuple = (0.5, 0.4)
+    accuracy: float = 1e-5
+    converges: bool = True
+    covers: tuple = ()
+    known_bug: str = ""
+
+
+def _bilevel(cls):
+    return lambda inst, **kw: cls(inst.problem, **kw)
+
+
+def _quadratic_bilevel():
+    from jaxopt_lab.problems.bilevel import quadratic_bilevel
+    return quadratic_bilevel()
+
+
+def _multiblock_exact():
+    # Every block and every sample per step: no sampling noise, so BSVRB converges exactly.
+    from jaxopt_lab.problems.bilevel import multiblock_quadratic
+    return multiblock_quadratic(num_blocks=4, num_samples=8)
+
+
+def _constrained_toy():
+    from jaxopt_lab.problems.bilevel import constrained_toy
+    return constrained_toy()
+
+
+def _lvhba(inst, **kw):
+    return jl.bilevel.LVHBA(inst.problem, projection=inst.extra, **kw)
+
+
+def _bsvrb(inst, **kw):
+    return jl.bilevel.BSVRB(inst.problem, num_blocks_sampled=4, batch_size=8, key=jax.random.PRNGKey(0), **kw)
+
+
+BILEVEL: list[BilevelEntry] = [
+    BilevelEntry("ImplicitBilevel", _bilevel(jl.bilevel.ImplicitBilevel), _quadratic_bilevel,
+                 dict(stepsize=0.5, maxiter=2000, tol=1e-8), accuracy=1e-6),
+    BilevelEntry("PenaltyBilevel", _bilevel(jl.bilevel.PenaltyBilevel), _quadratic_bilevel,
+                 dict(sigma=1e-3, stepsize=0.5, maxiter=3000, tol=1e-8), accuracy=1e-3),
+    BilevelEntry("MAID", _bilevel(jl.bilevel.MAID), _quadratic_bilevel, dict(maxiter=500, tol=1e-7),
+                 numeric_values=(1.0, 0.8)),
+    BilevelEntry("BOREP", _bilevel(jl.bilevel.BOREP), _quadratic_bilevel,
+                 dict(stepsize=1e-3, maxiter=3000, tol=0.0), numeric_values=(1e-3, 2e-3), accuracy=2e-2,
+                 converges=False),
+    BilevelEntry("BSVRB", _bsvrb, _multiblock_exact, dict(maxiter=400, tol=0.0), numeric_values=(0.05, 0.04),
+                 accuracy=1e-4, converges=False,
+                 known_bug="BSVRB.run returns x0 after one iteration with status CONVERGED and error 0 "
+                           "(its stopping error starts at 0, so even tol=0 stops); update() converges"),
+    BilevelEntry("LVHBA", _lvhba, _constrained_toy, dict(maxiter=10000, tol=1e-7),
+                 numeric_values=(0.02, 0.015), accuracy=1e-5),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class HypergradEntry:
+    """A hypergradient method of :func:`jaxopt_lab.bilevel.hypergradient` (or a function
+    built on it), compared with the closed form on the quadratic bilevel problem."""
+
+    name: str
+    hypergrad: Callable[..., Any]
+    accuracy: float = 1e-6
+    covers: tuple = ()
+
+
+def _hg(method, **options):
+    return lambda inst, x: jl.bilevel.hypergradient(inst.problem, x, inst.y0, inst.data, method=method,
+                                                    **options)[0]
+
+
+def _via_adjoint(inst, x):
+    # The implicit hypergradient assembled by hand: grad_x F - (d_x grad_y G)^T v, H v = grad_y F.
+    import jax.numpy as jnp
+
+    prob, data = inst.problem, inst.data
+    y = jnp.linalg.solve(data["A"], data["B"] @ x)  # y*(x) of the quadratic problem
+    rhs = jax.grad(prob.outer_fun, argnums=1)(x, y, data)
+    v = jl.bilevel.adjoint_solve(prob, x, y, data, rhs, solver="cg")
+    v = v[0] if isinstance(v, tuple) else v
+    gy = lambda x_: jax.grad(prob.inner_fun, argnums=1)(x_, y, data)
+    cross = jax.vjp(gy, x)[1](v)[0]
+    return jax.grad(prob.outer_fun, argnums=0)(x, y, data) - cross
+
+
+HYPERGRADIENTS: list[HypergradEntry] = [
+    HypergradEntry("hypergradient-implicit-cg", _hg("implicit"), covers=("hypergradient",)),
+    HypergradEntry("hypergradient-implicit-gmres", _hg("implicit", adjoint_solver="gmres"),
+                   covers=("hypergradient",)),
+    HypergradEntry("hypergradient-unrolled", _hg("unrolled", steps=400), accuracy=1e-5,
+                   covers=("hypergradient",)),
+    HypergradEntry("hypergradient-penalty", _hg("penalty", sigma=1e-4), accuracy=1e-3,
+                   covers=("hypergradient",)),
+    HypergradEntry("hyperobjective",
+                   lambda inst, x: jax.grad(jl.bilevel.hyperobjective, argnums=1)(inst.problem, x, inst.y0,
+                                                                                  inst.data)),
+    HypergradEntry("adjoint_solve", _via_adjoint, accuracy=1e-8),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalarRootEntry:
+    """A scalar root finder: ``make(F, **options).run(None, *args) -> OptStep(root, state)``."""
+
+    name: str
+    make: Callable[..., Any]
+    options: dict = dataclasses.field(default_factory=dict)
+    covers: tuple = ()
+
+
+SCALAR_ROOTS: list[ScalarRootEntry] = [
+    ScalarRootEntry("Bisection", jl.Bisection, dict(lower=-3.0, upper=3.0, tol=1e-12, maxiter=100)),
+]
+
+
+# ---------------------------------------------------------------- what each entry covers
+# Recipes are chains of public blocks (as optax builds ``adam`` from ``scale_by_adam``): an
+# entry of the recipe runs the block too.
+RECIPE_BLOCKS: dict[str, tuple[str, ...]] = {
+    "diffgrad": ("scale_by_diffgrad",),
+    "adamp": ("scale_by_adamp",),
+    "sgdp": ("scale_by_sgdp",),
+    "root": ("scale_by_root",),
+    "coordinate_clipped_sgd": ("clip_by_coordinate",),
+    "perp_grad": ("scale_by_perp_grad",),
+    "prox_lasso_transform": ("prox_update",),
+    "hard_threshold_topk": ("prox_update",),
+    "group_envelope": ("prox_update",),
+    "sora_gate": ("prox_update",),
+    "econtrol": ("scale_by_econtrol",),
+    "lowrank_dct": ("scale_by_lowrank_dct",),
+    "layerwise_noise_adaptive": ("scale_by_layerwise_noise_adaptive",),
+    "sophia": ("scale_by_sophia",),
+    "adahessian": ("scale_by_adahessian",),
+    "mfac": ("scale_by_mfac",),
+    "zo_sgd": ("scale_by_zo_estimate",),
+    "zo_adam": ("scale_by_zo_estimate",),
+    "zo_signsgd": ("scale_by_zo_estimate",),
+    "deepzero_adam": ("scale_by_sparse_cge", "scale_by_lazy_adam"),
+    "deepzero_sgd": ("scale_by_sparse_cge",),
+}
+
+# Transform entries whose ``make`` is a lambda around the public factory.
+_TRANSFORM_COVERS = {
+    "refined_schedule-sgd": ("refined_schedule",),
+    "adaptive_batch_size-sgd": ("adaptive_batch_size",),
+}
+
+_STATE = "state of an algorithm (a NamedTuple of arrays), tested through the algorithm's entry"
+_TYPE = "result or problem type, not an algorithm"
+_MODULE = "a submodule (its own public names are checked where it is an algorithm package)"
+
+# Public names that are not algorithms, with the reason. A new public name must get a
+# registry entry (``covers`` it) or a line here.
+NOT_ALGORITHMS: dict[str, str] = {
+    # jaxopt_lab (top level)
+    "KKTSolution": _TYPE, "OptStep": _TYPE, "Status": "status codes (an IntEnum)",
+    "status_name": "name of a status code", "base": _MODULE, "bilevel": _MODULE, "curvature": _MODULE,
+    "implicit_diff": _MODULE, "isotonic": _MODULE, "linear_solve": _MODULE, "loss": _MODULE,
+    "objective": _MODULE, "perturbations": _MODULE, "projection": _MODULE, "prox": _MODULE,
+    "sweep": _MODULE, "tree_util": _MODULE, "zeroth_order": _MODULE,
+    # jaxopt_lab.solvers
+    **{n: _STATE for n in (
+        "AndersonState", "AndersonWrapperState", "ArmijoSGDState", "BfgsState", "BisectionState",
+        "BlockCDState", "BoxCDQPState", "BoxOSQPState", "BroydenState", "CBOState", "EqQPState",
+        "FixedPointState", "GaussNewtonState", "IterativeRefinementState", "LbfgsState", "LbfgsbState",
+        "LevenbergMarquardtState", "LineSearchState", "MirrorDescentState", "NewtonCGState",
+        "NonlinearCGState", "OptaxState", "PolyakSGDState", "ProxGradState", "RegularizedNewtonState")},
+    "ScipyMinimizeInfo": "SciPy's result fields, the state of the SciPy wrappers",
+    "projection_grad_simplex_kl": "a projection used as MirrorDescent's step (an operator, not a solver); "
+                                  "tested in test_block_cd_mirror.py",
+    # jaxopt_lab.transforms
+    **{n: _STATE for n in (
+        "AdaptiveBatchSizeState", "ScaleByAdaHessianState", "ScaleByAdamPState", "ScaleByDiffGradState",
+        "ScaleByEControlState", "ScaleByLayerwiseNoiseAdaptiveState", "ScaleByLowRankDCTState",
+        "ScaleByMfacState", "ScaleByRootState", "ScaleBySGDPState", "ScaleBySophiaState",
+        "ScaleByZoEstimateState")},
+    "dct_basis": "orthonormal DCT matrix used by lowrank_dct (linear algebra helper)",
+    "group_envelope_prox_norms": "shrink factors inside prox_group_envelope (helper)",
+    "inner_product_test": "batch-size test statistic used by adaptive_batch_size (helper)",
+    "norm_test": "batch-size test statistic used by adaptive_batch_size (helper)",
+    "ns_schedule": "Newton-Schulz coefficient schedule used by orthogonalize (helper)",
+    "orthogonalize": "Newton-Schulz polar factor used by root and layerwise_noise_adaptive (helper)",
+    "mfac_ihvp": "dense inverse-Hessian-vector product inside scale_by_mfac (helper)",
+    "prox_group_envelope": "a prox operator handed to prox_update (tested in test_prox_transforms.py)",
+    "prox_topk": "a prox operator handed to prox_update (tested in test_prox_transforms.py)",
+    "soft_threshold": "a prox operator handed to prox_update (tested in test_prox_transforms.py)",
+    "random_k_compressor": "a compressor handed to econtrol (an argument, not a transform)",
+    "top_k_compressor": "a compressor handed to econtrol (an argument, not a transform)",
+    "topk_magnitude_mask": "top-k mask helper of the compressors and prox_topk",
+    # jaxopt_lab.zeroth_order
+    "LayerwiseLoss": _TYPE, "METHODS": "table of the estimator names accepted by `estimate`",
+    "ScaleByLazyAdamState": _STATE, "ScaleBySparseCGEState": _STATE,
+    "layerwise_density": "per-layer densities from pruning scores (DeepZero set-up helper)",
+    "random_sparse_mask": "random coordinate mask of sparse CGE (helper)",
+    "zo_grasp_scores": "pruning scores for layerwise_density (tested in test_deepzero.py)",
+    "zo_saliency": "pruning scores for layerwise_density (tested in test_deepzero.py)",
+    # jaxopt_lab.curvature
+    "LanczosResult": _TYPE, "SLQResult": _TYPE,
+    "rademacher_like": "random +-1 probe vectors of the Hutchinson estimators (helper)",
+    # jaxopt_lab.bilevel
+    "BilevelParams": _TYPE, "BilevelProblem": _TYPE, "HypergradDiagnostics": _TYPE,
+    **{n: _STATE for n in ("BOREPState", "BSVRBState", "ImplicitBilevelState", "LVHBAState", "MAIDState",
+                           "PenaltyBilevelState")},
+}
+
+
+def _public_name(obj):
+    name = getattr(obj, "__name__", None)
+    return (name,) if name and not name.startswith(("<", "_")) else ()
+
+
+def covered_names() -> dict[str, list[str]]:
+    """Public name -> the registry entries that cover it.
+
+    An entry covers the names in its ``covers`` field, else the public factory or class
+    behind ``make`` (``recipe`` for transforms, the entry's name for estimators, oracles,
+    QP solvers, line searches, scalar solvers and bilevel entries), plus the blocks its
+    recipe chains (``RECIPE_BLOCKS``).
+    """
+    out: dict[str, list[str]] = {}
+
+    def add(names, entry):
+        for n in names:
+            for m in (n, *RECIPE_BLOCKS.get(n, ())):
+                out.setdefault(m, []).append(entry.name)
+
+    for e in SOLVERS:
+        add(e.covers or _public_name(e.make) or (e.name.split("-")[0],), e)
+    for e in TRANSFORMS:
+        add(e.covers or _TRANSFORM_COVERS.get(e.name) or _public_name(e.recipe or e.make)
+            or (e.name.split("-")[0],), e)
+    for entries in (QP_SOLVERS, LINE_SEARCHES, ESTIMATORS, ORACLES, BILEVEL, HYPERGRADIENTS, SCALAR_ROOTS):
+        for e in entries:
+            add(e.covers or (e.name,), e)
+    return out
