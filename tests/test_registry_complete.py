@@ -14,8 +14,17 @@ import pytest
 
 import jaxopt_lab as jl
 from tests import problems as P
-from tests.registry import (BILEVEL, ESTIMATORS, HYPERGRADIENTS, LINE_SEARCHES, NOT_ALGORITHMS, ORACLES,
-                            QP_SOLVERS, SCALAR_ROOTS, covered_names)
+from tests.registry import (
+    BILEVEL,
+    ESTIMATORS,
+    HYPERGRADIENTS,
+    LINE_SEARCHES,
+    NOT_ALGORITHMS,
+    ORACLES,
+    QP_SOLVERS,
+    SCALAR_ROOTS,
+    covered_names,
+)
 
 ALGORITHM_PACKAGES = ["solvers", "transforms", "zeroth_order", "curvature", "bilevel"]
 
@@ -223,10 +232,12 @@ def test_scalar_root_closed_form_jit_vmap_and_derivative(entry):
     a = 1.5
     x = float(jax.jit(lambda a: solver.run(None, a).params)(a))
     np.testing.assert_allclose(x**3 + x, a, atol=1e-10)
-    np.testing.assert_allclose(jax.grad(lambda a: solver.run(None, a).params)(a), 1 / (3 * x**2 + 1), rtol=1e-8)
+    dx_da = jax.grad(lambda a: solver.run(None, a).params)(a)
+    np.testing.assert_allclose(dx_da, 1 / (3 * x**2 + 1), rtol=1e-8)
     as_ = jnp.asarray([-2.0, 0.5, 1.5])
     np.testing.assert_allclose(jax.vmap(lambda a: solver.run(None, a).params)(as_),
-                               [float(solver.run(None, float(v)).params) for v in as_], rtol=1e-12, atol=1e-14)
+                               [float(solver.run(None, float(v)).params) for v in as_],
+                               rtol=1e-12, atol=1e-14)
 
 
 # -------------------------------------------------------------------------- estimators
