@@ -166,7 +166,15 @@ def test_qp_solver_vmap_over_data_and_tol_matches_loop(entry):
         assert int(bstate.status[i]) == int(state.status) == jl.Status.CONVERGED
 
 
-@pytest.mark.parametrize("entry", QP_SOLVERS, ids=lambda e: e.name)
+_F32_BUG = ("library bug: OSQP.run on float32 (Q, c, G, h) with x64 enabled raises TypeError 'cotangent type "
+            "does not match function output, expected float32[1] but got float64[1]'")
+
+
+_F32_XFAIL = pytest.mark.xfail(strict=True, reason=_F32_BUG)
+
+
+@pytest.mark.parametrize("entry", [pytest.param(e, id=e.name, marks=_F32_XFAIL if e.name == "OSQP" else ())
+                                   for e in QP_SOLVERS])
 def test_qp_solver_keeps_float32(entry):
     Q, c = _qp_data(jnp.float32)
     x, state = _qp_run(entry, Q, c, tol=1e-5)
