@@ -368,8 +368,9 @@ def select_result(pred, on_true: LineSearchResult, on_false: LineSearchResult) -
     Returns:
       A :class:`LineSearchResult`.
     """
-    pick = lambda a, b: None if a is None else tu.tree_where(pred, a, b)
-    return LineSearchResult(*(pick(a, b) for a, b in zip(on_true, on_false, strict=True)))
+    fields = [None if a is None else tu.tree_where(pred, a, b)
+              for a, b in zip(on_true, on_false, strict=True)]
+    return LineSearchResult._make(fields)
 
 
 def failure_status(ls: LineSearchResult) -> jax.Array:
