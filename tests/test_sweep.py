@@ -13,6 +13,7 @@ import pytest
 import jaxopt_lab as jo
 from jaxopt_lab import sweep
 from tests import problems
+from tests.sweep_config import with_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 A, B = problems.ridge_data(n=30, d=4, seed=1)
@@ -255,13 +256,7 @@ def _config(**over):
         "grid": {"l2": [0.01, 0.1, 1.0], "tol": [1e-8]},
         "sweep": {"seeds": [0], "chunk_size": 2, "output": "unused"},
     }
-    for path, value in over.items():
-        table, _, key = path.partition("__")
-        if key:
-            cfg[table][key] = value
-        else:
-            cfg[table] = value
-    return cfg
+    return with_overrides(cfg, **over)
 
 
 @pytest.mark.parametrize("over, match", [

@@ -18,6 +18,7 @@ import pytest
 import jaxopt_lab as jo
 from jaxopt_lab import cli, sweep, sweep_cli
 from jaxopt_lab.sweep.checkpoint import _Checkpoints
+from tests.sweep_config import with_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _rng = np.random.default_rng(0)
@@ -257,13 +258,7 @@ def _config(out, **over):
         "grid": {"l2": [0.01, 0.1, 1.0], "tol": [1e-6]},
         "sweep": {"seeds": [0], "chunk_size": 2, "output": str(out)},
     }
-    for path, value in over.items():
-        table, _, key = path.partition("__")
-        if key:
-            cfg[table][key] = value
-        else:
-            cfg[table] = value
-    return cfg
+    return with_overrides(cfg, **over)
 
 
 @pytest.mark.parametrize("over, match", [
