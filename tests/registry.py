@@ -734,9 +734,7 @@ BILEVEL: list[BilevelEntry] = [
                  dict(stepsize=1e-3, maxiter=3000, tol=0.0), numeric_values=(1e-3, 2e-3), accuracy=2e-2,
                  converges=False),
     BilevelEntry("BSVRB", _bsvrb, _multiblock_exact, dict(maxiter=400, tol=0.0), numeric_values=(0.05, 0.04),
-                 accuracy=1e-4, converges=False,
-                 known_bug="BSVRB.run returns x0 after one iteration with status CONVERGED and error 0 "
-                           "(its stopping error starts at 0, so even tol=0 stops); update() converges"),
+                 accuracy=1e-4, converges=False),
     BilevelEntry("LVHBA", _lvhba, _constrained_toy, dict(maxiter=10000, tol=1e-7),
                  numeric_values=(0.02, 0.015), accuracy=1e-5),
 ]

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxopt_lab import Status
 from jaxopt_lab import bilevel as bl
 from jaxopt_lab.problems.bilevel import constrained_toy, multiblock_quadratic, quadratic_bilevel
 
@@ -93,6 +94,22 @@ def test_bsvrb_speedup_in_batch():
     large, last = _first_hits(inst, 8, 32, 0.05)
     assert np.median(large) < np.median(small) / 3  # measured 18 vs ~140
     assert last.max() < 1e-4  # B = n: no sampling noise left
+
+
+def test_bsvrb_run_stops_only_at_the_solution():
+    # Issue 15: the error was the norm of the outer estimator alone, which is exactly 0 at
+    # the first step (zero adjoints, grad_x f(x0) = 0 here), so run stopped at x0, CONVERGED.
+    inst = multiblock_quadratic(num_blocks=4, num_samples=8)  # I = m, B = n: exact oracles
+    make = lambda **kw: bl.BSVRB(inst.problem, num_blocks_sampled=4, batch_size=8,
+                                 key=jax.random.PRNGKey(0), maxiter=400, **kw)
+    out = make(tol=1e-8).run(inst.x0, inst.y0, inst.data)
+    assert int(out.state.status) == Status.CONVERGED
+    assert 1 < int(out.state.iter_num) < 400 and float(out.state.error) <= 1e-8
+    assert dist(out, inst) < 1e-7
+    np.testing.assert_allclose(out.params.y, inst.y_star, atol=1e-7)
+    out0 = make(tol=0.0).run(inst.x0, inst.y0, inst.data)
+    assert int(out0.state.status) == Status.MAX_ITER and int(out0.state.iter_num) == 400
+    assert dist(out0, inst) < 1e-10
 
 
 def test_lvhba_solves_constrained_toy():

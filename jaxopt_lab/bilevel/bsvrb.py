@@ -20,7 +20,8 @@ class BSVRBState(NamedTuple):
     """State of :class:`BSVRB` (per-block leaves have a leading axis ``m``).
 
     Attributes:
-      iter_num, error (norm of the outer estimator), status, value.
+      iter_num, error (norm of the joint estimator ``(v, u, w)`` at the input iterate),
+        status, value.
       adjoint: per-block adjoints ``z_i``.
       grad_y: MSVR trackers ``u_i`` of ``grad_y g_i``.
       hvp: MSVR trackers ``w_i`` of ``H_i z_i - grad_y f_i``.
@@ -66,7 +67,9 @@ class BSVRB(BilevelSolver):
       outer_momentum: STORM ``beta_x`` in ``(0, 1]``.
       msvr_correction: use MSVR's full correction weight (default: STORM's ``1 - beta``).
       key: PRNG key (default ``PRNGKey(0)``).
-      maxiter, tol: stop when the outer estimator norm is ``<= tol``.
+      maxiter, tol: stop when the joint estimator norm ``||(v, u, w)||`` (hypergradient,
+        inner-gradient and adjoint-residual estimates: zero exactly at a stationary ``x``
+        with ``y_i = y_i*(x)`` and the adjoints solved) is ``<= tol``.
 
     Returns:
       ``run(x0, y0, data)`` returns ``OptStep(BilevelParams(x, y), BSVRBState)``.
@@ -189,9 +192,13 @@ class BSVRB(BilevelSolver):
         step_blocks = lambda t, d: _map(lambda a, g: a.at[blocks].add(-self.inner_stepsize * g[blocks]), t, d)
         y_new, z_new = step_blocks(y, u), step_blocks(z, w)
         x_new = tu.tree_add_scalar_mul(x, -self.stepsize, v)
+        # Stationarity of the coupled system in (x, y, z), not of ``v`` alone: ``v`` uses the
+        # current adjoints, which start at zero, so with ``grad_x f(x0) = 0`` it is exactly 0
+        # at the first step however far ``x0`` is from the solution (issue 15).
+        error = tu.tree_l2_norm((v, u, w)).astype(state.error.dtype)
         state = state._replace(
             iter_num=state.iter_num + 1,
-            error=tu.tree_l2_norm(v),
+            error=error,
             adjoint=z_new,
             grad_y=u,
             hvp=w,
