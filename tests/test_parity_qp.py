@@ -157,3 +157,65 @@ def test_box_osqp_cholesky_and_cg_agree_with_jaxopt():
                                                                        params_ineq=(l, u))
         np.testing.assert_allclose(out.params.primal[0], ref.params.primal[0], atol=1e-7)
         np.testing.assert_allclose(out.params.dual_eq, ref.params.dual_eq, atol=1e-6)
+
+
+def test_box_osqp_concrete_bounds_closed_over_by_an_outer_jit():
+    # Regression: the empty-box check ran bool(jnp.any(l > u)); an outer jit stages jnp ops
+    # even on closed-over concrete bounds, so it raised TracerBoolConversionError.
+    Q, c, _, _, G, h = _qp()
+    l, u = -jnp.ones(4), h
+    solver = jl.BoxOSQP(tol=1e-9, maxiter=10000)
+    solve = lambda: solver.run(params_obj=(Q, c), params_eq=G, params_ineq=(l, u))
+    eager, jitted = solve(), jax.jit(solve)()
+    assert int(jitted.state.status) == int(eager.state.status) == jl.Status.CONVERGED
+    np.testing.assert_allclose(jitted.params.primal[0], eager.params.primal[0], atol=1e-10)
+    np.testing.assert_allclose(jitted.params.dual_eq, eager.params.dual_eq, atol=1e-10)
+    # A concrete empty box still raises at trace time; a traced one is INFEASIBLE at init.
+    below = u - 1.0
+    with pytest.raises(ValueError, match="l > u"):
+        jax.jit(lambda: solver.run(params_obj=(Q, c), params_eq=G, params_ineq=(u, below)))()
+    bad = jax.jit(lambda u: solver.run(params_obj=(Q, c), params_eq=G, params_ineq=(u, below)))(u)
+    assert int(bad.state.status) == jl.Status.INFEASIBLE
+    assert int(bad.state.iter_num) == 0
+
+
+@pytest.mark.parametrize("blocks", ["ineq", "eq", "both"])
+def test_osqp_float32_data_under_x64_keeps_float32(blocks):
+    # Regression: with one block absent, its placeholder bound was jnp.zeros((0,)) (float64
+    # under x64), which promoted l, u, z and y and broke linear_transpose (cotangent dtype).
+    Q, c, A, b, G, h = _qp()
+    eq, ineq = (A, b) if blocks != "ineq" else None, (G, h) if blocks != "eq" else None
+    f32 = lambda t: None if t is None else tuple(v.astype(jnp.float32) for v in t)
+    solver = jl.OSQP(tol=1e-5, maxiter=20000)
+
+    def x_star(c, Q, eq, ineq):
+        return solver.run(params_obj=(Q, c), params_eq=eq, params_ineq=ineq).params.primal
+
+    out = solver.run(params_obj=f32((Q, c)), params_eq=f32(eq), params_ineq=f32(ineq))
+    ref = solver.run(params_obj=(Q, c), params_eq=eq, params_ineq=ineq)
+    assert int(out.state.status) == int(ref.state.status) == jl.Status.CONVERGED
+    assert out.params.primal.dtype == jnp.float32
+    np.testing.assert_allclose(out.params.primal, ref.params.primal, atol=1e-4)
+    jac32 = jax.jacrev(x_star)(c.astype(jnp.float32), *f32((Q,)), f32(eq), f32(ineq))
+    jac64 = jax.jacrev(x_star)(c, Q, eq, ineq)
+    assert jac32.dtype == jnp.float32
+    np.testing.assert_allclose(jac32, jac64, atol=1e-3)
+
+
+def test_box_osqp_float32_data_with_float64_bounds_keeps_float32():
+    # Wider bounds must not promote z and y past the data's dtype.
+    Q, c, _, _, G, h = _qp()
+    l, u = -jnp.ones(4), h
+    f32 = lambda *vs: tuple(v.astype(jnp.float32) for v in vs)
+    solver = jl.BoxOSQP(tol=1e-5, maxiter=20000)
+    out = solver.run(params_obj=f32(Q, c), params_eq=G.astype(jnp.float32), params_ineq=(l, u))
+    ref = solver.run(params_obj=(Q, c), params_eq=G, params_ineq=(l, u))
+    assert int(out.state.status) == jl.Status.CONVERGED
+    assert out.params.primal[0].dtype == out.params.dual_eq.dtype == jnp.float32
+    np.testing.assert_allclose(out.params.primal[0], ref.params.primal[0], atol=1e-4)
+    g = jax.grad(lambda u: jnp.sum(solver.run(params_obj=f32(Q, c), params_eq=G.astype(jnp.float32),
+                                              params_ineq=(l, u)).params.primal[0] ** 2))(u)
+    g_ref = jax.grad(lambda u: jnp.sum(solver.run(params_obj=(Q, c), params_eq=G,
+                                                  params_ineq=(l, u)).params.primal[0] ** 2))(u)
+    assert g.dtype == jnp.float64
+    np.testing.assert_allclose(g, g_ref, atol=1e-3)

@@ -166,15 +166,7 @@ def test_qp_solver_vmap_over_data_and_tol_matches_loop(entry):
         assert int(bstate.status[i]) == int(state.status) == jl.Status.CONVERGED
 
 
-_F32_BUG = ("library bug: OSQP.run on float32 (Q, c, G, h) with x64 enabled raises TypeError 'cotangent type "
-            "does not match function output, expected float32[1] but got float64[1]'")
-
-
-_F32_XFAIL = pytest.mark.xfail(strict=True, reason=_F32_BUG)
-
-
-@pytest.mark.parametrize("entry", [pytest.param(e, id=e.name, marks=_F32_XFAIL if e.name == "OSQP" else ())
-                                   for e in QP_SOLVERS])
+@pytest.mark.parametrize("entry", QP_SOLVERS, ids=lambda e: e.name)
 def test_qp_solver_keeps_float32(entry):
     Q, c = _qp_data(jnp.float32)
     x, state = _qp_run(entry, Q, c, tol=1e-5)
@@ -190,12 +182,7 @@ def test_boxosqp_concrete_bounds_inside_an_outer_jit():
     lo, hi = jnp.full(d, -0.2), jnp.full(d, 0.2)
     solve = lambda: jl.BoxOSQP(tol=1e-9, maxiter=20000).run(None, params_obj=(Q, c), params_eq=jnp.eye(d),
                                                             params_ineq=(lo, hi))
-    try:
-        out = jax.jit(solve)()
-    except jax.errors.TracerBoolConversionError:
-        pytest.xfail("library bug: BoxOSQP.run (solvers/osqp.py, _check_run_args) evaluates "
-                     "bool(jnp.any(l > u)) on concrete bounds, which an outer jit stages: "
-                     "TracerBoolConversionError")
+    out = jax.jit(solve)()
     np.testing.assert_allclose(out.params.primal[0], _qp_reference("box", Q, c)[0], atol=1e-5)
 
 

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxopt_lab import base
 from jaxopt_lab import linear_solve as ls
@@ -40,6 +41,11 @@ class BoxOSQPState(NamedTuple):
 
 def _inf(v):
     return jnp.max(jnp.abs(v)) if jnp.size(v) else jnp.zeros((), jnp.result_type(v))
+
+
+def _bounds(params_ineq, z):
+    """``(l, u)`` in the dtype of ``z``: wider bounds must not promote ``z`` and ``y``."""
+    return tuple(jnp.asarray(b).astype(jnp.result_type(z)) for b in params_ineq)
 
 
 @dataclasses.dataclass(eq=False)
@@ -154,7 +160,9 @@ class BoxOSQP(base.IterativeSolver):
         if params_obj is None or params_ineq is None:
             raise ValueError("`params_obj=(Q, c)` and `params_ineq=(l, u)` are required.")
         l, u = params_ineq
-        if base.is_concrete(l) and base.is_concrete(u) and bool(jnp.any(jnp.asarray(l) > jnp.asarray(u))):
+        # numpy, not jnp: an outer jit stages jnp ops even on concrete (closed-over) bounds.
+        # Traced bounds go to init_state, where an empty box gives Status.INFEASIBLE.
+        if base.is_concrete(l) and base.is_concrete(u) and np.any(np.asarray(l) > np.asarray(u)):
             raise ValueError("`params_ineq` has l > u for some rows (empty box).")
 
     def run(self, init_params=None, params_obj=None, params_eq=None, params_ineq=None) -> base.OptStep:
@@ -214,7 +222,7 @@ class BoxOSQP(base.IterativeSolver):
           ``OptStep(KKTSolution((x, z), y), state)``.
         """
         (x, z), y = params.primal, params.dual_eq
-        l, u = params_ineq
+        l, u = _bounds(params_ineq, z)
         Qv, c, Av, ATv = self._ops(params_obj, params_eq, x)
         rho, alpha = state.rho_bar, self.momentum
         rhs = tu.tree_add(tu.tree_add_scalar_mul(tu.tree_negative(c), self.sigma, x), ATv(rho * z - y))
@@ -268,7 +276,7 @@ class BoxOSQP(base.IterativeSolver):
           A ``KKTSolution`` with the structure of ``params``.
         """
         (x, z), y = params.primal, params.dual_eq
-        l, u = params_ineq
+        l, u = _bounds(params_ineq, z)
         Qv, c, Av, ATv = self._ops(params_obj, params_eq, x)
         stat = tu.tree_add(tu.tree_add(Qv(x), c), ATv(y))
         return base.KKTSolution((stat, z - jnp.clip(z + y, l, u)), Av(x) - z)
@@ -323,8 +331,11 @@ class OSQP(BoxOSQP):
         """
         if params_eq is None and params_ineq is None:
             raise ValueError("OSQP needs `params_eq=(A, b)` and/or `params_ineq=(G, h)`.")
-        A, b = params_eq if params_eq is not None else (None, jnp.zeros((0,)))
-        G, h = params_ineq if params_ineq is not None else (None, jnp.zeros((0,)))
+        # The absent block's empty bound takes the data's dtype (a bare jnp.zeros((0,)) is
+        # float64 under x64 and would promote float32 bounds, z and y).
+        dtype = jnp.result_type(*(jnp.asarray(v[1]) for v in (params_eq, params_ineq) if v is not None))
+        A, b = params_eq if params_eq is not None else (None, jnp.zeros((0,), dtype))
+        G, h = params_ineq if params_ineq is not None else (None, jnp.zeros((0,), dtype))
         b, h = jnp.asarray(b), jnp.asarray(h)
         p = b.shape[0]
         lower = jnp.concatenate([b, jnp.full(h.shape, -jnp.inf, h.dtype)])
