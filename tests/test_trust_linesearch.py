@@ -49,7 +49,9 @@ _PROBLEMS += [(name, (lambda p: lambda x: p.fun(x))(mgh.get(name)), mgh.get(name
               for name in ("helical_valley", "box_3d", "brown_badly_scaled", "wood")]
 
 
-@pytest.mark.parametrize("method", METHODS)
+# Polak-Ribiere (the default) in the default suite, the other formulas with the slow tests.
+@pytest.mark.parametrize("method", [m if m == "polak-ribiere" else pytest.param(m, marks=pytest.mark.slow)
+                                    for m in METHODS])
 def test_nonlinear_cg_within_1p2x_scipy_cg_iterations(method):
     ratios = {}
     for name, fun, x0 in _PROBLEMS:
