@@ -6,27 +6,22 @@ hyperparameters, optax transforms from the recent literature, bilevel, zeroth- a
 second-order methods, and sweeps.
 """
 
-from jaxopt_lab import (
-    base,
-    bilevel,
-    curvature,
-    implicit_diff,
-    isotonic,
-    linear_solve,
-    loss,
-    objective,
-    perturbations,
-    projection,
-    prox,
-    sweep,
-    tree_util,
-    zeroth_order,
-)
-from jaxopt_lab.base import KKTSolution, OptStep, Status, status_name
+import sys as _sys
+
+from jaxopt_lab import base, bilevel, core, curvature, linalg, ops, sweep, zeroth_order
+from jaxopt_lab.core import loop, tree_util
+from jaxopt_lab.core.types import KKTSolution, OptStep, Status, status_name
+from jaxopt_lab.linalg import implicit_diff, linear_solve
+from jaxopt_lab.ops import isotonic, loss, objective, perturbations, projection, prox
 from jaxopt_lab.solvers import *  # noqa: F401,F403
 from jaxopt_lab.solvers import __all__ as _solvers_all
 from jaxopt_lab.transforms import *  # noqa: F401,F403
 from jaxopt_lab.transforms import __all__ as _transforms_all
+
+# jaxopt's module paths (``jaxopt.prox``, ``jaxopt.tree_util`` ...) -> their home here.
+for _module in (implicit_diff, isotonic, linear_solve, loop, loss, objective, perturbations,
+                projection, prox, tree_util):
+    _sys.modules.setdefault(f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}", _module)
 
 __version__ = "0.1.0"
 
@@ -43,6 +38,10 @@ __all__ = [
     "isotonic",
     "perturbations",
     "linear_solve",
+    "linalg",
+    "loop",
+    "ops",
+    "core",
     "projection",
     "prox",
     "status_name",

@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_lab import base
+from jaxopt_lab.core.checks import check_int
+from jaxopt_lab.core.types import status_name
 from jaxopt_lab.problems.digits import accuracy, load_digits, multinomial_logreg_loss
-from jaxopt_lab.solvers.lbfgs import LBFGS
+from jaxopt_lab.solvers.quasi_newton.lbfgs import LBFGS
 
 LOG10_LAM_RANGE = (-6.0, 2.0)
 
@@ -130,7 +131,7 @@ def run(steps: int = 25, max_step: float = 1.0, init_log10_lam: float = -5.0,
             step=step, log10_lam=float(log10_lam), lam=float(10.0**log10_lam),
             val_loss=float(loss), val_acc=float(acc), hypergrad=float(hypergrad),
             hypercurvature=float(curvature),
-            inner_iters=int(out.state.iter_num), inner_status=base.status_name(out.state.status),
+            inner_iters=int(out.state.iter_num), inner_status=status_name(out.state.status),
         ))
         bar.set_postfix(lam=f"{10.0 ** float(log10_lam):.2e}", val_loss=f"{float(loss):.4f}")
         g, h = float(hypergrad), float(curvature)
@@ -159,7 +160,7 @@ def run(steps: int = 25, max_step: float = 1.0, init_log10_lam: float = -5.0,
                      val_loss=float(final_loss), val_acc=float(final_acc), test_acc=test_acc),
         sweep=dict(log10_lam=np.asarray(grid).tolist(), val_loss=np.asarray(s_loss).tolist(),
                    val_acc=np.asarray(s_acc).tolist(), inner_iters=np.asarray(s_iters).tolist(),
-                   inner_status=[base.status_name(s) for s in np.asarray(s_status)]),
+                   inner_status=[status_name(s) for s in np.asarray(s_status)]),
         sweep_best=dict(log10_lam=float(grid[best]), lam=float(10.0 ** grid[best]),
                         val_loss=float(s_loss[best]), val_acc=float(s_acc[best])),
         timings=dict(hypergradient_path_s=t_path, sweep_first_call_s=t_sweep_first,
@@ -232,7 +233,7 @@ def main(out: str = "jaxopt_lab_out", steps: int = 25, progress: bool = True) ->
       0 on success.
     """
     jax.config.update("jax_enable_x64", True)
-    base.check_int(steps, "steps", minimum=1)
+    check_int(steps, "steps", minimum=1)
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     result = run(steps=steps, progress=progress)

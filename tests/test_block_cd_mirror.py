@@ -9,8 +9,8 @@ import scipy.optimize
 from sklearn.linear_model import Lasso
 
 import jaxopt_lab as jl
-from jaxopt_lab.solvers.block_cd import BlockCoordinateDescent
-from jaxopt_lab.solvers.mirror_descent import MirrorDescent, projection_grad_simplex_kl
+from jaxopt_lab.solvers.first_order.block_cd import BlockCoordinateDescent
+from jaxopt_lab.solvers.first_order.mirror_descent import MirrorDescent, projection_grad_simplex_kl
 
 
 def _data(n=30, d=8, seed=0):

@@ -24,7 +24,7 @@ import optax
 import pytest
 
 import jaxopt_lab as jl
-from jaxopt_lab.solvers import _linesearch
+from jaxopt_lab.solvers.linesearch import functions as _linesearch
 from tests import problems as P
 from tests.registry import SOLVERS, TRANSFORMS, extra_args, tiered
 

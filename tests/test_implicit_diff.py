@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import jaxopt_lab as jl
-from jaxopt_lab import implicit_diff as idf
-from jaxopt_lab import linear_solve as ls
+from jaxopt_lab.linalg import implicit_diff as idf
+from jaxopt_lab.linalg import linear_solve as ls
 from tests import problems as P
 
 A, B = P.ridge_data(n=30, d=5)

@@ -12,8 +12,8 @@ import pytest
 from sklearn.isotonic import IsotonicRegression
 
 import jaxopt_lab as jl
-from jaxopt_lab.isotonic import isotonic_l2_pav
-from jaxopt_lab.perturbations import (
+from jaxopt_lab.ops.isotonic import isotonic_l2_pav
+from jaxopt_lab.ops.perturbations import (
     Gumbel,
     Normal,
     make_perturbed_argmax,

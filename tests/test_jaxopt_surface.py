@@ -16,7 +16,7 @@ import jaxopt_lab
 # Names of jaxopt 0.8.5 deliberately not provided, with the reason.
 INTENTIONALLY_ABSENT = {
     "warnings": "the standard-library module jaxopt happens to import, not an API",
-    "loop": "jaxopt's internal while-loop helper; the shared run loop is jaxopt_lab._loop",
+    "loop": "jaxopt's internal while-loop helper; the shared run loop is jaxopt_lab.core.loop",
 }
 # Keywords of jaxopt's dataclasses not carried over, each with the reason (also in
 # docs/migration.md).

@@ -7,7 +7,7 @@ import pytest
 import scipy.optimize as so
 
 import jaxopt_lab as jl
-from jaxopt_lab.solvers.lbfgs import inverse_hessian_product
+from jaxopt_lab.solvers.quasi_newton.lbfgs import inverse_hessian_product
 from tests import problems as P
 
 
@@ -68,7 +68,7 @@ _LS_DEFAULTS = {
 
 @pytest.mark.parametrize("name", sorted(_LS_DEFAULTS))
 def test_line_search_options_shared_with_defaults_and_checks(name):
-    from jaxopt_lab.solvers._linesearch import LineSearchOptions
+    from jaxopt_lab.solvers.linesearch.functions import LineSearchOptions
 
     cls = getattr(jl, name)
     assert issubclass(cls, LineSearchOptions)

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxopt_lab import linear_solve as ls
+from jaxopt_lab.linalg import linear_solve as ls
 
 rng = np.random.default_rng(0)
 M = rng.standard_normal((7, 7))

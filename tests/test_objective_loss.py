@@ -1,4 +1,4 @@
-"""``jaxopt_lab.loss`` and ``jaxopt_lab.objective`` against jaxopt's values and closed forms."""
+"""``jaxopt_lab.ops.loss`` and ``jaxopt_lab.ops.objective`` against jaxopt's values and closed forms."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import jaxopt.objective as jobj
 import numpy as np
 import pytest
 
-from jaxopt_lab import loss as L
-from jaxopt_lab import objective as O
+from jaxopt_lab.ops import loss as L
+from jaxopt_lab.ops import objective as O
 
 X_GRID = jnp.linspace(-3.0, 3.0, 25)
 SCORES = jnp.array([0.3, -1.2, 2.0, 0.1])

@@ -191,7 +191,7 @@ def _gcp_reference(x, g, lo, up, B):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_lbfgsb_compact_model_and_cauchy_point_match_dense_reference(seed):
-    from jaxopt_lab.solvers import lbfgsb as L
+    from jaxopt_lab.solvers.quasi_newton import lbfgsb as L
 
     rng = np.random.default_rng(seed)
     n, m, ptr = 12, 4, 2  # slot ptr is the oldest; slot 1 is empty (a skipped pair)

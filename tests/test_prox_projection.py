@@ -8,8 +8,8 @@ import jaxopt
 import numpy as np
 import pytest
 
-from jaxopt_lab import projection as P
-from jaxopt_lab import prox as X
+from jaxopt_lab.ops import projection as P
+from jaxopt_lab.ops import prox as X
 
 rng = np.random.default_rng(0)
 x7 = jnp.asarray(rng.standard_normal(7))

@@ -75,7 +75,7 @@ def test_nonlinear_cg_condition_20_quadratic_no_linesearch_failure():
 def test_strong_wolfe_near_optimum_with_tiny_first_step():
     # f changes by about its rounding error at the first trial: the search must still
     # extrapolate to the exact line minimizer (secant on the slopes) instead of failing.
-    from jaxopt_lab.solvers import _linesearch
+    from jaxopt_lab.solvers.linesearch import functions as _linesearch
 
     fun = _quadratic(8, 1e3)
     xs = jnp.linalg.solve(jax.hessian(fun)(jnp.zeros(8)), -jax.grad(fun)(jnp.zeros(8)))

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import jaxopt_lab as jl
-from jaxopt_lab import projection as proj
-from jaxopt_lab import prox
+from jaxopt_lab.ops import projection as proj
+from jaxopt_lab.ops import prox
 from jaxopt_lab.problems import mgh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,7 +119,7 @@ _MGH_SCRIPT = textwrap.dedent("""
         jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
     import jaxopt_lab as jl
-    from jaxopt_lab import projection
+    from jaxopt_lab.ops import projection
     from jaxopt_lab.problems import mgh
 
     out = []

@@ -8,9 +8,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab import base
-from jaxopt_lab import tree_util as tu
-from jaxopt_lab.solvers.lbfgs import LBFGS
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.types import Status
+from jaxopt_lab.solvers.quasi_newton.lbfgs import LBFGS
 
 INNER_SOLVERS = ("lbfgs", "gd")
 
@@ -41,8 +41,8 @@ def gd_until(grad_fn: Callable, y: Any, stepsize, tol, maxiter: int):
     y, g, k = jax.lax.while_loop(cond, body, (y, grad_fn(y), jnp.asarray(0, jnp.int32)))
     res = tu.tree_l2_norm(g)
     status = jnp.where(
-        ~jnp.isfinite(res), base.Status.NONFINITE,
-        jnp.where(res <= tol, base.Status.CONVERGED, base.Status.MAX_ITER),
+        ~jnp.isfinite(res), Status.NONFINITE,
+        jnp.where(res <= tol, Status.CONVERGED, Status.MAX_ITER),
     ).astype(jnp.int32)
     return y, res, k, status
 

@@ -6,13 +6,15 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from jaxopt_lab import base
 from jaxopt_lab.bilevel import _inner
 from jaxopt_lab.bilevel.problem import BilevelParams, BilevelProblem
+from jaxopt_lab.core.checks import check_positive, is_concrete
+from jaxopt_lab.core.solver import IterativeSolver
+from jaxopt_lab.core.types import OptStep
 
 
 @dataclasses.dataclass(eq=False)
-class BilevelSolver(base.IterativeSolver):
+class BilevelSolver(IterativeSolver):
     """Base of the bilevel solvers: params are ``BilevelParams(x, y)``, args ``(data,)``.
 
     Attributes:
@@ -29,7 +31,7 @@ class BilevelSolver(base.IterativeSolver):
         if not isinstance(self.problem, BilevelProblem):
             raise TypeError(f"`problem` must be a BilevelProblem, got {type(self.problem).__name__}.")
         for name in self._positive_options():
-            base.check_positive(getattr(self, name), name)
+            check_positive(getattr(self, name), name)
 
     def _positive_options(self) -> tuple[str, ...]:
         return ()
@@ -40,7 +42,7 @@ class BilevelSolver(base.IterativeSolver):
     def _inner_stepsize(self, x, y, data, sigma=None):
         """The fixed inner step, or ``1 / L`` by power iteration when it is ``<= 0``."""
         eta = self.inner_stepsize
-        if base.is_concrete(eta) and jnp.ndim(eta) == 0 and float(eta) <= 0:
+        if is_concrete(eta) and jnp.ndim(eta) == 0 and float(eta) <= 0:
             return 1.0 / _inner.estimate_inner_lipschitz(self.problem, x, y, data, sigma=sigma)
         return jnp.asarray(eta)
 
@@ -53,7 +55,7 @@ class BilevelSolver(base.IterativeSolver):
         """Not used: bilevel solvers are not differentiated implicitly."""
         raise TypeError("Bilevel solvers do not define an optimality function; use implicit_diff=False.")
 
-    def run(self, x0, y0, data=None) -> base.OptStep:
+    def run(self, x0, y0, data=None) -> OptStep:
         """Run from ``(x0, y0)`` on ``data``.
 
         Args:

@@ -9,11 +9,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab import base
-from jaxopt_lab import tree_util as tu
 from jaxopt_lab.bilevel import _inner
 from jaxopt_lab.bilevel._solver import BilevelSolver
 from jaxopt_lab.bilevel.problem import BilevelParams
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_callable, check_int
+from jaxopt_lab.core.types import OptStep, Status
 
 
 class BOREPState(NamedTuple):
@@ -84,11 +85,11 @@ class BOREP(BilevelSolver):
 
     def __post_init__(self):
         super().__post_init__()
-        base.check_int(self.refine_steps, "refine_steps", minimum=0)
-        base.check_int(self.update_interval, "update_interval", minimum=1)
-        base.check_int(self.inner_steps, "inner_steps", minimum=1)
+        check_int(self.refine_steps, "refine_steps", minimum=0)
+        check_int(self.update_interval, "update_interval", minimum=1)
+        check_int(self.inner_steps, "inner_steps", minimum=1)
         if self.sampler is not None:
-            base.check_callable(self.sampler, "sampler")
+            check_callable(self.sampler, "sampler")
 
     def _positive_options(self):
         return ("stepsize", "momentum")
@@ -104,7 +105,7 @@ class BOREP(BilevelSolver):
         return BOREPState(
             jnp.asarray(0),
             jnp.asarray(jnp.inf, value.dtype),
-            jnp.asarray(base.Status.RUNNING, jnp.int32),
+            jnp.asarray(Status.RUNNING, jnp.int32),
             value,
             tu.tree_zeros_like(x),
             tu.tree_zeros_like(y),
@@ -112,7 +113,7 @@ class BOREP(BilevelSolver):
             self._inner_stepsize(x, y, data).astype(value.dtype),
         )
 
-    def update(self, params: BilevelParams, state: BOREPState, data=None) -> base.OptStep:
+    def update(self, params: BilevelParams, state: BOREPState, data=None) -> OptStep:
         """One BO-REP iteration."""
         x, y = params
         p, eta = self.problem, state.inner_stepsize
@@ -137,4 +138,4 @@ class BOREP(BilevelSolver):
         state = state._replace(
             iter_num=state.iter_num + 1, error=tu.tree_l2_norm(h), value=value, momentum=m, adjoint=z, key=key
         )
-        return base.OptStep(BilevelParams(x, y), state)
+        return OptStep(BilevelParams(x, y), state)

@@ -8,10 +8,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab import base
-from jaxopt_lab import tree_util as tu
 from jaxopt_lab.bilevel._solver import BilevelSolver
 from jaxopt_lab.bilevel.problem import BilevelParams
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_int, check_params_tree
+from jaxopt_lab.core.types import OptStep, Status
 
 _map = jax.tree_util.tree_map
 
@@ -96,8 +97,8 @@ class BSVRB(BilevelSolver):
 
     def __post_init__(self):
         super().__post_init__()
-        base.check_int(self.num_blocks_sampled, "num_blocks_sampled", minimum=1)
-        base.check_int(self.batch_size, "batch_size", minimum=1)
+        check_int(self.num_blocks_sampled, "num_blocks_sampled", minimum=1)
+        check_int(self.batch_size, "batch_size", minimum=1)
 
     def _positive_options(self):
         return ("stepsize", "inner_stepsize", "tracker_momentum", "outer_momentum")
@@ -106,7 +107,7 @@ class BSVRB(BilevelSolver):
         return False
 
     def _check_run_args(self, init_params, args, kwargs) -> None:
-        base.check_params_tree(init_params)
+        check_params_tree(init_params)
         data = args[0] if args else None
         m, n = jax.tree_util.tree_leaves(data)[0].shape[:2]
         if self.num_blocks_sampled > m:
@@ -140,7 +141,7 @@ class BSVRB(BilevelSolver):
         return BSVRBState(
             jnp.asarray(0),
             jnp.asarray(jnp.inf, dt),
-            jnp.asarray(base.Status.RUNNING, jnp.int32),
+            jnp.asarray(Status.RUNNING, jnp.int32),
             jnp.asarray(0.0, dt),
             zeros,
             zeros,
@@ -150,7 +151,7 @@ class BSVRB(BilevelSolver):
             key,
         )
 
-    def update(self, params: BilevelParams, state: BSVRBState, data=None) -> base.OptStep:
+    def update(self, params: BilevelParams, state: BSVRBState, data=None) -> OptStep:
         """One BSVRB iteration."""
         x, y = params
         z = state.adjoint
@@ -206,4 +207,4 @@ class BSVRB(BilevelSolver):
             prev=(x, y, z),
             key=key,
         )
-        return base.OptStep(BilevelParams(x_new, y_new), state)
+        return OptStep(BilevelParams(x_new, y_new), state)

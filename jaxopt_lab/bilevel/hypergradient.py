@@ -22,11 +22,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab import base
-from jaxopt_lab import linear_solve as ls
-from jaxopt_lab import tree_util as tu
 from jaxopt_lab.bilevel import _inner
 from jaxopt_lab.bilevel.problem import BilevelProblem
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_callable, check_int, check_positive
+from jaxopt_lab.core.solver import _is_dynamic, _Static
+from jaxopt_lab.core.types import Status
+from jaxopt_lab.linalg import linear_solve as ls
 
 PyTree = Any
 METHODS = ("implicit", "unrolled", "truncated", "penalty")
@@ -81,7 +83,7 @@ def adjoint_solve(problem: BilevelProblem, x, y, data, rhs, solver: str = "cg", 
       rhs: right-hand side (a pytree like ``y``).
       solver: ``"cg"``, ``"gmres"`` or ``"neumann"``.
       tol: relative residual tolerance (CG/GMRES); ``None``: the precision of
-        ``rhs`` (:func:`jaxopt_lab.linear_solve.default_tol`: 1e-12 in float64,
+        ``rhs`` (:func:`jaxopt_lab.linalg.linear_solve.default_tol`: 1e-12 in float64,
         ``10 * eps`` in float32).
       maxiter: iteration cap (CG/GMRES).
       init: warm start.
@@ -154,7 +156,7 @@ def hyperobjective(problem: BilevelProblem, x, y0, data, inner_tol=None, inner_m
 
 
 def _lbfgs(fun, tol, maxiter, solve):
-    from jaxopt_lab.solvers.lbfgs import LBFGS
+    from jaxopt_lab.solvers.quasi_newton.lbfgs import LBFGS
 
     return LBFGS(fun=fun, tol=tol, maxiter=maxiter, implicit_diff_solve=solve)
 
@@ -176,13 +178,13 @@ def _check_options(method, options):
         raise ValueError(f"`mode` must be 'reverse' or 'forward', got {opts['mode']!r}.")
     for name in ("sigma", "inner_tol", "adjoint_tol", "inner_stepsize", "neumann_stepsize", "warn_tol"):
         if opts[name] is not None:
-            base.check_positive(opts[name], name)
+            check_positive(opts[name], name)
     for name in ("inner_maxiter", "neumann_steps", "steps", "truncate"):
-        base.check_int(opts[name], name, minimum=1)
+        check_int(opts[name], name, minimum=1)
     if opts["truncate"] > opts["steps"]:
         raise ValueError(f"`truncate` ({opts['truncate']}) must be <= `steps` ({opts['steps']}).")
     if opts["M"] is not None:
-        base.check_callable(opts["M"], "M")
+        check_callable(opts["M"], "M")
     return opts
 
 
@@ -214,7 +216,7 @@ def hypergradient(problem: BilevelProblem, x: PyTree, y0: PyTree, data: Any = No
         ``"penalty"``, whose difference quotient divides the inner errors by
         ``sigma``, ``max(min(sigma, 1) * inner_tol, 30 eps scale)``),
         ``warn_tol = sqrt(eps) * scale`` and, for CG/GMRES, the relative
-        ``adjoint_tol`` of :func:`jaxopt_lab.linear_solve.default_tol` (1e-12 in
+        ``adjoint_tol`` of :func:`jaxopt_lab.linalg.linear_solve.default_tol` (1e-12 in
         float64, ``10 * eps`` below). Rounding puts a floor of order
         ``eps * scale`` under any computed gradient norm; ``eps**(2/3)`` stays a
         factor ``eps**(-1/3)`` above it (about 200 in float32), so the inner solve
@@ -237,15 +239,15 @@ def hypergradient(problem: BilevelProblem, x: PyTree, y0: PyTree, data: Any = No
         raise TypeError(f"`problem` must be a BilevelProblem, got {type(problem).__name__}.")
     opts = _check_options(method, options)
     problem.check_args(x, y0, data, "x", "y0")
-    static = {k: v for k, v in opts.items() if not base._is_dynamic(v)}
-    dynamic = {k: v for k, v in opts.items() if base._is_dynamic(v)}
+    static = {k: v for k, v in opts.items() if not _is_dynamic(v)}
+    dynamic = {k: v for k, v in opts.items() if _is_dynamic(v)}
     return _hypergradient_jit(problem, method, tuple(sorted(static.items(), key=lambda kv: kv[0])),
                               x, y0, data, dynamic)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _hypergradient_jit(problem, method, static_items, x, y0, data, dynamic):
-    static = {k: (v.value if isinstance(v, base._Static) else v) for k, v in static_items}
+    static = {k: (v.value if isinstance(v, _Static) else v) for k, v in static_items}
     o = {**static, **dynamic}
     if o["inner_tol"] is None or o["warn_tol"] is None:
         inner_tol, warn_tol = _inner.precision_tols(problem, x, y0, data)
@@ -301,7 +303,7 @@ def _unrolled(problem, x, y0, data, o, truncated):
 
     (value, y), h = jax.value_and_grad(phi, has_aux=True)(x)
     res = tu.tree_l2_norm(problem.inner_grad(x, y, data))
-    status = jnp.where(res <= o["inner_tol"], base.Status.CONVERGED, base.Status.MAX_ITER).astype(jnp.int32)
+    status = jnp.where(res <= o["inner_tol"], Status.CONVERGED, Status.MAX_ITER).astype(jnp.int32)
     zero = jnp.zeros((), res.dtype)
     return h, HypergradDiagnostics(y, res, jnp.asarray(steps, jnp.int32), status, tu.tree_zeros_like(y),
                                    zero, jnp.asarray(0, jnp.int32), value, False)
@@ -322,5 +324,5 @@ def _penalty(problem, x, y0, data, o):
     gxz, _ = problem.inner_grads(x, z, data)
     h = jax.tree_util.tree_map(lambda a, b, c: a + (b - c) / sigma, gx, gxs, gxz)
     adj = jax.tree_util.tree_map(lambda a, b: (a - b) / sigma, z, ys)
-    status = jnp.where(status == base.Status.CONVERGED, status_s, status)
+    status = jnp.where(status == Status.CONVERGED, status_s, status)
     return h, HypergradDiagnostics(z, res, its, status, adj, res_s, jnp.asarray(-1, jnp.int32), value, False)

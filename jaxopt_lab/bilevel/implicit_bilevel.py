@@ -8,12 +8,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab import base
-from jaxopt_lab import linear_solve as ls
-from jaxopt_lab import tree_util as tu
 from jaxopt_lab.bilevel import _inner
 from jaxopt_lab.bilevel._solver import BilevelSolver
 from jaxopt_lab.bilevel.problem import BilevelParams
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_int
+from jaxopt_lab.core.types import OptStep, Status
+from jaxopt_lab.linalg import linear_solve as ls
 
 
 class ImplicitBilevelState(NamedTuple):
@@ -72,8 +73,8 @@ class ImplicitBilevel(BilevelSolver):
 
     def __post_init__(self):
         super().__post_init__()
-        base.check_int(self.inner_steps, "inner_steps", minimum=1)
-        base.check_int(self.adjoint_maxiter, "adjoint_maxiter", minimum=1)
+        check_int(self.inner_steps, "inner_steps", minimum=1)
+        check_int(self.adjoint_maxiter, "adjoint_maxiter", minimum=1)
 
     def _positive_options(self):
         return ("stepsize",)
@@ -84,10 +85,10 @@ class ImplicitBilevel(BilevelSolver):
         eta = self._inner_stepsize(x, y, data)
         value = self.problem.outer_fun(x, y, data)
         inf = jnp.asarray(jnp.inf, value.dtype)
-        return ImplicitBilevelState(jnp.asarray(0), inf, jnp.asarray(base.Status.RUNNING, jnp.int32), value,
+        return ImplicitBilevelState(jnp.asarray(0), inf, jnp.asarray(Status.RUNNING, jnp.int32), value,
                                     tu.tree_zeros_like(y), eta.astype(value.dtype), inf, inf)
 
-    def update(self, params: BilevelParams, state: ImplicitBilevelState, data=None) -> base.OptStep:
+    def update(self, params: BilevelParams, state: ImplicitBilevelState, data=None) -> OptStep:
         """One AID iteration."""
         x, y = params
         p = self.problem
@@ -100,4 +101,4 @@ class ImplicitBilevel(BilevelSolver):
         x = tu.tree_add_scalar_mul(x, -self.stepsize, h)
         state = state._replace(iter_num=state.iter_num + 1, error=tu.tree_l2_norm(h), value=value, adjoint=v,
                                inner_residual=tu.tree_l2_norm(grad_y(y)), adjoint_residual=info.residual_norm)
-        return base.OptStep(BilevelParams(x, y), state)
+        return OptStep(BilevelParams(x, y), state)

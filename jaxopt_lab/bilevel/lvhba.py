@@ -9,10 +9,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab import base
-from jaxopt_lab import tree_util as tu
 from jaxopt_lab.bilevel._solver import BilevelSolver
 from jaxopt_lab.bilevel.problem import BilevelParams
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_callable
+from jaxopt_lab.core.types import OptStep, Status
 
 
 class LVHBAState(NamedTuple):
@@ -82,7 +83,7 @@ class LVHBA(BilevelSolver):
         if self.problem.inner_constraints is None:
             raise ValueError("`problem` must define `inner_constraints` for LVHBA.")
         if self.projection is not None:
-            base.check_callable(self.projection, "projection")
+            check_callable(self.projection, "projection")
 
     def _positive_options(self):
         return ("stepsize", "dual_stepsize", "inner_stepsize", "gamma1", "gamma2", "c0")
@@ -99,14 +100,14 @@ class LVHBA(BilevelSolver):
         return LVHBAState(
             jnp.asarray(0),
             jnp.asarray(jnp.inf, value.dtype),
-            jnp.asarray(base.Status.RUNNING, jnp.int32),
+            jnp.asarray(Status.RUNNING, jnp.int32),
             value,
             y,
             lam,
             lam,
         )
 
-    def update(self, params: BilevelParams, state: LVHBAState, data=None) -> base.OptStep:
+    def update(self, params: BilevelParams, state: LVHBAState, data=None) -> OptStep:
         """One LV-HBA iteration."""
         x, y = params
         p, g = self.problem, self.problem.inner_constraints
@@ -138,4 +139,4 @@ class LVHBA(BilevelSolver):
         state = state._replace(
             iter_num=state.iter_num + 1, error=moved, value=value, theta=theta, lam=lam, z=z
         )
-        return base.OptStep(BilevelParams(x_new, y_new), state)
+        return OptStep(BilevelParams(x_new, y_new), state)

@@ -8,12 +8,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab import base
-from jaxopt_lab import linear_solve as ls
-from jaxopt_lab import tree_util as tu
 from jaxopt_lab.bilevel import _inner
 from jaxopt_lab.bilevel._solver import BilevelSolver
 from jaxopt_lab.bilevel.problem import BilevelParams
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_int
+from jaxopt_lab.core.types import OptStep, Status
+from jaxopt_lab.linalg import linear_solve as ls
 
 
 class MAIDState(NamedTuple):
@@ -100,7 +101,7 @@ class MAID(BilevelSolver):
     def __post_init__(self):
         super().__post_init__()
         for name in ("maxls", "inner_maxiter", "adjoint_maxiter"):
-            base.check_int(getattr(self, name), name, minimum=1)
+            check_int(getattr(self, name), name, minimum=1)
 
     def _positive_options(self):
         return ("stepsize", "inner_tol0", "adjoint_tol0", "tol_decay", "fail_decay", "shrink", "armijo")
@@ -114,7 +115,7 @@ class MAID(BilevelSolver):
         return MAIDState(
             jnp.asarray(0),
             f(jnp.inf),
-            jnp.asarray(base.Status.RUNNING, jnp.int32),
+            jnp.asarray(Status.RUNNING, jnp.int32),
             value,
             f(self.stepsize),
             f(self.inner_tol0),
@@ -125,7 +126,7 @@ class MAID(BilevelSolver):
             jnp.asarray(0),
         )
 
-    def update(self, params: BilevelParams, state: MAIDState, data=None) -> base.OptStep:
+    def update(self, params: BilevelParams, state: MAIDState, data=None) -> OptStep:
         """One MAID iteration (inexact hypergradient, then backtracking)."""
         x, y = params
         p, eta, eps = self.problem, state.inner_stepsize, state.inner_tol
@@ -176,4 +177,4 @@ class MAID(BilevelSolver):
             accepted=ok,
             num_inner_steps=state.num_inner_steps + k_ls,
         )
-        return base.OptStep(new, state)
+        return OptStep(new, state)

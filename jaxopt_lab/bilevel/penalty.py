@@ -8,11 +8,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab import base
-from jaxopt_lab import tree_util as tu
 from jaxopt_lab.bilevel import _inner
 from jaxopt_lab.bilevel._solver import BilevelSolver
 from jaxopt_lab.bilevel.problem import BilevelParams
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_int
+from jaxopt_lab.core.types import OptStep, Status
 
 
 class PenaltyBilevelState(NamedTuple):
@@ -77,7 +78,7 @@ class PenaltyBilevel(BilevelSolver):
 
     def __post_init__(self):
         super().__post_init__()
-        base.check_int(self.inner_steps, "inner_steps", minimum=1)
+        check_int(self.inner_steps, "inner_steps", minimum=1)
         if self.variant not in ("double", "single"):
             raise ValueError(f"`variant` must be 'double' or 'single', got {self.variant!r}.")
 
@@ -93,14 +94,14 @@ class PenaltyBilevel(BilevelSolver):
         return PenaltyBilevelState(
             jnp.asarray(0),
             jnp.asarray(jnp.inf, value.dtype),
-            jnp.asarray(base.Status.RUNNING, jnp.int32),
+            jnp.asarray(Status.RUNNING, jnp.int32),
             value,
             y,
             eta.astype(value.dtype),
             eta_s.astype(value.dtype),
         )
 
-    def update(self, params: BilevelParams, state: PenaltyBilevelState, data=None) -> base.OptStep:
+    def update(self, params: BilevelParams, state: PenaltyBilevelState, data=None) -> OptStep:
         """One penalty iteration."""
         x, z = params
         p, sigma = self.problem, self.sigma
@@ -116,4 +117,4 @@ class PenaltyBilevel(BilevelSolver):
         state = state._replace(
             iter_num=state.iter_num + 1, error=tu.tree_l2_norm(h), value=value, y_penalty=ys
         )
-        return base.OptStep(BilevelParams(x, z), state)
+        return OptStep(BilevelParams(x, z), state)

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab import base
+from jaxopt_lab.core.checks import check_callable, check_params_tree
 
 PyTree = Any
 
@@ -58,10 +58,10 @@ class BilevelProblem:
     inner_constraints: Callable | None = None
 
     def __post_init__(self):
-        base.check_callable(self.outer_fun, "outer_fun")
-        base.check_callable(self.inner_fun, "inner_fun")
+        check_callable(self.outer_fun, "outer_fun")
+        check_callable(self.inner_fun, "inner_fun")
         if self.inner_constraints is not None:
-            base.check_callable(self.inner_constraints, "inner_constraints")
+            check_callable(self.inner_constraints, "inner_constraints")
 
     # -- argument checks (before tracing) ---------------------------------------
     def check_args(self, x: PyTree, y: PyTree, data: Any, x_name: str = "x", y_name: str = "y") -> None:
@@ -73,8 +73,8 @@ class BilevelProblem:
           data: the data passed to the objectives.
           x_name, y_name: argument names used in messages.
         """
-        base.check_params_tree(x, x_name)
-        base.check_params_tree(y, y_name)
+        check_params_tree(x, x_name)
+        check_params_tree(y, y_name)
         for fname in ("outer_fun", "inner_fun"):
             fun = getattr(self, fname)
             try:

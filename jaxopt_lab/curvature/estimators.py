@@ -9,15 +9,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab import base
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_callable, check_int
 from jaxopt_lab.curvature.probes import rademacher_like
 
 
 def _probe_products(fun, params, key, n_samples, args, kwargs):
     """Probes ``z`` (leading axis ``n_samples``) and ``z * (H z)``."""
-    base.check_callable(fun, "fun")
-    base.check_int(n_samples, "n_samples", minimum=1)
+    check_callable(fun, "fun")
+    check_int(n_samples, "n_samples", minimum=1)
     z = rademacher_like(key, params, n_samples)
     grad = jax.grad(lambda p: fun(p, *args, **kwargs))
     hz = jax.vmap(lambda v: jax.jvp(grad, (params,), (v,))[1])(z)
@@ -100,8 +100,8 @@ def gnb_diag(logits_fn: Callable, params: Any, key: jax.Array, *args, n_samples:
       Liu et al., "Sophia: A Scalable Stochastic Second-order Optimizer for
       Language Model Pre-training", 2023 (arXiv:2305.14342), Algorithm 2.
     """
-    base.check_callable(logits_fn, "logits_fn")
-    base.check_int(n_samples, "n_samples", minimum=1)
+    check_callable(logits_fn, "logits_fn")
+    check_int(n_samples, "n_samples", minimum=1)
     logits, vjp = jax.vjp(lambda p: logits_fn(p, *args, **kwargs), params)
     n_rows = logits.size // logits.shape[-1]
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
@@ -133,6 +133,6 @@ def fisher_diag(loss_fn: Callable, params: Any, *args, **kwargs) -> Any:
       Kunstner, Balles and Hennig, "Limitations of the empirical Fisher
       approximation for natural gradient descent", 2019 (arXiv:1905.12558).
     """
-    base.check_callable(loss_fn, "loss_fn")
+    check_callable(loss_fn, "loss_fn")
     jac = jax.jacrev(lambda p: loss_fn(p, *args, **kwargs))(params)
     return tu.tree_map(lambda j: jnp.mean(j * j, axis=0), jac)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_lab import base
+from jaxopt_lab.core.checks import check_callable, check_int, check_positive
 from jaxopt_lab.curvature.probes import rademacher_like
 
 
@@ -76,10 +76,10 @@ def lanczos(matvec: Callable, params: Any, key: jax.Array, num_iters: int) -> La
       and Xiao, "An Investigation into Neural Net Optimization via Hessian
       Eigenvalue Density", 2019 (arXiv:1901.10159).
     """
-    base.check_callable(matvec, "matvec")
+    check_callable(matvec, "matvec")
     flat, unravel = ravel_pytree(params)
     d = flat.shape[0]
-    base.check_int(num_iters, "num_iters", minimum=1)
+    check_int(num_iters, "num_iters", minimum=1)
     if num_iters > d:
         raise ValueError(f"`num_iters` must be <= the dimension {d}, got {num_iters}.")
     dtype = flat.dtype
@@ -154,8 +154,8 @@ def slq_density(matvec: Callable, params: Any, key: jax.Array, num_iters: int, *
       Ubaru, Chen and Saad, "Fast estimation of tr(f(A)) via stochastic Lanczos
       quadrature", 2017; Ghorbani, Krishnan and Xiao, 2019 (arXiv:1901.10159).
     """
-    base.check_int(n_samples, "n_samples", minimum=1)
-    base.check_positive(sigma, "sigma")
+    check_int(n_samples, "n_samples", minimum=1)
+    check_positive(sigma, "sigma")
     keys = jax.random.split(key, n_samples)
     res = jax.vmap(lambda k: lanczos(matvec, params, k, num_iters))(keys)
     nodes, weights = res.eigenvalues, res.weights

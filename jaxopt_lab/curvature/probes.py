@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_lab import base
+from jaxopt_lab.core.checks import check_int
 
 
 def rademacher_like(key: jax.Array, tree: Any, n_samples: int | None = None) -> Any:
@@ -37,7 +37,7 @@ def rademacher_like(key: jax.Array, tree: Any, n_samples: int | None = None) -> 
       for Laplacian smoothing splines", 1990.
     """
     if n_samples is not None:
-        base.check_int(n_samples, "n_samples", minimum=1)
+        check_int(n_samples, "n_samples", minimum=1)
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     sizes = [int(np.prod(jnp.shape(x))) for x in leaves]
     total = sum(sizes)

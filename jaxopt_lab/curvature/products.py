@@ -7,7 +7,7 @@ from typing import Any
 
 import jax
 
-from jaxopt_lab import base
+from jaxopt_lab.core.checks import check_callable
 
 
 def hvp(fun: Callable, params: Any, v: Any, *args, **kwargs) -> Any:
@@ -27,7 +27,7 @@ def hvp(fun: Callable, params: Any, v: Any, *args, **kwargs) -> Any:
     References:
       Pearlmutter, "Fast exact multiplication by the Hessian", 1994.
     """
-    base.check_callable(fun, "fun")
+    check_callable(fun, "fun")
     grad = jax.grad(lambda p: fun(p, *args, **kwargs))
     return jax.jvp(grad, (params,), (v,))[1]
 
@@ -53,8 +53,8 @@ def gnvp(model_fn: Callable, loss_fn: Callable, params: Any, v: Any, *args, **kw
       Schraudolph, "Fast curvature matrix-vector products for second-order
       gradient descent", 2002.
     """
-    base.check_callable(model_fn, "model_fn")
-    base.check_callable(loss_fn, "loss_fn")
+    check_callable(model_fn, "model_fn")
+    check_callable(loss_fn, "loss_fn")
     f = lambda p: model_fn(p, *args, **kwargs)
     out, jv = jax.jvp(f, (params,), (v,))
     hjv = jax.jvp(jax.grad(loss_fn), (out,), (jv,))[1]

@@ -1,106 +1,76 @@
-"""Iterative solvers with jaxopt's contract (``init_state`` / ``update`` / ``run``)."""
+"""Iterative solvers with jaxopt's contract (``init_state`` / ``update`` / ``run``).
 
-from jaxopt_lab.solvers.anderson import (
-    AndersonAcceleration,
-    AndersonState,
-    AndersonWrapper,
-    AndersonWrapperState,
+One folder per family, each with its shared step skeleton:
+``first_order``, ``quasi_newton``, ``newton``, ``least_squares``, ``fixed_point_root``,
+``qp``, ``stochastic``, ``host`` (SciPy/CVXPY wrappers) and ``linesearch``.
+Every public class is re-exported here and at the top level; the flat module paths of
+earlier releases (``jaxopt_lab.solvers.lbfgs`` ...) stay importable as aliases.
+"""
+
+import sys as _sys
+
+from jaxopt_lab.solvers import (
+    first_order,
+    fixed_point_root,
+    host,
+    least_squares,
+    linesearch,
+    newton,
+    qp,
+    quasi_newton,
+    stochastic,
 )
-from jaxopt_lab.solvers.bisection import Bisection, BisectionState
-from jaxopt_lab.solvers.box_cdqp import BoxCDQP, BoxCDQPState
-from jaxopt_lab.solvers.broyden import Broyden, BroydenState
-from jaxopt_lab.solvers.cbo import CBOState, ConsensusBasedOptimization
-from jaxopt_lab.solvers.eq_qp import EqQPState, EqualityConstrainedQP
-from jaxopt_lab.solvers.fixed_point import FixedPointIteration, FixedPointState
-from jaxopt_lab.solvers.gauss_newton import GaussNewton, GaussNewtonState
-from jaxopt_lab.solvers.gradient_descent import GradientDescent, ProxGradState
-from jaxopt_lab.solvers.lbfgs import LBFGS, LbfgsState
-from jaxopt_lab.solvers.levenberg_marquardt import LevenbergMarquardt, LevenbergMarquardtState
-from jaxopt_lab.solvers.optax_solver import OptaxSolver, OptaxState
-from jaxopt_lab.solvers.osqp import OSQP, BoxOSQP, BoxOSQPState
+from jaxopt_lab.solvers.first_order import *  # noqa: F401,F403
+from jaxopt_lab.solvers.fixed_point_root import *  # noqa: F401,F403
+from jaxopt_lab.solvers.host import *  # noqa: F401,F403
+from jaxopt_lab.solvers.least_squares import *  # noqa: F401,F403
+from jaxopt_lab.solvers.linesearch import *  # noqa: F401,F403
+from jaxopt_lab.solvers.newton import *  # noqa: F401,F403
+from jaxopt_lab.solvers.qp import *  # noqa: F401,F403
+from jaxopt_lab.solvers.quasi_newton import *  # noqa: F401,F403
+from jaxopt_lab.solvers.stochastic import *  # noqa: F401,F403
 
 __all__ = [
-    "GradientDescent",
-    "LBFGS",
-    "LbfgsState",
-    "OptaxSolver",
-    "OptaxState",
-    "ProxGradState",
-    "AndersonAcceleration",
-    "AndersonState",
-    "AndersonWrapper",
-    "AndersonWrapperState",
-    "Bisection",
-    "BisectionState",
-    "Broyden",
-    "BroydenState",
-    "CBOState",
-    "ConsensusBasedOptimization",
-    "FixedPointIteration",
-    "FixedPointState",
-    "GaussNewton",
-    "GaussNewtonState",
-    "LevenbergMarquardt",
-    "LevenbergMarquardtState",
-    "BoxCDQP",
-    "BoxCDQPState",
-    "EqQPState",
-    "EqualityConstrainedQP",
-    "OSQP",
-    "BoxOSQP",
-    "BoxOSQPState",
+    *first_order.__all__,
+    *quasi_newton.__all__,
+    *newton.__all__,
+    *least_squares.__all__,
+    *fixed_point_root.__all__,
+    *qp.__all__,
+    *stochastic.__all__,
+    *host.__all__,
+    *linesearch.__all__,
 ]
 
-# Second-order solvers (issue 4).
-from jaxopt_lab.solvers.newton_cg import NewtonCG, NewtonCGState  # noqa: E402
-from jaxopt_lab.solvers.regularized_newton import RegularizedNewton, RegularizedNewtonState  # noqa: E402
-
-__all__ += ["NewtonCG", "NewtonCGState", "RegularizedNewton", "RegularizedNewtonState"]
-
-# jaxopt parity: smooth, bound-constrained and composite solvers (issue 8).
-from jaxopt_lab.solvers.bfgs import BFGS, BfgsState  # noqa: E402
-from jaxopt_lab.solvers.lbfgsb import LBFGSB, LbfgsbState  # noqa: E402
-from jaxopt_lab.solvers.linesearch import (  # noqa: E402
-    BacktrackingLineSearch,
-    HagerZhangLineSearch,
-    LineSearchState,
-    ZoomLineSearch,
-)
-from jaxopt_lab.solvers.nonlinear_cg import NonlinearCG, NonlinearCGState  # noqa: E402
-from jaxopt_lab.solvers.projected_gradient import ProjectedGradient  # noqa: E402
-from jaxopt_lab.solvers.proximal_gradient import ProximalGradient  # noqa: E402
-
-__all__ += ["BFGS", "BfgsState", "LBFGSB", "LbfgsbState", "BacktrackingLineSearch", "HagerZhangLineSearch",
-            "LineSearchState", "ZoomLineSearch", "NonlinearCG", "NonlinearCGState", "ProjectedGradient",
-            "ProximalGradient"]
-from jaxopt_lab.solvers.armijo_sgd import ArmijoSGD, ArmijoSGDState  # noqa: E402
-from jaxopt_lab.solvers.polyak_sgd import PolyakSGD, PolyakSGDState  # noqa: E402
-
-__all__ += ["ArmijoSGD", "ArmijoSGDState", "PolyakSGD", "PolyakSGDState"]
-
-# jaxopt parity: SciPy wrappers, iterative refinement, CvxpyQP (issue 8).
-from jaxopt_lab.solvers.cvxpy_qp import CvxpyQP  # noqa: E402
-from jaxopt_lab.solvers.iterative_refinement import IterativeRefinement, IterativeRefinementState  # noqa: E402
-from jaxopt_lab.solvers.scipy_wrappers import (  # noqa: E402
-    ScipyBoundedLeastSquares,
-    ScipyBoundedMinimize,
-    ScipyLeastSquares,
-    ScipyMinimize,
-    ScipyMinimizeInfo,
-    ScipyRootFinding,
-)
-
-__all__ += ["CvxpyQP", "IterativeRefinement", "IterativeRefinementState", "ScipyBoundedLeastSquares",
-            "ScipyBoundedMinimize", "ScipyLeastSquares", "ScipyMinimize", "ScipyMinimizeInfo",
-            "ScipyRootFinding"]
-
-# jaxopt parity: block coordinate descent and mirror descent.
-from jaxopt_lab.solvers.block_cd import BlockCDState, BlockCoordinateDescent  # noqa: E402
-from jaxopt_lab.solvers.mirror_descent import (  # noqa: E402
-    MirrorDescent,
-    MirrorDescentState,
-    projection_grad_simplex_kl,
-)
-
-__all__ += ["BlockCDState", "BlockCoordinateDescent", "MirrorDescent", "MirrorDescentState",
-            "projection_grad_simplex_kl"]
+# Flat module paths of earlier releases -> the module in its family folder.
+_MOVED = {
+    "block_cd": first_order.block_cd,
+    "gradient_descent": first_order.gradient_descent,
+    "mirror_descent": first_order.mirror_descent,
+    "projected_gradient": first_order.projected_gradient,
+    "proximal_gradient": first_order.proximal_gradient,
+    "bfgs": quasi_newton.bfgs,
+    "lbfgs": quasi_newton.lbfgs,
+    "lbfgsb": quasi_newton.lbfgsb,
+    "nonlinear_cg": quasi_newton.nonlinear_cg,
+    "newton_cg": newton.newton_cg,
+    "regularized_newton": newton.regularized_newton,
+    "gauss_newton": least_squares.gauss_newton,
+    "levenberg_marquardt": least_squares.levenberg_marquardt,
+    "anderson": fixed_point_root.anderson,
+    "bisection": fixed_point_root.bisection,
+    "broyden": fixed_point_root.broyden,
+    "fixed_point": fixed_point_root.fixed_point,
+    "box_cdqp": qp.box_cdqp,
+    "eq_qp": qp.eq_qp,
+    "iterative_refinement": qp.iterative_refinement,
+    "osqp": qp.osqp,
+    "armijo_sgd": stochastic.armijo_sgd,
+    "cbo": stochastic.cbo,
+    "optax_solver": stochastic.optax_solver,
+    "polyak_sgd": stochastic.polyak_sgd,
+    "cvxpy_qp": host.cvxpy_qp,
+    "scipy_wrappers": host.scipy_wrappers,
+}
+for _name, _module in _MOVED.items():
+    _sys.modules.setdefault(f"{__name__}.{_name}", _module)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optax
 
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
 
 
 def check_stage(who: str, name: str = "grads", eps=None) -> optax.GradientTransformation:
@@ -13,7 +13,7 @@ def check_stage(who: str, name: str = "grads", eps=None) -> optax.GradientTransf
     For recipes whose first stage is optax's (which would fail later with a less clear
     message): the updates must match ``params`` (when given) in structure and leaf
     shapes, and a concrete ``eps`` must not vanish in their dtypes
-    (:func:`jaxopt_lab.tree_util.check_update_args`).
+    (:func:`jaxopt_lab.core.tree_util.check_update_args`).
 
     Args:
       who: the recipe, for the messages.

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab import base
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_positive
 from jaxopt_lab.curvature import hutchinson_diag
 
 
@@ -85,8 +85,8 @@ def scale_by_adahessian(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-4,
     """
     block_size = 1 if block_size is None else tu.static_int(block_size, "block_size", minimum=1)
     n_samples = 1 if n_samples is None else tu.static_int(n_samples, "n_samples", minimum=1)
-    base.check_positive(eps, "eps")
-    base.check_positive(hessian_power, "hessian_power", allow_zero=True)
+    check_positive(eps, "eps")
+    check_positive(hessian_power, "hessian_power", allow_zero=True)
 
     def init(params):
         zeros = optax.tree.zeros_like(params)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
 
 
 def clip_by_coordinate(threshold: float | jax.Array, relative: bool = False, eps: float = 1e-12

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.transforms.prox_update import topk_magnitude_mask
 
 Compressor = Callable[[jax.Array, jax.Array], jax.Array]  # (x, key) -> compressed x, same shape

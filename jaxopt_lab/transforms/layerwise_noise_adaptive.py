@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.transforms.root import check_matrix_leaves, orthogonalize
 
 _GEOMETRIES = ("auto", "spectral", "sign", "euclidean")

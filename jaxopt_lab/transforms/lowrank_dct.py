@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.transforms.root import check_matrix_leaves
 
 

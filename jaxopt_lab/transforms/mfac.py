@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_lab import base
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_positive
 
 
 def _check_window(m: int, d: int, name: str) -> None:
@@ -37,7 +37,7 @@ def mfac_ihvp(grads: jax.Array, v: jax.Array, damping: float | jax.Array) -> jax
       Frantar, Kurtic and Alistarh, "M-FAC: Efficient Matrix-Free Approximations
       of Second-Order Information", 2021 (arXiv:2107.03356), Section 3.1.
     """
-    base.check_positive(damping, "damping")
+    check_positive(damping, "damping")
     if jnp.ndim(grads) != 2:
         raise ValueError(f"`grads` must be an (m, d) array, got shape {jnp.shape(grads)}.")
     m, d = grads.shape
@@ -94,7 +94,7 @@ def scale_by_mfac(num_grads: int | None = None, damping: float = 1e-4) -> optax.
       of Second-Order Information", 2021 (arXiv:2107.03356), Section 3.2.
     """
     m = 8 if num_grads is None else tu.static_int(num_grads, "num_grads", minimum=1)
-    base.check_positive(damping, "damping")
+    check_positive(damping, "damping")
 
     def _dtype(tree):
         flat = ravel_pytree(tree)[0]

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
 
 
 def scale_by_perp_grad(eps: float = 1e-30) -> optax.GradientTransformation:

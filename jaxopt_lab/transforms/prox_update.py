@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.transforms._checks import check_stage
 
-ProxFn = Callable[[Any, Any, Any], Any]  # prox(x, hyperparams, scaling), as in jaxopt_lab.prox
+ProxFn = Callable[[Any, Any, Any], Any]  # prox(x, hyperparams, scaling), as in jaxopt_lab.ops.prox
 
 
 def prox_update(prox_fn: ProxFn, hyperparams: Any = None, scaling: Any = 1.0) -> optax.GradientTransformation:
@@ -21,7 +21,7 @@ def prox_update(prox_fn: ProxFn, hyperparams: Any = None, scaling: Any = 1.0) ->
     Placed after the step (e.g. ``chain(optax.sgd(lr), prox_update(prox, hp, scaling=lr))``)
     it returns ``prox(w + u, hyperparams, scaling) - w``, so that ``apply_updates`` lands on
     ``prox_{scaling * h}(w - lr g)``. Any operator with jaxopt's signature
-    ``prox(x, hyperparams, scaling)`` (the ones in ``jaxopt_lab.prox``) works.
+    ``prox(x, hyperparams, scaling)`` (the ones in ``jaxopt_lab.ops.prox``) works.
 
     Args:
       prox_fn: ``prox(x, hyperparams, scaling) -> x'`` on the params pytree.

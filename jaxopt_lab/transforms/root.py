@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
 
 Coefficients = Sequence[tuple[float, float, float]]
 _QUINTIC = (3.4445, -4.7750, 2.0315)  # fast growth of small singular values (Muon's quintic)

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab import base
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_positive
 from jaxopt_lab.curvature import gnb_diag, hutchinson_diag
 
 
@@ -77,7 +77,7 @@ def scale_by_sophia(b1: float = 0.965, b2: float = 0.99, gamma: float = 0.01, ep
     if estimator not in ("hutchinson", "gnb"):
         raise ValueError(f"`estimator` must be 'hutchinson' or 'gnb', got {estimator!r}.")
     for name, v in (("gamma", gamma), ("eps", eps), ("clip_threshold", clip_threshold)):
-        base.check_positive(v, name)
+        check_positive(v, name)
 
     def init(params):
         zeros = optax.tree.zeros_like(params)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.transforms._checks import check_stage
 from jaxopt_lab.zeroth_order import api
 

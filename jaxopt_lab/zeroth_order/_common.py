@@ -9,8 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_lab import base
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import (
+    check_callable,
+    check_params_tree,
+    check_positive,
+    check_same_structure,
+    is_concrete,
+)
 from jaxopt_lab.curvature.probes import rademacher_like
 
 
@@ -20,7 +26,7 @@ def check_options(num_directions=None, smoothing=None, chunk_size=None, differen
     if num_directions is not None:
         tu.static_int(num_directions, "num_directions", minimum=1)
     if smoothing is not None:
-        base.check_positive(smoothing, "smoothing")
+        check_positive(smoothing, "smoothing")
     if chunk_size is not None:
         tu.static_int(chunk_size, "chunk_size", minimum=1)
     if difference is not None and difference not in differences:
@@ -33,8 +39,8 @@ def flatten_checked(fun: Callable, params, args, kwargs):
     Returns:
       ``(x, unravel, f)`` where ``f(x_flat)`` evaluates ``fun`` at a flat point.
     """
-    base.check_callable(fun, "fun")
-    base.check_params_tree(params, "params")
+    check_callable(fun, "fun")
+    check_params_tree(params, "params")
     x, unravel = ravel_pytree(params)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"`params` must hold real floating-point arrays, got dtype {x.dtype}.")
@@ -71,10 +77,10 @@ def sample_directions(key, num: int, dim: int, distribution: str, dtype):
 def flat_mask(mask, params):
     """The boolean mask pytree flattened in ``ravel_pytree`` order (checked against ``params``)."""
     try:
-        base.check_same_structure(params, mask, "params", "mask")
+        check_same_structure(params, mask, "params", "mask")
     except ValueError as err:
         raise ValueError(f"`mask` must match `params` in structure and shapes: {err}") from None
     leaves = jax.tree_util.tree_leaves(mask)
-    if all(base.is_concrete(leaf) for leaf in leaves):
+    if all(is_concrete(leaf) for leaf in leaves):
         return np.concatenate([np.ravel(np.asarray(leaf)) for leaf in leaves]).astype(bool)
     return jnp.concatenate([jnp.ravel(jnp.asarray(leaf)) for leaf in leaves]).astype(bool)

@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab import base
+from jaxopt_lab.core.checks import check_callable
 from jaxopt_lab.zeroth_order import _common
 from jaxopt_lab.zeroth_order.coordinate import cge
 from jaxopt_lab.zeroth_order.randomized import forward_gradient, rge, spsa
@@ -87,7 +87,7 @@ def value_and_grad(fun: Callable, method: str = "rge", **options) -> Callable:
       Liu et al., "A primer on zeroth-order optimization in signal processing and
       machine learning", 2020 (arXiv:2006.06224).
     """
-    base.check_callable(fun, "fun")
+    check_callable(fun, "fun")
     check_method(method, options)
 
     def vg(params, *args, key=None, **kwargs):
@@ -121,7 +121,7 @@ def blackbox(fun: Callable, method: str = "rge", **options) -> Callable:
       Chen et al., "DeepZero: Scaling up zeroth-order optimization for deep model
       training", 2023 (arXiv:2310.02025).
     """
-    base.check_callable(fun, "fun")
+    check_callable(fun, "fun")
     _, needs_key = check_method(method, options)
 
     @jax.custom_jvp

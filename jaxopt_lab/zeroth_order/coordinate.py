@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_lab import base
+from jaxopt_lab.core.checks import check_int
 from jaxopt_lab.zeroth_order import _common
 
 
@@ -59,7 +59,7 @@ def cge(fun: Callable, params: Any, *args, smoothing: float = 1e-3, mask: Any = 
         else:
             if num_coords is None:
                 raise ValueError("`num_coords` (static) is required with a traced `mask`.")
-            base.check_int(num_coords, "num_coords", minimum=1)
+            check_int(num_coords, "num_coords", minimum=1)
             idx = jnp.nonzero(m, size=num_coords, fill_value=d)[0]
             valid = idx < d
     mu = jnp.asarray(smoothing, x.dtype)

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxopt_lab import base
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_positive
 from jaxopt_lab.zeroth_order.coordinate import cge
 from jaxopt_lab.zeroth_order.layerwise import LayerwiseLoss, cge_layerwise
 from jaxopt_lab.zeroth_order.randomized import rge
@@ -141,7 +141,7 @@ def scale_by_sparse_cge(density: Any, refresh_every: int = 1, smoothing: float =
       training", 2023 (arXiv:2310.02025).
     """
     refresh_every = tu.traceable_int(refresh_every, "refresh_every", minimum=1)
-    base.check_positive(smoothing, "smoothing")
+    check_positive(smoothing, "smoothing")
     if chunk_size is not None:
         chunk_size = tu.static_int(chunk_size, "chunk_size", minimum=1)
     for leaf in jax.tree_util.tree_leaves(density):

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab import base
+from jaxopt_lab.core.checks import check_positive
 from jaxopt_lab.zeroth_order.coordinate import cge
 from jaxopt_lab.zeroth_order.randomized import rge
 
@@ -50,7 +50,7 @@ def zo_grasp_scores(fun: Callable, params: Any, key: jax.Array | None, *args, me
     """
     if method not in ("rge", "cge"):
         raise ValueError(f"`method` must be 'rge' or 'cge', got {method!r}.")
-    base.check_positive(hvp_step, "hvp_step")
+    check_positive(hvp_step, "hvp_step")
     if method == "rge":
         if key is None:
             raise ValueError("`key` (a PRNG key) is required with method='rge'.")

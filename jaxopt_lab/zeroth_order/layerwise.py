@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_lab import base
+from jaxopt_lab.core.checks import check_callable
 from jaxopt_lab.zeroth_order import _common
 
 
@@ -51,8 +51,8 @@ class LayerwiseLoss:
         if isinstance(self.layers, Callable) or len(self.layers) == 0:
             raise TypeError("`layers` must be a non-empty sequence of callables.")
         for i, layer in enumerate(self.layers):
-            base.check_callable(layer, f"layers[{i}]")
-        base.check_callable(self.loss, "loss")
+            check_callable(layer, f"layers[{i}]")
+        check_callable(self.loss, "loss")
 
     def activations(self, params: Sequence[Any]) -> list:
         """``[h_0, ..., h_L]`` for ``params`` (one entry per layer)."""

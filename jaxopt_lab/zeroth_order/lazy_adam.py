@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab import base
-from jaxopt_lab import tree_util as tu
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_positive
 from jaxopt_lab.zeroth_order.deepzero import scale_by_sparse_cge
 
 
@@ -65,7 +65,7 @@ def scale_by_lazy_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) ->
         if not isinstance(value, jax.Array) and not 0.0 <= float(value) < 1.0:
             raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
     if not isinstance(eps, jax.Array):
-        base.check_positive(eps, "eps")
+        check_positive(eps, "eps")
 
     def init(params):
         zeros = lambda p: jnp.zeros(jnp.shape(p), jnp.result_type(p))

@@ -1,0 +1,125 @@
+"""The run loop shared by every solver.
+
+``run`` iterates ``step(params, state) -> (params, state)`` while
+``state.status == RUNNING``. With ``jit`` it is one ``lax.while_loop`` (or, when
+unrolling for reverse-mode differentiation through the iterations, a ``lax.scan``
+of ``maxiter`` steps whose finished steps are masked). Under ``vmap`` the
+while-loop's batched predicate freezes finished lanes, so each lane's result and
+status are exact. A step that turns the iterate non-finite is not kept: the loop
+returns the last finite iterate, with the state that describes it (its value and
+error), and the ``NONFINITE`` status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.types import OptStep, Status
+
+_RUNNING = Status.RUNNING
+_NONFINITE = Status.NONFINITE
+
+
+def _guarded_step(step: Callable, verbose, name: str, lookback: bool) -> Callable:
+    """``(prev, params, state) -> (prev, params, state)``: one step that is undone if non-finite.
+
+    Without ``lookback`` the state after a step describes the returned params (their value
+    and error), so a NONFINITE step returns the input params with the input state, which
+    describes them. With ``lookback`` a step evaluates at its input params: a NONFINITE
+    step means the input is bad, and the previous iterate ``prev`` is returned with the
+    input state, which describes ``prev``.
+    """
+    def guarded(prev, params, state):
+        new_params, new_state = step(params, state)
+        bad = new_state.status == _NONFINITE
+        kept_state = state._replace(status=new_state.status, iter_num=new_state.iter_num)
+        kept_params = prev if lookback else params
+        params_out = tu.tree_where(bad, kept_params, new_params)
+        state_out = tu.tree_where(bad, kept_state, new_state)
+        prev_out = tu.tree_where(bad, kept_params, params) if lookback else prev
+        if verbose:
+            jax.debug.print(
+                name + " iter {i} error {e:.3e} status {s}",
+                i=state_out.iter_num, e=state_out.error, s=state_out.status,
+            )
+        return prev_out, params_out, state_out
+
+    return guarded
+
+
+def run(
+    step: Callable,
+    params,
+    state,
+    maxiter: int,
+    unroll: bool = False,
+    verbose=False,
+    jit: bool = True,
+    name: str = "solver",
+    lookback: bool = False,
+    finish: Callable | None = None,
+):
+    """Iterate ``step`` from ``(params, state)`` until the status leaves RUNNING.
+
+    Args:
+      step: ``(params, state) -> (params, state)``; the state has ``status``,
+        ``iter_num`` and ``error`` fields.
+      params: initial parameters.
+      state: initial state.
+      maxiter: iteration cap (the number of scan steps when unrolling).
+      unroll: use a masked ``lax.scan`` (differentiable in reverse mode).
+      verbose: print progress with ``jax.debug.print``.
+      jit: use ``lax`` control flow; otherwise a Python loop (for debugging).
+      name: label for verbose output.
+      lookback: the state returned by ``step(params_k, ...)`` describes ``params_k`` (the
+        step evaluates at its input): the loop carries the previous iterate, returned on a
+        NONFINITE stop.
+      finish: optional ``(prev_params, params, state) -> (params, state)`` applied once
+        after the loop (e.g. to evaluate the state at the returned params).
+
+    Returns:
+      ``(params, state)`` at the end, as an ``OptStep``.
+    """
+
+    guarded = _guarded_step(step, verbose, name, lookback)
+    # Without lookback the carried "previous iterate" is never read: keep it empty.
+    prev = params if lookback else None
+
+    def done(carry):
+        prev, params, state = carry
+        if finish is not None:
+            params, state = finish(params if prev is None else prev, params, state)
+        return OptStep(params, state)
+
+    if not jit:
+        carry = (prev, params, state)
+        while int(carry[2].status) == _RUNNING:
+            carry = guarded(*carry)
+        return done(carry)
+
+    if unroll:
+        def scan_body(carry, _):
+            new = guarded(*carry)
+            running = carry[2].status == _RUNNING
+            return tu.tree_where(running, new, carry), None
+
+        carry, _ = jax.lax.scan(scan_body, (prev, params, state), None, length=maxiter)
+        return done(carry)
+
+    def cond(carry):
+        return carry[2].status == _RUNNING
+
+    def body(carry):
+        return guarded(*carry)
+
+    carry = jax.lax.while_loop(cond, body, (prev, params, state))
+    return done(carry)
+
+
+def status_all_done(status) -> jax.Array:
+    """True when no entry of a (possibly batched) status array is RUNNING."""
+    return jnp.all(status != _RUNNING)

@@ -1,0 +1,383 @@
+"""The solver contract every iterative solver shares.
+
+A solver is a dataclass subclassing :class:`IterativeSolver`. It declares its
+options as fields and writes ``init_state``, ``update`` and ``optimality_fun``;
+``run`` (the loop, status codes, verbose printing, jit and implicit
+differentiation) comes from here.
+
+Solvers are registered as pytrees: options holding floats or arrays (step sizes,
+tolerances, regularization) are leaves, everything else (functions, ``maxiter``,
+memory sizes, flags) is static. ``run`` is jitted with the solver as an argument, so
+a new tolerance or step size reuses the compiled program, and a ``vmap`` over a
+solver built from traced hyperparameters works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_lab.core import loop as _loop
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import (
+    check_callable,
+    check_finite_tree,
+    check_int,
+    check_params_dtype,
+    check_params_tree,
+    check_standard_options,
+    check_tolerance,
+    is_concrete,
+)
+from jaxopt_lab.core.types import OptStep, Status
+from jaxopt_lab.linalg import implicit_diff as idf
+from jaxopt_lab.linalg import linear_solve as ls
+
+# --------------------------------------------------------------------------- pytree
+
+
+class _Static:
+    """Hashable-by-identity wrapper for unhashable static options (dicts, lists)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __hash__(self):
+        return id(self.value)
+
+    def __eq__(self, other):
+        return isinstance(other, _Static) and other.value is self.value
+
+
+def _is_dynamic(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float | complex | np.floating):
+        return True
+    if isinstance(value, jax.Array | np.ndarray):
+        return True
+    return isinstance(value, jax.core.Tracer)
+
+
+def _hashable(value):
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        return _Static(value)
+
+
+def _flatten(solver):
+    dyn_names, dyn_vals, static = [], [], []
+    for f in dataclasses.fields(solver):
+        v = getattr(solver, f.name)
+        if _is_dynamic(v) and not solver._static_option(f.name, v):
+            dyn_names.append(f.name)
+            dyn_vals.append(v)
+        else:
+            static.append((f.name, _hashable(v)))
+    return dyn_vals, (tuple(dyn_names), tuple(static))
+
+
+def _unflatten(cls, aux, leaves):
+    dyn_names, static = aux
+    obj = object.__new__(cls)
+    for name, v in static:
+        object.__setattr__(obj, name, v.value if isinstance(v, _Static) else v)
+    for name, v in zip(dyn_names, leaves, strict=True):
+        object.__setattr__(obj, name, v)
+    return obj
+
+
+# --------------------------------------------------------------------------- base
+
+
+def update_status(state, tol, maxiter, value=None):
+    """The shared stopping rule, applied after ``init_state`` and every ``update``.
+
+    A status already set by the solver (e.g. ``INFEASIBLE``) is kept, except that a
+    non-finite error or value turns ``LINESEARCH_FAILED`` or ``STALLED`` into
+    ``NONFINITE``; otherwise a non-finite error or value gives ``NONFINITE``,
+    ``error <= tol`` gives ``CONVERGED`` and ``iter_num >= maxiter`` gives ``MAX_ITER``.
+
+    Args:
+      state: a solver state with ``error``, ``iter_num`` and ``status`` fields.
+      tol: tolerance on ``state.error``.
+      maxiter: iteration cap.
+      value: optional objective value checked for finiteness.
+
+    Returns:
+      The state with its ``status`` field updated.
+    """
+    # An infinite error before the first iteration means "not computed yet".
+    finite = ~jnp.isnan(state.error) & (jnp.isfinite(state.error) | (state.iter_num == 0))
+    if value is not None:
+        finite = finite & jnp.all(jnp.isfinite(value))
+    # A non-finite value or error is what went wrong, whatever the solver concluded from it
+    # (a line search fails, or sees no progress, on a NaN gradient): it wins over those.
+    overridable = (state.status == Status.LINESEARCH_FAILED) | (state.status == Status.STALLED)
+    status = jnp.where(
+        ~finite,
+        Status.NONFINITE,
+        jnp.where(
+            state.error <= tol,
+            Status.CONVERGED,
+            jnp.where(state.iter_num >= maxiter, Status.MAX_ITER, Status.RUNNING),
+        ),
+    )
+    keep = (state.status != Status.RUNNING) & ~(overridable & ~finite)
+    status = jnp.where(keep, state.status, status)
+    return state._replace(status=status.astype(jnp.int32))
+
+
+def _with_status(method: Callable, is_update: bool) -> Callable:
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        if not is_update:
+            init_params = args[0] if args else kwargs.get("init_params")
+            if init_params is not None:
+                self._check_init_params(init_params)
+        out = method(self, *args, **kwargs)
+        state = out.state if is_update else out
+        if not hasattr(state, "status"):
+            return out
+        state = self._finalize(state, getattr(state, "value", None))
+        return OptStep(out.params, state) if is_update else state
+
+    wrapped._with_status = True  # type: ignore[attr-defined]
+    return wrapped
+
+
+@dataclasses.dataclass(eq=False, kw_only=True)
+class IterativeSolver:
+    """Base class of every iterative solver.
+
+    Subclasses are dataclasses that declare ``fun`` and their own options, and
+    implement ``init_state``, ``update`` and ``optimality_fun``. Their state is a
+    ``NamedTuple`` with at least ``iter_num``, ``error`` and ``status``.
+
+    Attributes:
+      maxiter: maximum number of iterations (static).
+      tol: tolerance on ``state.error`` (may be traced).
+      verbose: print ``iter_num``, ``error`` and ``status`` every iteration.
+      implicit_diff: differentiate ``run`` with the implicit function theorem
+        (default); otherwise differentiate through the unrolled iterations.
+      implicit_diff_solve: linear solver for implicit differentiation
+        (default: conjugate gradients, the optimality Jacobian being a Hessian).
+      has_aux: whether ``fun`` returns ``(value, aux)``.
+      jit: jit-compile ``run``.
+      unroll: ``True`` runs a ``lax.scan`` of ``maxiter`` masked steps (reverse-mode
+        differentiable); ``"auto"`` unrolls when ``implicit_diff`` is False.
+    """
+
+    maxiter: int = 500
+    tol: float = 1e-3
+    verbose: bool | int = False
+    implicit_diff: bool = True
+    implicit_diff_solve: Callable | None = None
+    has_aux: bool = False
+    jit: bool = True
+    unroll: bool | str = "auto"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        jax.tree_util.register_pytree_node(
+            cls, _flatten, functools.partial(_unflatten, cls)
+        )
+        # The stopping rule lives here once: every solver's init_state/update
+        # returns a state whose status is already up to date.
+        for name in ("init_state", "update"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_with_status", False):
+                setattr(cls, name, _with_status(method, name == "update"))
+
+    def __post_init__(self):
+        check_int(self.maxiter, "maxiter", minimum=1)
+        check_tolerance(self.tol, "tol")
+        if self.unroll not in (True, False, "auto"):
+            raise ValueError(f"`unroll` must be True, False or 'auto', got {self.unroll!r}.")
+        if self.implicit_diff_solve is not None:
+            check_callable(self.implicit_diff_solve, "implicit_diff_solve")
+        if hasattr(self, "fun"):
+            check_callable(self.fun, "fun")
+        check_standard_options(self)
+
+    # -- what subclasses write ------------------------------------------------
+    def init_state(self, init_params, *args, **kwargs):
+        """Initial solver state. Implemented by each solver."""
+        raise NotImplementedError
+
+    def update(self, params, state, *args, **kwargs) -> OptStep:
+        """One iteration. Implemented by each solver."""
+        raise NotImplementedError
+
+    def optimality_fun(self, params, *args, **kwargs):
+        """The residual that is zero at a solution (default: gradient of ``fun``)."""
+        fun = self._value_fun()
+        return jax.grad(fun)(params, *args, **kwargs)
+
+    # -- shared plumbing ----------------------------------------------------------
+    def _static_option(self, name: str, value) -> bool:
+        """Whether a numeric option selects a mode and must stay static.
+
+        Numbers are traced by default. A solver overrides this for sentinels that
+        switch algorithms (e.g. ``stepsize <= 0`` selecting a line search), so
+        that the mode survives jit while other values remain traced.
+        """
+        del name, value
+        return False
+
+    @staticmethod
+    def _nonpositive_sentinel(value) -> bool:
+        return is_concrete(value) and np.ndim(value) == 0 and float(value) <= 0
+
+    def _value_fun(self) -> Callable:
+        """``fun`` returning only the objective value."""
+        fun = self.fun  # type: ignore[attr-defined]
+        if getattr(self, "value_and_grad", False):
+            fun = lambda *a, _f=fun, **k: _f(*a, **k)[0]
+        if self.has_aux:
+            return lambda *a, _f=fun, **k: _f(*a, **k)[0]
+        return fun
+
+    def _value_and_grad_fun(self) -> Callable:
+        """``(params, *args) -> ((value, aux), grad)`` with ``aux=None`` if absent."""
+        fun = self.fun  # type: ignore[attr-defined]
+        if getattr(self, "value_and_grad", False):
+            if self.has_aux:
+                return lambda *a, **k: (lambda r: ((r[0][0], r[0][1]), r[1]))(fun(*a, **k))
+            return lambda *a, **k: (lambda r: ((r[0], None), r[1]))(fun(*a, **k))
+        if self.has_aux:
+            vg = jax.value_and_grad(fun, has_aux=True)
+            return vg
+        vg = jax.value_and_grad(fun)
+        return lambda *a, **k: (lambda r: ((r[0], None), r[1]))(vg(*a, **k))
+
+    def _implicit_solve(self) -> Callable:
+        if self.implicit_diff_solve is not None:
+            return self.implicit_diff_solve
+        return ls.solve_cg
+
+    def _finalize(self, state, value=None):
+        return update_status(state, self.tol, self.maxiter, value)
+
+    # Whether float16 / bfloat16 params work (False for solvers built on a line search).
+    _supports_half = True
+    # Whether ``update(params_k)`` returns a state describing ``params_k`` (its value and
+    # error are evaluated at the input, as SGD-type solvers must with a new mini-batch per
+    # call) rather than the returned params. The run loop then keeps the previous iterate
+    # so that a NONFINITE stop returns a finite point with its own state, and refreshes the
+    # state at the returned params when ``maxiter`` ends the run (see ``_state_at``).
+    _state_at_input = False
+
+    def _check_init_params(self, init_params) -> None:
+        """Dtype checks on ``init_params`` (also on tracers), run by ``init_state`` and ``run``."""
+        check_params_dtype(init_params, "init_params", allow_half=self._supports_half)
+
+    def _check_run_args(self, init_params, args, kwargs) -> None:
+        """Checks made before tracing; solvers may extend."""
+        check_params_tree(init_params)
+        self._check_init_params(init_params)
+        check_finite_tree(init_params, "init_params")
+
+    def _state_at(self, params, state, *args, **kwargs):
+        """``state`` with ``value``, ``error`` (gradient norm) and ``aux`` evaluated at ``params``.
+
+        Used by the run loop of ``_state_at_input`` solvers when ``maxiter`` ends a run.
+        """
+        (value, aux), grad = self._value_and_grad_fun()(params, *args, **kwargs)
+        error = tu.tree_l2_norm(grad).astype(jnp.result_type(state.error))
+        return state._replace(value=jnp.asarray(value).astype(jnp.result_type(state.value)),
+                              error=error, aux=aux)
+
+    def _counted_state_at(self, params, state, *args, **kwargs):
+        """:meth:`_state_at`, with the evaluation added to ``num_fun_eval`` when the state counts them."""
+        fresh = self._state_at(params, state, *args, **kwargs)
+        if hasattr(fresh, "num_fun_eval"):
+            fresh = fresh._replace(num_fun_eval=fresh.num_fun_eval + 1)
+        return fresh
+
+    def _finish_run(self, prev_params, params, state, *args, **kwargs):
+        """After the loop of a ``_state_at_input`` solver: make a MAX_ITER state describe ``params``.
+
+        The value and error are re-evaluated at the returned params (one evaluation per run):
+        ``CONVERGED`` if the error there is ``<= tol``; ``NONFINITE`` with the previous
+        (finite) iterate and its state if they are not finite.
+        """
+        maxed = state.status == Status.MAX_ITER
+        # Evaluated only when maxiter ended the run (both branches run under vmap).
+        fresh = jax.lax.cond(maxed, lambda: self._counted_state_at(params, state, *args, **kwargs),
+                             lambda: state)
+        ok = jnp.isfinite(fresh.error) & jnp.all(jnp.isfinite(fresh.value))
+        status = jnp.where(~ok, Status.NONFINITE,
+                           jnp.where(fresh.error <= self.tol, Status.CONVERGED, Status.MAX_ITER))
+        status = jnp.where(maxed, status, state.status).astype(jnp.int32)
+        params = tu.tree_where(maxed & ~ok, prev_params, params)
+        state = tu.tree_where(maxed & ok, fresh, state)
+        return params, state._replace(status=status)
+
+    def _run_loop(self, init_params, *args, **kwargs) -> OptStep:
+        state = self.init_state(init_params, *args, **kwargs)
+        unroll = bool(self.unroll) if self.unroll != "auto" else not self.implicit_diff
+        step = lambda p, s: self.update(p, s, *args, **kwargs)
+        finish = None
+        if self._state_at_input:
+            finish = lambda prev, p, s: self._finish_run(prev, p, s, *args, **kwargs)
+        return _loop.run(step, init_params, state, self.maxiter, unroll=unroll,
+                         verbose=self.verbose, jit=self.jit, name=type(self).__name__,
+                         lookback=self._state_at_input, finish=finish)
+
+    def _run_differentiable(self, init_params, args, kwargs) -> OptStep:
+        if not self.implicit_diff:
+            return self._run_loop(init_params, *args, **kwargs)
+        # The solver's own leaves (traced step sizes, tolerances) are passed as an
+        # argument rather than closed over: custom_jvp rules must not capture
+        # tracers. The optimality function ignores them, so they get no derivative.
+        leaves, treedef = jax.tree_util.tree_flatten(self)
+
+        def solver_fun(x0, solver_leaves, *a, **k):
+            return treedef.unflatten(solver_leaves)._run_loop(x0, *a, **k)
+
+        def optimality_fun(x, solver_leaves, *a, **k):
+            return treedef.unflatten(solver_leaves).optimality_fun(x, *a, **k)
+
+        decorated = idf.custom_root(
+            optimality_fun, has_aux=True, solve=self._implicit_solve()
+        )(solver_fun)
+        return decorated(init_params, leaves, *args, **kwargs)
+
+    def run(self, init_params, *args, **kwargs) -> OptStep:
+        """Run the solver from ``init_params`` until ``tol`` or ``maxiter``.
+
+        Args:
+          init_params: initial point (a pytree); gets no derivative.
+          *args, **kwargs: passed to ``fun``; derivatives flow to them
+            (implicitly, in forward and reverse mode, when ``implicit_diff``).
+
+        Returns:
+          ``OptStep(params, state)``; ``state.status`` tells how the solve ended.
+        """
+        self._check_run_args(init_params, args, kwargs)
+        if self.jit:
+            return _jitted_run(self, init_params, args, kwargs)
+        return self._run_differentiable(init_params, args, kwargs)
+
+    def l2_optimality_error(self, params, *args, **kwargs) -> jax.Array:
+        """Norm of ``optimality_fun`` at ``params``."""
+        return tu.tree_l2_norm(self.optimality_fun(params, *args, **kwargs))
+
+    def replace(self, **changes):
+        """A copy with some options changed."""
+        return dataclasses.replace(self, **changes)
+
+
+@jax.jit
+def _jitted_run(solver, init_params, args, kwargs):
+    return solver._run_differentiable(init_params, args, kwargs)

@@ -1,0 +1,420 @@
+"""Matrix-free, pytree-aware linear solvers.
+
+Every solver takes ``matvec`` (a linear function from a pytree to a pytree of the
+same structure) and a right-hand side ``b``, and returns ``x`` with ``A x = b``.
+An optional ``ridge`` solves ``(A + ridge * I) x = b`` instead. With
+``return_info=True`` the solvers also return a :class:`LinearSolveInfo` with the
+final residual norm and the number of iterations, which the hypergradient
+diagnostics report.
+
+The Krylov solvers use :mod:`jax.scipy.sparse.linalg` where it serves (GMRES,
+BiCGSTAB); conjugate gradients is written here because the diagnostics need its
+iteration count and the bilevel methods its preconditioner and warm start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from jaxopt_lab.core import tree_util as tu
+
+PyTree = Any
+
+
+class LinearSolveInfo(NamedTuple):
+    """What a linear solve reports.
+
+    Attributes:
+      residual_norm: ``||b - A x||`` at the returned ``x``.
+      iterations: iterations used (0 for direct solvers).
+    """
+
+    residual_norm: jax.Array
+    iterations: jax.Array
+
+
+def _with_ridge(matvec: Callable, ridge) -> Callable:
+    if ridge is None:
+        return matvec
+    return lambda x: tu.tree_add_scalar_mul(matvec(x), ridge, x)
+
+
+def _check_callable(matvec):
+    if not callable(matvec):
+        raise TypeError(f"`matvec` must be callable, got {type(matvec).__name__}.")
+
+
+def _info(matvec, x, b, iterations) -> LinearSolveInfo:
+    res = tu.tree_l2_norm(tu.tree_sub(b, matvec(x)))
+    return LinearSolveInfo(res, jnp.asarray(iterations, jnp.int32))
+
+
+def _finish(x, matvec, b, iterations, return_info):
+    if return_info:
+        return x, _info(matvec, x, b, iterations)
+    return x
+
+
+def solve_cg(
+    matvec: Callable,
+    b: PyTree,
+    ridge: float | None = None,
+    init: PyTree | None = None,
+    tol: float | None = None,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: Callable | None = None,
+    return_info: bool = False,
+):
+    """Conjugate gradients for a symmetric positive definite operator.
+
+    Stops when ``||r|| <= max(tol * ||b||, atol)``.
+
+    Args:
+      matvec: the linear operator ``v -> A v`` (symmetric positive definite).
+      b: right-hand side, a pytree.
+      ridge: optional ``lambda`` added to the diagonal of ``A``.
+      init: warm start (defaults to zeros).
+      tol: relative tolerance on the residual norm (default: ``1e-12`` in
+        float64, ``10 * eps`` in lower precision).
+      atol: absolute tolerance on the residual norm.
+      maxiter: maximum iterations (default: ``max(100, 2 * size(b))``).
+      M: optional preconditioner ``v -> M^{-1} v`` (approximates ``A^{-1}``).
+      return_info: also return a :class:`LinearSolveInfo`.
+
+    Returns:
+      ``x`` (and the info when ``return_info``).
+
+    References:
+      Hestenes and Stiefel, "Methods of conjugate gradients for solving linear
+      systems", 1952.
+    """
+    _check_callable(matvec)
+    A = _with_ridge(matvec, ridge)
+    size = sum(jnp.size(x) for x in jax.tree_util.tree_leaves(b))
+    maxiter = max(100, 2 * size) if maxiter is None else int(maxiter)
+    tol = default_tol(b) if tol is None else tol
+    precond = M if M is not None else (lambda v: v)
+    x0 = tu.tree_zeros_like(b) if init is None else init
+    r0 = tu.tree_sub(b, A(x0)) if init is not None else b
+    z0 = precond(r0)
+    rz0 = tu.tree_vdot(r0, z0)
+    bnorm = tu.tree_l2_norm(b)
+    threshold = jnp.maximum(tol * bnorm, atol)
+
+    def cond(carry):
+        _, r, _, _, k = carry
+        return (tu.tree_l2_norm(r) > threshold) & (k < maxiter)
+
+    def body(carry):
+        x, r, p, rz, k = carry
+        Ap = A(p)
+        pAp = tu.tree_vdot(p, Ap)
+        alpha = jnp.where(pAp > 0, rz / jnp.where(pAp > 0, pAp, 1.0), 0.0)
+        x = tu.tree_add_scalar_mul(x, alpha, p)
+        r = tu.tree_add_scalar_mul(r, -alpha, Ap)
+        z = precond(r)
+        rz_new = tu.tree_vdot(r, z)
+        beta = jnp.where(rz != 0, rz_new / jnp.where(rz != 0, rz, 1.0), 0.0)
+        p = tu.tree_add_scalar_mul(z, beta, p)
+        # A non-positive curvature direction stops the iteration.
+        k = jnp.where(pAp > 0, k + 1, maxiter)
+        return x, r, p, rz_new, k
+
+    x, r, _, _, k = jax.lax.while_loop(cond, body, (x0, r0, z0, rz0, jnp.asarray(0)))
+    if return_info:
+        return x, LinearSolveInfo(tu.tree_l2_norm(r), k.astype(jnp.int32))
+    return x
+
+
+def default_tol(b: PyTree) -> float:
+    """Relative tolerance reachable in the precision of ``b``.
+
+    Args:
+      b: a pytree of arrays.
+
+    Returns:
+      ``1e-12`` for float64 leaves, ``10 * eps`` for lower precisions.
+    """
+    leaves = jax.tree_util.tree_leaves(b)
+    dtype = jnp.result_type(*leaves) if leaves else jnp.float32
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        dtype = jnp.float32
+    eps = float(jnp.finfo(dtype).eps)
+    return 1e-12 if eps < 1e-12 else 10 * eps
+
+
+def _transpose(matvec: Callable, example: PyTree) -> Callable:
+    transposed = jax.linear_transpose(matvec, example)
+    return lambda y: transposed(y)[0]
+
+
+def solve_normal_cg(
+    matvec: Callable,
+    b: PyTree,
+    ridge: float | None = None,
+    init: PyTree | None = None,
+    return_info: bool = False,
+    **kwargs,
+):
+    """Conjugate gradients on the normal equations ``A^T A x = A^T b``.
+
+    Works for any non-singular (or least-squares) ``A``; the ridge is added to
+    ``A^T A``. Squares the condition number, so prefer :func:`solve_cg` for
+    symmetric operators and :func:`solve_gmres` for well-conditioned
+    non-symmetric ones.
+
+    Args:
+      matvec: the linear operator ``v -> A v``.
+      b: right-hand side.
+      ridge: optional ``lambda`` in ``(A^T A + lambda I) x = A^T b``.
+      init: warm start.
+      return_info: also return a :class:`LinearSolveInfo` (residual of ``A x = b``).
+      **kwargs: passed to :func:`solve_cg` (``tol``, ``maxiter``, ``M``).
+
+    Returns:
+      ``x`` (and the info when ``return_info``).
+    """
+    _check_callable(matvec)
+    example = b if init is None else init
+    rmatvec = _transpose(matvec, example)
+    normal = lambda v: rmatvec(matvec(v))
+    x, info = solve_cg(normal, rmatvec(b), ridge=ridge, init=init, return_info=True, **kwargs)
+    return _finish(x, matvec, b, info.iterations, return_info)
+
+
+def solve_gmres(
+    matvec: Callable,
+    b: PyTree,
+    ridge: float | None = None,
+    init: PyTree | None = None,
+    tol: float | None = None,
+    atol: float = 0.0,
+    restart: int = 20,
+    maxiter: int | None = None,
+    M: Callable | None = None,
+    solve_method: str = "batched",
+    return_info: bool = False,
+):
+    """GMRES (via ``jax.scipy.sparse.linalg.gmres``) for general operators.
+
+    Args:
+      matvec: the linear operator.
+      b: right-hand side.
+      ridge: optional diagonal shift.
+      init: warm start.
+      tol, atol: relative (default :func:`default_tol`) and absolute tolerances.
+      restart: Krylov subspace size between restarts.
+      maxiter: maximum number of restarts.
+      M: optional preconditioner.
+      solve_method: ``"batched"`` or ``"incremental"`` (see JAX's gmres).
+      return_info: also return a :class:`LinearSolveInfo` (iterations are the
+        restart cap, JAX does not report the count used).
+
+    Returns:
+      ``x`` (and the info when ``return_info``).
+    """
+    _check_callable(matvec)
+    A = _with_ridge(matvec, ridge)
+    tol = default_tol(b) if tol is None else tol
+    x, _ = jax.scipy.sparse.linalg.gmres(
+        A, b, x0=init, tol=tol, atol=atol, restart=restart, maxiter=maxiter, M=M,
+        solve_method=solve_method,
+    )
+    return _finish(x, A, b, -1, return_info)
+
+
+def solve_bicgstab(
+    matvec: Callable,
+    b: PyTree,
+    ridge: float | None = None,
+    init: PyTree | None = None,
+    tol: float | None = None,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: Callable | None = None,
+    return_info: bool = False,
+):
+    """BiCGSTAB (via ``jax.scipy.sparse.linalg.bicgstab``) for general operators.
+
+    Args:
+      matvec: the linear operator.
+      b: right-hand side.
+      ridge: optional diagonal shift.
+      init: warm start.
+      tol, atol: relative (default :func:`default_tol`) and absolute tolerances.
+      maxiter: maximum iterations.
+      M: optional preconditioner.
+      return_info: also return a :class:`LinearSolveInfo`.
+
+    Returns:
+      ``x`` (and the info when ``return_info``).
+    """
+    _check_callable(matvec)
+    A = _with_ridge(matvec, ridge)
+    tol = default_tol(b) if tol is None else tol
+    x, _ = jax.scipy.sparse.linalg.bicgstab(A, b, x0=init, tol=tol, atol=atol, maxiter=maxiter, M=M)
+    return _finish(x, A, b, -1, return_info)
+
+
+def materialize(matvec: Callable, example: PyTree) -> tuple[jax.Array, Callable]:
+    """Dense matrix of a linear operator on pytrees.
+
+    Args:
+      matvec: the linear operator.
+      example: a pytree with the operator's input structure.
+
+    Returns:
+      ``(A, unravel)``: the ``(n, n)`` matrix acting on raveled vectors and the
+      function turning a raveled vector back into a pytree.
+    """
+    flat, unravel = ravel_pytree(example)
+    flat_mv = lambda v: ravel_pytree(matvec(unravel(v)))[0]
+    A = jax.jacfwd(flat_mv)(jnp.zeros_like(flat))
+    return A, unravel
+
+
+def _dense_solve(decompose: Callable, matvec, b, ridge, return_info):
+    _check_callable(matvec)
+    A_op = _with_ridge(matvec, ridge)
+    A, unravel = materialize(A_op, b)
+    x = unravel(decompose(A, ravel_pytree(b)[0]))
+    return _finish(x, A_op, b, 0, return_info)
+
+
+def solve_cholesky(
+    matvec: Callable, b: PyTree, ridge: float | None = None, return_info: bool = False, **_
+):
+    """Dense Cholesky solve of a symmetric positive definite operator.
+
+    Args:
+      matvec: the operator (materialized with ``n`` JVPs).
+      b: right-hand side.
+      ridge: optional diagonal shift.
+      return_info: also return a :class:`LinearSolveInfo`.
+
+    Returns:
+      ``x`` (and the info when ``return_info``).
+    """
+    return _dense_solve(
+        lambda A, v: jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(A), v),
+        matvec, b, ridge, return_info,
+    )
+
+
+def solve_lu(matvec: Callable, b: PyTree, ridge: float | None = None, return_info: bool = False, **_):
+    """Dense LU solve of a general square operator.
+
+    Args:
+      matvec: the operator (materialized with ``n`` JVPs).
+      b: right-hand side.
+      ridge: optional diagonal shift.
+      return_info: also return a :class:`LinearSolveInfo`.
+
+    Returns:
+      ``x`` (and the info when ``return_info``).
+    """
+    return _dense_solve(jnp.linalg.solve, matvec, b, ridge, return_info)
+
+
+def solve_inv(matvec: Callable, b: PyTree, ridge: float | None = None, return_info: bool = False, **_):
+    """Dense solve through the explicit inverse (for small, tested references).
+
+    Args:
+      matvec: the operator.
+      b: right-hand side.
+      ridge: optional diagonal shift.
+      return_info: also return a :class:`LinearSolveInfo`.
+
+    Returns:
+      ``x`` (and the info when ``return_info``).
+    """
+    return _dense_solve(lambda A, v: jnp.linalg.inv(A) @ v, matvec, b, ridge, return_info)
+
+
+def solve_qr(matvec: Callable, b: PyTree, ridge: float | None = None, return_info: bool = False, **_):
+    """Dense QR solve of a general square operator.
+
+    Args:
+      matvec: the operator.
+      b: right-hand side.
+      ridge: optional diagonal shift.
+      return_info: also return a :class:`LinearSolveInfo`.
+
+    Returns:
+      ``x`` (and the info when ``return_info``).
+    """
+
+    def qr_solve(A, v):
+        q, r = jnp.linalg.qr(A)
+        return jax.scipy.linalg.solve_triangular(r, q.T @ v)
+
+    return _dense_solve(qr_solve, matvec, b, ridge, return_info)
+
+
+SYMMETRIC_SOLVERS = (solve_cg, solve_cholesky)
+
+
+def solve_iterative_refinement(
+    matvec: Callable,
+    b: PyTree,
+    ridge: float | None = None,
+    solve: Callable | None = None,
+    maxiter: int = 10,
+    tol: float | None = None,
+    init: PyTree | None = None,
+    matvec_bar: Callable | None = None,
+    return_info: bool = False,
+):
+    """Iterative refinement: repeated corrections by an inexact inner solver.
+
+    ``x <- x + solve(A_bar + ridge I, b - A x)`` until ``||b - A x|| <= tol ||b||``.
+    The inner system may be regularized (``ridge``) or approximate
+    (``matvec_bar``); the residual is always that of the exact ``A``, so the
+    iterates converge to ``A^{-1} b`` when the inner solve is a good enough
+    approximation (e.g. a regularized solve of an ill-conditioned system).
+
+    Args:
+      matvec: the operator ``A``.
+      b: right-hand side.
+      ridge: regularization of the inner solves (default ``1e-6``).
+      solve: inner solver ``solve(matvec, b, ridge=...)`` (default :func:`solve_gmres`).
+      maxiter: maximum number of corrections (static).
+      tol: relative residual tolerance (default :func:`default_tol`).
+      init: warm start (defaults to zeros).
+      matvec_bar: operator used by the inner solves (default ``matvec``).
+      return_info: also return a :class:`LinearSolveInfo`.
+
+    Returns:
+      ``x`` (and the info when ``return_info``).
+
+    References:
+      Wilkinson, "Rounding Errors in Algebraic Processes", 1963; Higham, "Accuracy and
+      Stability of Numerical Algorithms", 2002, chapter 12.
+    """
+    _check_callable(matvec)
+    solve = solve_gmres if solve is None else solve
+    inner = matvec if matvec_bar is None else matvec_bar
+    ridge = 1e-6 if ridge is None else ridge
+    tol = default_tol(b) if tol is None else tol
+    threshold = tol * tu.tree_l2_norm(b)
+    x0 = tu.tree_zeros_like(b) if init is None else init
+
+    def cond(carry):
+        _, r, k = carry
+        return (tu.tree_l2_norm(r) > threshold) & (k < maxiter)
+
+    def body(carry):
+        x, r, k = carry
+        x = tu.tree_add(x, solve(inner, r, ridge=ridge))
+        return x, tu.tree_sub(b, matvec(x)), k + 1
+
+    x, r, k = jax.lax.while_loop(cond, body, (x0, tu.tree_sub(b, matvec(x0)), jnp.asarray(0)))
+    if return_info:
+        return x, LinearSolveInfo(tu.tree_l2_norm(r), k.astype(jnp.int32))
+    return x

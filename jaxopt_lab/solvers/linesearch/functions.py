@@ -1,0 +1,513 @@
+"""Line searches written for ``vmap``.
+
+Each line search is one ``lax.while_loop`` whose body makes exactly one
+value-and-gradient evaluation, with every decision taken by arithmetic
+(``jnp.where``), never by ``lax.cond``. Under ``vmap`` a ``cond`` turns into a
+``select`` that runs both branches, and nested data-dependent loops run every lane
+until the slowest finishes; here a lane that has accepted its step only waits, and
+the usual case (the first trial step accepted) costs one evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_int, check_positive, is_concrete
+from jaxopt_lab.core.solver import IterativeSolver
+from jaxopt_lab.core.types import OptStep, Status
+
+
+class LineSearchResult(NamedTuple):
+    """Outcome of a line search.
+
+    Attributes:
+      stepsize: accepted step ``t`` (0 when the search failed).
+      params: ``x + t d``.
+      value: objective at ``params``.
+      grad: gradient at ``params``.
+      aux: auxiliary output of ``fun`` at ``params``.
+      failed: no step satisfying the conditions was found.
+      num_evals: value-and-gradient evaluations made.
+      stalled: the search failed along a descent direction because no decrease of
+        ``f`` is representable in the dtype (steps below the rounding of ``f`` or
+        of the params); solvers report it as ``STALLED``.
+      nonfinite: the search failed and some trial had a finite value but a
+        non-finite gradient; solvers report it as ``NONFINITE``.
+    """
+
+    stepsize: jax.Array
+    params: Any
+    value: jax.Array
+    grad: Any
+    aux: Any
+    failed: jax.Array
+    num_evals: jax.Array
+    stalled: Any = False
+    nonfinite: Any = False
+
+
+def _cubic_min(a, fa, da, b, fb, db):
+    """Minimizer of the cubic interpolating (f, f') at a and b (NaN if none)."""
+    d1 = da + db - 3.0 * (fa - fb) / (a - b)
+    disc = d1 * d1 - da * db
+    d2 = jnp.sign(b - a) * jnp.sqrt(jnp.maximum(disc, 0.0))
+    t = b - (b - a) * (db + d2 - d1) / (db - da + 2.0 * d2)
+    return jnp.where((disc >= 0) & jnp.isfinite(t), t, jnp.nan)
+
+
+class _ZoomCarry(NamedTuple):
+    t: Any
+    lo_t: Any
+    lo_f: Any
+    lo_d: Any
+    lo_x: Any
+    lo_g: Any
+    lo_aux: Any
+    hi_t: Any
+    hi_f: Any
+    hi_d: Any
+    lo_ok: Any
+    spread: Any
+    nan_grad: Any
+    done: Any
+    k: Any
+
+
+def _rounding_scale(f0, dtype):
+    """Size of the rounding error of ``f`` near ``f0``: ``10 eps |f0|`` (plus a tiny floor)."""
+    info = jnp.finfo(dtype)
+    return 10 * info.eps * jnp.abs(f0) + info.tiny
+
+
+def _step_below_ulp(params, direction, t, dtype):
+    """Whether ``|t d|`` is below the spacing of floats at ``params`` for every entry."""
+    amax = lambda tree: jnp.max(jnp.stack([jnp.zeros([], dtype)] + [
+        jnp.max(jnp.abs(v)).astype(dtype) for v in jax.tree_util.tree_leaves(tree)]))
+    xmax, dmax = amax(params), amax(direction)
+    return t * dmax <= jnp.finfo(dtype).eps * xmax
+
+
+def strong_wolfe(
+    value_and_grad: Callable,
+    params,
+    value,
+    grad,
+    direction,
+    init_stepsize,
+    aux=None,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    maxls: int = 30,
+    max_stepsize: float = 1e10,
+    done=None,
+) -> LineSearchResult:
+    """Bracketing-and-zoom search for a step satisfying the strong Wolfe conditions.
+
+    Conditions: ``f(x + t d) <= f(x) + c1 t <g, d>`` and
+    ``|<g(x + t d), d>| <= c2 |<g, d>|``. The search keeps a low end (a step with
+    sufficient decrease and a negative slope) and, once found, a high end (a step
+    with too large a value or a non-negative slope); trial steps come from
+    safeguarded cubic interpolation between them, or extrapolation before the high
+    end exists. Where the predicted change ``t |<g, d>|`` is within a hundred times
+    the rounding error of ``f`` (about ``10 eps |f|``), values cannot be compared:
+    ``f`` may rise by its rounding error, steps are interpolated from the slopes
+    alone (a secant, exact on quadratics) and the approximate Wolfe test of Hager
+    and Zhang, ``(2 c1 - 1) <g, d> >= <g(x + t d), d>``, replaces sufficient
+    decrease. If ``maxls`` evaluations pass without a Wolfe point, the low end is
+    returned; if there is none, ``failed`` is set, and ``stalled`` too when the
+    direction is a descent one but no decrease is representable (every step tried
+    changes ``f`` by its rounding error only, or moves no entry of ``x``).
+
+    Args:
+      value_and_grad: ``x -> ((value, aux), grad)``.
+      params: current point ``x``.
+      value, grad: ``f(x)`` and its gradient.
+      direction: a descent direction ``d``.
+      init_stepsize: first trial step.
+      aux: auxiliary output at ``x``.
+      c1, c2: the Wolfe constants (``0 < c1 < c2 < 1``).
+      maxls: maximum evaluations (static).
+      max_stepsize: largest step tried.
+      done: optional boolean; when true the search makes no evaluation (a stopped
+        lane under ``vmap``) and returns ``failed``.
+
+    Returns:
+      A :class:`LineSearchResult`.
+
+    References:
+      Nocedal and Wright, "Numerical Optimization", 2nd ed., 2006, Algorithms
+      3.5 and 3.6; Hager and Zhang, "A new conjugate gradient method with
+      guaranteed descent and an efficient line search", SIAM J. Optim., 2005.
+    """
+    dtype = jnp.result_type(value)
+    d0 = tu.tree_vdot(grad, direction).astype(dtype)
+    f0 = jnp.asarray(value, dtype)
+    zero = jnp.zeros([], dtype)
+    inf = jnp.asarray(jnp.inf, dtype)
+    fnoise = _rounding_scale(f0, dtype)
+    in_noise = lambda t: t * jnp.abs(d0) <= 100 * fnoise
+
+    def interpolate(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d):
+        # Cubic on (f, f') at both ends; in the rounding regime a secant on f' alone.
+        width = hi_t - lo_t
+        cubic = _cubic_min(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d)
+        secant = lo_t - lo_d * width / jnp.where(hi_d != lo_d, hi_d - lo_d, 1.0)
+        secant = jnp.where((hi_d > lo_d) & jnp.isfinite(hi_d), secant, jnp.nan)
+        trial = jnp.where(in_noise(jnp.abs(width)) | ~jnp.isfinite(cubic), secant, cubic)
+        trial = jnp.where(jnp.isfinite(hi_f) | in_noise(jnp.abs(width)), trial, jnp.nan)
+        margin = 0.05 * jnp.abs(width)
+        safe = jnp.clip(trial, jnp.minimum(lo_t, hi_t) + margin, jnp.maximum(lo_t, hi_t) - margin)
+        return jnp.where(jnp.isfinite(trial), safe, lo_t + 0.5 * width)
+
+    def body(c: _ZoomCarry):
+        x = tu.tree_add_scalar_mul(params, c.t, direction)
+        (f, a), g = value_and_grad(x)
+        f = jnp.asarray(f, dtype)
+        dphi = tu.tree_vdot(g, direction).astype(dtype)
+        finite = jnp.isfinite(f) & jnp.isfinite(dphi)
+        noise = in_noise(c.t)
+        slack = jnp.where(noise, fnoise, zero)
+        suff = f <= f0 + c1 * c.t * d0
+        approx = noise & (f <= f0 + fnoise) & (dphi <= (2 * c1 - 1) * d0)
+        accept = finite & (suff | approx) & (jnp.abs(dphi) <= c2 * jnp.abs(d0))
+        # A new low end: (nearly) sufficient decrease, no worse than the low end, slope < 0.
+        to_lo = finite & (suff | (f <= f0 + slack)) & (f <= c.lo_f + slack) & (dphi < 0)
+        hi_t = jnp.where(to_lo, c.hi_t, c.t)
+        hi_f = jnp.where(to_lo, c.hi_f, jnp.where(finite, f, inf))
+        hi_d = jnp.where(to_lo, c.hi_d, jnp.where(finite, dphi, inf))
+        lo_t = jnp.where(to_lo, c.t, c.lo_t)
+        lo_f = jnp.where(to_lo, f, c.lo_f)
+        lo_d = jnp.where(to_lo, dphi, c.lo_d)
+        bracketed = jnp.isfinite(hi_t)
+        # Next trial: inside the bracket, or beyond t (cubic or secant through the old
+        # low end and t, between 1.1 t and 10 t).
+        inside = interpolate(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d)
+        secant = c.t - dphi * (c.t - c.lo_t) / jnp.where(dphi > c.lo_d, dphi - c.lo_d, 1.0)
+        ext = jnp.where(noise, secant, _cubic_min(c.lo_t, c.lo_f, c.lo_d, c.t, f, dphi))
+        ext = jnp.where(jnp.isfinite(ext) & (dphi > c.lo_d), ext, 4.0 * c.t)
+        outside = jnp.minimum(jnp.clip(ext, 1.1 * c.t, 10.0 * c.t), max_stepsize)
+        next_t = jnp.where(bracketed, inside, outside)
+        # Stop: accepted; at the largest step with the slope still negative; or the
+        # bracket has shrunk below the spacing of floats.
+        collapsed = bracketed & (jnp.abs(hi_t - lo_t) <= 2 * jnp.finfo(dtype).eps * jnp.abs(hi_t))
+        stop = accept | (~bracketed & (c.t >= max_stepsize)) | collapsed
+        keep = lambda new, old: jnp.where(c.done, old, new)
+        take = accept | to_lo
+        return _ZoomCarry(
+            t=keep(jnp.where(accept, c.t, next_t), c.t),
+            lo_t=keep(jnp.where(accept, c.t, lo_t), c.lo_t),
+            lo_f=keep(jnp.where(accept, f, lo_f), c.lo_f),
+            lo_d=keep(jnp.where(accept, dphi, lo_d), c.lo_d),
+            lo_x=tu.tree_where(c.done | ~take, c.lo_x, x),
+            lo_g=tu.tree_where(c.done | ~take, c.lo_g, g),
+            lo_aux=c.lo_aux if a is None else tu.tree_where(c.done | ~take, c.lo_aux, a),
+            hi_t=keep(hi_t, c.hi_t),
+            hi_f=keep(hi_f, c.hi_f),
+            hi_d=keep(hi_d, c.hi_d),
+            lo_ok=keep(jnp.where(take, accept | suff, c.lo_ok), c.lo_ok),
+            spread=keep(jnp.maximum(c.spread, jnp.where(finite, jnp.abs(f - f0), inf)), c.spread),
+            nan_grad=c.nan_grad | (~c.done & jnp.isfinite(f) & ~jnp.isfinite(dphi)),
+            done=c.done | stop,
+            k=c.k + jnp.where(c.done, 0, 1),
+        )
+
+    start_done = jnp.asarray(False) if done is None else jnp.asarray(done, bool)
+    init = _ZoomCarry(
+        t=jnp.asarray(init_stepsize, dtype), lo_t=zero, lo_f=f0, lo_d=d0, lo_x=params,
+        lo_g=grad, lo_aux=aux, hi_t=inf, hi_f=inf, hi_d=inf, lo_ok=jnp.asarray(False),
+        spread=zero, nan_grad=jnp.asarray(False), done=start_done, k=jnp.asarray(0),
+    )
+    c = jax.lax.while_loop(lambda c: ~c.done & (c.k < maxls), body, init)
+    # Out of evaluations, the low end is returned only if it has sufficient decrease.
+    failed = (c.lo_t <= 0) | ~c.lo_ok
+    lo_t = jnp.where(failed, zero, c.lo_t)
+    lo_x = tu.tree_where(failed, params, c.lo_x)
+    lo_f = jnp.where(failed, f0, c.lo_f)
+    lo_g = tu.tree_where(failed, grad, c.lo_g)
+    lo_aux = c.lo_aux if aux is None else tu.tree_where(failed, aux, c.lo_aux)
+    # No representable decrease: every value tried equals f up to rounding, the bracket
+    # lies in the rounding regime with a non-negative slope at its top (a function
+    # consistent with its gradient), or no step moves an entry of x.
+    unrepresentable = ((c.spread <= 10 * fnoise) | (in_noise(c.hi_t) & (c.hi_d >= 0))
+                       | _step_below_ulp(params, direction, c.hi_t, dtype))
+    nonfinite = failed & c.nan_grad
+    stalled = failed & ~nonfinite & (c.k > 0) & (d0 < 0) & unrepresentable
+    return LineSearchResult(lo_t, lo_x, lo_f, lo_g, lo_aux, failed, c.k, stalled, nonfinite)
+
+
+class _BtCarry(NamedTuple):
+    t: Any
+    x: Any
+    f: Any
+    g: Any
+    aux: Any
+    done: Any
+    k: Any
+
+
+def backtracking(
+    value_and_grad: Callable,
+    params,
+    value,
+    grad,
+    direction,
+    init_stepsize,
+    aux=None,
+    c1: float = 1e-4,
+    decrease_factor: float = 0.5,
+    maxls: int = 30,
+    slope=None,
+    step_fn: Callable | None = None,
+    done=None,
+) -> LineSearchResult:
+    """Backtracking search for a step with sufficient decrease (Armijo).
+
+    Tries ``t, t * decrease_factor, ...`` until
+    ``f(x + t d) <= f(x) + c1 t <g, d>`` (or, with ``step_fn``, until
+    ``f(y) <= f(x) + <g, y - x> + ||y - x||^2 / (2 t)`` for ``y = step_fn(t)``, the
+    condition of proximal gradient methods).
+
+    Args:
+      value_and_grad: ``x -> ((value, aux), grad)``; ``grad`` may be ``None``
+        when the caller does not need the gradient at the accepted point.
+      params: current point.
+      value, grad: value and gradient at ``params``.
+      direction: search direction (ignored when ``step_fn`` is given).
+      init_stepsize: first trial.
+      aux: auxiliary output at ``params``.
+      c1: sufficient-decrease constant.
+      decrease_factor: shrink factor in ``(0, 1)``.
+      maxls: maximum evaluations (static).
+      slope: ``<g, d>`` if already known.
+      step_fn: ``t -> y``, a trial point for step ``t`` (proximal condition).
+      done: optional boolean; when true the search makes no evaluation (a stopped
+        lane under ``vmap``) and returns ``failed``.
+
+    Returns:
+      A :class:`LineSearchResult`.
+
+    References:
+      Armijo, "Minimization of functions having Lipschitz continuous first
+      partial derivatives", 1966; Beck and Teboulle, "A fast iterative
+      shrinkage-thresholding algorithm", 2009.
+    """
+    dtype = jnp.result_type(value)
+    f0 = jnp.asarray(value, dtype)
+    # Rounding slack: near a minimizer f changes by less than its own precision.
+    slack = 10 * jnp.finfo(dtype).eps * jnp.abs(f0)
+    slope_known = step_fn is None
+    if step_fn is None:
+        d0 = tu.tree_vdot(grad, direction).astype(dtype) if slope is None else slope
+        step_fn = lambda t: tu.tree_add_scalar_mul(params, t, direction)
+        test = lambda t, y, f: f <= f0 + c1 * t * d0 + slack
+    else:
+        def test(t, y, f):
+            diff = tu.tree_sub(y, params)
+            model = f0 + tu.tree_vdot(grad, diff) + 0.5 / t * tu.tree_l2_norm(diff, True)
+            return f <= model + slack
+
+    def body(c: _BtCarry):
+        y = step_fn(c.t)
+        (f, a), g = value_and_grad(y)
+        f = jnp.asarray(f, dtype)
+        ok = jnp.isfinite(f) & test(c.t, y, f)
+        keep = lambda new, old: tu.tree_where(c.done, old, new)
+        return _BtCarry(
+            t=keep(jnp.where(ok, c.t, c.t * decrease_factor), c.t),
+            x=keep(y, c.x), f=keep(f, c.f), g=c.g if g is None else keep(g, c.g),
+            aux=c.aux if a is None else keep(a, c.aux),
+            done=c.done | ok, k=c.k + jnp.where(c.done, 0, 1),
+        )
+
+    start_done = jnp.asarray(False) if done is None else jnp.asarray(done, bool)
+    init = _BtCarry(jnp.asarray(init_stepsize, dtype), params, f0, grad, aux, start_done,
+                    jnp.asarray(0))
+    c = jax.lax.while_loop(lambda c: ~c.done & (c.k < maxls), body, init)
+    failed = ~c.done | start_done
+    t = jnp.where(failed, jnp.zeros_like(c.t), c.t)
+    x = tu.tree_where(failed, params, c.x)
+    f = jnp.where(failed, f0, c.f)
+    g = tu.tree_where(failed, grad, c.g)
+    a = c.aux if aux is None else tu.tree_where(failed, aux, c.aux)
+    stalled = jnp.asarray(False)
+    if direction is not None and slope_known:
+        # The last trial step (twice the step now in c.t) was below f's rounding or x's.
+        t_last = c.t / decrease_factor
+        stalled = (failed & ~start_done & (d0 < 0)
+                   & ((t_last * jnp.abs(d0) <= 100 * _rounding_scale(f0, dtype))
+                      | _step_below_ulp(params, direction, t_last, dtype)))
+    return LineSearchResult(t, x, f, g, a, failed, c.k, stalled)
+
+
+def stopped(status) -> jax.Array:
+    """Whether a solver state with this status has stopped (not running, not at ``maxiter``).
+
+    A stopped lane's update makes no evaluation and returns its state unchanged; a
+    lane at ``MAX_ITER`` still iterates when ``update`` is called by hand.
+
+    Args:
+      status: a :class:`jaxopt_lab.Status` code (array).
+
+    Returns:
+      A boolean array.
+    """
+    return (status != Status.RUNNING) & (status != Status.MAX_ITER)
+
+
+def select_result(pred, on_true: LineSearchResult, on_false: LineSearchResult) -> LineSearchResult:
+    """``on_true`` where ``pred`` holds, else ``on_false``, field by field.
+
+    Args:
+      pred: boolean scalar.
+      on_true, on_false: two results of searches from the same point.
+
+    Returns:
+      A :class:`LineSearchResult`.
+    """
+    fields = [None if a is None else tu.tree_where(pred, a, b)
+              for a, b in zip(on_true, on_false, strict=True)]
+    return LineSearchResult._make(fields)
+
+
+def failure_status(ls: LineSearchResult) -> jax.Array:
+    """The status a quasi-Newton or CG step takes from its line search.
+
+    Args:
+      ls: the search's result.
+
+    Returns:
+      ``RUNNING`` if it succeeded; otherwise ``NONFINITE`` (NaN gradient where ``f``
+      was finite), ``STALLED`` (no representable decrease) or ``LINESEARCH_FAILED``.
+    """
+    failure = jnp.where(ls.nonfinite, Status.NONFINITE,
+                        jnp.where(ls.stalled, Status.STALLED, Status.LINESEARCH_FAILED))
+    return jnp.where(ls.failed, failure, Status.RUNNING).astype(jnp.int32)
+
+
+def error_after(ls: LineSearchResult, dtype) -> jax.Array:
+    """Gradient norm at the search's point; NaN when the search met a NaN gradient and failed.
+
+    Args:
+      ls: the search's result.
+      dtype: dtype of the error.
+
+    Returns:
+      A scalar.
+    """
+    error = tu.tree_l2_norm(ls.grad).astype(dtype)
+    return jnp.where(ls.failed & ls.nonfinite, jnp.nan, error)
+
+
+def keep_if_stopped(stop, params, state, new_params, new_state):
+    """``OptStep(params, state)`` unchanged for a stopped lane, else the new one.
+
+    Args:
+      stop: boolean scalar (see :func:`stopped`).
+      params, state: the step's inputs.
+      new_params, new_state: the step's outputs.
+
+    Returns:
+      An ``OptStep``.
+    """
+    return OptStep(tu.tree_where(stop, params, new_params), tu.tree_where(stop, state, new_state))
+
+
+_LINESEARCHES = ("zoom", "hager-zhang", "more-thuente", "backtracking")
+
+
+@dataclasses.dataclass(eq=False, kw_only=True)
+class LineSearchOptions:
+    """jaxopt's line-search keywords, checked and dispatched once for every solver using them.
+
+    A mixin placed before :class:`jaxopt_lab.IterativeSolver` in a solver's bases
+    (``class LBFGS(LineSearchOptions, IterativeSolver)``); a solver redeclares a
+    field only to change its default. ``stepsize > 0`` (or a traced ``stepsize``) fixes
+    the step; ``stepsize <= 0`` selects the line search and stays static under jit.
+
+    Attributes:
+      stepsize: fixed step if positive; ``0`` (default) means line search.
+      linesearch: ``"zoom"`` (strong Wolfe; ``"hager-zhang"`` and ``"more-thuente"``
+        map to it) or ``"backtracking"`` (Armijo).
+      linesearch_init, condition, increase_factor, min_stepsize: accepted for jaxopt
+        compatibility (the first trial step is chosen by each solver).
+      maxls: maximum evaluations per line search (static).
+      c1, c2: sufficient-decrease and curvature constants, ``0 < c1 < c2 < 1``.
+      decrease_factor: backtracking shrink factor in ``(0, 1)`` (``None``: 0.5).
+      max_stepsize: largest trial step of the strong-Wolfe search.
+
+    References:
+      Nocedal and Wright, "Numerical Optimization", 2nd ed., 2006, chapter 3.
+    """
+
+    stepsize: float = 0.0
+    linesearch: str = "zoom"
+    linesearch_init: str = "increase"
+    condition: str | None = None
+    maxls: int = 30
+    c1: float = 1e-4
+    c2: float = 0.9
+    decrease_factor: float | None = 0.5
+    increase_factor: float = 1.5
+    max_stepsize: float = 1e10
+    min_stepsize: float = 1e-6
+
+    def __post_init__(self):
+        super().__post_init__()  # type: ignore[misc]
+        if self.linesearch not in _LINESEARCHES:
+            raise ValueError(f"`linesearch` must be 'zoom' or 'backtracking', got {self.linesearch!r}.")
+        check_int(self.maxls, "maxls", minimum=1)
+        for name in ("c1", "c2", "max_stepsize"):
+            check_positive(getattr(self, name), name)
+        check_positive(self.decrease_factor, "decrease_factor")
+        if _concrete_scalar(self.stepsize):
+            check_positive(self.stepsize, "stepsize", allow_zero=True)
+        if _concrete_scalar(self.c1) and _concrete_scalar(self.c2) and not self.c1 < self.c2 < 1:
+            raise ValueError(f"`c1` and `c2` must satisfy 0 < c1 < c2 < 1, got {self.c1} and {self.c2}.")
+        if _concrete_scalar(self.decrease_factor) and not float(self.decrease_factor) < 1:
+            raise ValueError(f"`decrease_factor` must be in (0, 1), got {self.decrease_factor}.")
+
+    def _static_option(self, name: str, value) -> bool:
+        if name == "stepsize" and IterativeSolver._nonpositive_sentinel(value):
+            return True
+        return super()._static_option(name, value)  # type: ignore[misc]
+
+    def _fixed_step(self) -> bool:
+        """Whether ``stepsize`` fixes the step (a traced step size does)."""
+        return not is_concrete(self.stepsize) or float(self.stepsize) > 0
+
+    def _line_search(self, value_and_grad: Callable, params, value, grad, direction, init_stepsize,
+                     aux=None, done=None) -> LineSearchResult:
+        """Step along ``direction``: fixed, backtracking or strong Wolfe, as the options say.
+
+        Args:
+          value_and_grad: ``x -> ((value, aux), grad)``.
+          params, value, grad, aux: the current point and ``fun`` there.
+          direction: a descent direction.
+          init_stepsize: first trial step of the search.
+          done: optional boolean; true makes the search a no-op (a stopped lane).
+
+        Returns:
+          A :class:`LineSearchResult` (one evaluation for a fixed step).
+        """
+        if self._fixed_step():
+            t = jnp.asarray(self.stepsize, jnp.result_type(value))
+            new = tu.tree_add_scalar_mul(params, t, direction)
+            (f, a), g = value_and_grad(new)
+            return LineSearchResult(t, new, f, g, a, jnp.asarray(False), jnp.asarray(1))
+        if self.linesearch == "backtracking":
+            factor = 0.5 if self.decrease_factor is None else self.decrease_factor
+            return backtracking(value_and_grad, params, value, grad, direction, init_stepsize, aux,
+                                c1=self.c1, decrease_factor=factor, maxls=self.maxls, done=done)
+        return strong_wolfe(value_and_grad, params, value, grad, direction, init_stepsize, aux,
+                            c1=self.c1, c2=self.c2, maxls=self.maxls, max_stepsize=self.max_stepsize,
+                            done=done)
+
+
+def _concrete_scalar(value) -> bool:
+    return value is not None and is_concrete(value) and jnp.ndim(value) == 0

@@ -1,0 +1,17 @@
+"""Quasi-Newton solvers: BFGS, L-BFGS, L-BFGS-B and nonlinear conjugate gradients."""
+
+from jaxopt_lab.solvers.quasi_newton.bfgs import BFGS, BfgsState
+from jaxopt_lab.solvers.quasi_newton.lbfgs import LBFGS, LbfgsState
+from jaxopt_lab.solvers.quasi_newton.lbfgsb import LBFGSB, LbfgsbState
+from jaxopt_lab.solvers.quasi_newton.nonlinear_cg import NonlinearCG, NonlinearCGState
+
+__all__ = [
+    "BFGS",
+    "BfgsState",
+    "LBFGS",
+    "LbfgsState",
+    "LBFGSB",
+    "LbfgsbState",
+    "NonlinearCG",
+    "NonlinearCGState",
+]
