@@ -20,7 +20,7 @@ SWEEP_NAMES = {"grid", "member_status", "mesh_for", "num_members", "random", "ru
 CLI_NAMES = {"ConfigError", "checkpoint_dir", "config_hash", "load_config", "main", "run_config",
              "validate_config"}
 # A module may import only the modules listed before it.
-ORDER = ["spaces", "placement", "fingerprint", "checkpoint", "run", "options", "config", "outputs", "cli"]
+ORDER = ["spaces", "placement", "fingerprint", "checkpoint", "runner", "options", "config", "outputs", "cli"]
 
 
 def test_public_names_unchanged():
@@ -29,7 +29,14 @@ def test_public_names_unchanged():
         obj = getattr(sweep, name)
         assert inspect.isfunction(obj) and obj.__module__.startswith("jaxopt_lab.sweep."), name
     assert jaxopt_lab.sweep is sweep
-    assert sweep.run.__module__ == "jaxopt_lab.sweep.run"  # the function, not the submodule
+    assert sweep.run.__module__ == "jaxopt_lab.sweep.runner"
+
+
+def test_no_submodule_shares_a_name_with_a_public_function():
+    # ``jaxopt_lab.sweep.run`` is the function; the module that defines it is ``runner``.
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    assert not modules & set(sweep.__all__), modules & set(sweep.__all__)
+    assert importlib.import_module("jaxopt_lab.sweep.runner").run is sweep.run
 
 
 def test_sweep_cli_is_a_compatible_reexport():

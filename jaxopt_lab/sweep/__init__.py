@@ -4,7 +4,7 @@ A sweep evaluates ``fun(member_hparams, *args, **kwargs)`` for every member of
 ``hparams`` (a pytree of arrays with a leading member axis) as ``jit(vmap(fun))``.
 Numeric hyperparameters are traced, so a new grid of the same shape reuses the
 compiled program (solvers keep float options as traced leaves, see
-:mod:`jaxopt_lab.base`).
+:mod:`jaxopt_lab.core.solver`).
 
 Cost model. Under ``vmap`` a data-dependent ``lax.while_loop`` (every solver's
 ``run``) executes its body for the whole batch until the *slowest* lane of the
@@ -25,13 +25,13 @@ default) in a sweep: ``implicit_diff=False`` unrolls ``run`` into a masked scan 
 Modules: :mod:`~jaxopt_lab.sweep.spaces` (:func:`grid`, :func:`random`),
 :mod:`~jaxopt_lab.sweep.placement` (:func:`mesh_for`, sharding, chunking),
 :mod:`~jaxopt_lab.sweep.fingerprint` and :mod:`~jaxopt_lab.sweep.checkpoint`
-(resumable sweeps), :mod:`~jaxopt_lab.sweep.run` (:func:`run`, :func:`run_steps`),
+(resumable sweeps), :mod:`~jaxopt_lab.sweep.runner` (:func:`run`, :func:`run_steps`),
 and the ``jaxopt-lab sweep CONFIG.toml`` command in :mod:`~jaxopt_lab.sweep.config`
 and :mod:`~jaxopt_lab.sweep.cli`.
 """
 
 from jaxopt_lab.sweep.placement import mesh_for
-from jaxopt_lab.sweep.run import member_status, run, run_steps
+from jaxopt_lab.sweep.runner import member_status, run, run_steps
 from jaxopt_lab.sweep.spaces import grid, num_members, random
 
 __all__ = ["grid", "mesh_for", "random", "run", "run_steps", "member_status", "num_members"]

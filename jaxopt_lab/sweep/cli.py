@@ -80,7 +80,7 @@ def _member_fun(cfg: SweepConfig):
 def _run_in_segments(cfg: SweepConfig, hp, mesh, ckpt, on_segment):
     """Members run by ``init_state``/``update`` in saved segments (``sweep.checkpoint_every``)."""
     from jaxopt_lab import sweep
-    from jaxopt_lab.base import OptStep, Status
+    from jaxopt_lab.core.types import OptStep, Status
 
     setup, finish = _member_parts(cfg)
     problem = cfg.problem
@@ -156,7 +156,7 @@ def _run_config(cfg: SweepConfig, progress: bool) -> dict:
     from tqdm import tqdm
 
     from jaxopt_lab import sweep
-    from jaxopt_lab.base import status_name
+    from jaxopt_lab.core.types import status_name
 
     out_dir = cfg.output
     os.makedirs(out_dir, exist_ok=True)

@@ -69,7 +69,7 @@ def _resolve_problem(name: str):
 
 def _solver_classes() -> dict:
     import jaxopt_lab
-    from jaxopt_lab.base import IterativeSolver
+    from jaxopt_lab.core.solver import IterativeSolver
 
     out = {}
     for name in dir(jaxopt_lab):
