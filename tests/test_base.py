@@ -20,7 +20,8 @@ def test_bad_input_is_named(cls):
     with pytest.raises(ValueError, match="tol"):
         cls(fun, tol=-1.0)
     with pytest.raises(ValueError, match="stepsize"):
-        cls(fun, stepsize=-0.1)
+        cls(fun, stepsize=float("nan"))
+    cls(fun, stepsize=-0.1)  # jaxopt's convention: stepsize <= 0 selects the line search
     with pytest.raises(ValueError, match="init_params"):
         cls(fun).run(X0.at[0].set(jnp.nan))
     with pytest.raises(TypeError, match="init_params"):

@@ -83,8 +83,11 @@ def test_user_stepsize_and_bad_input():
     np.testing.assert_allclose(a.run(w0, 0.1, X, y).params, b.run(w0, 0.1, X, y).params, atol=1e-8)
     with pytest.raises(ValueError, match="selection"):
         BlockCoordinateDescent(_lsq, jl.prox.prox_lasso, selection="random")
+    # jaxopt's sentinel: any stepsize <= 0 selects the automatic step (here 1 / L_j).
+    neg = BlockCoordinateDescent(_lsq, jl.prox.prox_lasso, stepsize=-1.0, tol=1e-10, maxiter=5000)
+    np.testing.assert_array_equal(neg.run(w0, 0.1, X, y).params, b.run(w0, 0.1, X, y).params)
     with pytest.raises(ValueError, match="stepsize"):
-        BlockCoordinateDescent(_lsq, jl.prox.prox_lasso, stepsize=-1.0)
+        BlockCoordinateDescent(_lsq, jl.prox.prox_lasso, stepsize=float("nan"))
     with pytest.raises(TypeError, match="block_prox"):
         BlockCoordinateDescent(_lsq, 3.0)
     with pytest.raises(ValueError, match="init_params"):

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from jaxopt_lab.bilevel import _inner
 from jaxopt_lab.bilevel.problem import BilevelParams, BilevelProblem
-from jaxopt_lab.core.checks import check_positive, is_concrete
+from jaxopt_lab.core.checks import check_positive, uses_line_search
 from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep
 
@@ -37,12 +37,12 @@ class BilevelSolver(IterativeSolver):
         return ()
 
     def _static_option(self, name, value) -> bool:
-        return name.endswith("inner_stepsize") and self._nonpositive_sentinel(value)
+        return name.endswith("inner_stepsize") and uses_line_search(value)
 
     def _inner_stepsize(self, x, y, data, sigma=None):
         """The fixed inner step, or ``1 / L`` by power iteration when it is ``<= 0``."""
         eta = self.inner_stepsize
-        if is_concrete(eta) and jnp.ndim(eta) == 0 and float(eta) <= 0:
+        if uses_line_search(eta):
             return 1.0 / _inner.estimate_inner_lipschitz(self.problem, x, y, data, sigma=sigma)
         return jnp.asarray(eta)
 

@@ -176,18 +176,40 @@ def check_same_structure(a, b, name_a: str, name_b: str) -> None:
             )
 
 
-# jaxopt keywords that mean the same in every solver having them: ``stepsize`` >= 0
-# (0 selects a line search), the Wolfe constants and line-search factors > 0.
-_STANDARD_OPTIONS = {"stepsize": True, "c1": False, "c2": False, "decrease_factor": False,
-                     "max_stepsize": False}
+def uses_line_search(stepsize) -> bool:
+    """jaxopt's step-size sentinel: whether ``stepsize`` asks for the solver's own step rule.
+
+    A concrete scalar ``<= 0`` (``0.0``, ``-1.0``) selects the line search (or the
+    solver's automatic step, e.g. ``1 / L``); a positive number, a traced value, an
+    array or a callable schedule fixes the step. The answer is a Python ``bool`` known
+    before tracing: solvers keep a sentinel value static in their pytree (see
+    ``IterativeSolver._static_option``), so the mode survives ``jit`` while positive
+    step sizes stay traced.
+
+    Args:
+      stepsize: the solver's ``stepsize`` option.
+
+    Returns:
+      ``True`` for a concrete scalar ``<= 0``, ``False`` otherwise.
+    """
+    if callable(stepsize) or not is_concrete(stepsize) or np.ndim(stepsize) != 0:
+        return False
+    return bool(np.asarray(stepsize) <= 0)
+
+
+# jaxopt keywords that mean the same in every solver having them: the Wolfe constants
+# and line-search factors > 0. ``stepsize`` has no sign rule: ``<= 0`` is the
+# line-search sentinel (:func:`uses_line_search`), only NaN is rejected.
+_STANDARD_OPTIONS = {"c1": False, "c2": False, "decrease_factor": False, "max_stepsize": False}
 
 
 def check_standard_options(solver) -> None:
     """Raise ``ValueError`` naming the option for NaN options and bad standard keywords.
 
     Every concrete floating option (a Python float or an array) must be free of NaN;
-    the standard jaxopt keywords must also satisfy their rule: ``stepsize >= 0`` (``0``
-    selects a line search) and ``c1``, ``c2``, ``decrease_factor``, ``max_stepsize`` > 0.
+    the standard jaxopt keywords must also satisfy their rule: ``c1``, ``c2``,
+    ``decrease_factor``, ``max_stepsize`` > 0 (any ``stepsize`` is accepted: ``<= 0``
+    selects the line search, as in jaxopt).
     Traced values, callables, ``None`` and non-numeric options are not checked.
     Called by :meth:`IterativeSolver.__post_init__`, so each solver gets it once.
 
@@ -237,4 +259,5 @@ __all__ = [
     "check_tolerance",
     "is_concrete",
     "signature_params",
+    "uses_line_search",
 ]

@@ -32,7 +32,6 @@ from jaxopt_lab.core.checks import (
     check_params_tree,
     check_standard_options,
     check_tolerance,
-    is_concrete,
 )
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.linalg import implicit_diff as idf
@@ -233,10 +232,6 @@ class IterativeSolver:
         """
         del name, value
         return False
-
-    @staticmethod
-    def _nonpositive_sentinel(value) -> bool:
-        return is_concrete(value) and np.ndim(value) == 0 and float(value) <= 0
 
     def _value_fun(self) -> Callable:
         """``fun`` returning only the objective value."""

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_lab.core.checks import check_callable, is_concrete
+from jaxopt_lab.core.checks import check_callable, uses_line_search
 from jaxopt_lab.core.types import OptStep
 from jaxopt_lab.solvers.first_order._composite import CompositeSolver, CompositeState
 
@@ -76,15 +76,13 @@ class BlockCoordinateDescent(CompositeSolver):
     tol: float = 1e-4
 
     def _static_option(self, name, value) -> bool:
-        return name == "stepsize" and self._nonpositive_sentinel(value)
+        return name == "stepsize" and uses_line_search(value)
 
     def __post_init__(self):
         super().__post_init__()
         check_callable(self.block_prox, "block_prox")
         if self.selection not in ("cyclic", "greedy"):
             raise ValueError(f"`selection` must be 'cyclic' or 'greedy', got {self.selection!r}.")
-        if is_concrete(self.stepsize) and float(np.asarray(self.stepsize)) < 0:
-            raise ValueError(f"`stepsize` must be >= 0 (0 = Hessian diagonal), got {self.stepsize}.")
 
     def _check_run_args(self, init_params, args, kwargs) -> None:
         super()._check_run_args(init_params, args, kwargs)
@@ -97,7 +95,7 @@ class BlockCoordinateDescent(CompositeSolver):
 
     def _inv_lipschitz(self, x, fun_args, kwargs):
         dtype = jnp.result_type(x)
-        if not self._static_option("stepsize", self.stepsize):
+        if not uses_line_search(self.stepsize):
             return jnp.full(x.shape[:1], self.stepsize, dtype)
         grad = lambda p: jax.grad(self._value_fun())(p, *fun_args, **kwargs)
         basis = jnp.eye(x.size, dtype=dtype).reshape((x.size,) + x.shape)

@@ -8,10 +8,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_int, check_positive, is_concrete
+from jaxopt_lab.core.checks import check_int, check_positive, uses_line_search
 from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.solvers.linesearch import functions as _linesearch
@@ -114,20 +113,15 @@ class GradientDescent(IterativeSolver):
     decrease_factor: float = 0.5
 
     def _static_option(self, name, value) -> bool:
-        return name == "stepsize" and self._nonpositive_sentinel(value)
+        return name == "stepsize" and uses_line_search(value)
 
     def __post_init__(self):
         super().__post_init__()
         check_int(self.maxls, "maxls", minimum=1)
         check_positive(self.decrease_factor, "decrease_factor")
-        if not callable(self.stepsize) and is_concrete(self.stepsize):
-            if float(np.asarray(self.stepsize)) < 0:
-                raise ValueError(f"`stepsize` must be >= 0 (0 = backtracking), got {self.stepsize}.")
 
     def _line_search(self) -> bool:
-        if callable(self.stepsize) or not is_concrete(self.stepsize):
-            return False
-        return float(np.asarray(self.stepsize)) <= 0
+        return uses_line_search(self.stepsize)
 
     def _prox(self, x, hyperparams_prox, scaling):
         """The proximal operator applied after the gradient step (identity here)."""

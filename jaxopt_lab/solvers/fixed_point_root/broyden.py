@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_int, check_positive, is_concrete
+from jaxopt_lab.core.checks import check_int, check_positive, uses_line_search
 from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.linalg import linear_solve as ls
@@ -105,7 +105,7 @@ class Broyden(IterativeSolver):
     gamma: float = 1.0
 
     def _static_option(self, name, value) -> bool:
-        return name == "stepsize" and self._nonpositive_sentinel(value)
+        return name == "stepsize" and uses_line_search(value)
 
     def __post_init__(self):
         super().__post_init__()
@@ -114,13 +114,12 @@ class Broyden(IterativeSolver):
         check_int(self.maxls, "maxls", minimum=1)
         check_positive(self.decrease_factor, "decrease_factor")
         check_positive(self.max_stepsize, "max_stepsize")
-        check_positive(self.stepsize, "stepsize", allow_zero=True)
 
     def _implicit_solve(self) -> Callable:
         return self.implicit_diff_solve or ls.solve_normal_cg
 
     def _fixed_step(self) -> bool:
-        return not is_concrete(self.stepsize) or float(self.stepsize) > 0
+        return not uses_line_search(self.stepsize)
 
     def init_state(self, init_params, *args, **kwargs) -> BroydenState:
         """Evaluate ``F(init_params)`` and set ``H = gamma I``.

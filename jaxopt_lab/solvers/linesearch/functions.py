@@ -18,8 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_int, check_positive, is_concrete
-from jaxopt_lab.core.solver import IterativeSolver
+from jaxopt_lab.core.checks import check_int, check_positive, is_concrete, uses_line_search
 from jaxopt_lab.core.types import OptStep, Status
 
 
@@ -431,7 +430,7 @@ class LineSearchOptions:
     the step; ``stepsize <= 0`` selects the line search and stays static under jit.
 
     Attributes:
-      stepsize: fixed step if positive; ``0`` (default) means line search.
+      stepsize: fixed step if positive; ``<= 0`` (default ``0``) means line search.
       linesearch: ``"zoom"`` (strong Wolfe; ``"hager-zhang"`` and ``"more-thuente"``
         map to it) or ``"backtracking"`` (Armijo).
       linesearch_init, condition, increase_factor, min_stepsize: accepted for jaxopt
@@ -465,21 +464,19 @@ class LineSearchOptions:
         for name in ("c1", "c2", "max_stepsize"):
             check_positive(getattr(self, name), name)
         check_positive(self.decrease_factor, "decrease_factor")
-        if _concrete_scalar(self.stepsize):
-            check_positive(self.stepsize, "stepsize", allow_zero=True)
         if _concrete_scalar(self.c1) and _concrete_scalar(self.c2) and not self.c1 < self.c2 < 1:
             raise ValueError(f"`c1` and `c2` must satisfy 0 < c1 < c2 < 1, got {self.c1} and {self.c2}.")
         if _concrete_scalar(self.decrease_factor) and not float(self.decrease_factor) < 1:
             raise ValueError(f"`decrease_factor` must be in (0, 1), got {self.decrease_factor}.")
 
     def _static_option(self, name: str, value) -> bool:
-        if name == "stepsize" and IterativeSolver._nonpositive_sentinel(value):
+        if name == "stepsize" and uses_line_search(value):
             return True
         return super()._static_option(name, value)  # type: ignore[misc]
 
     def _fixed_step(self) -> bool:
         """Whether ``stepsize`` fixes the step (a traced step size does)."""
-        return not is_concrete(self.stepsize) or float(self.stepsize) > 0
+        return not uses_line_search(self.stepsize)
 
     def _line_search(self, value_and_grad: Callable, params, value, grad, direction, init_stepsize,
                      aux=None, done=None) -> LineSearchResult:
