@@ -8,6 +8,10 @@ from jaxopt_lab.core.checks import *  # noqa: F401,F403
 from jaxopt_lab.core.checks import __all__ as _checks_all
 from jaxopt_lab.core.solver import IterativeSolver, update_status
 from jaxopt_lab.core.types import KKTSolution, LinearOperator, OptStep, PyTree, Status, status_name
+from jaxopt_lab.solvers.stochastic._step import StochasticSolver
 
-__all__ = ["IterativeSolver", "KKTSolution", "LinearOperator", "OptStep", "PyTree", "Status",
-           "status_name", "update_status", *_checks_all]
+#: jaxopt's type of the ``unroll`` option: ``True``, ``False`` or ``"auto"``.
+AutoOrBoolean = str | bool
+
+__all__ = ["AutoOrBoolean", "IterativeSolver", "KKTSolution", "LinearOperator", "OptStep", "PyTree",
+           "Status", "StochasticSolver", "status_name", "update_status", *_checks_all]

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_positive
-from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
+from jaxopt_lab.solvers.stochastic._step import StochasticSolver
 
 
 class SGDState(NamedTuple):
@@ -42,7 +42,7 @@ class SGDState(NamedTuple):
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
-class StepSizeSGD(IterativeSolver):
+class StepSizeSGD(StochasticSolver):
     """Base of SGD solvers that pick a step size per mini-batch (private).
 
     Subclasses declare ``fun`` and their own options, set ``_state_cls`` and write

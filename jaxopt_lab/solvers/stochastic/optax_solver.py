@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
+from jaxopt_lab.solvers.stochastic._step import StochasticSolver
 
 
 class OptaxState(NamedTuple):
@@ -40,7 +40,7 @@ class OptaxState(NamedTuple):
 
 
 @dataclasses.dataclass(eq=False)
-class OptaxSolver(IterativeSolver):
+class OptaxSolver(StochasticSolver):
     """Run an optax ``GradientTransformation`` as a solver.
 
     ``GradientTransformationExtraArgs`` transforms (Sophia, zeroth-order
