@@ -123,3 +123,78 @@ def run(
 def status_all_done(status) -> jax.Array:
     """True when no entry of a (possibly batched) status array is RUNNING."""
     return jnp.all(status != _RUNNING)
+
+
+def while_loop(cond_fun: Callable, body_fun: Callable, init_val, maxiter: int, unroll: bool = False,
+               jit: bool = True):
+    """A while loop with at most ``maxiter`` iterations (jaxopt's ``loop.while_loop``).
+
+    Runs ``val = body_fun(val)`` while ``cond_fun(val)`` is true, at most ``maxiter``
+    times, and returns the last ``val``.
+
+    - ``unroll=False, jit=True``: one ``lax.while_loop`` (``maxiter`` may be traced);
+      forward-mode differentiable only.
+    - ``unroll=True, jit=True``: a ``lax.scan`` of ``maxiter`` steps in which the steps
+      after ``cond_fun`` turns false leave ``val`` unchanged (``maxiter`` must be a Python
+      int); differentiable in forward and reverse mode.
+    - ``unroll=True, jit=False``: a Python loop that stops as soon as ``cond_fun`` is
+      false (for debugging; ``cond_fun`` must return a concrete boolean).
+    - ``unroll=False, jit=False``: rejected, as in jaxopt (a Python loop is an unrolled one).
+
+    Args:
+      cond_fun: ``val -> bool`` scalar.
+      body_fun: ``val -> val`` (same pytree structure, shapes and dtypes).
+      init_val: the initial loop value, a pytree.
+      maxiter: the iteration cap (``>= 0``).
+      unroll: differentiate in reverse mode through the iterations (see above).
+      jit: use ``lax`` control flow.
+
+    Returns:
+      The loop value after the last iteration.
+
+    Raises:
+      TypeError: ``cond_fun`` or ``body_fun`` is not callable, or ``maxiter`` is not an
+        integer where it must be one.
+      ValueError: ``maxiter < 0``, or ``unroll=False`` with ``jit=False``.
+    """
+    for fn, name in ((cond_fun, "cond_fun"), (body_fun, "body_fun")):
+        if not callable(fn):
+            raise TypeError(f"`{name}` must be callable, got {type(fn).__name__}.")
+    concrete = not isinstance(maxiter, jax.core.Tracer)
+    if concrete:
+        if isinstance(maxiter, bool) or not float(maxiter).is_integer():
+            raise TypeError(f"`maxiter` must be an integer, got {maxiter!r}.")
+        if int(maxiter) < 0:
+            raise ValueError(f"`maxiter` must be >= 0, got {maxiter}.")
+    if not unroll and not jit:
+        raise ValueError("while_loop: `unroll=False` with `jit=False` is not supported; "
+                         "use unroll=True for a Python loop.")
+    if not unroll:
+        def cond(carry):
+            k, val = carry
+            return jnp.logical_and(k < maxiter, cond_fun(val))
+
+        def body(carry):
+            k, val = carry
+            return k + 1, body_fun(val)
+
+        return jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), init_val))[1]
+    if not concrete:
+        raise TypeError("while_loop: `maxiter` must be a Python int when unroll=True.")
+    if not jit:
+        val = init_val
+        for _ in range(int(maxiter)):
+            if not bool(cond_fun(val)):
+                break
+            val = body_fun(val)
+        return val
+
+    def scan_body(carry, _):
+        val, running = carry
+        # Skip the body once stopped (lax.cond runs one branch, except under vmap).
+        val = jax.lax.cond(running, body_fun, lambda v: v, val)
+        return (val, jnp.logical_and(running, cond_fun(val))), None
+
+    running = jnp.asarray(cond_fun(init_val), bool)
+    (val, _), _ = jax.lax.scan(scan_body, (init_val, running), None, length=int(maxiter))
+    return val

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import numbers
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -18,7 +19,7 @@ import numpy as np
 PyTree = Any
 
 
-def tree_map(f, tree, *rest):
+def tree_map(f, tree, *rest, is_leaf=None):
     """``jax.tree_util.tree_map`` under jaxopt's name.
 
     Args:
@@ -26,11 +27,12 @@ def tree_map(f, tree, *rest):
       tree: the pytree whose structure is mapped over.
       *rest: further pytrees with the same structure as ``tree`` (or with ``tree``'s
         structure as a prefix), whose leaves are passed to ``f`` alongside.
+      is_leaf: optional predicate marking subtrees of ``tree`` to treat as leaves.
 
     Returns:
       A pytree with the structure of ``tree`` holding ``f(leaf, *rest_leaves)``.
     """
-    return jax.tree_util.tree_map(f, tree, *rest)
+    return jax.tree_util.tree_map(f, tree, *rest, is_leaf=is_leaf)
 
 
 def tree_add(tree_x: PyTree, tree_y: PyTree) -> PyTree:
@@ -133,17 +135,21 @@ def tree_vdot(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
     return functools.reduce(operator.add, jax.tree_util.tree_leaves(vdots), jnp.asarray(0.0))
 
 
-def tree_dot(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
-    """Alias of :func:`tree_vdot` (jaxopt name).
+def tree_dot(tree_x: PyTree, tree_y: PyTree) -> PyTree:
+    """Leaf-wise ``jnp.dot(x, y)`` (jaxopt's semantics: one product per block).
+
+    Useful for block-diagonal operators stored as pytrees: each leaf of ``tree_x`` is
+    a block that multiplies the matching leaf of ``tree_y``. For the scalar inner
+    product over all leaves use :func:`tree_vdot`.
 
     Args:
       tree_x: a pytree of arrays.
       tree_y: a pytree with the same structure as ``tree_x``.
 
     Returns:
-      A scalar array, as :func:`tree_vdot`.
+      A pytree with the structure of ``tree_x`` holding ``jnp.dot(x, y)`` per leaf.
     """
-    return tree_vdot(tree_x, tree_y)
+    return jax.tree_util.tree_map(jnp.dot, tree_x, tree_y)
 
 
 def tree_sum(tree_x: PyTree) -> jax.Array:
@@ -239,16 +245,20 @@ def tree_negative(tree_x: PyTree) -> PyTree:
 
 
 def tree_where(cond, tree_x: PyTree, tree_y: PyTree) -> PyTree:
-    """Leaf-wise ``where(cond, x, y)`` with a scalar condition.
+    """Leaf-wise ``where(cond, x, y)``.
 
     Args:
-      cond: a boolean scalar (possibly traced).
+      cond: a boolean scalar or array (possibly traced), or a pytree of booleans with
+        the structure of the trees (then applied leaf by leaf, as in jaxopt).
       tree_x: the pytree selected where ``cond`` is true.
       tree_y: the pytree selected otherwise, with the same structure as ``tree_x``.
 
     Returns:
       A pytree with the structure of ``tree_x``.
     """
+    if not jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(cond)):
+        cond, tree_x, tree_y = broadcast_pytrees(cond, tree_x, tree_y)
+        return jax.tree_util.tree_map(jnp.where, cond, tree_x, tree_y)
     return jax.tree_util.tree_map(lambda x, y: jnp.where(cond, x, y), tree_x, tree_y)
 
 
@@ -320,19 +330,27 @@ def tree_average(trees: PyTree, weights) -> PyTree:
     return jax.tree_util.tree_map(lambda x: jnp.tensordot(weights, x, axes=1), trees)
 
 
-def tree_single_dtype(tree_x: PyTree):
-    """The common dtype of all leaves, or ``None`` for an empty tree.
+def tree_single_dtype(tree_x: PyTree, convert_in_jax_dtype: bool = True):
+    """The common dtype of all array-like leaves, or ``None`` when there are none.
+
+    Leaves that are not numbers or arrays (``None``, strings, functions) are ignored,
+    as in jaxopt.
 
     Args:
       tree_x: a pytree of arrays (or array-likes).
+      convert_in_jax_dtype: report each leaf's dtype as JAX would store it (a NumPy
+        ``float64`` leaf counts as ``float32`` unless x64 is enabled); with ``False``,
+        the NumPy dtype of each leaf as given.
 
     Returns:
-      The dtype shared by every leaf, or ``None`` if the tree has no leaves.
+      The dtype shared by every such leaf, or ``None`` if there is none.
 
     Raises:
       ValueError: if leaves have different dtypes.
     """
-    dtypes = {jnp.asarray(x).dtype for x in jax.tree_util.tree_leaves(tree_x)}
+    as_array = jnp.asarray if convert_in_jax_dtype else np.asarray
+    dtypes = {as_array(x).dtype for x in jax.tree_util.tree_leaves(tree_x)
+              if isinstance(x, bool | int | float | complex | np.ndarray | np.generic | jax.Array)}
     if not dtypes:
         return None
     if len(dtypes) > 1:
@@ -353,6 +371,85 @@ def tree_vdot_real(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
         lambda x, y: jnp.sum(jnp.real(x) * jnp.real(y)) + jnp.sum(jnp.imag(x) * jnp.imag(y)), tree_x, tree_y
     )
     return functools.reduce(operator.add, jax.tree_util.tree_leaves(parts), jnp.asarray(0.0))
+
+
+_UNSET = object()
+
+
+def tree_reduce(function: Callable, tree: PyTree, initializer: Any = _UNSET, is_leaf: Callable | None = None):
+    """Fold ``function`` over the leaves of ``tree`` (``jax.tree_util.tree_reduce``, jaxopt's name).
+
+    Args:
+      function: a binary function ``(accumulated, leaf) -> accumulated``.
+      tree: the pytree whose leaves are folded, in flattening order.
+      initializer: optional first accumulated value (required for an empty tree).
+      is_leaf: optional predicate marking subtrees to treat as leaves.
+
+    Returns:
+      ``function(...function(function(initializer, l0), l1)..., ln)``, or without an
+      initializer ``function(...function(l0, l1)..., ln)``.
+
+    Raises:
+      TypeError: the tree has no leaves and no ``initializer`` is given.
+    """
+    leaves = jax.tree_util.tree_leaves(tree, is_leaf=is_leaf)
+    if initializer is _UNSET:
+        if not leaves:
+            raise TypeError("tree_reduce of a pytree with no leaves needs an `initializer`.")
+        return functools.reduce(function, leaves)
+    return functools.reduce(function, leaves, initializer)
+
+
+def get_real_dtype(dtype):
+    """The dtype of the real part of ``dtype`` (``complex64 -> float32``); other dtypes unchanged.
+
+    Args:
+      dtype: a NumPy / JAX dtype (or anything ``np.dtype`` accepts).
+
+    Returns:
+      The real counterpart of a complex dtype, else ``dtype`` itself.
+    """
+    if np.issubdtype(np.dtype(dtype), np.complexfloating):
+        return np.finfo(np.dtype(dtype)).dtype
+    return dtype
+
+
+def tree_mean(tree_x: PyTree) -> jax.Array:
+    """Mean over leaves of each leaf's mean (jaxopt's ``tree_mean``).
+
+    Args:
+      tree_x: a pytree of arrays with at least one leaf.
+
+    Returns:
+      ``sum_l mean(leaf_l) / num_leaves``, a scalar.
+    """
+    means = [jnp.mean(x) for x in jax.tree_util.tree_leaves(tree_x)]
+    return functools.reduce(operator.add, means) / len(means)
+
+
+def tree_reciproqual(tree_x: PyTree) -> PyTree:
+    """Leaf-wise ``1 / x`` (jaxopt's spelling).
+
+    Args:
+      tree_x: a pytree of arrays.
+
+    Returns:
+      A pytree with the structure of ``tree_x``.
+    """
+    return jax.tree_util.tree_map(jnp.reciprocal, tree_x)
+
+
+def tree_gram(tree_x: PyTree) -> jax.Array:
+    """Gram matrix of a batch of pytrees stacked along the leading axis of every leaf.
+
+    Args:
+      tree_x: a pytree whose leaves share a leading axis of size ``m``.
+
+    Returns:
+      An ``(m, m)`` array of the inner products ``<x_i, x_j>`` (:func:`tree_vdot`).
+    """
+    row = jax.vmap(tree_vdot, in_axes=(0, None))
+    return jax.vmap(row, in_axes=(None, 0))(tree_x, tree_x)
 
 
 def tree_unzip(like: PyTree, tree_of_tuples: PyTree, n: int) -> tuple:

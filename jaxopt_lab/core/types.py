@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 PyTree = Any
@@ -79,7 +80,10 @@ class KKTSolution(NamedTuple):
 
 
 class LinearOperator:
-    """A dense matrix wrapped as an operator (jaxopt compatibility helper).
+    """A dense matrix wrapped as an operator (jaxopt's ``base.LinearOperator``), a pytree.
+
+    Besides products with ``A`` and ``A^T`` it offers the single-entry products and
+    updates that coordinate-descent solvers use.
 
     Args:
       A: a 2-D array.
@@ -96,9 +100,54 @@ class LinearOperator:
         """``A x``."""
         return self.A @ x
 
+    def matvec_element(self, x, idx):
+        """``(A x)[idx]``, from row ``idx`` only."""
+        return self.A[idx] @ x
+
     def rmatvec(self, x):
         """``A^T x``."""
         return self.A.T @ x
 
+    def rmatvec_element(self, x, idx):
+        """``(A^T x)[idx]``, from column ``idx`` only."""
+        return self.A[:, idx] @ x
+
+    def update_matvec(self, Ax, delta, idx):
+        """``A x`` after ``x[idx] += delta``, given ``Ax`` (a vector, or a matrix with one
+        column per right-hand side and ``delta`` a vector).
+
+        Raises:
+          ValueError: ``Ax`` is not 1-D or 2-D.
+        """
+        if Ax.ndim == 1:
+            return Ax + delta * self.A[:, idx]
+        if Ax.ndim == 2:
+            return Ax + jnp.outer(self.A[:, idx], delta)
+        raise ValueError(f"`Ax` must be a vector or a matrix, got shape {Ax.shape}.")
+
+    def update_rmatvec(self, ATx, delta, idx):
+        """``A^T x`` after ``x[idx] += delta``, given the vector ``ATx``.
+
+        Raises:
+          ValueError: ``ATx`` is not 1-D.
+        """
+        if ATx.ndim == 1:
+            return ATx + delta * self.A[idx]
+        raise ValueError(f"`ATx` must be a vector, got shape {ATx.shape}.")
+
+    def column_l2_norms(self, squared=False):
+        """Euclidean norms of the columns of ``A`` (squared with ``squared=True``)."""
+        sq = jnp.sum(self.A * self.A, axis=0)
+        return sq if squared else jnp.sqrt(sq)
+
     def __call__(self, x):
         return self.matvec(x)
+
+
+def _unflatten_linear_operator(_, children):
+    op = object.__new__(LinearOperator)  # no conversion: leaves may be tracers or placeholders
+    op.A = children[0]
+    return op
+
+
+jax.tree_util.register_pytree_node(LinearOperator, lambda op: ((op.A,), None), _unflatten_linear_operator)
