@@ -7,7 +7,6 @@ names follow jaxopt's ``tree_util`` module so that migrated code keeps working.
 from __future__ import annotations
 
 import functools
-import numbers
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxopt_lab.core import checks as _checks
 
 PyTree = Any
 
@@ -496,191 +497,50 @@ def broadcast_pytrees(*trees: PyTree) -> tuple:
     )
 
 
-# ------------------------------------------------------- argument checks of optax transforms
-
-
-def _inject_hint(name: str) -> str:
-    return (f"`{name}` sets array shapes or loop structure, so it must be a Python int; under "
-            f"optax.inject_hyperparams list it in static_args (e.g. static_args=({name!r},)).")
+# ------------------------------------------------------- argument checks (older names)
+# The validators live in core/checks.py; these names stay for code written against them.
 
 
 def static_int(value, name: str, minimum: int | None = 1) -> int:
-    """A shape-setting integer option, checked: a Python ``int >= minimum``.
-
-    Arrays (what ``optax.inject_hyperparams`` turns every numeric argument into) are
-    rejected with a message that says to pass the option through ``static_args``.
+    """Alias of :func:`jaxopt_lab.core.checks.check_int` (a static integer option).
 
     Args:
       value: the option's value.
       name: the argument name used in the message.
-      minimum: smallest allowed value (``None``: any integer, only the type is checked).
+      minimum: smallest allowed value (``None``: only the type is checked).
 
     Returns:
       ``value`` as a Python ``int``.
-
-    Raises:
-      TypeError: ``value`` is not a Python integer (an array, a float, a bool).
-      ValueError: ``value < minimum``.
     """
-    if isinstance(value, jax.Array | np.ndarray | np.generic) and not isinstance(value, np.integer):
-        raise TypeError(f"{_inject_hint(name)} Got an array of dtype {jnp.result_type(value)}.")
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be a Python int, got {type(value).__name__}.")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
-    return int(value)
+    return _checks.check_int(value, name, minimum)
 
 
 def traceable_int(value, name: str, minimum: int = 1):
-    """An integer option that may be traced (e.g. an interval ``k`` used in ``count % k``).
-
-    Python ints and integer scalar arrays are accepted (``optax.inject_hyperparams``
-    passes its numeric arguments as arrays); a concrete value is checked against
-    ``minimum``, a traced one cannot be.
+    """Alias of :func:`jaxopt_lab.core.checks.check_traceable_int`.
 
     Args:
-      value: the option's value.
+      value: the option's value (a Python int or an integer scalar array, maybe traced).
       name: the argument name used in the message.
-      minimum: smallest allowed value.
+      minimum: smallest allowed value of a concrete ``value``.
 
     Returns:
       ``value`` unchanged.
-
-    Raises:
-      TypeError: ``value`` is not an integer scalar.
-      ValueError: a concrete ``value`` is below ``minimum``.
     """
-    if isinstance(value, bool) or not (isinstance(value, numbers.Integral) or hasattr(value, "dtype")):
-        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}.")
-    if hasattr(value, "dtype"):
-        if jnp.ndim(value) != 0 or not jnp.issubdtype(value.dtype, jnp.integer):
-            raise TypeError(f"`{name}` must be an integer scalar, got shape {jnp.shape(value)} "
-                            f"dtype {value.dtype}.")
-        if isinstance(value, jax.core.Tracer):
-            return value
-    if int(value) < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {int(value)}.")
-    return value
-
-
-def _first_difference(tree, reference, name: str, reference_name: str) -> str:
-    """Where two pytree structures differ: the first leaf path present in only one of them."""
-    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)]
-    ref_paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(reference)]
-    ref_set, set_ = set(ref_paths), set(paths)
-    extra = [p for p in paths if p not in ref_set]
-    missing = [p for p in ref_paths if p not in set_]
-    if extra:
-        return f"leaf {extra[0] or '(root)'} of {name} is not in {reference_name}"
-    if missing:
-        return f"leaf {missing[0] or '(root)'} of {reference_name} is missing from {name}"
-    for p, q in zip(paths, ref_paths, strict=False):  # same paths, different node types
-        if p != q:
-            return f"{p or '(root)'} differs"
-    return "the node types differ (same leaf paths)"
+    return _checks.check_traceable_int(value, name, minimum)
 
 
 def check_tree_like(tree: PyTree, reference: PyTree, name: str = "grads", reference_name: str = "params",
                     who: str = "update") -> None:
-    """Raise ``ValueError`` naming ``name`` and the path where two pytrees differ.
-
-    Structures are compared first (a leaf present in one tree only, or a different
-    container), then the shape of every leaf.
+    """:func:`jaxopt_lab.core.checks.check_same_structure` with the transforms' defaults.
 
     Args:
       tree: the pytree being checked (the gradients / updates).
-      reference: the pytree it must match (the params, or a state buffer built from them).
+      reference: the pytree it must match.
       name, reference_name: their argument names for the message.
       who: the function reporting the error.
-
-    Raises:
-      ValueError: the structures or a leaf shape differ.
     """
-    ta, tb = jax.tree_util.tree_structure(tree), jax.tree_util.tree_structure(reference)
-    if ta != tb:  # type: ignore[operator]
-        ref = f"`{reference_name}`" if reference_name.isidentifier() else reference_name
-        where = _first_difference(tree, reference, f"`{name}`", ref)
-        raise ValueError(f"{who}: `{name}` does not have the pytree structure of {ref}: {where} "
-                         f"({ta} vs {tb}).")
-    shape = lambda x: x.shape if hasattr(x, "shape") else np.shape(x)
-    leaves, ref_leaves = jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(reference)
-    if all(shape(x) == shape(y) for x, y in zip(leaves, ref_leaves, strict=True)):
-        return  # the common case: no key paths built
-    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(tree), ref_leaves, strict=True):
-        if shape(x) != shape(y):
-            ref = f"`{reference_name}`" if reference_name.isidentifier() else reference_name
-            raise ValueError(f"{who}: `{name}` leaf {jax.tree_util.keystr(path) or '(root)'} has shape "
-                             f"{jnp.shape(x)}, but {ref} has {jnp.shape(y)} there.")
+    _checks.check_same_structure(tree, reference, name, reference_name, who)
 
 
-def check_eps_dtype(eps, tree: PyTree, name: str = "grads", who: str = "update") -> None:
-    """Raise ``TypeError`` when a concrete ``eps > 0`` rounds to zero in a leaf's dtype.
-
-    A denominator ``sqrt(v) + eps`` (or ``max(h, eps)``) whose ``eps`` underflows to 0
-    divides 0 by 0 for a zero gradient: float16's smallest positive number is about
-    6e-8, so Adam's default ``eps = 1e-8`` vanishes there (bfloat16 keeps float32's
-    range and is unaffected). Traced ``eps`` values are not checked.
-
-    Args:
-      eps: the transform's ``eps`` option.
-      tree: the gradients (their leaf dtypes are the ones that matter).
-      name: the tree's argument name for the message.
-      who: the function reporting the error.
-
-    Raises:
-      TypeError: ``eps`` rounds to zero in the dtype of a leaf of ``tree``.
-    """
-    if eps is None or isinstance(eps, jax.core.Tracer):
-        return
-    value = float(np.max(np.asarray(eps)))
-    if value <= 0:
-        return
-    dtypes = {np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else jnp.result_type(leaf)
-              for leaf in jax.tree_util.tree_leaves(tree)}
-    if all(not jnp.issubdtype(d, jnp.floating) or value >= float(jnp.finfo(d).smallest_subnormal) / 2
-           for d in dtypes):
-        return  # the common case: no key paths built
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        dtype = jnp.result_type(leaf)
-        if not jnp.issubdtype(dtype, jnp.floating):
-            continue
-        tiny = float(jnp.finfo(dtype).smallest_subnormal)
-        if value < tiny / 2:  # rounds to zero in this dtype
-            raise TypeError(
-                f"{who}: `{name}` leaf {jax.tree_util.keystr(path) or '(root)'} is {dtype}, where "
-                f"`eps`={value:g} rounds to 0 (smallest positive {dtype} number: {tiny:.3g}), so a zero "
-                f"gradient would give 0/0. Use bfloat16 or float32, or pass eps >= {tiny:.3g} "
-                f"(e.g. 1e-4 for float16).")
-
-
-def check_update_args(who: str, grads: PyTree, params: PyTree = None, *, state_like: PyTree = None,
-                      name: str = "grads", eps=None, **functions) -> None:
-    """The argument checks shared by the transforms' ``update`` (run before any tracing).
-
-    Args:
-      who: the transform, for the messages.
-      grads: the incoming updates / gradients.
-      params: the ``params`` given to ``update``; ``grads`` must match them in structure
-        and leaf shapes.
-      state_like: a state buffer built from the params at ``init`` (e.g. a moment), the
-        reference when ``params`` is ``None``; both ``None`` skips the comparison.
-      name: the argument name of ``grads`` for the messages (``"grads"``/``"updates"``).
-      eps: the transform's denominator floor, checked against the leaf dtypes
-        (:func:`check_eps_dtype`); ``None`` skips it.
-      **functions: extra arguments that must be callable when given
-        (``value_fn=value_fn``, ``logits_fn=logits_fn`` ...); ``None`` is not checked.
-
-    Raises:
-      TypeError: a given function is not callable, or ``eps`` vanishes in a leaf dtype.
-      ValueError: ``grads`` does not match ``params`` (or ``state_like``).
-    """
-    for fn_name, fn in functions.items():
-        if fn is not None and not callable(fn):
-            raise TypeError(f"{who}: the extra argument `{fn_name}` must be callable "
-                            f"(params -> ...), got {type(fn).__name__}.")
-    if params is not None:
-        check_tree_like(grads, params, name, "params", who)
-    elif state_like is not None:
-        check_tree_like(grads, state_like, name, "the params given to init", who)
-    if eps is not None:
-        check_eps_dtype(eps, grads, name, who)
+check_eps_dtype = _checks.check_eps_dtype
+check_update_args = _checks.check_update_args
