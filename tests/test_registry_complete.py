@@ -79,7 +79,7 @@ def test_registry_covers_only_public_names_and_the_table_only_exported_ones():
 def test_solver_coverage_count():
     solvers = [n for n in _public("solvers") if n not in NOT_ALGORITHMS]
     covered = covered_names()
-    assert len(solvers) == 36 and all(n in covered for n in solvers), sorted(set(solvers) - set(covered))
+    assert len(solvers) == 37 and all(n in covered for n in solvers), sorted(set(solvers) - set(covered))
     bilevel = [n for n in _public("bilevel") if n not in NOT_ALGORITHMS]
     assert all(n in covered for n in bilevel) and len(bilevel) == 9
 
@@ -396,3 +396,43 @@ def test_hypergradient_matches_closed_form(entry):
     x = jnp.linspace(-1.0, 1.0, inst.x0.shape[0])
     np.testing.assert_allclose(entry.hypergrad(inst, x), quadratic_hypergradient(x, inst.data),
                                atol=entry.accuracy)
+
+
+def _float32(tree):
+    cast = lambda a: jnp.asarray(a, jnp.float32) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a
+    return jax.tree_util.tree_map(cast, tree)
+
+
+@pytest.mark.parametrize("entry", _bilevel_params())
+def test_bilevel_keeps_float32(entry):
+    inst = entry.instance()
+    x0, y0, data = _float32((inst.x0, inst.y0, inst.data))
+    out = entry.make(inst, **{**entry.options, "maxiter": 20, "tol": 0.0}).run(x0, y0, data)
+    for leaf in jax.tree_util.tree_leaves(out.params):
+        assert leaf.dtype == jnp.float32, leaf.dtype
+        assert bool(jnp.all(jnp.isfinite(leaf)))
+
+
+@pytest.mark.parametrize("entry", _bilevel_params())
+def test_bilevel_status_is_per_lane_under_vmap(entry):
+    """A NaN in one lane's ``x0`` stops that lane with NONFINITE; the other lane equals its single run."""
+    inst = entry.instance()
+    solver = entry.make(inst, **{**entry.options, "maxiter": 20})
+    run = lambda x0: solver.run(x0, inst.y0, inst.data)
+    x0s = jnp.stack([inst.x0, inst.x0.at[0].set(jnp.nan)])
+    batched = jax.vmap(run)(x0s)
+    single = run(inst.x0)
+    assert int(batched.state.status[1]) == jl.Status.NONFINITE, jl.status_name(int(batched.state.status[1]))
+    assert int(batched.state.status[0]) == int(single.state.status)
+    np.testing.assert_allclose(batched.params.x[0], single.params.x, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("entry", _bilevel_params())
+def test_bilevel_bad_input_names_the_argument(entry):
+    inst = entry.instance()
+    with pytest.raises(TypeError, match="`problem`"):
+        entry.make(inst._replace(problem=lambda x, y, d: 0.0), **entry.options)
+    solver = entry.make(inst, **entry.options)
+    short_y0 = jax.tree_util.tree_map(lambda a: a[..., :-1], inst.y0)
+    with pytest.raises(ValueError, match="y0"):
+        solver.run(inst.x0, short_y0, inst.data)

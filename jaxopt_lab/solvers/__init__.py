@@ -10,6 +10,7 @@ earlier releases (``jaxopt_lab.solvers.lbfgs`` ...) stay importable as aliases.
 import sys as _sys
 
 from jaxopt_lab.solvers import (
+    constrained,
     first_order,
     fixed_point_root,
     host,
@@ -20,6 +21,7 @@ from jaxopt_lab.solvers import (
     quasi_newton,
     stochastic,
 )
+from jaxopt_lab.solvers.constrained import *  # noqa: F401,F403
 from jaxopt_lab.solvers.first_order import *  # noqa: F401,F403
 from jaxopt_lab.solvers.fixed_point_root import *  # noqa: F401,F403
 from jaxopt_lab.solvers.host import *  # noqa: F401,F403
@@ -40,6 +42,7 @@ __all__ = [
     *stochastic.__all__,
     *host.__all__,
     *linesearch.__all__,
+    *constrained.__all__,
 ]
 
 # Flat module paths of earlier releases -> the module in its family folder.
