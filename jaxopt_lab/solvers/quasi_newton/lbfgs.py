@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -11,46 +10,35 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int
-from jaxopt_lab.core.solver import IterativeSolver
-from jaxopt_lab.core.types import OptStep, Status
-from jaxopt_lab.solvers.linesearch import functions as _linesearch
+from jaxopt_lab.solvers.quasi_newton._step import (
+    QuasiNewtonSolver,
+    QuasiNewtonState,
+    curvature_pair,
+    first_stepsize,
+)
 
 
-class LbfgsState(NamedTuple):
-    """State of :class:`LBFGS`.
+class LbfgsApprox(NamedTuple):
+    """L-BFGS's memory.
 
     Attributes:
-      iter_num: iterations done.
-      value: objective at the current params.
-      grad: gradient at the current params.
-      stepsize: last accepted step.
-      error: gradient norm.
       s_history, y_history: ring buffers of the last ``history_size`` parameter
         and gradient differences (leading axis ``history_size``).
       rho_history: ``1 / <s, y>`` for each stored pair (0 for empty slots).
       gamma: initial inverse-Hessian scaling ``<s, y> / <y, y>``.
-      aux: auxiliary output of ``fun``.
-      failed_linesearch: the last line search failed.
-      num_fun_eval, num_grad_eval: evaluations so far.
-      num_linesearch_iter: line-search evaluations so far.
-      status: :class:`jaxopt_lab.Status` code.
     """
 
-    iter_num: jax.Array
-    value: jax.Array
-    grad: Any
-    stepsize: jax.Array
-    error: jax.Array
     s_history: Any
     y_history: Any
     rho_history: jax.Array
     gamma: jax.Array
-    aux: Any
-    failed_linesearch: jax.Array
-    num_fun_eval: jax.Array
-    num_grad_eval: jax.Array
-    num_linesearch_iter: jax.Array
-    status: jax.Array
+
+
+class LbfgsState(QuasiNewtonState):
+    """State of :class:`LBFGS`: a :class:`QuasiNewtonState` whose ``approx`` is an
+    :class:`LbfgsApprox` (``state.s_history``, ``state.gamma``, ... read its fields)."""
+
+    __slots__ = ()
 
 
 def _history_dot(hist, tree, m):
@@ -118,8 +106,8 @@ def inverse_hessian_product(grad, s_hist, y_hist, rho_hist, gamma, ptr):
     return tu.tree_add_scalar_mul(out, -gamma, _history_combine(y_hist, r_st))
 
 
-@dataclasses.dataclass(eq=False)
-class LBFGS(_linesearch.LineSearchOptions, IterativeSolver):
+@dataclasses.dataclass(eq=False, kw_only=True)
+class LBFGS(QuasiNewtonSolver):
     """Limited-memory BFGS for smooth unconstrained minimization.
 
     Each iteration computes ``d = -H g`` by the two-loop recursion over the last
@@ -158,112 +146,53 @@ class LBFGS(_linesearch.LineSearchOptions, IterativeSolver):
       optimization", 1989; Nocedal and Wright, "Numerical Optimization", 2006.
     """
 
-    fun: Callable
-    _: dataclasses.KW_ONLY
-    value_and_grad: bool = False
-    has_aux: bool = False
     maxiter: int = 500
     tol: float = 1e-3
     history_size: int = 10
     use_gamma: bool = True
     stop_if_linesearch_fails: bool = True
 
+    _state_class = LbfgsState
+
     def __post_init__(self):
         super().__post_init__()
         check_int(self.history_size, "history_size", minimum=1)
 
-    def init_state(self, init_params, *args, **kwargs) -> LbfgsState:
-        """Evaluate ``fun`` at ``init_params`` and allocate the history.
-
-        Args:
-          init_params: initial point.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          An :class:`LbfgsState`.
-        """
-        (value, aux), grad = self._value_and_grad_fun()(init_params, *args, **kwargs)
-        dtype = jnp.result_type(value)
+    def _init_approx(self, x, value, grad) -> LbfgsApprox:
         m = self.history_size
         stack = lambda p: jax.tree_util.tree_map(
-            lambda x: jnp.zeros((m,) + jnp.shape(x), jnp.result_type(x)), p
-        )
-        one = jnp.asarray(1, jnp.int32)
-        return LbfgsState(
-            iter_num=jnp.asarray(0, jnp.int32), value=value, grad=grad,
-            stepsize=jnp.asarray(1.0, dtype), error=tu.tree_l2_norm(grad).astype(dtype),
-            s_history=stack(init_params), y_history=stack(init_params),
-            rho_history=jnp.zeros((m,), dtype), gamma=jnp.asarray(1.0, dtype), aux=aux,
-            failed_linesearch=jnp.asarray(False), num_fun_eval=one, num_grad_eval=one,
-            num_linesearch_iter=jnp.asarray(0, jnp.int32),
-            status=jnp.asarray(Status.RUNNING, jnp.int32),
-        )
+            lambda a: jnp.zeros((m,) + jnp.shape(a), jnp.result_type(a)), p)
+        dtype = jnp.result_type(value)
+        return LbfgsApprox(stack(x), stack(x), jnp.zeros((m,), dtype), jnp.asarray(1.0, dtype))
 
-    def update(self, params, state: LbfgsState, *args, **kwargs) -> OptStep:
-        """One L-BFGS iteration.
-
-        Args:
-          params: current point.
-          state: current :class:`LbfgsState`.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          ``OptStep(params, state)`` after the iteration; a state whose status is
-          neither ``RUNNING`` nor ``MAX_ITER`` comes back unchanged with no evaluation
-          (a stopped lane costs nothing under ``vmap``).
-        """
-        vg = lambda x: self._value_and_grad_fun()(x, *args, **kwargs)
-        m = self.history_size
-        dtype = state.rho_history.dtype
-        ptr = state.iter_num % m
-        hd = inverse_hessian_product(
-            state.grad, state.s_history, state.y_history, state.rho_history,
-            state.gamma if self.use_gamma else jnp.asarray(1.0, dtype), ptr)
+    def _direction(self, x, grad, state, ctx):
+        mem = state.approx
+        dtype = mem.rho_history.dtype
+        gamma = mem.gamma if self.use_gamma else jnp.asarray(1.0, dtype)
+        hd = inverse_hessian_product(grad, mem.s_history, mem.y_history, mem.rho_history, gamma,
+                                     state.iter_num % self.history_size)
         direction = tu.tree_negative(hd)
-        slope = tu.tree_vdot(state.grad, direction)
         # Fall back to steepest descent if the quasi-Newton direction is not a descent one.
-        descent = slope < 0
-        direction = tu.tree_where(descent, direction, tu.tree_negative(state.grad))
-        gnorm = state.error
-        first = jnp.all(state.rho_history == 0) | ~descent
-        init_t = jnp.where(first, jnp.minimum(1.0, 1.0 / jnp.maximum(gnorm, 1e-30)), 1.0)
+        descent = tu.tree_vdot(grad, direction) < 0
+        direction = tu.tree_where(descent, direction, tu.tree_negative(grad))
+        first = jnp.all(mem.rho_history == 0) | ~descent
+        return direction, jnp.where(first, first_stepsize(state.error, dtype), 1.0)
 
-        stopped = _linesearch.stopped(state.status)
-        ls = self._line_search(vg, params, state.value, state.grad, direction, init_t, state.aux,
-                               done=stopped)
-
-        s = tu.tree_sub(ls.params, params)
-        y = tu.tree_sub(ls.grad, state.grad)
-        sy = tu.tree_vdot(s, y).astype(dtype)
-        yy = tu.tree_vdot(y, y).astype(dtype)
-        # Keep the pair only with positive curvature (keeps H positive definite); a
-        # skipped pair leaves an empty slot (rho = 0), so the ring order stays exact.
-        good = (sy > jnp.finfo(dtype).eps * yy) & ~ls.failed
-        # Writes by a one-hot mask rather than .at[ptr]: under vmap a traced
-        # position would turn into a scatter.
-        slot = jnp.arange(m) == ptr
+    def _update_approx(self, state, x, grad, direction, ls, x_new) -> LbfgsApprox:
+        mem, m = state.approx, self.history_size
+        s, y, sy, yy, good = curvature_pair(x, x_new, grad, ls.grad, ls.failed, mem.rho_history.dtype)
+        # A skipped pair leaves an empty slot (rho = 0), so the ring order stays exact. Writes
+        # by a one-hot mask rather than .at[ptr]: under vmap a traced position would turn
+        # into a scatter.
+        slot = jnp.arange(m) == state.iter_num % m
         put = lambda hist, v: jax.tree_util.tree_map(
-            lambda h, x: jnp.where(slot.reshape((m,) + (1,) * x.ndim),
-                                   jnp.where(good, x, 0).astype(h.dtype)[None], h), hist, v
-        )
-        rho = jnp.where(slot, jnp.where(good, 1.0 / jnp.where(good, sy, 1.0), 0.0), state.rho_history)
-        gamma = jnp.where(good, sy / jnp.where(good, yy, 1.0), state.gamma)
-        new_state = LbfgsState(
-            iter_num=state.iter_num + 1,
-            value=jnp.asarray(ls.value, dtype), grad=ls.grad, stepsize=ls.stepsize,
-            error=_linesearch.error_after(ls, dtype),
-            s_history=put(state.s_history, s), y_history=put(state.y_history, y),
-            rho_history=rho, gamma=gamma, aux=ls.aux, failed_linesearch=ls.failed,
-            num_fun_eval=state.num_fun_eval + ls.num_evals,
-            num_grad_eval=state.num_grad_eval + ls.num_evals,
-            num_linesearch_iter=state.num_linesearch_iter + ls.num_evals,
-            status=_linesearch.failure_status(ls),
-        )
-        if not self.stop_if_linesearch_fails:
-            # A failure clears the memory and the next iteration restarts along -grad; it
-            # ends the solve only when the gradient is NaN or the memory was already empty.
-            final = ls.nonfinite | jnp.all(state.rho_history == 0)
-            new_state = new_state._replace(
-                rho_history=jnp.where(ls.failed, 0.0, new_state.rho_history),
-                status=jnp.where(final, new_state.status, Status.RUNNING).astype(jnp.int32))
-        return _linesearch.keep_if_stopped(stopped, params, state, ls.params, new_state)
+            lambda h, a: jnp.where(slot.reshape((m,) + (1,) * a.ndim),
+                                   jnp.where(good, a, 0).astype(h.dtype)[None], h), hist, v)
+        rho = jnp.where(slot, jnp.where(good, 1.0 / jnp.where(good, sy, 1.0), 0.0), mem.rho_history)
+        gamma = jnp.where(good, sy / jnp.where(good, yy, 1.0), mem.gamma)
+        return LbfgsApprox(put(mem.s_history, s), put(mem.y_history, y), rho, gamma)
+
+    def _can_restart(self, approx) -> jax.Array:
+        # With stop_if_linesearch_fails=False a failure clears the memory and the next
+        # iteration restarts along -grad; with an empty memory it ends the solve.
+        return jnp.asarray(not self.stop_if_linesearch_fails) & jnp.any(approx.rho_history != 0)

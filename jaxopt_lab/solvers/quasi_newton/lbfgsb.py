@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -13,49 +13,42 @@ from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int, check_positive, is_concrete
-from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.linalg import linear_solve as ls_lib
-from jaxopt_lab.solvers.linesearch import functions as _linesearch
+from jaxopt_lab.solvers.quasi_newton._step import (
+    QuasiNewtonSolver,
+    QuasiNewtonState,
+    curvature_pair,
+    first_stepsize,
+)
 
 
-class LbfgsbState(NamedTuple):
-    """State of :class:`LBFGSB`.
+class LbfgsbApprox(NamedTuple):
+    """L-BFGS-B's compact memory.
 
     Attributes:
-      iter_num: iterations done.
-      value, grad: objective and gradient at the current params.
-      stepsize: last accepted step along ``x_bar - x``.
-      error: norm (``error_norm``) of the projected gradient step ``x - P(x - g)``.
       s_history, y_history: ring buffers ``(history_size, n)`` of flat differences.
       sy_history, ss_history: ``(history_size, history_size)`` products ``<s_i, y_j>``,
         ``<s_i, s_j>``, updated one row and column per iteration.
       theta: the scaling ``B_0 = theta I``.
       num_pairs: curvature pairs stored since the last reset; the next one goes to slot
         ``num_pairs % history_size`` (a pair failing the curvature test takes no slot).
-      aux: auxiliary output of ``fun``.
-      failed_linesearch: the last line search failed.
-      num_fun_eval, num_grad_eval, num_linesearch_iter: evaluation counters.
-      status: :class:`jaxopt_lab.Status` code.
     """
 
-    iter_num: jax.Array
-    value: jax.Array
-    grad: Any
-    stepsize: jax.Array
-    error: jax.Array
     s_history: jax.Array
     y_history: jax.Array
     sy_history: jax.Array
     ss_history: jax.Array
     theta: jax.Array
     num_pairs: jax.Array
-    aux: Any
-    failed_linesearch: jax.Array
-    num_fun_eval: jax.Array
-    num_grad_eval: jax.Array
-    num_linesearch_iter: jax.Array
-    status: jax.Array
+
+
+class LbfgsbState(QuasiNewtonState):
+    """State of :class:`LBFGSB`: a :class:`QuasiNewtonState` whose ``approx`` is an
+    :class:`LbfgsbApprox`; ``error`` is the norm (``error_norm``) of the projected
+    gradient step ``x - P(x - g)`` and ``stepsize`` the step along ``x_bar - x``."""
+
+    __slots__ = ()
 
 
 def _middle_matrix(SY, SS, theta, ptr):
@@ -118,8 +111,8 @@ def _subspace_min(x, g, lo, up, xcp, W, M, theta):
     return jnp.where(jnp.dot(g, xbar - x) < 0, xbar, xcp + alpha * du)
 
 
-@dataclasses.dataclass(eq=False)
-class LBFGSB(_linesearch.LineSearchOptions, IterativeSolver):
+@dataclasses.dataclass(eq=False, kw_only=True)
+class LBFGSB(QuasiNewtonSolver):
     """L-BFGS-B for ``min f(x)`` subject to ``lower <= x <= upper``.
 
     Each iteration uses the compact L-BFGS model ``B = theta I - W M W^T`` (``W`` is
@@ -164,10 +157,6 @@ class LBFGSB(_linesearch.LineSearchOptions, IterativeSolver):
       Algorithm 778: L-BFGS-B", ACM TOMS, 2011.
     """
 
-    fun: Callable
-    _: dataclasses.KW_ONLY
-    value_and_grad: bool = False
-    has_aux: bool = False
     maxiter: int = 50
     tol: float = 1e-3
     error_norm: str = "l2"
@@ -229,9 +218,79 @@ class LBFGSB(_linesearch.LineSearchOptions, IterativeSolver):
         pg = x - jnp.clip(x - g, lo, up)
         return jnp.max(jnp.abs(pg)) if self.error_norm == "inf" else jnp.linalg.norm(pg)
 
-    def _flat_vg(self, unravel, args, kwargs):
+    _state_class = LbfgsbState
+
+    def _problem(self, params, args, kwargs):
+        bounds, args = args[0], args[1:]
+        x, unravel = ravel_pytree(params)
+        lo, up = self._flat_bounds(params, bounds)
         vg = self._value_and_grad_fun()
-        return lambda z: (lambda r: (r[0], ravel_pytree(r[1])[0]))(vg(unravel(z), *args, **kwargs))
+        flat_vg = lambda z: (lambda r: (r[0], ravel_pytree(r[1])[0]))(vg(unravel(z), *args, **kwargs))
+        return jnp.clip(x, lo, up), flat_vg, (lo, up, unravel)
+
+    def _init_status(self, ctx) -> jax.Array:
+        # An empty box (lower > upper somewhere, e.g. traced bounds under vmap): INFEASIBLE
+        # at once, so the loop never runs and init_params come back unchanged.
+        lo, up, _ = ctx
+        return jnp.where(jnp.any(lo > up), Status.INFEASIBLE, Status.RUNNING)
+
+    def _feasible(self, x, ctx):
+        return jnp.clip(x, ctx[0], ctx[1])
+
+    def _into(self, tree, ctx):
+        return ravel_pytree(tree)[0]
+
+    def _out(self, x, ctx):
+        return ctx[2](x)
+
+    def _error(self, x, g, ctx):
+        pg = x - jnp.clip(x - g, ctx[0], ctx[1])
+        return jnp.max(jnp.abs(pg)) if self.error_norm == "inf" else jnp.linalg.norm(pg)
+
+    def _init_approx(self, x, value, grad) -> LbfgsbApprox:
+        m, n, dtype = self.history_size, x.shape[0], x.dtype
+        return LbfgsbApprox(jnp.zeros((m, n), dtype), jnp.zeros((m, n), dtype), jnp.zeros((m, m), dtype),
+                            jnp.zeros((m, m), dtype), jnp.asarray(1.0, dtype), jnp.asarray(0, jnp.int32))
+
+    def _direction(self, x, g, state, ctx):
+        lo, up, _ = ctx
+        mem = state.approx
+        theta = mem.theta
+        W = jnp.concatenate([mem.y_history.T, theta * mem.s_history.T], axis=1)
+        M = _middle_matrix(mem.sy_history, mem.ss_history, theta, mem.num_pairs % self.history_size)
+        xcp = _cauchy_point(x, g, lo, up, W, M, theta)
+        d = _subspace_min(x, g, lo, up, xcp, W, M, theta) - x
+        # Safeguard: the projected gradient step if the model step is not a descent one.
+        d = jnp.where(jnp.dot(d, g) < 0, d, jnp.clip(x - g, lo, up) - x)
+        # Unit step first; with no memory and an unbounded variable, 1 / ||d|| (as SciPy).
+        boxed = jnp.all(jnp.isfinite(lo) & jnp.isfinite(up))
+        first = (mem.num_pairs == 0) & ~boxed
+        return d, jnp.where(first, first_stepsize(jnp.linalg.norm(d), x.dtype), 1.0)
+
+    def _update_approx(self, state, x, g, d, ls, x_new) -> LbfgsbApprox:
+        mem, m = state.approx, self.history_size
+        s, y, sy, yy, good = curvature_pair(x, x_new, g, ls.grad, ls.failed, x.dtype)
+        slot = (jnp.arange(m) == mem.num_pairs % m) & good  # one-hot writes (no scatter under vmap)
+        S = jnp.where(slot[:, None], s, mem.s_history)
+        Y = jnp.where(slot[:, None], y, mem.y_history)
+        col, row, ss = S @ y, Y @ s, S @ s  # the new row and column of S^T Y and S^T S (if good)
+        SY = jnp.where(slot[:, None], row[None, :], jnp.where(slot[None, :], col[:, None], mem.sy_history))
+        SS = jnp.where(slot[:, None], ss[None, :], jnp.where(slot[None, :], ss[:, None], mem.ss_history))
+        theta = jnp.where(good, yy / jnp.where(good, sy, 1.0), mem.theta)
+        return LbfgsbApprox(S, Y, SY, SS, theta, mem.num_pairs + good.astype(jnp.int32))
+
+    def _can_restart(self, approx) -> jax.Array:
+        # A failed search with memory clears it and retries (SciPy); without memory it is final.
+        return jnp.asarray(not self.stop_if_linesearch_fails) & (approx.num_pairs > 0)
+
+    def _adjust_status(self, state, new_state):
+        if self.ftol is None:
+            return new_state
+        value = new_state.value
+        rel = (state.value - value) / jnp.maximum(jnp.maximum(jnp.abs(state.value), jnp.abs(value)), 1.0)
+        stalled = ~new_state.failed_linesearch & (rel <= self.ftol) & (new_state.error > self.tol)
+        status = jnp.where(stalled, Status.STALLED, new_state.status)
+        return new_state._replace(status=status.astype(jnp.int32))
 
     def init_state(self, init_params, bounds, *args, **kwargs) -> LbfgsbState:
         """Evaluate ``fun`` at the projection of ``init_params`` onto the box; empty memory.
@@ -246,25 +305,7 @@ class LBFGSB(_linesearch.LineSearchOptions, IterativeSolver):
         Returns:
           An :class:`LbfgsbState`.
         """
-        x, unravel = ravel_pytree(init_params)
-        lo, up = self._flat_bounds(init_params, bounds)
-        x = jnp.clip(x, lo, up)
-        (value, aux), g = self._flat_vg(unravel, args, kwargs)(x)
-        dtype, m = x.dtype, self.history_size
-        one = jnp.asarray(1, jnp.int32)
-        # An empty box (lower > upper somewhere, e.g. traced bounds under vmap): INFEASIBLE
-        # at once, so the loop never runs and init_params come back unchanged.
-        status = jnp.where(jnp.any(lo > up), Status.INFEASIBLE, Status.RUNNING)
-        return LbfgsbState(
-            iter_num=jnp.asarray(0, jnp.int32), value=value, grad=unravel(g),
-            stepsize=jnp.asarray(1.0, dtype),
-            error=self._error(x, g, lo, up).astype(dtype), s_history=jnp.zeros((m, x.shape[0]), dtype),
-            y_history=jnp.zeros((m, x.shape[0]), dtype), sy_history=jnp.zeros((m, m), dtype),
-            ss_history=jnp.zeros((m, m), dtype), theta=jnp.asarray(1.0, dtype),
-            num_pairs=jnp.asarray(0, jnp.int32), aux=aux,
-            failed_linesearch=jnp.asarray(False), num_fun_eval=one, num_grad_eval=one,
-            num_linesearch_iter=jnp.asarray(0, jnp.int32), status=status.astype(jnp.int32),
-        )
+        return self._init(init_params, (bounds,) + args, kwargs)
 
     def update(self, params, state: LbfgsbState, bounds, *args, **kwargs) -> OptStep:
         """One L-BFGS-B iteration (Cauchy point, subspace step, line search).
@@ -278,61 +319,7 @@ class LBFGSB(_linesearch.LineSearchOptions, IterativeSolver):
         Returns:
           ``OptStep(params, state)``.
         """
-        x, unravel = ravel_pytree(params)
-        g = ravel_pytree(state.grad)[0]
-        lo, up = self._flat_bounds(params, bounds)
-        x, dtype, m = jnp.clip(x, lo, up), x.dtype, self.history_size
-        theta, ptr = state.theta, state.num_pairs % m
-        W = jnp.concatenate([state.y_history.T, theta * state.s_history.T], axis=1)
-        M = _middle_matrix(state.sy_history, state.ss_history, theta, ptr)
-        xcp = _cauchy_point(x, g, lo, up, W, M, theta)
-        d = _subspace_min(x, g, lo, up, xcp, W, M, theta) - x
-        # Safeguard: the projected gradient step if the model step is not a descent one.
-        d = jnp.where(jnp.dot(d, g) < 0, d, jnp.clip(x - g, lo, up) - x)
-        empty = state.num_pairs == 0
-        # Unit step first; with no memory and an unbounded variable, 1 / ||d|| (as SciPy).
-        boxed = jnp.all(jnp.isfinite(lo) & jnp.isfinite(up))
-        inv_dnorm = 1.0 / jnp.maximum(jnp.linalg.norm(d), 1e-30)
-        init_t = jnp.where(empty & ~boxed, jnp.minimum(1.0, inv_dnorm), 1.0)
-        stopped = _linesearch.stopped(state.status)
-        ls = self._line_search(self._flat_vg(unravel, args, kwargs), x, state.value, g, d, init_t, state.aux,
-                               done=stopped)
-        failed = ls.failed
-        x_new = jnp.where(failed, x, jnp.clip(ls.params, lo, up))
-        g_new = jnp.where(failed, g, ls.grad)
-        value = jnp.where(failed, state.value, jnp.asarray(ls.value, jnp.result_type(state.value)))
-        s, y = x_new - x, g_new - g
-        sy, yy = jnp.dot(s, y), jnp.dot(y, y)
-        good = (sy > jnp.finfo(dtype).eps * yy) & ~failed
-        slot = (jnp.arange(m) == ptr) & good  # one-hot writes (no scatter under vmap)
-        S = jnp.where(slot[:, None], s, state.s_history)
-        Y = jnp.where(slot[:, None], y, state.y_history)
-        col, row, ss = S @ y, Y @ s, S @ s  # the new row and column of S^T Y and S^T S (if good)
-        SY = jnp.where(slot[:, None], row[None, :], jnp.where(slot[None, :], col[:, None], state.sy_history))
-        SS = jnp.where(slot[:, None], ss[None, :], jnp.where(slot[None, :], ss[:, None], state.ss_history))
-        theta = jnp.where(good, yy / jnp.where(good, sy, 1.0), theta)
-        # A failed search with memory clears it and retries (SciPy); without memory it is final.
-        reset = failed & ~empty & (not self.stop_if_linesearch_fails)
-        clear = lambda a: jnp.where(reset, jnp.zeros_like(a), a)
-        error = self._error(x_new, g_new, lo, up).astype(dtype)
-        error = jnp.where(failed & ls.nonfinite, jnp.nan, error)
-        status = jnp.where(failed & (~reset | ls.nonfinite), _linesearch.failure_status(ls),
-                           Status.RUNNING)
-        if self.ftol is not None:
-            rel = (state.value - value) / jnp.maximum(jnp.maximum(jnp.abs(state.value), jnp.abs(value)), 1.0)
-            stalled = ~failed & (rel <= self.ftol) & (error > self.tol)
-            status = jnp.where(stalled, Status.STALLED, status)
-        new_state = LbfgsbState(
-            iter_num=state.iter_num + 1, value=value, grad=unravel(g_new), stepsize=ls.stepsize.astype(dtype),
-            error=error, s_history=clear(S), y_history=clear(Y), sy_history=clear(SY), ss_history=clear(SS),
-            theta=jnp.where(reset, jnp.ones_like(theta), theta),
-            num_pairs=jnp.where(reset, 0, state.num_pairs + good.astype(jnp.int32)),
-            aux=tu.tree_where(failed, state.aux, ls.aux) if state.aux is not None else ls.aux,
-            failed_linesearch=failed, num_fun_eval=state.num_fun_eval + ls.num_evals,
-            num_grad_eval=state.num_grad_eval + ls.num_evals,
-            num_linesearch_iter=state.num_linesearch_iter + ls.num_evals, status=status.astype(jnp.int32),
-        )
-        return _linesearch.keep_if_stopped(stopped, params, state, unravel(x_new), new_state)
+        return self._step(params, state, (bounds,) + args, kwargs)
 
     def optimality_fun(self, params, bounds, *args, **kwargs):
         """Projected-gradient residual ``x - P(x - grad f(x))``, zero exactly at KKT points.

@@ -3,54 +3,39 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.solver import IterativeSolver
-from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.solvers.linesearch import functions as _linesearch
+from jaxopt_lab.solvers.quasi_newton._step import QuasiNewtonSolver, QuasiNewtonState, first_stepsize
 
 _METHODS = ("polak-ribiere", "fletcher-reeves", "hestenes-stiefel", "dai-yuan")
 
 
-class NonlinearCGState(NamedTuple):
-    """State of :class:`NonlinearCG`.
+class NonlinearCGApprox(NamedTuple):
+    """What nonlinear CG carries between iterations.
 
     Attributes:
-      iter_num: iterations done.
-      stepsize: last accepted step.
-      error: gradient norm.
-      value: objective at the current params.
-      grad: gradient at the current params.
       descent_direction: the current search direction.
-      aux: auxiliary output of ``fun``.
-      failed_linesearch: the last line search failed.
-      num_fun_eval, num_grad_eval, num_linesearch_iter: evaluation counters.
-      status: :class:`jaxopt_lab.Status` code.
       prev_value: objective at the previous iterate (for the first trial step).
     """
 
-    iter_num: jax.Array
-    stepsize: jax.Array
-    error: jax.Array
-    value: jax.Array
-    grad: Any
     descent_direction: Any
-    aux: Any
-    failed_linesearch: jax.Array
-    num_fun_eval: jax.Array
-    num_grad_eval: jax.Array
-    num_linesearch_iter: jax.Array
-    status: jax.Array
     prev_value: jax.Array
 
 
-@dataclasses.dataclass(eq=False)
-class NonlinearCG(_linesearch.LineSearchOptions, IterativeSolver):
+class NonlinearCGState(QuasiNewtonState):
+    """State of :class:`NonlinearCG`: a :class:`QuasiNewtonState` whose ``approx`` is a
+    :class:`NonlinearCGApprox` (``state.descent_direction`` reads the search direction)."""
+
+    __slots__ = ()
+
+
+@dataclasses.dataclass(eq=False, kw_only=True)
+class NonlinearCG(QuasiNewtonSolver):
     """Nonlinear conjugate gradient: ``d+ = -g+ + beta d`` along a strong-Wolfe search.
 
     Beta rules (``y = g+ - g``): Fletcher-Reeves ``|g+|^2 / |g|^2``;
@@ -83,10 +68,6 @@ class NonlinearCG(_linesearch.LineSearchOptions, IterativeSolver):
       strong global convergence property", SIAM J. Optim., 1999.
     """
 
-    fun: Callable
-    _: dataclasses.KW_ONLY
-    value_and_grad: bool = False
-    has_aux: bool = False
     maxiter: int = 100
     tol: float = 1e-3
     method: str = "polak-ribiere"
@@ -99,27 +80,10 @@ class NonlinearCG(_linesearch.LineSearchOptions, IterativeSolver):
         if self.method not in _METHODS:
             raise ValueError(f"`method` must be one of {_METHODS}, got {self.method!r}.")
 
-    def init_state(self, init_params, *args, **kwargs) -> NonlinearCGState:
-        """Evaluate ``fun``; the first direction is ``-g``.
+    _state_class = NonlinearCGState
 
-        Args:
-          init_params: initial point.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          A :class:`NonlinearCGState`.
-        """
-        (value, aux), grad = self._value_and_grad_fun()(init_params, *args, **kwargs)
-        dtype = jnp.result_type(value)
-        one = jnp.asarray(1, jnp.int32)
-        return NonlinearCGState(
-            iter_num=jnp.asarray(0, jnp.int32), stepsize=jnp.asarray(1.0, dtype),
-            error=tu.tree_l2_norm(grad).astype(dtype), value=value, grad=grad,
-            descent_direction=tu.tree_negative(grad), aux=aux, failed_linesearch=jnp.asarray(False),
-            num_fun_eval=one, num_grad_eval=one, num_linesearch_iter=jnp.asarray(0, jnp.int32),
-            status=jnp.asarray(Status.RUNNING, jnp.int32),
-            prev_value=jnp.asarray(jnp.nan, dtype),
-        )
+    def _init_approx(self, x, value, grad) -> NonlinearCGApprox:
+        return NonlinearCGApprox(tu.tree_negative(grad), jnp.asarray(jnp.nan, jnp.result_type(value)))
 
     def _beta(self, g_new, g, d):
         y = tu.tree_sub(g_new, g)
@@ -134,60 +98,39 @@ class NonlinearCG(_linesearch.LineSearchOptions, IterativeSolver):
             return jnp.maximum(tu.tree_vdot(g_new, y) / safe(dy), 0.0)
         return tu.tree_vdot(g_new, g_new) / safe(dy)
 
-    def update(self, params, state: NonlinearCGState, *args, **kwargs) -> OptStep:
-        """One conjugate-gradient iteration.
-
-        A state whose status is neither ``RUNNING`` nor ``MAX_ITER`` is returned
-        unchanged with no evaluation (a stopped lane costs nothing under ``vmap``).
-
-        Args:
-          params: current point.
-          state: current :class:`NonlinearCGState`.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          ``OptStep(params, state)``.
-        """
-        vg = lambda x: self._value_and_grad_fun()(x, *args, **kwargs)
+    def _direction(self, x, grad, state, ctx):
         dtype = jnp.result_type(state.value)
-        stopped = _linesearch.stopped(state.status)
-        d = state.descent_direction
-        slope = tu.tree_vdot(state.grad, d).astype(dtype)
+        d = state.approx.descent_direction
+        slope = tu.tree_vdot(grad, d).astype(dtype)
         # First trial: the step at which a quadratic with the last decrease f_{k-1} - f_k
         # and the current slope is minimal (Nocedal-Wright eq. 3.60), at most 1; on the
         # first iteration 1 / ||d||.
-        guess = 2.02 * (state.value - state.prev_value) / jnp.where(slope < 0, slope, -1.0)
-        first = 1.0 / jnp.maximum(tu.tree_l2_norm(d).astype(dtype), jnp.finfo(dtype).tiny)
-        init_t = jnp.minimum(1.0, jnp.where(jnp.isfinite(guess) & (guess > 0), guess, first))
-        ls_d = self._line_search(vg, params, state.value, state.grad, d, init_t, state.aux, done=stopped)
+        guess = 2.02 * (state.value - state.approx.prev_value) / jnp.where(slope < 0, slope, -1.0)
+        first = first_stepsize(tu.tree_l2_norm(d), dtype)
+        return d, jnp.minimum(1.0, jnp.where(jnp.isfinite(guess) & (guess > 0), guess, first))
+
+    def _search(self, value_and_grad, x, grad, state, direction, init_stepsize, stopped):
+        ls_d, d, evals = super()._search(value_and_grad, x, grad, state, direction, init_stepsize, stopped)
+        if self._fixed_step():  # a fixed step never fails
+            return ls_d, d, evals
         # A failed search along the CG direction is retried at once along -g (unless the
         # direction already was -g).
-        neg_g = tu.tree_negative(state.grad)
+        neg_g = tu.tree_negative(grad)
         was_neg_g = tu.tree_vdot(tu.tree_sub(d, neg_g), tu.tree_sub(d, neg_g)) == 0
         retry = ls_d.failed & ~ls_d.nonfinite & ~stopped & ~was_neg_g
-        if self._fixed_step():  # a fixed step never fails
-            ls, evals = ls_d, ls_d.num_evals
-        else:
-            g_norm_inv = 1.0 / jnp.maximum(state.error, jnp.finfo(dtype).tiny)
-            ls_g = self._line_search(vg, params, state.value, state.grad, neg_g,
-                                     jnp.minimum(1.0, g_norm_inv), state.aux, done=~retry)
-            ls, evals = _linesearch.select_result(retry, ls_g, ls_d), ls_d.num_evals + ls_g.num_evals
-            d = tu.tree_where(retry, neg_g, d)
-        beta = self._beta(ls.grad, state.grad, d)
+        ls_g = self._line_search(value_and_grad, x, state.value, grad, neg_g,
+                                 first_stepsize(state.error, jnp.result_type(state.value)), state.aux,
+                                 done=~retry)
+        return (_linesearch.select_result(retry, ls_g, ls_d), tu.tree_where(retry, neg_g, d),
+                evals + ls_g.num_evals)
+
+    def _update_approx(self, state, x, grad, d, ls, x_new) -> NonlinearCGApprox:
+        beta = self._beta(ls.grad, grad, d)
         new_d = tu.tree_add_scalar_mul(tu.tree_negative(ls.grad), beta, d)
         # Restart along -g+ unless the new direction is a sufficient descent one, or when
         # successive gradients are far from orthogonal (Powell's test |<g+, g>| >= 0.2 |g+|^2).
         gnew2 = tu.tree_vdot(ls.grad, ls.grad)
         descent = tu.tree_vdot(new_d, ls.grad) <= -1e-2 * gnew2
-        orthogonal = jnp.abs(tu.tree_vdot(ls.grad, state.grad)) < 0.2 * gnew2
+        orthogonal = jnp.abs(tu.tree_vdot(ls.grad, grad)) < 0.2 * gnew2
         new_d = tu.tree_where(descent & orthogonal, new_d, tu.tree_negative(ls.grad))
-        new_state = NonlinearCGState(
-            iter_num=state.iter_num + 1, stepsize=jnp.where(ls.failed, state.stepsize, ls.stepsize),
-            error=_linesearch.error_after(ls, dtype), value=jnp.asarray(ls.value, dtype),
-            grad=ls.grad, descent_direction=new_d, aux=ls.aux, failed_linesearch=ls.failed,
-            num_fun_eval=state.num_fun_eval + evals, num_grad_eval=state.num_grad_eval + evals,
-            num_linesearch_iter=state.num_linesearch_iter + evals,
-            status=_linesearch.failure_status(ls),
-            prev_value=jnp.asarray(state.value, dtype),
-        )
-        return _linesearch.keep_if_stopped(stopped, params, state, ls.params, new_state)
+        return NonlinearCGApprox(new_d, jnp.asarray(state.value, jnp.result_type(state.value)))
