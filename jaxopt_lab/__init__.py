@@ -16,7 +16,24 @@ from jaxopt_lab.ops import isotonic, loss, objective, perturbations, projection,
 from jaxopt_lab.solvers import *  # noqa: F401,F403
 from jaxopt_lab.solvers import __all__ as _solvers_all
 from jaxopt_lab.transforms import *  # noqa: F401,F403
+from jaxopt_lab.transforms import HELPERS as _transform_helpers
 from jaxopt_lab.transforms import __all__ as _transforms_all
+from jaxopt_lab.transforms import (  # noqa: F401  operators/helpers the transforms use (not transforms)
+    dct_basis,
+    group_envelope_prox_norms,
+    inner_product_test,
+    mfac_ihvp,
+    norm_test,
+    ns_schedule,
+    orthogonalize,
+    prox_group_envelope,
+    prox_topk,
+    random_k_compressor,
+    refined_schedule,
+    soft_threshold,
+    top_k_compressor,
+    topk_magnitude_mask,
+)
 
 # jaxopt's module paths (``jaxopt.prox``, ``jaxopt.tree_util`` ...) -> their home here.
 for _module in (implicit_diff, isotonic, linear_solve, loop, loss, objective, perturbations,
@@ -50,4 +67,5 @@ __all__ = [
     "zeroth_order",
     *_solvers_all,
     *_transforms_all,
+    *_transform_helpers,
 ]

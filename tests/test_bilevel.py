@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxopt_lab import bilevel as bl
-from jaxopt_lab.problems.bilevel import quadratic_bilevel
+from jaxopt_lab.problems.bilevel_problems import quadratic_bilevel
 
 INST = quadratic_bilevel()
 X = jnp.linspace(-1.0, 1.0, 5)

@@ -7,7 +7,7 @@ import pytest
 
 from jaxopt_lab import Status
 from jaxopt_lab import bilevel as bl
-from jaxopt_lab.problems.bilevel import constrained_toy, multiblock_quadratic, quadratic_bilevel
+from jaxopt_lab.problems.bilevel_problems import constrained_toy, multiblock_quadratic, quadratic_bilevel
 
 Q = quadratic_bilevel()
 

@@ -9,8 +9,8 @@ import optax
 import pytest
 
 import jaxopt_lab as jl
-from jaxopt_lab.transforms.prox_update import prox_topk
-from jaxopt_lab.transforms.root import orthogonalize
+from jaxopt_lab.ops.orthogonalize import orthogonalize
+from jaxopt_lab.ops.sparsify import prox_topk
 from tests.registry import TRANSFORMS
 
 MINE = ("diffgrad", "adamp", "sgdp", "root", "coordinate_clipped_sgd", "perp_grad", "prox_lasso",

@@ -91,7 +91,7 @@ def _top_k_reference(v, k):
                                            ("normal", "float64", "bfloat16", "scaled_rows", "zeros", "nan"))])
 def test_topk_magnitude_mask_is_exact_on_large_leaves(name):
     """The counting search (leaves >= 2**15, k >= 256) keeps exactly the top-k of a stable sort."""
-    from jaxopt_lab.transforms.prox_update import topk_magnitude_mask
+    from jaxopt_lab.ops.sparsify import topk_magnitude_mask
 
     r = np.random.default_rng(1)
     v = {"normal": r.standard_normal((200, 200)).astype(np.float32),
@@ -112,7 +112,7 @@ def test_topk_magnitude_mask_is_exact_on_large_leaves(name):
 
 def test_topk_magnitude_mask_under_vmap_matches_per_example():
     """Batched counting search (while_loop and cond under vmap): one ties-heavy and one plain row."""
-    from jaxopt_lab.transforms.prox_update import topk_magnitude_mask
+    from jaxopt_lab.ops.sparsify import topk_magnitude_mask
 
     r = np.random.default_rng(3)
     v = jnp.asarray(np.stack([r.integers(-4, 5, 40_000), r.standard_normal(40_000)]).astype(np.float32))

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from jaxopt_lab.core.checks import check_callable, check_params_tree
 
@@ -133,18 +132,3 @@ class BilevelProblem:
         cross = self.inner_cross_vjp(x, y, data, v)
         return jax.tree_util.tree_map(lambda a, b: a - b, gx, cross)
 
-
-def scalar_dtype(tree: PyTree):
-    """The floating dtype of the first inexact leaf of ``tree`` (default float).
-
-    Args:
-      tree: a pytree of arrays (or array-likes).
-
-    Returns:
-      The dtype of the first leaf with a floating or complex dtype, or JAX's default
-      float dtype (``float32``, or ``float64`` with x64 enabled) when there is none.
-    """
-    for leaf in jax.tree_util.tree_leaves(tree):
-        if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact):
-            return jnp.asarray(leaf).dtype
-    return jnp.zeros(()).dtype

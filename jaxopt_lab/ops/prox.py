@@ -264,3 +264,17 @@ def make_prox_from_projection(projection: Callable) -> Callable:
         return projection(x, hyperparams)
 
     return prox
+
+
+__all__ = [
+    "make_prox_from_projection",
+    "prox_box",
+    "prox_elastic_net",
+    "prox_group_lasso",
+    "prox_lasso",
+    "prox_non_negative_lasso",
+    "prox_non_negative_ridge",
+    "prox_none",
+    "prox_nuclear_norm",
+    "prox_ridge",
+]

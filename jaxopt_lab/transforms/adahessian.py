@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_positive
+from jaxopt_lab.core.checks import check_int, check_positive, check_update_args
 from jaxopt_lab.curvature import hutchinson_diag
 
 
@@ -83,8 +82,8 @@ def scale_by_adahessian(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-4,
       Yao, Gholami, Shen, Mustafa, Keutzer and Mahoney, "ADAHESSIAN: An Adaptive
       Second Order Optimizer for Machine Learning", 2020 (arXiv:2006.00719).
     """
-    block_size = 1 if block_size is None else tu.static_int(block_size, "block_size", minimum=1)
-    n_samples = 1 if n_samples is None else tu.static_int(n_samples, "n_samples", minimum=1)
+    block_size = 1 if block_size is None else check_int(block_size, "block_size", minimum=1)
+    n_samples = 1 if n_samples is None else check_int(n_samples, "n_samples", minimum=1)
     check_positive(eps, "eps")
     check_positive(hessian_power, "hessian_power", allow_zero=True)
 
@@ -96,7 +95,7 @@ def scale_by_adahessian(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-4,
         del extra
         if params is None:
             raise ValueError("scale_by_adahessian needs `params` in update().")
-        tu.check_update_args("scale_by_adahessian", grads, params, eps=eps, value_fn=value_fn)
+        check_update_args("scale_by_adahessian", grads, params, eps=eps, value_fn=value_fn)
         if value_fn is None:
             raise ValueError("scale_by_adahessian needs the extra argument `value_fn=`.")
         if key is None:

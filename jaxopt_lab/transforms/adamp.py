@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_update_args
 
 
 class ScaleByAdamPState(NamedTuple):
@@ -127,7 +127,7 @@ def scale_by_adamp(
         return ScaleByAdamPState(jnp.zeros([], jnp.int32), zeros(), zeros())
 
     def update(grads, state, params=None):
-        tu.check_update_args("scale_by_adamp", grads, params, state_like=state.mu, eps=eps)
+        check_update_args("scale_by_adamp", grads, params, state_like=state.mu, eps=eps)
         count = state.count + 1
         mu = jax.tree_util.tree_map(lambda m, g: (b1 * m + (1 - b1) * g).astype(g.dtype), state.mu, grads)
         nu = jax.tree_util.tree_map(lambda v, g: (b2 * v + (1 - b2) * g * g).astype(g.dtype), state.nu, grads)
@@ -191,7 +191,7 @@ def scale_by_sgdp(
         return ScaleBySGDPState(jax.tree_util.tree_map(jnp.zeros_like, params))
 
     def update(grads, state, params=None):
-        tu.check_update_args("scale_by_sgdp", grads, params, state_like=state.trace)
+        check_update_args("scale_by_sgdp", grads, params, state_like=state.trace)
         buf = jax.tree_util.tree_map(lambda b, g: (momentum * b + (1 - dampening) * g).astype(g.dtype),
                                      state.trace, grads)
         direction = lambda b, g: (g + momentum * b).astype(g.dtype) if nesterov else b

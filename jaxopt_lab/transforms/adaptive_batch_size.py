@@ -127,4 +127,4 @@ def adaptive_batch_size(initial_batch_size: int, tolerance: float = 0.5, test: s
     return optax.GradientTransformationExtraArgs(init, update)
 
 
-__all__ = ["norm_test", "inner_product_test", "AdaptiveBatchSizeState", "adaptive_batch_size"]
+__all__ = ["AdaptiveBatchSizeState", "adaptive_batch_size"]

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_update_args
 
 
 def clip_by_coordinate(threshold: float | jax.Array, relative: bool = False, eps: float = 1e-12
@@ -35,7 +35,7 @@ def clip_by_coordinate(threshold: float | jax.Array, relative: bool = False, eps
         raise ValueError(f"threshold must be non-negative, got {threshold}.")
 
     def update(updates, state, params=None):
-        tu.check_update_args("clip_by_coordinate", updates, params, name="updates")
+        check_update_args("clip_by_coordinate", updates, params, name="updates")
         del params
 
         def leaf(u):

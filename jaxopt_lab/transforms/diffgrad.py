@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_update_args
 
 
 class ScaleByDiffGradState(NamedTuple):
@@ -60,7 +61,7 @@ def scale_by_diffgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> 
         return ScaleByDiffGradState(jnp.zeros([], jnp.int32), zeros(), zeros(), zeros())
 
     def update(grads, state, params=None):
-        tu.check_update_args("scale_by_diffgrad", grads, params, state_like=state.mu, eps=eps)
+        check_update_args("scale_by_diffgrad", grads, params, state_like=state.mu, eps=eps)
         del params
         count = state.count + 1
         inv_bc1 = 1 / (1 - b1**count)  # scalar reciprocals: one multiply per entry instead of a divide

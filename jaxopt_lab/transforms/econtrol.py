@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -10,57 +9,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.transforms.prox_update import topk_magnitude_mask
-
-Compressor = Callable[[jax.Array, jax.Array], jax.Array]  # (x, key) -> compressed x, same shape
-
-
-def top_k_compressor(k: int) -> Compressor:
-    """Keep the ``k`` largest-magnitude entries of a leaf (contractive, ``delta = k / d``).
-
-    Exactly ``min(k, x.size)`` entries are kept (ties by index), selected by
-    :func:`jaxopt_lab.transforms.prox_update.topk_magnitude_mask`.
-
-    Args:
-      k: entries kept per leaf (``>= 1``; capped at the leaf size).
-
-    Returns:
-      A compressor ``(x, key) -> x'``.
-
-    References:
-      Stich, Cordonnier, Jaggi, "Sparsified SGD with Memory", 2018 (arXiv:1809.07599).
-    """
-    if not isinstance(k, int) or k <= 0:
-        raise ValueError(f"k must be a positive int, got {k!r}.")
-
-    def compress(x, key):
-        del key
-        return jnp.where(topk_magnitude_mask(x, k), x, jnp.zeros_like(x))  # exact, no full sort
-
-    return compress
-
-
-def random_k_compressor(k: int) -> Compressor:
-    """Keep ``k`` entries chosen uniformly at random, unscaled (contractive, ``delta = k / d``).
-
-    Args:
-      k: entries kept per leaf (``>= 1``; capped at the leaf size).
-
-    Returns:
-      A compressor ``(x, key) -> x'``.
-
-    References:
-      Stich, Cordonnier, Jaggi, "Sparsified SGD with Memory", 2018 (arXiv:1809.07599).
-    """
-    if not isinstance(k, int) or k <= 0:
-        raise ValueError(f"k must be a positive int, got {k!r}.")
-
-    def compress(x, key):
-        flat = x.ravel()
-        idx = jax.random.permutation(key, flat.size)[: min(k, flat.size)]
-        return jnp.zeros_like(flat).at[idx].set(flat[idx]).reshape(x.shape)
-
-    return compress
+from jaxopt_lab.core.checks import check_update_args
+from jaxopt_lab.ops.sparsify import Compressor, top_k_compressor
 
 
 class ScaleByEControlState(NamedTuple):
@@ -112,7 +62,7 @@ def scale_by_econtrol(compressor: Compressor, eta: float = 0.1, seed: int = 0
         return ScaleByEControlState(zeros(), zeros(), jax.random.PRNGKey(seed))
 
     def update(grads, state, params=None):
-        tu.check_update_args("scale_by_econtrol", grads, params, state_like=state.error)
+        check_update_args("scale_by_econtrol", grads, params, state_like=state.error)
         del params
         leaves, treedef = jax.tree_util.tree_flatten(grads)
         key, *keys = jax.random.split(state.key, len(leaves) + 1)
@@ -150,4 +100,4 @@ def econtrol(learning_rate: optax.ScalarOrSchedule, compressor: Compressor | Non
     return optax.chain(scale_by_econtrol(compressor, eta, seed), optax.scale_by_learning_rate(learning_rate))
 
 
-__all__ = ["ScaleByEControlState", "scale_by_econtrol", "econtrol", "top_k_compressor", "random_k_compressor"]
+__all__ = ["ScaleByEControlState", "scale_by_econtrol", "econtrol"]

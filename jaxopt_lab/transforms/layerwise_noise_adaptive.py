@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.transforms.root import check_matrix_leaves, orthogonalize
+from jaxopt_lab.core.checks import check_update_args
+from jaxopt_lab.ops.orthogonalize import orthogonalize
+from jaxopt_lab.transforms._checks import check_matrix_leaves
 
 _GEOMETRIES = ("auto", "spectral", "sign", "euclidean")
 
@@ -90,7 +91,7 @@ def scale_by_layerwise_noise_adaptive(
         return ScaleByLayerwiseNoiseAdaptiveState(jnp.zeros([], jnp.int32), zeros, noise)
 
     def update(grads, state, params=None):
-        tu.check_update_args("scale_by_layerwise_noise_adaptive", grads, params, state_like=state.momentum)
+        check_update_args("scale_by_layerwise_noise_adaptive", grads, params, state_like=state.momentum)
         del params
         count = state.count + 1
         dev = jax.tree_util.tree_map(lambda g, b: _lmo_and_dual_norm(g - b, geometry, eps)[1] ** 2,

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.transforms.root import check_matrix_leaves
+from jaxopt_lab.core.checks import check_int, check_traceable_int, check_update_args
+from jaxopt_lab.transforms._checks import check_matrix_leaves
 
 
 def dct_basis(n: int, dtype=jnp.float32) -> jax.Array:
@@ -80,8 +80,8 @@ def scale_by_lowrank_dct(rank: int, b1: float = 0.9, b2: float = 0.999, eps: flo
       Zhao et al., "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection",
       2024 (arXiv:2403.03507).
     """
-    rank = tu.static_int(rank, "rank", minimum=1)
-    update_interval = tu.traceable_int(update_interval, "update_interval", minimum=1)
+    rank = check_int(rank, "rank", minimum=1)
+    update_interval = check_traceable_int(update_interval, "update_interval", minimum=1)
 
     def check(params):
         check_matrix_leaves(params, "scale_by_lowrank_dct")
@@ -100,7 +100,7 @@ def scale_by_lowrank_dct(rank: int, b1: float = 0.9, b2: float = 0.999, eps: flo
         return ScaleByLowRankDCTState(jnp.zeros([], jnp.int32), index, zeros(), zeros())
 
     def update(grads, state, params=None):
-        tu.check_update_args("scale_by_lowrank_dct", grads, params)
+        check_update_args("scale_by_lowrank_dct", grads, params)
         del params
         check(grads)
         refresh = state.count % update_interval == 0
@@ -150,4 +150,4 @@ def lowrank_dct(learning_rate: optax.ScalarOrSchedule, rank: int, b1: float = 0.
                        optax.scale_by_learning_rate(learning_rate))
 
 
-__all__ = ["ScaleByLowRankDCTState", "scale_by_lowrank_dct", "lowrank_dct", "dct_basis"]
+__all__ = ["ScaleByLowRankDCTState", "scale_by_lowrank_dct", "lowrank_dct"]

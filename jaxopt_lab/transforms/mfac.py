@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_positive
+from jaxopt_lab.core.checks import check_int, check_positive, check_update_args
 
 
 def _check_window(m: int, d: int, name: str) -> None:
@@ -93,7 +92,7 @@ def scale_by_mfac(num_grads: int | None = None, damping: float = 1e-4) -> optax.
       Frantar, Kurtic and Alistarh, "M-FAC: Efficient Matrix-Free Approximations
       of Second-Order Information", 2021 (arXiv:2107.03356), Section 3.2.
     """
-    m = 8 if num_grads is None else tu.static_int(num_grads, "num_grads", minimum=1)
+    m = 8 if num_grads is None else check_int(num_grads, "num_grads", minimum=1)
     check_positive(damping, "damping")
 
     def _dtype(tree):
@@ -108,7 +107,7 @@ def scale_by_mfac(num_grads: int | None = None, damping: float = 1e-4) -> optax.
                                 jnp.zeros((m, m), dtype), jnp.eye(m, dtype=dtype) / (m * lam), lam)
 
     def update(grads, state, params=None):
-        tu.check_update_args("scale_by_mfac", grads, params)
+        check_update_args("scale_by_mfac", grads, params)
         flat, unravel = ravel_pytree(grads)
         if flat.shape[0] != state.grads.shape[1]:
             raise ValueError(f"grads: {flat.shape[0]} entries in all, but the M-FAC state was "

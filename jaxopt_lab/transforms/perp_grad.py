@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_update_args
 
 
 def scale_by_perp_grad(eps: float = 1e-30) -> optax.GradientTransformation:
@@ -30,7 +30,7 @@ def scale_by_perp_grad(eps: float = 1e-30) -> optax.GradientTransformation:
     def update(updates, state, params=None):
         if params is None:
             raise ValueError("scale_by_perp_grad needs `params` in update(updates, state, params).")
-        tu.check_update_args("scale_by_perp_grad", updates, params, name="updates")
+        check_update_args("scale_by_perp_grad", updates, params, name="updates")
 
         def leaf(u, w):
             acc = jnp.promote_types(u.dtype, jnp.float32)

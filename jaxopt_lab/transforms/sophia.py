@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_positive
+from jaxopt_lab.core.checks import check_int, check_positive, check_traceable_int, check_update_args
 from jaxopt_lab.curvature import gnb_diag, hutchinson_diag
 
 
@@ -72,8 +71,8 @@ def scale_by_sophia(b1: float = 0.965, b2: float = 0.99, gamma: float = 0.01, ep
       Liu, Li, Hall, Liang and Ma, "Sophia: A Scalable Stochastic Second-order
       Optimizer for Language Model Pre-training", 2023 (arXiv:2305.14342).
     """
-    update_interval = tu.traceable_int(update_interval, "update_interval", minimum=1)
-    n_samples = 1 if n_samples is None else tu.static_int(n_samples, "n_samples", minimum=1)
+    update_interval = check_traceable_int(update_interval, "update_interval", minimum=1)
+    n_samples = 1 if n_samples is None else check_int(n_samples, "n_samples", minimum=1)
     if estimator not in ("hutchinson", "gnb"):
         raise ValueError(f"`estimator` must be 'hutchinson' or 'gnb', got {estimator!r}.")
     for name, v in (("gamma", gamma), ("eps", eps), ("clip_threshold", clip_threshold)):
@@ -88,7 +87,7 @@ def scale_by_sophia(b1: float = 0.965, b2: float = 0.99, gamma: float = 0.01, ep
         if params is None:
             raise ValueError("scale_by_sophia needs `params` in update().")
         fn_name, fn = ("value_fn", value_fn) if estimator == "hutchinson" else ("logits_fn", logits_fn)
-        tu.check_update_args("scale_by_sophia", grads, params, eps=eps, **{fn_name: fn})
+        check_update_args("scale_by_sophia", grads, params, eps=eps, **{fn_name: fn})
         if key is None:
             raise ValueError("scale_by_sophia needs the extra argument `key=` (PRNG key).")
         if fn is None:

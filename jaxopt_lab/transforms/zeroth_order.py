@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_update_args
 from jaxopt_lab.transforms._checks import check_stage
-from jaxopt_lab.zeroth_order import api
+from jaxopt_lab.zeroth_order import wrappers
 
 
 class ScaleByZoEstimateState(NamedTuple):
@@ -48,7 +48,7 @@ def scale_by_zo_estimate(method: str = "rge", **options) -> optax.GradientTransf
       Ghadimi and Lan, "Stochastic first- and zeroth-order methods for nonconvex
       stochastic programming", 2013 (arXiv:1309.5549).
     """
-    _, needs_key = api.check_method(method, options)
+    _, needs_key = wrappers.check_method(method, options)
 
     def init(params):
         del params
@@ -58,7 +58,7 @@ def scale_by_zo_estimate(method: str = "rge", **options) -> optax.GradientTransf
         del extra_args
         if params is None:
             raise ValueError(f"scale_by_zo_estimate({method!r}).update needs `params`.")
-        tu.check_update_args(f"scale_by_zo_estimate({method!r})", updates, params, name="updates",
+        check_update_args(f"scale_by_zo_estimate({method!r})", updates, params, name="updates",
                              value_fn=value_fn)
         if value_fn is None:
             raise ValueError(f"scale_by_zo_estimate({method!r}).update needs the extra argument "
@@ -66,7 +66,7 @@ def scale_by_zo_estimate(method: str = "rge", **options) -> optax.GradientTransf
         if needs_key and key is None:
             raise ValueError(f"scale_by_zo_estimate({method!r}).update needs the extra argument "
                              "`key=` (a PRNG key).")
-        value, g = api.estimate(method, value_fn, params, key, **options)
+        value, g = wrappers.estimate(method, value_fn, params, key, **options)
         g = jax.tree_util.tree_map(lambda e, u: e.astype(u.dtype), g, updates)
         new_state = ScaleByZoEstimateState(optax.safe_increment(state.count),
                                            jnp.asarray(value, jnp.float32))

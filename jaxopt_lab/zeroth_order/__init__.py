@@ -10,7 +10,9 @@ DeepZero pruning and sparse-CGE helpers, :mod:`.layerwise` CGE with feature reus
 :mod:`.lazy_adam` Adam on the observed coordinates of a sparse estimate.
 """
 
-from jaxopt_lab.zeroth_order.api import METHODS, blackbox, estimate, value_and_grad
+import sys as _sys
+
+from jaxopt_lab.zeroth_order import wrappers
 from jaxopt_lab.zeroth_order.coordinate import cge
 from jaxopt_lab.zeroth_order.deepzero import (
     ScaleBySparseCGEState,
@@ -24,6 +26,7 @@ from jaxopt_lab.zeroth_order.grasp import zo_grasp_scores
 from jaxopt_lab.zeroth_order.layerwise import LayerwiseLoss, cge_layerwise
 from jaxopt_lab.zeroth_order.lazy_adam import ScaleByLazyAdamState, deepzero_adam, scale_by_lazy_adam
 from jaxopt_lab.zeroth_order.randomized import forward_gradient, rge, spsa
+from jaxopt_lab.zeroth_order.wrappers import METHODS, blackbox, estimate, value_and_grad
 
 __all__ = [
     "METHODS",
@@ -47,3 +50,6 @@ __all__ = [
     "spsa",
     "value_and_grad",
 ]
+
+# Module path of earlier releases: ``api.py`` is now ``wrappers.py``.
+_sys.modules.setdefault(f"{__name__}.api", wrappers)

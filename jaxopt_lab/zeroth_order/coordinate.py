@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_lab.core.checks import check_int
-from jaxopt_lab.zeroth_order import _common
+from jaxopt_lab.zeroth_order import _perturbations
 
 
 def cge(fun: Callable, params: Any, *args, smoothing: float = 1e-3, mask: Any = None,
@@ -46,14 +46,14 @@ def cge(fun: Callable, params: Any, *args, smoothing: float = 1e-3, mask: Any = 
       Chen et al., "DeepZero: Scaling up zeroth-order optimization for deep model
       training", 2023 (arXiv:2310.02025).
     """
-    _common.check_options(None, smoothing, chunk_size, difference)
-    x, unravel, f = _common.flatten_checked(fun, params, args, kwargs)
+    _perturbations.check_options(None, smoothing, chunk_size, difference)
+    x, unravel, f = _perturbations.flatten_checked(fun, params, args, kwargs)
     d = x.size
     valid = None
     if mask is None:
         idx = jnp.arange(d)
     else:
-        m = _common.flat_mask(mask, params)
+        m = _perturbations.flat_mask(mask, params)
         if isinstance(m, np.ndarray):
             idx = jnp.asarray(np.flatnonzero(m))
         else:
@@ -72,7 +72,7 @@ def cge(fun: Callable, params: Any, *args, smoothing: float = 1e-3, mask: Any = 
         k = idx.shape[0]
         signs = jnp.concatenate([jnp.ones(k + 1, x.dtype), -jnp.ones(k, x.dtype)])
     evaluate = lambda i_s: f(x.at[i_s[0]].add(i_s[1] * mu, mode="drop"))
-    values = _common.batched_map(evaluate, (coords, signs), chunk_size)
+    values = _perturbations.batched_map(evaluate, (coords, signs), chunk_size)
     f0 = values[0]
     mu_v = jnp.asarray(smoothing, values.dtype)
     k = idx.shape[0]

@@ -16,8 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_positive
+from jaxopt_lab.core.checks import check_int, check_positive, check_traceable_int, check_update_args
 from jaxopt_lab.zeroth_order.coordinate import cge
 from jaxopt_lab.zeroth_order.layerwise import LayerwiseLoss, cge_layerwise
 from jaxopt_lab.zeroth_order.randomized import rge
@@ -140,10 +139,10 @@ def scale_by_sparse_cge(density: Any, refresh_every: int = 1, smoothing: float =
       Chen et al., "DeepZero: Scaling up zeroth-order optimization for deep model
       training", 2023 (arXiv:2310.02025).
     """
-    refresh_every = tu.traceable_int(refresh_every, "refresh_every", minimum=1)
+    refresh_every = check_traceable_int(refresh_every, "refresh_every", minimum=1)
     check_positive(smoothing, "smoothing")
     if chunk_size is not None:
-        chunk_size = tu.static_int(chunk_size, "chunk_size", minimum=1)
+        chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
     for leaf in jax.tree_util.tree_leaves(density):
         if isinstance(leaf, jax.Array):  # what optax.inject_hyperparams makes of a number
             raise TypeError("`density` sets how many coordinates are estimated (array shapes), so it "
@@ -157,7 +156,7 @@ def scale_by_sparse_cge(density: Any, refresh_every: int = 1, smoothing: float =
 
     def update(updates, state, params=None, *, value_fn=None, key=None, **extra):
         del extra
-        tu.check_update_args("scale_by_sparse_cge", updates, params, name="updates", value_fn=value_fn)
+        check_update_args("scale_by_sparse_cge", updates, params, name="updates", value_fn=value_fn)
         if params is None or value_fn is None or key is None:
             raise ValueError("scale_by_sparse_cge.update needs `params`, `value_fn=` and `key=`.")
         new_mask, k = random_sparse_mask(key, params, density)

@@ -20,7 +20,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab.core.checks import check_callable
-from jaxopt_lab.zeroth_order import _common
+from jaxopt_lab.zeroth_order import _perturbations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +73,7 @@ def _layer_coords(mask_l, params_l, count):
     """Indices (into the flattened layer) to perturb, and their validity (traced masks)."""
     if mask_l is None:
         return jnp.arange(ravel_pytree(params_l)[0].size), None
-    m = _common.flat_mask(mask_l, params_l)
+    m = _perturbations.flat_mask(mask_l, params_l)
     if isinstance(m, np.ndarray):
         return jnp.asarray(np.flatnonzero(m)), None
     if count is None:
@@ -109,7 +109,7 @@ def cge_layerwise(model: LayerwiseLoss, params: Sequence[Any], *, smoothing: flo
     """
     if not isinstance(model, LayerwiseLoss):
         raise TypeError(f"`model` must be a LayerwiseLoss, got {type(model).__name__}.")
-    _common.check_options(None, smoothing, chunk_size, difference)
+    _perturbations.check_options(None, smoothing, chunk_size, difference)
     hs = model.activations(params)
     n = len(params)
     for name, seq in (("mask", mask), ("num_coords", num_coords)):
@@ -142,7 +142,7 @@ def cge_layerwise(model: LayerwiseLoss, params: Sequence[Any], *, smoothing: flo
         else:
             coords = jnp.concatenate([idx, idx])
             signs = jnp.concatenate([jnp.ones(k, x.dtype), -jnp.ones(k, x.dtype)])
-        values = _common.batched_map(lambda i_s, x=x, mu=mu, tail=tail: tail(
+        values = _perturbations.batched_map(lambda i_s, x=x, mu=mu, tail=tail: tail(
             x.at[i_s[0]].add(i_s[1] * mu, mode="drop")), (coords, signs), chunk_size)
         mu_v = jnp.asarray(smoothing, values.dtype)
         if difference == "forward":

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_positive
+from jaxopt_lab.core.checks import check_positive, check_update_args
 from jaxopt_lab.zeroth_order.deepzero import scale_by_sparse_cge
 
 
@@ -75,7 +75,7 @@ def scale_by_lazy_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) ->
 
     def update(updates, state, params=None):
         del params
-        tu.check_update_args("scale_by_lazy_adam", updates, None, state_like=state.mu, name="updates",
+        check_update_args("scale_by_lazy_adam", updates, None, state_like=state.mu, name="updates",
                              eps=eps)
 
         def leaf(g, t, m, v):

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxopt_lab.zeroth_order import _common
+from jaxopt_lab.zeroth_order import _perturbations
 
 _DIFFERENCES = ("forward", "central", "antithetic")
 
@@ -31,7 +31,7 @@ def _directional(f, x, unravel, directions, smoothing, difference, scale, chunk_
         points = jnp.concatenate([x[None], x + steps])
     else:  # central and antithetic: symmetric pairs x +- mu u
         points = jnp.concatenate([x[None], x + steps, x - steps])
-    values = _common.batched_map(f, points, chunk_size)
+    values = _perturbations.batched_map(f, points, chunk_size)
     f0 = values[0]
     mu_v = jnp.asarray(smoothing, values.dtype)
     if difference == "forward":
@@ -83,14 +83,14 @@ def rge(fun: Callable, params: Any, key: jax.Array, *args, num_directions: int =
       zeroth-order optimization in signal processing and machine learning", 2020
       (arXiv:2006.06224).
     """
-    _common.check_options(num_directions, smoothing, chunk_size, difference, _DIFFERENCES)
+    _perturbations.check_options(num_directions, smoothing, chunk_size, difference, _DIFFERENCES)
     if distribution not in ("gaussian", "sphere"):
         raise ValueError(f"`distribution` must be 'gaussian' or 'sphere', got {distribution!r}.")
     if difference == "antithetic" and num_directions % 2:
         raise ValueError(f"`num_directions` must be even for antithetic differences, got {num_directions}.")
-    x, unravel, f = _common.flatten_checked(fun, params, args, kwargs)
+    x, unravel, f = _perturbations.flatten_checked(fun, params, args, kwargs)
     n = num_directions // 2 if difference == "antithetic" else num_directions
-    u = _common.sample_directions(key, n, x.size, distribution, x.dtype)
+    u = _perturbations.sample_directions(key, n, x.size, distribution, x.dtype)
     scale = x.size if distribution == "sphere" else 1.0
     return _directional(f, x, unravel, u, smoothing, difference, scale, chunk_size)
 
@@ -121,9 +121,9 @@ def spsa(fun: Callable, params: Any, key: jax.Array, *args, num_directions: int 
       Spall, "Multivariate stochastic approximation using a simultaneous perturbation
       gradient approximation", IEEE Transactions on Automatic Control, 1992.
     """
-    _common.check_options(num_directions, smoothing, chunk_size, difference)
-    x, unravel, f = _common.flatten_checked(fun, params, args, kwargs)
-    u = _common.sample_directions(key, num_directions, x.size, "rademacher", x.dtype)
+    _perturbations.check_options(num_directions, smoothing, chunk_size, difference)
+    x, unravel, f = _perturbations.flatten_checked(fun, params, args, kwargs)
+    u = _perturbations.sample_directions(key, num_directions, x.size, "rademacher", x.dtype)
     return _directional(f, x, unravel, u, smoothing, difference, 1.0, chunk_size)
 
 
@@ -148,9 +148,9 @@ def forward_gradient(fun: Callable, params: Any, key: jax.Array, *args, num_dire
     References:
       Baydin et al., "Gradients without backpropagation", 2022 (arXiv:2202.08587).
     """
-    _common.check_options(num_directions, None, chunk_size)
-    x, unravel, f = _common.flatten_checked(fun, params, args, kwargs)
-    u = _common.sample_directions(key, num_directions, x.size, "gaussian", x.dtype)
-    values, slopes = _common.batched_map(lambda v: jax.jvp(f, (x,), (v,)), u, chunk_size)
+    _perturbations.check_options(num_directions, None, chunk_size)
+    x, unravel, f = _perturbations.flatten_checked(fun, params, args, kwargs)
+    u = _perturbations.sample_directions(key, num_directions, x.size, "gaussian", x.dtype)
+    values, slopes = _perturbations.batched_map(lambda v: jax.jvp(f, (x,), (v,)), u, chunk_size)
     g = (slopes.astype(u.dtype) @ u) / jnp.asarray(num_directions, u.dtype)
     return values[0], unravel(g.astype(x.dtype))

@@ -1,4 +1,5 @@
-"""Estimators as ``jax.value_and_grad``-like functions and as ``custom_vjp`` black boxes."""
+"""Estimators chosen by name (``METHODS``, ``estimate``), wrapped as ``jax.value_and_grad``-like
+functions and as ``custom_jvp`` black boxes (forward and reverse mode)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxopt_lab.core.checks import check_callable
-from jaxopt_lab.zeroth_order import _common
+from jaxopt_lab.zeroth_order import _perturbations
 from jaxopt_lab.zeroth_order.coordinate import cge
 from jaxopt_lab.zeroth_order.randomized import forward_gradient, rge, spsa
 
@@ -42,7 +43,7 @@ def check_method(method: str, options: dict) -> tuple[Callable, bool]:
     if unknown:
         raise TypeError(f"unknown option(s) {sorted(unknown)} for method {method!r}; "
                         f"allowed: {sorted(allowed)}.")
-    _common.check_options(options.get("num_directions"), options.get("smoothing"),
+    _perturbations.check_options(options.get("num_directions"), options.get("smoothing"),
                           options.get("chunk_size"))
     return estimator, needs_key
 

@@ -1,89 +1,22 @@
-"""ROOT: robust orthogonalized momentum (outlier soft-thresholding + shape-adaptive Newton-Schulz)."""
+"""ROOT: robust orthogonalized momentum (outlier soft-thresholding + shape-adaptive Newton-Schulz).
+
+The optax transform of the ROOT optimizer (not root finding: for that see
+:class:`jaxopt_lab.Bisection`, :class:`jaxopt_lab.Broyden` ...).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab.core import tree_util as tu
-
-Coefficients = Sequence[tuple[float, float, float]]
-_QUINTIC = (3.4445, -4.7750, 2.0315)  # fast growth of small singular values (Muon's quintic)
-_CUBIC = (1.5, -0.5, 0.0)  # Newton-Schulz polishing, converges quadratically to 1 on (0, sqrt 3)
-
-
-def check_matrix_leaves(tree, who: str) -> None:
-    """Raise a ``ValueError`` naming the first leaf of ``tree`` that is not a matrix.
-
-    Args:
-      tree: a pytree of arrays (masked-out leaves, ``optax.MaskedNode``, are skipped).
-      who: the transform's name, used in the message.
-
-    Returns:
-      None.
-    """
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        if jnp.ndim(leaf) != 2:
-            raise ValueError(
-                f"{who}: leaf {jax.tree_util.keystr(path) or '<root>'} has shape {jnp.shape(leaf)}, but "
-                f"{who} acts on matrices only; mask it out with optax.masked/optax.partition "
-                "(or pass `fallback=` to the recipe).")
-
-
-def ns_schedule(shape: tuple[int, int]) -> Coefficients:
-    """Shape-adaptive Newton-Schulz schedule: quintic steps then cubic polishing steps.
-
-    After Frobenius normalization the singular values of an ``m x n`` matrix with a
-    spread-out spectrum sit near ``1 / sqrt(min(m, n))``; the quintic multiplies small
-    singular values by ``a = 3.4445`` per step, so the number of quintic steps grows like
-    ``log(sqrt(min(m, n))) / log(a)`` (enough to lift ``sigma >= 1 / (30 sqrt(min(m, n)))`` into
-    ``[0.68, 1.13]``), followed by three cubic steps that map that band to ``1 +- 1e-3``.
-
-    Args:
-      shape: the matrix shape ``(m, n)``.
-
-    Returns:
-      A list of ``(a, b, c)`` triples, one per iteration ``X <- a X + b (X X^T) X + c (X X^T)^2 X``.
-
-    References:
-      He et al., "ROOT: Robust Orthogonalized Optimizer for Neural Network Training", 2025
-      (arXiv:2511.20626) - dimension-robust orthogonalization; this schedule is our
-      shape-dependent stand-in for the paper's tabulated per-shape coefficients.
-    """
-    r = min(shape)
-    n_quintic = max(3, math.ceil(math.log(0.7 * 30.0 * math.sqrt(r)) / math.log(_QUINTIC[0])))
-    return [_QUINTIC] * n_quintic + [_CUBIC] * 3
-
-
-def orthogonalize(x: jax.Array, coefficients: Coefficients | None = None, eps: float = 1e-7) -> jax.Array:
-    """Approximate polar factor ``U V^T`` of a matrix by Newton-Schulz iterations.
-
-    Args:
-      x: an ``(m, n)`` matrix.
-      coefficients: the ``(a, b, c)`` schedule; default :func:`ns_schedule` of ``x.shape``.
-      eps: Frobenius-norm safeguard.
-
-    Returns:
-      The orthogonalized matrix in ``x``'s dtype (computed in at least float32).
-
-    References:
-      He et al., "ROOT: Robust Orthogonalized Optimizer for Neural Network Training", 2025
-      (arXiv:2511.20626); Jordan et al., "Muon: An optimizer for hidden layers", 2024.
-    """
-    coefficients = ns_schedule(x.shape) if coefficients is None else coefficients
-    X = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    transpose = X.shape[0] > X.shape[1]
-    X = X.T if transpose else X
-    X = X / (jnp.linalg.norm(X) + eps)
-    for a, b, c in coefficients:
-        A = X @ X.T
-        X = a * X + (b * A + c * (A @ A)) @ X
-    return (X.T if transpose else X).astype(x.dtype)
+from jaxopt_lab.core.checks import check_update_args
+from jaxopt_lab.ops.orthogonalize import Coefficients, ns_schedule, orthogonalize
+from jaxopt_lab.transforms._checks import check_matrix_leaves
 
 
 class ScaleByRootState(NamedTuple):
@@ -135,7 +68,7 @@ def scale_by_root(
         return ScaleByRootState(jax.tree_util.tree_map(jnp.zeros_like, params))
 
     def update(grads, state, params=None):
-        tu.check_update_args("scale_by_root", grads, params, state_like=state.mu)
+        check_update_args("scale_by_root", grads, params, state_like=state.mu)
         del params
         check_matrix_leaves(grads, "scale_by_root")
         mu = jax.tree_util.tree_map(lambda m, g: (beta * m + g).astype(g.dtype), state.mu, grads)
@@ -182,4 +115,4 @@ def root(
     return optax.partition({"matrix": core, "other": fallback}, labels)
 
 
-__all__ = ["ScaleByRootState", "scale_by_root", "root", "orthogonalize", "ns_schedule"]
+__all__ = ["ScaleByRootState", "scale_by_root", "root"]

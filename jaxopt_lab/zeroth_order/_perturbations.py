@@ -1,4 +1,5 @@
-"""Shared plumbing of the zeroth-order estimators: checks, flattening, batched evaluation."""
+"""Perturbation plumbing shared by the zeroth-order estimators: option checks, flat views of the
+params, direction sampling and batched evaluation of the perturbed points."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import (
     check_callable,
+    check_int,
     check_params_tree,
     check_positive,
     check_same_structure,
@@ -24,11 +25,11 @@ def check_options(num_directions=None, smoothing=None, chunk_size=None, differen
                   differences=("forward", "central")) -> None:
     """Raise a clear error for a bad estimator option (before any tracing)."""
     if num_directions is not None:
-        tu.static_int(num_directions, "num_directions", minimum=1)
+        check_int(num_directions, "num_directions", minimum=1)
     if smoothing is not None:
         check_positive(smoothing, "smoothing")
     if chunk_size is not None:
-        tu.static_int(chunk_size, "chunk_size", minimum=1)
+        check_int(chunk_size, "chunk_size", minimum=1)
     if difference is not None and difference not in differences:
         raise ValueError(f"`difference` must be one of {differences}, got {difference!r}.")
 
@@ -77,7 +78,7 @@ def sample_directions(key, num: int, dim: int, distribution: str, dtype):
 def flat_mask(mask, params):
     """The boolean mask pytree flattened in ``ravel_pytree`` order (checked against ``params``)."""
     try:
-        check_same_structure(params, mask, "params", "mask")
+        check_same_structure(mask, params, "mask", "params")
     except ValueError as err:
         raise ValueError(f"`mask` must match `params` in structure and shapes: {err}") from None
     leaves = jax.tree_util.tree_leaves(mask)
