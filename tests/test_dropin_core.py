@@ -57,7 +57,8 @@ CALLS = {
     "tree_where": [((COND, T1, T2), {}), ((jnp.asarray(True), T1, T2), {}), ((COND, T1, 0.0), {})],
     "tree_map": [((lambda x, y: x * y + 1, T1, T2), {}),
                  ((lambda t: t[0], {"p": (1.0, 2.0)}), {"is_leaf": lambda t: isinstance(t, tuple)})],
-    "tree_reduce": [((operator.add, {"a": 1.0, "b": (jnp.asarray(2.0), 3.5)}), {}), ((lambda acc, leaf: acc + jnp.sum(leaf), T2, -10.0), {}),
+    "tree_reduce": [((operator.add, {"a": 1.0, "b": (jnp.asarray(2.0), 3.5)}), {}),
+                    ((lambda acc, leaf: acc + jnp.sum(leaf), T2, -10.0), {}),
                     ((operator.add, C1), {"initializer": 0.0})],
     # jaxopt._src.tree_util helpers that jaxopt's solvers and user code import.
     "tree_single_dtype": [((T1,), {}), ((C1,), {}), (({"x": np.ones(2), "y": None},), {}),
