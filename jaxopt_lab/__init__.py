@@ -10,6 +10,7 @@ import sys as _sys
 
 from jaxopt_lab import base, bilevel, core, curvature, linalg, ops, sweep, zeroth_order
 from jaxopt_lab.core import loop, tree_util
+from jaxopt_lab.core.adjoint import ImplicitAdjoint, UnrollAdjoint
 from jaxopt_lab.core.types import KKTSolution, OptStep, Status, status_name
 from jaxopt_lab.linalg import implicit_diff, linear_solve
 from jaxopt_lab.ops import isotonic, loss, objective, perturbations, projection, prox
@@ -43,6 +44,7 @@ for _module in (implicit_diff, isotonic, linear_solve, loop, loss, objective, pe
 __version__ = "0.1.0"
 
 __all__ = [
+    "ImplicitAdjoint", "UnrollAdjoint",
     "KKTSolution",
     "OptStep",
     "Status",

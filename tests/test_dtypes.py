@@ -104,7 +104,7 @@ def test_solver_state_in_params_dtype(entry):
     if entry.stepwise:
         states.append(solver.init_state(x0))
     else:
-        with pytest.raises(TypeError, match="run"):
+        with pytest.raises(AttributeError, match="run"):
             solver.init_state(x0)
     for state in states:
         for leaf in jax.tree_util.tree_leaves(state):

@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxopt_lab.core import loop as _loop
 from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.adjoint import ImplicitAdjoint, UnrollAdjoint, resolve_adjoint
 from jaxopt_lab.core.checks import (
     check_callable,
     check_finite_tree,
@@ -34,7 +35,6 @@ from jaxopt_lab.core.checks import (
     check_tolerance,
 )
 from jaxopt_lab.core.types import OptStep, Status
-from jaxopt_lab.linalg import implicit_diff as idf
 from jaxopt_lab.linalg import linear_solve as ls
 
 # --------------------------------------------------------------------------- pytree
@@ -93,6 +93,57 @@ def _unflatten(cls, aux, leaves):
     for name, v in zip(dyn_names, leaves, strict=True):
         object.__setattr__(obj, name, v)
     return obj
+
+
+def register_options_pytree(cls: type) -> None:
+    """Register a solver dataclass as a pytree: numeric options are leaves, the rest is static.
+
+    Floats and arrays (step sizes, tolerances) become leaves unless
+    ``cls._static_option(name, value)`` says they select a mode; functions, integers,
+    flags, strings and adjoints are static (unhashable ones by identity). So a jitted
+    function taking the solver as an argument does not recompile for a new tolerance.
+
+    Args:
+      cls: a dataclass with a ``_static_option(name, value) -> bool`` method.
+    """
+    jax.tree_util.register_pytree_node(cls, _flatten, functools.partial(_unflatten, cls))
+
+
+def value_fun(fun: Callable, has_aux: bool = False, value_and_grad: bool = False) -> Callable:
+    """``fun`` returning only the objective value.
+
+    Args:
+      fun: the objective, returning ``value``, ``(value, aux)`` with ``has_aux``, or
+        ``(value, grad)`` / ``((value, aux), grad)`` with ``value_and_grad``.
+      has_aux, value_and_grad: how ``fun`` returns.
+
+    Returns:
+      ``(params, *args, **kwargs) -> value``.
+    """
+    if value_and_grad:
+        fun = lambda *a, _f=fun, **k: _f(*a, **k)[0]
+    if has_aux:
+        return lambda *a, _f=fun, **k: _f(*a, **k)[0]
+    return fun
+
+
+def value_and_grad_fun(fun: Callable, has_aux: bool = False, value_and_grad: bool = False) -> Callable:
+    """``(params, *args, **kwargs) -> ((value, aux), grad)`` with ``aux=None`` if absent.
+
+    Args:
+      fun, has_aux, value_and_grad: as for :func:`value_fun`.
+
+    Returns:
+      The function.
+    """
+    if value_and_grad:
+        if has_aux:
+            return lambda *a, **k: (lambda r: ((r[0][0], r[0][1]), r[1]))(fun(*a, **k))
+        return lambda *a, **k: (lambda r: ((r[0], None), r[1]))(fun(*a, **k))
+    if has_aux:
+        return jax.value_and_grad(fun, has_aux=True)
+    vg = jax.value_and_grad(fun)
+    return lambda *a, **k: (lambda r: ((r[0], None), r[1]))(vg(*a, **k))
 
 
 # --------------------------------------------------------------------------- base
@@ -166,19 +217,28 @@ class IterativeSolver:
       maxiter: maximum number of iterations (static).
       tol: tolerance on ``state.error`` (may be traced).
       verbose: print ``iter_num``, ``error`` and ``status`` every iteration.
-      implicit_diff: differentiate ``run`` with the implicit function theorem
-        (default); otherwise differentiate through the unrolled iterations.
-      implicit_diff_solve: linear solver for implicit differentiation
-        (default: conjugate gradients, the optimality Jacobian being a Hessian).
+      adjoint: how ``run`` is differentiated (a static option):
+        :class:`~jaxopt_lab.core.adjoint.ImplicitAdjoint` (implicit function theorem, the
+        default) or :class:`~jaxopt_lab.core.adjoint.UnrollAdjoint` (through the
+        iterations). ``None``: built from the three jaxopt keywords below, its aliases.
+      implicit_diff: alias: ``True`` (default) is ``ImplicitAdjoint()``, ``False`` is
+        ``UnrollAdjoint()``.
+      implicit_diff_solve: alias: ``f`` is ``ImplicitAdjoint(solve=f)``; also the
+        solver's default linear solve for implicit derivatives (else conjugate gradients,
+        the optimality Jacobian being a Hessian, or the family's choice).
       has_aux: whether ``fun`` returns ``(value, aux)``.
       jit: jit-compile ``run``.
-      unroll: ``True`` runs a ``lax.scan`` of ``maxiter`` masked steps (reverse-mode
-        differentiable); ``"auto"`` unrolls when ``implicit_diff`` is False.
+      unroll: alias: with ``implicit_diff=False``, ``True``/``"auto"`` is
+        ``UnrollAdjoint()`` (a masked ``lax.scan`` of ``maxiter`` steps) and ``False`` is
+        ``UnrollAdjoint(scan=False)`` (a ``lax.while_loop``, forward mode only). With
+        implicit derivatives the loop does not change results or derivatives and stops
+        early. Given with ``adjoint``, a keyword must agree with it (else ``ValueError``).
     """
 
     maxiter: int = 500
     tol: float = 1e-3
     verbose: bool | int = False
+    adjoint: ImplicitAdjoint | UnrollAdjoint | None = None
     implicit_diff: bool = True
     implicit_diff_solve: Callable | None = None
     has_aux: bool = False
@@ -187,9 +247,7 @@ class IterativeSolver:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        jax.tree_util.register_pytree_node(
-            cls, _flatten, functools.partial(_unflatten, cls)
-        )
+        register_options_pytree(cls)
         # The stopping rule lives here once: every solver's init_state/update
         # returns a state whose status is already up to date.
         for name in ("init_state", "update"):
@@ -200,10 +258,7 @@ class IterativeSolver:
     def __post_init__(self):
         check_int(self.maxiter, "maxiter", minimum=1)
         check_tolerance(self.tol, "tol")
-        if self.unroll not in (True, False, "auto"):
-            raise ValueError(f"`unroll` must be True, False or 'auto', got {self.unroll!r}.")
-        if self.implicit_diff_solve is not None:
-            check_callable(self.implicit_diff_solve, "implicit_diff_solve")
+        self._adjoint()  # bad or conflicting differentiation options raise here
         if hasattr(self, "fun"):
             check_callable(self.fun, "fun")
         check_standard_options(self)
@@ -235,27 +290,22 @@ class IterativeSolver:
 
     def _value_fun(self) -> Callable:
         """``fun`` returning only the objective value."""
-        fun = self.fun  # type: ignore[attr-defined]
-        if getattr(self, "value_and_grad", False):
-            fun = lambda *a, _f=fun, **k: _f(*a, **k)[0]
-        if self.has_aux:
-            return lambda *a, _f=fun, **k: _f(*a, **k)[0]
-        return fun
+        return value_fun(self.fun, self.has_aux, getattr(self, "value_and_grad", False))  # type: ignore[attr-defined]
 
     def _value_and_grad_fun(self) -> Callable:
         """``(params, *args) -> ((value, aux), grad)`` with ``aux=None`` if absent."""
-        fun = self.fun  # type: ignore[attr-defined]
-        if getattr(self, "value_and_grad", False):
-            if self.has_aux:
-                return lambda *a, **k: (lambda r: ((r[0][0], r[0][1]), r[1]))(fun(*a, **k))
-            return lambda *a, **k: (lambda r: ((r[0], None), r[1]))(fun(*a, **k))
-        if self.has_aux:
-            vg = jax.value_and_grad(fun, has_aux=True)
-            return vg
-        vg = jax.value_and_grad(fun)
-        return lambda *a, **k: (lambda r: ((r[0], None), r[1]))(vg(*a, **k))
+        return value_and_grad_fun(self.fun, self.has_aux,  # type: ignore[attr-defined]
+                                  getattr(self, "value_and_grad", False))
+
+    def _adjoint(self) -> ImplicitAdjoint | UnrollAdjoint:
+        """The adjoint ``run`` uses: ``adjoint``, or the one its jaxopt aliases build."""
+        defaults = {f.name: f.default for f in dataclasses.fields(type(self))
+                    if f.name in ("implicit_diff", "implicit_diff_solve", "unroll")}
+        return resolve_adjoint(self.adjoint, self.implicit_diff, self.implicit_diff_solve, self.unroll,
+                               defaults)
 
     def _implicit_solve(self) -> Callable:
+        """The default linear solve of :class:`ImplicitAdjoint` (``solve=None``) for this solver."""
         if self.implicit_diff_solve is not None:
             return self.implicit_diff_solve
         return ls.solve_cg
@@ -320,7 +370,7 @@ class IterativeSolver:
 
     def _run_loop(self, init_params, *args, **kwargs) -> OptStep:
         state = self.init_state(init_params, *args, **kwargs)
-        unroll = bool(self.unroll) if self.unroll != "auto" else not self.implicit_diff
+        unroll = self._adjoint().scan
         step = lambda p, s: self.update(p, s, *args, **kwargs)
         finish = None
         if self._state_at_input:
@@ -330,31 +380,16 @@ class IterativeSolver:
                          lookback=self._state_at_input, finish=finish)
 
     def _run_differentiable(self, init_params, args, kwargs) -> OptStep:
-        if not self.implicit_diff:
-            return self._run_loop(init_params, *args, **kwargs)
-        # The solver's own leaves (traced step sizes, tolerances) are passed as an
-        # argument rather than closed over: custom_jvp rules must not capture
-        # tracers. The optimality function ignores them, so they get no derivative.
-        leaves, treedef = jax.tree_util.tree_flatten(self)
-
-        def solver_fun(x0, solver_leaves, *a, **k):
-            return treedef.unflatten(solver_leaves)._run_loop(x0, *a, **k)
-
-        def optimality_fun(x, solver_leaves, *a, **k):
-            return treedef.unflatten(solver_leaves).optimality_fun(x, *a, **k)
-
-        decorated = idf.custom_root(
-            optimality_fun, has_aux=True, solve=self._implicit_solve()
-        )(solver_fun)
-        return decorated(init_params, leaves, *args, **kwargs)
+        """The run loop, differentiated as the solver's adjoint says."""
+        return self._adjoint().apply(self, _run_loop_of, init_params, args, kwargs)
 
     def run(self, init_params, *args, **kwargs) -> OptStep:
         """Run the solver from ``init_params`` until ``tol`` or ``maxiter``.
 
         Args:
           init_params: initial point (a pytree); gets no derivative.
-          *args, **kwargs: passed to ``fun``; derivatives flow to them
-            (implicitly, in forward and reverse mode, when ``implicit_diff``).
+          *args, **kwargs: passed to ``fun``; derivatives flow to them, in forward and
+            reverse mode, as ``adjoint`` says (implicitly by default).
 
         Returns:
           ``OptStep(params, state)``; ``state.status`` tells how the solve ended.
@@ -371,6 +406,10 @@ class IterativeSolver:
     def replace(self, **changes):
         """A copy with some options changed."""
         return dataclasses.replace(self, **changes)
+
+
+def _run_loop_of(solver, init_params, *args, **kwargs) -> OptStep:
+    return solver._run_loop(init_params, *args, **kwargs)
 
 
 @jax.jit

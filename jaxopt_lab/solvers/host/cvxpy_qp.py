@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -12,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_callable, is_concrete
+from jaxopt_lab.core.checks import is_concrete
 from jaxopt_lab.core.types import KKTSolution, OptStep, Status
-from jaxopt_lab.linalg import implicit_diff as idf
 from jaxopt_lab.linalg import linear_solve as ls
+from jaxopt_lab.solvers.host._base import HostSolver
 
 
 def _import_cvxpy():
@@ -76,7 +75,7 @@ def _host_solve(backend, Q, c, A, b, G, h):
 
 
 @dataclasses.dataclass(eq=False)
-class CvxpyQP:
+class CvxpyQP(HostSolver):
     """``min 0.5 x^T Q x + c^T x`` s.t. ``A x = b``, ``G x <= h``, solved by CVXPY.
 
     A dense QP handed to CVXPY (``solver`` names its backend, e.g. ``"OSQP"`` or
@@ -92,7 +91,9 @@ class CvxpyQP:
 
     Args:
       solver: CVXPY solver name.
-      implicit_diff_solve: linear solver for the KKT Jacobian (default: GMRES).
+      adjoint, implicit_diff, implicit_diff_solve: implicit differentiation (see
+        :class:`~jaxopt_lab.solvers.host._base.HostSolver`); the default linear solve of the
+        KKT Jacobian is GMRES.
 
     Returns:
       ``run(init_params, params_obj, params_eq=None, params_ineq=None)
@@ -106,14 +107,13 @@ class CvxpyQP:
     """
 
     solver: str = "OSQP"
-    implicit_diff_solve: Callable | None = None
+    _default_solve = staticmethod(ls.solve_gmres)
 
     def __post_init__(self):
         _import_cvxpy()
         if not isinstance(self.solver, str):
             raise TypeError(f"`solver` must be a CVXPY solver name (str), got {type(self.solver).__name__}.")
-        if self.implicit_diff_solve is not None:
-            check_callable(self.implicit_diff_solve, "implicit_diff_solve")
+        super().__post_init__()
 
     @staticmethod
     def optimality_fun(sol, params_obj, params_eq, params_ineq):
@@ -171,15 +171,6 @@ class CvxpyQP:
                 raise ValueError(f"`{name}` needs a matrix of shape (k, {n}) and a vector of shape (k,), "
                                  f"got {np.shape(M)} and {np.shape(v)}.")
 
-    def init_state(self, *args, **kwargs):
-        """Not available: CVXPY solves in one call, so use :meth:`run`.
-
-        Raises:
-          TypeError: always, naming ``run``.
-        """
-        del args, kwargs
-        raise TypeError("CvxpyQP solves in one call to CVXPY: use `run` (there is no init_state/update).")
-
     def run(self, init_params, params_obj, params_eq=None, params_ineq=None) -> OptStep:
         """Solve the QP (``init_params`` is ignored: CVXPY chooses its own start).
 
@@ -194,20 +185,15 @@ class CvxpyQP:
         """
         del init_params
         self._check_shapes(params_obj, params_eq, params_ineq)
-        solve = self.implicit_diff_solve or ls.solve_gmres
-        out, code = _run(self.solver, solve, params_obj, params_eq, params_ineq)
+        out, code = _jitted_run(self, params_obj, params_eq, params_ineq)
         if is_concrete(code) and int(code) in (2, 3):
             raise ValueError(f"CvxpyQP: CVXPY reports the problem {_CODE_TEXT[int(code)]}.")
         return out
 
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _run(backend, solve, params_obj, params_eq, params_ineq):
-    n, dtype = params_obj[1].shape[0], jnp.result_type(params_obj[1])
-
-    def solver_fun(init_params, params_obj, params_eq, params_ineq):
-        # Everything traced is built here: a custom_jvp rule must not capture outer tracers.
+    def _host_run(self, init_params, params_obj, params_eq, params_ineq) -> OptStep:
+        """CVXPY through ``jax.pure_callback``: ``OptStep(KKTSolution, (iterations, code))``."""
         del init_params
+        n, dtype = params_obj[1].shape[0], jnp.result_type(params_obj[1])
         empty = (jnp.zeros((0, n), dtype), jnp.zeros((0,), dtype))
         A, b = params_eq if params_eq is not None else empty
         G, h = params_ineq if params_ineq is not None else empty
@@ -215,13 +201,17 @@ def _run(backend, solve, params_obj, params_eq, params_ineq):
                   jax.ShapeDtypeStruct(h.shape, dtype), jax.ShapeDtypeStruct((), jnp.int32),
                   jax.ShapeDtypeStruct((), jnp.int32))
         data = [jnp.asarray(a, dtype) for a in (params_obj[0], params_obj[1], A, b, G, h)]
-        x, y, z, iters, code = jax.pure_callback(functools.partial(_host_solve, backend), shapes, *data,
+        x, y, z, iters, code = jax.pure_callback(functools.partial(_host_solve, self.solver), shapes, *data,
                                                  vmap_method="sequential")
         sol = KKTSolution(x, None if params_eq is None else y, None if params_ineq is None else z)
         return OptStep(sol, (iters, code))
 
-    decorated = idf.custom_root(CvxpyQP.optimality_fun, has_aux=True, solve=solve)(solver_fun)
-    sol, (iters, code) = decorated(None, params_obj, params_eq, params_ineq)
+
+@jax.jit
+def _jitted_run(qp, params_obj, params_eq, params_ineq):
+    # ``qp`` is a pytree whose options are all static: equal options share one compilation.
+    sol, (iters, code) = qp._run_differentiable(None, (params_obj, params_eq, params_ineq), {})
     error = tu.tree_l2_norm(CvxpyQP.optimality_fun(sol, params_obj, params_eq, params_ineq))
     status = jnp.asarray(_CODE_STATUS)[code]
+    dtype = jnp.result_type(params_obj[1])
     return OptStep(sol, CvxpyQPState(iters, error.astype(dtype), status)), code

@@ -5,9 +5,11 @@ objective and its gradient (or residuals and Jacobian) are evaluated by one jitt
 function, and the result comes back as the original pytree in an
 ``OptStep(params, state)``. Derivatives of the solution with respect to ``*args`` and
 ``**kwargs`` (forward and reverse mode) come from the implicit function theorem
-(:func:`jaxopt_lab.linalg.implicit_diff.custom_root`) applied to each problem's optimality
-condition: the gradient, the projected-gradient fixed point for bounds, the normal
-equations of least squares, the residual of a root.
+applied to each problem's optimality
+condition (the gradient, the projected-gradient fixed point for bounds, the normal
+equations of least squares, the residual of a root), through the shared
+:class:`~jaxopt_lab.solvers.host._base.HostSolver` ``run`` and
+:class:`jaxopt_lab.ImplicitAdjoint`.
 
 These wrappers run SciPy on the host: ``run`` cannot be traced, so it cannot be called
 inside ``jax.jit`` or ``jax.vmap`` (a clear ``TypeError`` says so). ``jax.grad`` and
@@ -32,11 +34,11 @@ import numpy as np
 import scipy.optimize as sopt
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_callable
-from jaxopt_lab.core.solver import IterativeSolver
+from jaxopt_lab.core.checks import check_callable, check_int, check_tolerance
+from jaxopt_lab.core.solver import value_and_grad_fun, value_fun
 from jaxopt_lab.core.types import OptStep, Status
-from jaxopt_lab.linalg import implicit_diff as idf
 from jaxopt_lab.linalg import linear_solve as ls
+from jaxopt_lab.solvers.host._base import HostSolver
 
 
 class ScipyMinimizeInfo(NamedTuple):
@@ -125,8 +127,7 @@ def _optimality_error(solver, params, args, kwargs):
 @functools.cache
 def _vg_of(fun, has_aux, value_and_grad):
     """``(params, *a) -> ((value, aux), grad)``, cached so that jit reuses its program."""
-    probe = _ProbeSolver(fun=fun, has_aux=has_aux, value_and_grad=value_and_grad)
-    return probe._value_and_grad_fun()
+    return value_and_grad_fun(fun, has_aux, value_and_grad)
 
 
 def _check_host_call(name, *trees):
@@ -218,40 +219,28 @@ def _projected_grad_residual(x, grad, bounds):
 
 # ------------------------------------------------------------------ shared run
 @dataclasses.dataclass(eq=False, kw_only=True)
-class _ScipyBase(IterativeSolver):
+class _ScipyBase(HostSolver):
+    """What the SciPy wrappers share: options, raveling, and the result with our own status."""
+
     method: str | None = None
     dtype: Any = np.float64
     options: dict | None = None
-    tol: float | None = None  # type: ignore[assignment]
-    _symmetric = True  # optimality Jacobian symmetric (a Hessian)
+    tol: float | None = None
+    maxiter: int = 500
+    has_aux: bool = False
+    jit: bool = True  # jaxopt's keyword; the JAX evaluations handed to SciPy are always jitted
+    _default_solve = staticmethod(ls.solve_normal_cg)
 
-    def run(self, init_params, *args, **kwargs) -> OptStep:
-        """Solve with SciPy from ``init_params``; see the class docstring for ``args``.
-
-        Args:
-          init_params: initial point (a pytree); gets no derivative.
-          *args, **kwargs: passed to the objective; derivatives flow to them implicitly.
-
-        Returns:
-          ``OptStep(params, ScipyMinimizeInfo)``.
-        """
-        self._check_run_args(init_params, args, kwargs)
-        if not self.implicit_diff:
-            return self._host_solve(init_params, *args, **kwargs)
-        solve = self.implicit_diff_solve or (ls.solve_cg if self._symmetric else ls.solve_normal_cg)
-        decorated = idf.custom_root(self.optimality_fun, has_aux=True, solve=solve,
-                                    symmetric=self._symmetric if self.implicit_diff_solve is None else None)
-        return decorated(self._host_solve)(init_params, *args, **kwargs)  # type: ignore[attr-defined]
-
-    def init_state(self, init_params, *args, **kwargs):
-        """Not available: SciPy runs the whole solve on the host (raises ``TypeError``)."""
-        raise TypeError(f"{type(self).__name__} runs SciPy on the host and has no step-by-step "
-                        "`init_state`/`update`; call `run(init_params, ...)`.")
-
-    def update(self, params, state, *args, **kwargs) -> OptStep:
-        """Not available: SciPy runs the whole solve on the host (raises ``TypeError``)."""
-        raise TypeError(f"{type(self).__name__} runs SciPy on the host and has no step-by-step "
-                        "`init_state`/`update`; call `run(init_params, ...)`.")
+    def __post_init__(self):
+        super().__post_init__()
+        check_int(self.maxiter, "maxiter", minimum=1)
+        check_tolerance(self.tol, "tol")
+        if self.method is not None and not isinstance(self.method, str):
+            raise TypeError(f"`method` must be a SciPy method name (str) or None, got {self.method!r}.")
+        if self.options is not None and not isinstance(self.options, dict):
+            raise TypeError(f"`options` must be a dict or None, got {type(self.options).__name__}.")
+        if not jnp.issubdtype(self.dtype, jnp.floating):
+            raise TypeError(f"`dtype` must be a floating dtype, got {self.dtype!r}.")
 
     def _status_tol(self) -> float:
         """The tolerance on ``state.error`` for ``CONVERGED``: ``tol``, else the ``gtol``
@@ -260,16 +249,34 @@ class _ScipyBase(IterativeSolver):
             return float(self.tol)
         return float((self.options or {}).get("gtol", _DEFAULT_TOL))
 
+    def _scipy_tol(self) -> float | None:
+        """``tol`` as SciPy takes it (a Python float; the solver may have been rebuilt from arrays)."""
+        return None if self.tol is None else float(self.tol)
+
     def _scipy_options(self, extra=None):
         opts = dict(self.options or {})
         opts.update(extra or {})
         return opts
 
+    def _start(self, init_params, trees):
+        """Host-call checks, the raveling spec and SciPy's float vector ``x0``."""
+        _check_host_call(type(self).__name__, init_params, *trees)
+        return _spec(init_params), np.asarray(_ravel(init_params, self.dtype))
 
-@dataclasses.dataclass(eq=False)
-class _ProbeSolver(IterativeSolver):
-    fun: Callable
-    value_and_grad: bool = False
+    def _result(self, res, spec, init_params, opt_args, kwargs, fun_val, maxiter_hit,
+                hess_inv=None) -> OptStep:
+        """SciPy's result as ``OptStep(params, ScipyMinimizeInfo)``, the status from our own error.
+
+        ``opt_args`` are ``optimality_fun``'s positional arguments after the params.
+        """
+        params = _unravel(jnp.asarray(res.x, self.dtype), spec)
+        params = jax.tree_util.tree_map(lambda p, x: p.astype(jnp.result_type(x)), params, init_params)
+        error = _optimality_error(self, params, opt_args, kwargs)
+        # fun_val None (root finding): the residual ``res.fun`` is checked for finiteness and
+        # the state's value is its norm, our error.
+        status = _status(res, res.fun if fun_val is None else fun_val, error, self._status_tol(), maxiter_hit)
+        value = error if fun_val is None else fun_val
+        return OptStep(params, _info(res, value, status, error, _params_dtype(init_params), hess_inv))
 
 
 @dataclasses.dataclass(eq=False)
@@ -288,7 +295,10 @@ class ScipyMinimize(_ScipyBase):
       options: SciPy's ``options`` dict (``maxiter`` is added from ``maxiter``).
       maxiter: SciPy's iteration cap.
       value_and_grad: ``fun`` returns ``(value, grad)``.
-      has_aux, implicit_diff, implicit_diff_solve, jit: as for every solver.
+      has_aux: ``fun`` returns ``(value, aux)``.
+      adjoint, implicit_diff, implicit_diff_solve: implicit differentiation (see
+        :class:`~jaxopt_lab.solvers.host._base.HostSolver`; default linear solve: CG).
+      jit: accepted for jaxopt compatibility (the JAX evaluations are always jitted).
 
     Returns:
       ``run(init_params, *args, **kwargs) -> OptStep(params, ScipyMinimizeInfo)``.
@@ -302,12 +312,22 @@ class ScipyMinimize(_ScipyBase):
     _: dataclasses.KW_ONLY
     callback: Callable | None = None
     value_and_grad: bool = False
+    _default_solve = staticmethod(ls.solve_cg)  # the optimality Jacobian is a Hessian
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_callable(self.fun, "fun")
+
+    def optimality_fun(self, params, *args, **kwargs):
+        """Gradient of ``fun``: zero at an unconstrained minimizer."""
+        return jax.grad(self._value_fun())(params, *args, **kwargs)
+
+    def _value_fun(self) -> Callable:
+        return value_fun(self.fun, self.has_aux, self.value_and_grad)
 
     def _minimize(self, init_params, bounds, args, kwargs):
-        _check_host_call(type(self).__name__, init_params, bounds, args, kwargs)
-        spec = _spec(init_params)
+        spec, x0 = self._start(init_params, (bounds, args, kwargs))
         vg = _vg_of(self.fun, self.has_aux, self.value_and_grad)
-        x0 = np.asarray(_ravel(init_params, self.dtype))
         fg = lambda x: tuple(np.asarray(v, np.float64) for v in _eval_vg(vg, spec, jnp.asarray(x, self.dtype),
                                                                          args, kwargs))
         hessp = None
@@ -319,18 +339,16 @@ class ScipyMinimize(_ScipyBase):
             cb = lambda xk, *_: self.callback(_unravel(jnp.asarray(xk), spec))
         flat_bounds = _flat_bounds(bounds, init_params, self.dtype)
         sb = None if flat_bounds is None else sopt.Bounds(*flat_bounds)
-        res = sopt.minimize(fg, x0, jac=True, hessp=hessp, method=self.method, bounds=sb, tol=self.tol,
-                            callback=cb, options=self._scipy_options({"maxiter": self.maxiter}))
-        params = _unravel(jnp.asarray(res.x, self.dtype), spec)
-        params = jax.tree_util.tree_map(lambda p, x: p.astype(jnp.result_type(x)), params, init_params)
-        error = _optimality_error(self, params, args if bounds is None else (bounds, *args), kwargs)
+        res = sopt.minimize(fg, x0, jac=True, hessp=hessp, method=self.method, bounds=sb,
+                            tol=self._scipy_tol(), callback=cb,
+                            options=self._scipy_options({"maxiter": self.maxiter}))
         hess_inv = getattr(res, "hess_inv", None)
         hess_inv = jnp.asarray(hess_inv) if isinstance(hess_inv, np.ndarray) else None
         maxiter_hit = int(getattr(res, "nit", 0) or 0) >= self.maxiter
-        status = _status(res, res.fun, error, self._status_tol(), maxiter_hit)
-        return OptStep(params, _info(res, res.fun, status, error, _params_dtype(init_params), hess_inv))
+        return self._result(res, spec, init_params, args if bounds is None else (bounds, *args), kwargs,
+                            res.fun, maxiter_hit, hess_inv)
 
-    def _host_solve(self, init_params, *args, **kwargs):
+    def _host_run(self, init_params, *args, **kwargs):
         return self._minimize(init_params, None, args, kwargs)
 
 
@@ -355,7 +373,7 @@ class ScipyBoundedMinimize(ScipyMinimize):
       Optimization", 1995; Blondel et al., 2021 (arXiv:2105.15183).
     """
 
-    _symmetric = False
+    _default_solve = staticmethod(ls.solve_normal_cg)  # the projection makes it non-symmetric
 
     def __post_init__(self):
         super().__post_init__()
@@ -367,7 +385,7 @@ class ScipyBoundedMinimize(ScipyMinimize):
         grad = jax.grad(self._value_fun())(params, *args, **kwargs)
         return grad if bounds is None else _projected_grad_residual(params, grad, bounds)
 
-    def _host_solve(self, init_params, bounds, *args, **kwargs):
+    def _host_run(self, init_params, bounds, *args, **kwargs):
         return self._minimize(init_params, bounds, args, kwargs)
 
 
@@ -412,9 +430,11 @@ class ScipyLeastSquares(_ScipyBase):
     _: dataclasses.KW_ONLY
     loss: str = "linear"
     use_jacrev: bool = True
+    _default_solve = staticmethod(ls.solve_cg)  # the optimality Jacobian is the cost's Hessian
 
     def __post_init__(self):
         super().__post_init__()
+        check_callable(self.fun, "fun")
         if self.loss not in _LOSSES:
             raise ValueError(f"`loss` must be one of {sorted(_LOSSES)}, got {self.loss!r}.")
 
@@ -430,8 +450,7 @@ class ScipyLeastSquares(_ScipyBase):
         return jax.grad(self._cost)(params, *args, **kwargs)
 
     def _lsq(self, init_params, bounds, args, kwargs):
-        _check_host_call(type(self).__name__, init_params, bounds, args, kwargs)
-        spec = _spec(init_params)
+        spec, x0 = self._start(init_params, (bounds, args, kwargs))
         fun = self.fun if not self.has_aux else _first_output(self.fun)
         cache: dict = {}
 
@@ -447,7 +466,6 @@ class ScipyLeastSquares(_ScipyBase):
         kw = dict(self.options or {})
         if flat_bounds is not None:
             kw["bounds"] = flat_bounds
-        x0 = np.asarray(_ravel(init_params, self.dtype))
         r0 = both(x0)[0]
         if np.all(np.isfinite(r0)):
             res = sopt.least_squares(lambda x: both(x)[0], x0, jac=lambda x: both(x)[1],
@@ -457,13 +475,10 @@ class ScipyLeastSquares(_ScipyBase):
             # it as a NONFINITE status, as every other solver does, and return the start.
             res = sopt.OptimizeResult(x=x0, cost=0.5 * float(np.sum(r0**2)), success=False, status=-1,
                                       nfev=1, njev=0, message="non-finite residuals at the initial point")
-        params = _unravel(jnp.asarray(res.x, self.dtype), spec)
-        params = jax.tree_util.tree_map(lambda p, x: p.astype(jnp.result_type(x)), params, init_params)
-        error = _optimality_error(self, params, args if bounds is None else (bounds, *args), kwargs)
-        status = _status(res, res.cost, error, self._status_tol(), res.status == 0)
-        return OptStep(params, _info(res, res.cost, status, error, _params_dtype(init_params)))
+        return self._result(res, spec, init_params, args if bounds is None else (bounds, *args), kwargs,
+                            res.cost, res.status == 0)
 
-    def _host_solve(self, init_params, *args, **kwargs):
+    def _host_run(self, init_params, *args, **kwargs):
         return self._lsq(init_params, None, args, kwargs)
 
 
@@ -489,14 +504,14 @@ class ScipyBoundedLeastSquares(ScipyLeastSquares):
       Branch, Coleman and Li, 1999; Blondel et al., 2021 (arXiv:2105.15183).
     """
 
-    _symmetric = False
+    _default_solve = staticmethod(ls.solve_normal_cg)  # the projection makes it non-symmetric
 
     def optimality_fun(self, params, bounds, *args, **kwargs):
         """Projected-gradient residual of the least-squares cost."""
         grad = jax.grad(self._cost)(params, *args, **kwargs)
         return grad if bounds is None else _projected_grad_residual(params, grad, bounds)
 
-    def _host_solve(self, init_params, bounds, *args, **kwargs):
+    def _host_run(self, init_params, bounds, *args, **kwargs):
         return self._lsq(init_params, bounds, args, kwargs)
 
 
@@ -524,28 +539,22 @@ class ScipyRootFinding(_ScipyBase):
     optimality_fun: Callable = None  # type: ignore[assignment]
     _: dataclasses.KW_ONLY
     use_jacrev: bool = True
-    _symmetric = False
 
     def __post_init__(self):
         super().__post_init__()
         check_callable(self.optimality_fun, "optimality_fun")
 
-    def _host_solve(self, init_params, *args, **kwargs):
-        _check_host_call(type(self).__name__, init_params, args, kwargs)
-        spec = _spec(init_params)
+    def _host_run(self, init_params, *args, **kwargs):
+        spec, x0 = self._start(init_params, (args, kwargs))
         method = self.method or "hybr"
         ev = lambda x: _eval_res_jac(self.optimality_fun, spec, self.use_jacrev, jnp.asarray(x, self.dtype),
                                      args, kwargs)
         jac = (lambda x: np.asarray(ev(x)[1], np.float64)) if method in ("hybr", "lm") else None
-        x0 = np.asarray(_ravel(init_params, self.dtype))
-        res = sopt.root(lambda x: np.asarray(ev(x)[0], np.float64), x0, jac=jac, method=method, tol=self.tol,
-                        options=self.options)
-        params = _unravel(jnp.asarray(res.x, self.dtype), spec)
-        params = jax.tree_util.tree_map(lambda p, x: p.astype(jnp.result_type(x)), params, init_params)
-        error = _optimality_error(self, params, args, kwargs)
+        res = sopt.root(lambda x: np.asarray(ev(x)[0], np.float64), x0, jac=jac, method=method,
+                        tol=self._scipy_tol(), options=self.options)
         res.status = getattr(res, "status", 0)
         # A residual at or below ``tol`` is a root, even where MINPACK stops with "no
         # progress" after landing on it (e.g. a linear system solved in one step); SciPy's
-        # ``success`` with a residual above ``tol`` is not.
-        status = _status(res, np.asarray(res.fun), error, self._status_tol(), False)
-        return OptStep(params, _info(res, error, status, error, _params_dtype(init_params)))
+        # ``success`` with a residual above ``tol`` is not. The state's value is the residual norm.
+        res.fun = np.asarray(res.fun)
+        return self._result(res, spec, init_params, args, kwargs, None, False)
