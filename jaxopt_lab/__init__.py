@@ -16,6 +16,7 @@ from jaxopt_lab.linalg import implicit_diff, linear_solve
 from jaxopt_lab.ops import isotonic, loss, objective, perturbations, projection, prox
 from jaxopt_lab.solvers import *  # noqa: F401,F403
 from jaxopt_lab.solvers import __all__ as _solvers_all
+from jaxopt_lab.sweep.batch import batch_run
 from jaxopt_lab.transforms import *  # noqa: F401,F403
 from jaxopt_lab.transforms import HELPERS as _transform_helpers
 from jaxopt_lab.transforms import __all__ as _transforms_all
@@ -49,6 +50,7 @@ __all__ = [
     "OptStep",
     "Status",
     "base",
+    "batch_run",
     "loss",
     "objective",
     "bilevel",

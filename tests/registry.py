@@ -875,6 +875,7 @@ NOT_ALGORITHMS: dict[str, str] = {
     "KKTSolution": _TYPE, "OptStep": _TYPE, "Status": "status codes (an IntEnum)",
     "ImplicitAdjoint": "a solver's differentiation option (tested in test_adjoint.py)",
     "UnrollAdjoint": "a solver's differentiation option (tested in test_adjoint.py)",
+    "batch_run": "a runtime driving many solves of one solver (tested in test_batch_run.py)",
     "status_name": "name of a status code", "base": _MODULE, "bilevel": _MODULE, "curvature": _MODULE,
     "implicit_diff": _MODULE, "isotonic": _MODULE, "linear_solve": _MODULE, "loss": _MODULE,
     "objective": _MODULE, "perturbations": _MODULE, "projection": _MODULE, "prox": _MODULE,

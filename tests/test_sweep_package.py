@@ -20,7 +20,8 @@ SWEEP_NAMES = {"grid", "member_status", "mesh_for", "num_members", "random", "ru
 CLI_NAMES = {"ConfigError", "checkpoint_dir", "config_hash", "load_config", "main", "run_config",
              "validate_config"}
 # A module may import only the modules listed before it.
-ORDER = ["spaces", "placement", "fingerprint", "checkpoint", "runner", "options", "config", "outputs", "cli"]
+ORDER = ["spaces", "placement", "fingerprint", "checkpoint", "batch", "runner", "options", "config",
+         "outputs", "cli"]
 
 
 def test_public_names_unchanged():

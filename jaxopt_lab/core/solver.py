@@ -14,6 +14,7 @@ solver built from traced hyperparameters works.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 from collections.abc import Callable
@@ -147,6 +148,13 @@ def value_and_grad_fun(fun: Callable, has_aux: bool = False, value_and_grad: boo
 
 
 # --------------------------------------------------------------------------- base
+
+# While set (by ``jaxopt_lab.sweep.batch``, which drives solves itself), ``run`` hands
+# ``(solver, init_params, args, kwargs)`` to it instead of solving: a solver ``run`` that
+# adapts its arguments before calling the base ``run`` (OSQP, Bisection ...) is seen
+# with the arguments the loop would get.
+RUN_INTERCEPTOR: contextvars.ContextVar[Callable | None] = contextvars.ContextVar(
+    "jaxopt_lab_run_interceptor", default=None)
 
 
 def update_status(state, tol, maxiter, value=None):
@@ -394,6 +402,9 @@ class IterativeSolver:
         Returns:
           ``OptStep(params, state)``; ``state.status`` tells how the solve ended.
         """
+        intercept = RUN_INTERCEPTOR.get()
+        if intercept is not None:
+            return intercept(self, init_params, args, kwargs)
         self._check_run_args(init_params, args, kwargs)
         if self.jit:
             return _jitted_run(self, init_params, args, kwargs)

@@ -21,6 +21,7 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from jaxopt_lab.sweep.batch import sweep_solver_runs
 from jaxopt_lab.sweep.checkpoint import _open_checkpoints
 from jaxopt_lab.sweep.placement import _host, _Plan
 
@@ -63,6 +64,10 @@ def run(
     (pytrees of arrays, traced). Differentiable: ``jax.grad`` of a function of the
     results with respect to ``hparams`` (or ``args``) works, with implicit
     differentiation per member when ``fun`` runs a solver (no checkpointing then).
+    A member that calls one jaxopt_lab solver's ``run`` (with any computation before or
+    after it) is run by :func:`jaxopt_lab.batch_run`'s driver when no ``checkpoint_dir``,
+    ``data_specs`` or ``on_chunk`` is given and nothing is traced: members that finish
+    leave the batch, instead of waiting for the slowest (the same results, to rounding).
 
     Args:
       fun: the per-member function; the same Python object reuses the compiled program.
@@ -104,6 +109,11 @@ def run(
         raise TypeError(f"`fun` must be callable, got {type(fun).__name__}.")
     plan = _Plan(hparams, len(args), mesh, chunk_size, axis_name, data_specs)
     traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(hparams))
+    if checkpoint_dir is None and data_specs is None and on_chunk is None and not traced:
+        # A member that runs one solver: finished members leave the batch (batch_run's driver).
+        batched = sweep_solver_runs(fun, hparams, args, kwargs, mesh, chunk_size, axis_name)
+        if batched is not None:
+            return batched
     ckpts = None
     if checkpoint_dir is not None:
         if traced:

@@ -1,0 +1,826 @@
+"""Batched solves that drop finished members: :func:`batch_run`.
+
+``jax.vmap(solver.run)`` runs one ``while_loop`` for the whole batch: every lane
+pays for the iterations of the slowest one. :func:`batch_run` runs the same solves
+as compiled *segments* of ``segment_size`` ``update`` steps over a bucket of lanes.
+Between segments the host reads the lanes' status, writes the lanes that stopped
+out, refills their slots from the members still waiting (the rest of the batch and
+an optional queue) and, when the live lanes fit in a smaller bucket, repacks them
+into it. Bucket sizes come from a short fixed list (powers of two), and the segment
+program is compiled once per bucket size, so a sweep compiles a handful of
+programs and reuses them for every later sweep of the same shapes.
+
+Each lane runs exactly the loop of the base ``run``
+(:meth:`jaxopt_lab.core.solver.IterativeSolver.run`): ``init_state``, the
+non-finite guard of :mod:`jaxopt_lab.core.loop` (with the look-back of
+``_state_at_input`` solvers) and the solver's ``_finish_run``; a solver whose
+``run`` adapts its arguments first (OSQP, Bisection, bilevel solvers) is seen
+through it, so the result of every lane is the result of ``solver.run`` for that
+member, up to the rounding of a batched computation.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxopt_lab.core import loop as _loop
+from jaxopt_lab.core import solver as _solver
+from jaxopt_lab.core.types import OptStep, Status
+
+PyTree = Any
+
+__all__ = ["batch_run"]
+
+_RUNNING = int(Status.RUNNING)
+# Status given to the empty slots of a bucket: any code but RUNNING freezes a lane.
+_EMPTY = int(Status.CONVERGED)
+DEFAULT_SEGMENT_SIZE = 10
+
+
+# --------------------------------------------------------------------------- one member's solve
+
+
+class _Captured(BaseException):
+    """Raised by the interceptor to leave the member function at its solver ``run`` call.
+
+    A ``BaseException``, so that a member function's own ``except Exception`` cannot
+    swallow it.
+    """
+
+
+class NotASolverRun(TypeError):
+    """The member function does not call a solver's ``run`` exactly once."""
+
+
+class _ById:
+    """Hashable-by-identity wrapper (a member function in a static jit argument)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __hash__(self):
+        return id(self.value)
+
+    def __eq__(self, other):
+        return isinstance(other, _ById) and other.value is self.value
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    """Static description of a member: how to rebuild its call from lane and shared leaves.
+
+    ``fun`` is ``None`` for :func:`batch_run` (the call is ``solver.run(*full)`` with the
+    solver as the dynamic argument) and a member function for a sweep (the call is
+    ``fun(h, *args, **kwargs)`` with ``full = (h, args, kwargs)``).
+    """
+
+    treedef: Any
+    batched: tuple
+    fun: _ById | None = None
+    solver: _ById | None = None  # a solver that is not a pytree (a wrapper object): static
+
+    def full(self, lane, shared):
+        lane_it, shared_it = iter(lane), iter(shared)
+        leaves = [next(lane_it) if b else next(shared_it) for b in self.batched]
+        return self.treedef.unflatten(leaves)
+
+    def call(self, dyn, full):
+        if self.fun is None:
+            solver = dyn if self.solver is None else self.solver.value
+            return solver.run(*full)
+        h, args, kwargs = full
+        return self.fun.value(h, *args, **kwargs)
+
+
+def _capture(spec: _Spec, dyn, full):
+    """``(solver, init_params, args, kwargs)`` of the member's solver ``run`` call."""
+    box = []
+
+    def hook(solver, init_params, args, kwargs):
+        box.append((solver, init_params, tuple(args), dict(kwargs)))
+        raise _Captured
+
+    token = _solver.RUN_INTERCEPTOR.set(hook)
+    try:
+        spec.call(dyn, full)
+    except _Captured:
+        pass
+    finally:
+        _solver.RUN_INTERCEPTOR.reset(token)
+    if not box:
+        raise NotASolverRun("the member function never calls a jaxopt_lab solver's `run`.")
+    return box[0]
+
+
+def _replay(spec: _Spec, dyn, full, result: OptStep):
+    """The member's output when its solver ``run`` call returns ``result``."""
+    calls = []
+
+    def hook(solver, init_params, args, kwargs):
+        calls.append(solver)
+        if len(calls) > 1:
+            raise NotASolverRun("the member function calls a solver's `run` more than once.")
+        return result
+
+    token = _solver.RUN_INTERCEPTOR.set(hook)
+    try:
+        out = spec.call(dyn, full)
+    finally:
+        _solver.RUN_INTERCEPTOR.reset(token)
+    if not calls:
+        raise NotASolverRun("the member function never calls a jaxopt_lab solver's `run`.")
+    return out
+
+
+def _check_loop_solver(solver) -> None:
+    for name in ("init_state", "update"):
+        if not callable(getattr(solver, name, None)):
+            raise TypeError(f"`solver` must have `init_state` and `update` methods; "
+                            f"{type(solver).__name__} has no `{name}`.")
+    base = _solver.IterativeSolver
+    if not isinstance(solver, base):
+        raise TypeError(f"`solver` must be a jaxopt_lab IterativeSolver, got {type(solver).__name__}.")
+    for name in ("_run_loop", "_run_differentiable"):
+        if getattr(type(solver), name) is not getattr(base, name):
+            raise NotASolverRun(f"{type(solver).__name__}.run does not iterate `update` "
+                                f"(it overrides `{name}`).")
+
+
+def _lane_init(solver, x0, args, kwargs):
+    """The carry ``(prev, params, state)`` of the base run loop before its first step."""
+    state = solver.init_state(x0, *args, **kwargs)
+    return (x0 if solver._state_at_input else None, x0, state)
+
+
+def _lane_segment(solver, args, kwargs, carry, length):
+    """Up to ``length`` guarded steps of one lane (the base loop's body), frozen once stopped."""
+    step = lambda p, s: solver.update(p, s, *args, **kwargs)
+    guarded = _loop._guarded_step(step, solver.verbose, type(solver).__name__, solver._state_at_input)
+
+    def cond(c):
+        return (c[0] < length) & (c[1][2].status == _RUNNING)
+
+    def body(c):
+        return c[0] + 1, guarded(*c[1])
+
+    return jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), carry))[1]
+
+
+def _lane_result(solver, args, kwargs, carry) -> OptStep:
+    """What the base run loop returns for a stopped carry (``_finish_run`` included)."""
+    prev, params, state = carry
+    if solver._state_at_input:
+        params, state = solver._finish_run(prev, params, state, *args, **kwargs)
+    return OptStep(params, state)
+
+
+# --------------------------------------------------------------------------- bucket programs
+
+
+def _select(mask, new, old):
+    def pick(a, b):
+        m = jnp.reshape(mask, mask.shape + (1,) * (jnp.ndim(a) - 1))
+        return jnp.where(m, a, b)
+
+    return jax.tree_util.tree_map(pick, new, old)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _segment_program(spec: _Spec, dyn, carry, lanes, shared, fresh, live, length):
+    """One segment over a bucket: initialize fresh lanes, step, and finish stopped lanes.
+
+    Returns ``(carry, status, outputs)``; ``outputs`` holds the member outputs of the
+    lanes that stopped (zeros elsewhere, and everywhere when no live lane stopped).
+    """
+
+    def init_one(lane):
+        solver, x0, args, kwargs = _capture(spec, dyn, spec.full(lane, shared))
+        return _lane_init(solver, x0, args, kwargs)
+
+    carry = jax.lax.cond(jnp.any(fresh), lambda: _select(fresh, jax.vmap(init_one)(lanes), carry),
+                         lambda: carry)
+    prev, params, state = carry
+    state = state._replace(status=jnp.where(live, state.status, _EMPTY).astype(state.status.dtype))
+    carry = (prev, params, state)
+
+    def seg_one(c, lane):
+        solver, _, args, kwargs = _capture(spec, dyn, spec.full(lane, shared))
+        return _lane_segment(solver, args, kwargs, c, length)
+
+    carry = jax.vmap(seg_one)(carry, lanes)
+    status = carry[2].status
+
+    def out_one(c, lane):
+        full = spec.full(lane, shared)
+        solver, _, args, kwargs = _capture(spec, dyn, full)
+        return _replay(spec, dyn, full, _lane_result(solver, args, kwargs, c))
+
+    def outputs():
+        return jax.vmap(out_one)(carry, lanes)
+
+    def zeros():
+        shapes = jax.eval_shape(outputs)
+        return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    stopped = live & (status != _RUNNING)
+    out = jax.lax.cond(jnp.any(stopped), outputs, zeros)
+    return carry, status, out
+
+
+@jax.jit
+def _repack(carry, lanes, idx, new_lanes, refill):
+    """``carry[idx]`` and ``lanes[idx]`` with the ``refill`` slots' lanes replaced by ``new_lanes``."""
+    take = lambda t: jax.tree_util.tree_map(lambda x: x[idx], t)
+    return take(carry), _select(refill, new_lanes, take(lanes))
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _zero_carry(spec: _Spec, dyn, lanes, shared):
+    """A carry of zeros with the structure of a bucket of ``lanes`` (all slots get initialized)."""
+
+    def init_one(lane):
+        solver, x0, args, kwargs = _capture(spec, dyn, spec.full(lane, shared))
+        return _lane_init(solver, x0, args, kwargs)
+
+    shapes = jax.eval_shape(jax.vmap(init_one), lanes)
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+# --------------------------------------------------------------------------- members and buckets
+
+
+class _Members:
+    """The members' batched leaves on the host: the stacked ones, then the queue's."""
+
+    def __init__(self, stacked: list[np.ndarray], queue_items: Iterable | None, parse: Callable | None):
+        self.stacked = stacked
+        self.n = int(stacked[0].shape[0]) if stacked else 0
+        self.queue = iter(queue_items) if queue_items is not None else None
+        self.parse = parse
+        self.buffer: collections.deque = collections.deque()  # parsed queue items not started yet
+        self.extra: dict[int, list[np.ndarray]] = {}
+        self.next_id = 0
+        self.num_parsed = 0
+
+    def _next_item(self):
+        if self.buffer:
+            return self.buffer.popleft()
+        if self.queue is None:
+            return None
+        item = next(self.queue, None)
+        if item is None:
+            self.queue = None
+            return None
+        self.num_parsed += 1
+        return self.parse(item, self.num_parsed - 1)
+
+    def peek(self) -> list[np.ndarray] | None:
+        """The batched leaves of the next member (without starting it)."""
+        if self.next_id < self.n:
+            return [x[self.next_id] for x in self.stacked]
+        item = self._next_item()
+        if item is not None:
+            self.buffer.appendleft(item)
+        return item
+
+    def pull(self, k: int) -> list[int]:
+        """Up to ``k`` ids of members not started yet."""
+        ids = []
+        while len(ids) < k:
+            if self.next_id < self.n:
+                take = min(k - len(ids), self.n - self.next_id)
+                ids.extend(range(self.next_id, self.next_id + take))
+                self.next_id += take
+                continue
+            item = self._next_item()
+            if item is None:
+                break
+            self.extra[self.next_id] = item
+            ids.append(self.next_id)
+            self.next_id += 1
+        return ids
+
+    def rows(self, ids: Sequence[int]) -> list[np.ndarray]:
+        """The batched leaves of members ``ids``, stacked (a lane input of ``len(ids)`` slots)."""
+        ids = list(ids)
+        if all(i < self.n for i in ids):
+            return [x[np.asarray(ids, np.int64)] for x in self.stacked]
+        return [np.stack([x[i] if i < self.n else self.extra[i][j] for i in ids])
+                for j, x in enumerate(self.stacked)]
+
+    def drop(self, ids) -> None:
+        for i in ids:
+            self.extra.pop(int(i), None)
+
+
+def _bucket_sizes(buckets, per_device: int) -> tuple[int, ...]:
+    if buckets is None:
+        top = max(per_device, 1)
+        sizes = {top} | {1 << k for k in range(top.bit_length()) if (1 << k) < top}
+        return tuple(sorted(sizes))
+    if isinstance(buckets, int | np.integer) and not isinstance(buckets, bool):
+        buckets = (buckets,)
+    try:
+        sizes = tuple(sorted({int(b) for b in buckets}))
+        ok = all(isinstance(b, int | np.integer) and not isinstance(b, bool) for b in buckets)
+    except TypeError:
+        ok = False
+    if not ok or not sizes or sizes[0] < 1:
+        raise ValueError(f"`buckets` must be a non-empty sequence of positive ints, got {buckets!r}.")
+    return sizes
+
+
+def _fit(sizes: tuple[int, ...], k: int) -> int:
+    """The smallest bucket holding ``k`` lanes (the largest bucket when none does)."""
+    for s in sizes:
+        if s >= k:
+            return s
+    return sizes[-1]
+
+
+class _Pool:
+    """The lanes of one device: a bucket of slots, each holding one member (or empty)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.size = 0
+        self.carry = None
+        self.lanes = None
+        self.ids = np.zeros(0, np.int64)        # member id per slot (-1: empty)
+        self.fresh = np.zeros(0, bool)          # slot needs init_state before its next segment
+        self.pending = None                     # (carry, status, out) of the segment in flight
+
+    @property
+    def live(self) -> np.ndarray:
+        return self.ids >= 0
+
+
+def _put(tree, device):
+    return jax.device_put(tree, device) if device is not None else jax.device_put(tree)
+
+
+def _drive(spec: _Spec, dyn, members: _Members, shared: list, devices: list, sizes: tuple[int, ...],
+           segment_size: int):
+    """The host loop: segments on every device's bucket, lanes written out as they stop."""
+    pools = [_Pool(d) for d in devices]
+    shared_on = [_put(_device_leaves(shared), p.device) for p in pools]
+    dyn_on = [_put(dyn, p.device) for p in pools]
+    length = np.int32(segment_size)
+    written_ids: list[np.ndarray] = []
+    written: list[list[np.ndarray]] = []
+    out_tree = None
+
+    # First buckets: the stacked members split evenly over the devices (queue-only: full buckets).
+    first = _fit(sizes, -(-members.n // len(pools))) if members.n else sizes[-1]
+    for i, p in enumerate(pools):
+        _start(p, spec, dyn_on[i], members, members.pull(first), sizes, shared_on[i])
+
+    while True:
+        active = [i for i, p in enumerate(pools) if p.size]
+        if not active:
+            break
+        for i in active:  # dispatch every device's segment before waiting on any
+            p = pools[i]
+            p.pending = _segment_program(spec, dyn_on[i], p.carry, p.lanes, shared_on[i],
+                                         p.fresh, p.live, length)
+        for i in active:
+            p = pools[i]
+            p.carry, status, out = p.pending
+            p.pending = None
+            status = np.asarray(status)
+            p.fresh = np.zeros(p.size, bool)
+            stopped = p.live & (status != _RUNNING)
+            if stopped.any():
+                leaves, out_tree = jax.tree_util.tree_flatten(out)
+                slots = np.flatnonzero(stopped)
+                written_ids.append(p.ids[slots])
+                written.append([np.asarray(x)[slots] for x in leaves])
+                members.drop(p.ids[slots])
+                p.ids = np.where(stopped, -1, p.ids)
+            _compact(p, spec, members, sizes, dyn_on[i], shared_on[i])
+
+    order = np.argsort(np.concatenate(written_ids), kind="stable")
+    leaves = [np.concatenate([w[j] for w in written])[order] for j in range(out_tree.num_leaves)]
+    return out_tree, leaves
+
+
+def _device_leaves(shared: list) -> list:
+    # Arrays go to the device once; Python scalars stay weakly typed, as vmap passes them.
+    return [x if isinstance(x, int | float | complex | bool) or x is None else jnp.asarray(x)
+            for x in shared]
+
+
+def _start(p: _Pool, spec, dyn, members: _Members, ids: list[int], sizes, shared) -> None:
+    if not ids:
+        return
+    size = _fit(sizes, len(ids))
+    slot_ids = np.full(size, -1, np.int64)
+    slot_ids[:len(ids)] = ids
+    rows = members.rows(ids + [ids[0]] * (size - len(ids)))
+    p.size, p.ids = size, slot_ids
+    p.lanes = _put(rows, p.device)
+    p.carry = _zero_carry(spec, dyn, p.lanes, shared)
+    p.fresh = slot_ids >= 0
+
+
+def _compact(p: _Pool, spec, members: _Members, sizes, dyn, shared) -> None:
+    """Refill the empty slots from the waiting members, then move to the smallest fitting bucket."""
+    live = np.flatnonzero(p.live)
+    free = p.size - live.size
+    new_ids = members.pull(free) if free else []
+    total = live.size + len(new_ids)
+    if total == 0:
+        p.size, p.carry, p.lanes = 0, None, None
+        p.ids, p.fresh = np.zeros(0, np.int64), np.zeros(0, bool)
+        return
+    size = _fit(sizes, total)
+    if size == p.size and not new_ids:
+        return  # stopped lanes stay frozen in place: nothing to move
+    # Slot plan: live lanes first, then the new members, then empty slots.
+    fill = live[0] if live.size else 0
+    idx = np.full(size, fill, np.int64)
+    idx[:live.size] = live
+    slot_ids = np.full(size, -1, np.int64)
+    slot_ids[:live.size] = p.ids[live]
+    slot_ids[live.size:total] = new_ids
+    refill = np.zeros(size, bool)
+    refill[live.size:total] = True
+    if new_ids:
+        src = list(new_ids) + [new_ids[0]] * (size - len(new_ids))
+        rows = members.rows(src)
+        new_lanes = [np.roll(r, live.size, axis=0) for r in rows]  # new members at slots live.size..
+    else:
+        new_lanes = jax.tree_util.tree_map(lambda x: np.zeros((size,) + x.shape[1:], x.dtype), p.lanes)
+    p.carry, p.lanes = _repack(p.carry, p.lanes, _put(idx, p.device), _put(new_lanes, p.device),
+                               _put(refill, p.device))
+    p.size, p.ids, p.fresh = size, slot_ids, refill
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _axes_of(in_axes, full: tuple, name: str = "in_axes") -> list:
+    """Per-leaf member axes (int or None) of ``full``, from a ``jax.vmap``-style ``in_axes``."""
+    if in_axes is None or (isinstance(in_axes, int) and not isinstance(in_axes, bool)):
+        entries = [in_axes] * len(full)
+    elif isinstance(in_axes, tuple | list):
+        if len(in_axes) != len(full):
+            raise ValueError(f"`{name}` has {len(in_axes)} entries but there are {len(full)} arguments "
+                             f"(init_params and {len(full) - 1} positional args).")
+        entries = list(in_axes)
+    else:
+        raise TypeError(f"`{name}` must be an int, None or a tuple with one entry per argument, "
+                        f"got {in_axes!r}.")
+    axes = []
+    for i, (entry, arg) in enumerate(zip(entries, full, strict=True)):
+        n_leaves = len(jax.tree_util.tree_leaves(arg))
+        if entry is None or (isinstance(entry, int) and not isinstance(entry, bool)):
+            axes.extend([entry] * n_leaves)
+            continue
+        try:
+            per_leaf = jax.tree_util.tree_map(
+                lambda a, sub: [a] * len(jax.tree_util.tree_leaves(sub)), entry, arg,
+                is_leaf=lambda x: x is None)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"`{name}[{i}]` does not match the structure of argument {i}: {err}") from None
+        flat = [a for lst in jax.tree_util.tree_leaves(per_leaf, is_leaf=lambda x: isinstance(x, list))
+                for a in lst]
+        if any(a is not None and (isinstance(a, bool) or not isinstance(a, int)) for a in flat):
+            raise TypeError(f"`{name}[{i}]` must hold ints or None, got {entry!r}.")
+        axes.extend(flat)
+    return axes
+
+
+def _split(full: tuple, axes: list, name: str = "in_axes"):
+    """``(treedef, batched flags, member-axis-first batched leaves (numpy), shared leaves, n)``."""
+    leaves, treedef = jax.tree_util.tree_flatten(full)
+    if len(axes) != len(leaves):
+        raise ValueError(f"`{name}` does not match the arguments' structure.")
+    batched, stacked, shared, sizes = [], [], [], set()
+    for leaf, ax in zip(leaves, axes, strict=True):
+        if ax is None:
+            batched.append(False)
+            shared.append(leaf)
+            continue
+        if isinstance(leaf, jax.core.Tracer):
+            stacked.append(leaf)
+            batched.append(True)
+            continue
+        arr = np.asarray(leaf)
+        if not -arr.ndim <= ax < arr.ndim:
+            raise ValueError(f"`{name}` gives axis {ax} for an argument leaf of shape {arr.shape}.")
+        arr = np.moveaxis(arr, ax, 0)
+        sizes.add(arr.shape[0])
+        batched.append(True)
+        stacked.append(arr)
+    if not stacked:
+        raise ValueError(f"`{name}` maps no argument: at least one argument needs a member axis.")
+    if len(sizes) > 1:
+        raise ValueError(f"`{name}`: the mapped arguments have different member-axis sizes {sorted(sizes)}.")
+    return treedef, tuple(batched), stacked, shared, sizes.pop() if sizes else 0
+
+
+def _queue_parser(full: tuple, axes: list, stacked: list):
+    """Turn one queue item ``(init_params, *args)`` into its batched leaves."""
+    defs = [jax.tree_util.tree_structure(a) for a in full]
+    counts = [d.num_leaves for d in defs]
+    starts = list(itertools.accumulate([0, *counts]))
+
+    def parse(item, k):
+        if not isinstance(item, tuple | list) or len(item) != len(full):
+            raise ValueError(f"`queue` item {k} must be a tuple (init_params, *args) of {len(full)} "
+                             f"entries, got {type(item).__name__}.")
+        out, j = [], 0
+        for i, entry in enumerate(item):
+            pos_axes = axes[starts[i]:starts[i + 1]]
+            if all(a is None for a in pos_axes):
+                continue
+            leaves, tdef = jax.tree_util.tree_flatten(entry)
+            if tdef != defs[i]:
+                raise ValueError(f"`queue` item {k}, entry {i}: structure {tdef} differs from the "
+                                 f"batched argument's {defs[i]}.")
+            for leaf, a in zip(leaves, pos_axes, strict=True):
+                if a is None:
+                    continue
+                ref = stacked[j]
+                arr = np.asarray(leaf, ref.dtype)
+                if arr.shape != ref.shape[1:]:
+                    raise ValueError(f"`queue` item {k}, entry {i}: a leaf has shape {arr.shape}, "
+                                     f"expected {ref.shape[1:]} (one member, no member axis).")
+                out.append(arr)
+                j += 1
+        return out
+
+    return parse
+
+
+def _check_untraced(tree, who: str) -> None:
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree)):
+        raise TypeError(f"{who} cannot be traced or differentiated (it reads each segment's status on the "
+                        "host): call it outside jit/grad/vmap; for derivatives use "
+                        "jax.vmap(solver.run), whose implicit differentiation is exact.")
+
+
+def _devices(mesh: Mesh | None, axis_name: str | None = None) -> list:
+    if mesh is None:
+        return [None]
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"`mesh` must be a jax.sharding.Mesh, got {type(mesh).__name__}.")
+    axis = axis_name or mesh.axis_names[0]
+    if axis not in mesh.axis_names:
+        raise ValueError(f"`axis_name` {axis!r} is not a mesh axis; mesh axes: {mesh.axis_names}.")
+    if mesh.devices.ndim != 1:
+        raise ValueError(f"`mesh` must be 1-D (members split over one axis), got axes {mesh.axis_names}.")
+    devs = list(mesh.devices.flat)
+    if any(d.process_index != jax.process_index() for d in devs):
+        raise ValueError("`mesh` spans several processes; batch_run drives the devices of one process.")
+    return devs
+
+
+def _assemble(out_tree, leaves, mesh: Mesh | None, total: int):
+    if mesh is not None and total % mesh.devices.size == 0:
+        sharding = NamedSharding(mesh, P(mesh.axis_names[0]))
+        leaves = [jax.device_put(x, sharding) for x in leaves]
+    else:
+        leaves = [jnp.asarray(x) for x in leaves]
+    return jax.tree_util.tree_unflatten(out_tree, leaves)
+
+
+def _check_segment_size(segment_size) -> int:
+    if isinstance(segment_size, bool) or not isinstance(segment_size, int | np.integer) or segment_size < 1:
+        raise ValueError(f"`segment_size` must be an int >= 1, got {segment_size!r}.")
+    return int(segment_size)
+
+
+_PROBED: collections.OrderedDict = collections.OrderedDict()
+
+
+def _signature(tree):
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple((type(x), np.shape(x), jnp.result_type(x), getattr(x, "weak_type", False))
+                          for x in leaves)
+
+
+def _probe(spec: _Spec, dyn, lane0: list, shared: list) -> None:
+    """Trace one member abstractly: a single solver ``run`` whose loop iterates ``update``.
+
+    Remembered per member function and argument shapes, so that a later sweep of the same
+    shapes traces nothing new.
+    """
+    key = (spec, _signature((dyn, lane0, shared)))
+    if key in _PROBED:
+        _PROBED.move_to_end(key)
+        return
+    _probe_trace(spec, dyn, lane0, shared)
+    _PROBED[key] = True
+    while len(_PROBED) > 256:
+        _PROBED.popitem(last=False)
+
+
+def _probe_trace(spec: _Spec, dyn, lane0: list, shared: list) -> None:
+
+    def one(dyn, lane, shared):
+        full = spec.full(lane, shared)
+        solver, x0, args, kwargs = _capture(spec, dyn, full)
+        _check_loop_solver(solver)
+        carry = _lane_init(solver, x0, args, kwargs)
+        return _replay(spec, dyn, full, _lane_result(solver, args, kwargs, carry))
+
+    jax.eval_shape(one, dyn, lane0, shared)
+
+
+def _solve(spec, dyn, members: _Members, shared, mesh, axis_name, buckets, segment_size):
+    devices = _devices(mesh, axis_name)
+    per_device = -(-members.n // len(devices))
+    if members.n == 0 and buckets is None:
+        raise ValueError("`buckets` is required when every member comes from `queue`.")
+    sizes = _bucket_sizes(buckets, per_device)
+    out_tree, leaves = _drive(spec, dyn, members, shared, devices, sizes, segment_size)
+    return _assemble(out_tree, leaves, mesh, members.next_id)
+
+
+# --------------------------------------------------------------------------- public
+
+
+def batch_run(
+    solver,
+    init_params,
+    *args,
+    in_axes: int | None | Sequence = 0,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+    buckets: Sequence[int] | None = None,
+    queue: Iterable | None = None,
+    mesh: Mesh | None = None,
+) -> OptStep:
+    """Many solves of one solver, with finished members dropped from the batch as they stop.
+
+    Returns what ``jax.vmap(solver.run, in_axes)(init_params, *args)`` returns (the
+    stacked ``OptStep``: params and the whole state, each member's ``status`` and
+    ``iter_num`` included), without making every member wait for the slowest. The
+    solves run as compiled segments of ``segment_size`` ``update`` steps over a
+    bucket of lanes (a ``lax.while_loop`` over the vmapped step; a lane that has
+    stopped is frozen by a mask). After each segment the lanes that stopped are
+    written out to the host, their slots are refilled from the members still
+    waiting (the rest of the batch, then ``queue``), and when the live lanes fit in
+    a smaller bucket they are repacked into it. The segment program is compiled once
+    per bucket size and reused by later calls with the same shapes (numeric solver
+    options and data are traced). Each member's result equals its ``vmap`` result up
+    to the rounding of a batched computation (same ``iter_num`` and ``status``): the
+    lanes run the base ``run`` loop, with its non-finite guard, the look-back of
+    solvers whose state describes the step's input and their ``_finish_run``.
+
+    Not differentiable: the host reads the status between segments, so ``batch_run``
+    raises ``TypeError`` when its inputs are traced (under ``jax.grad``, ``jit`` or
+    ``vmap``). For derivatives use ``jax.vmap(solver.run)``, which differentiates each
+    member implicitly.
+
+    Args:
+      solver: a jaxopt_lab solver with ``init_state`` and ``update`` (its ``run`` may
+        adapt arguments first, as OSQP's does). A solver whose ``run`` does not iterate
+        ``update`` (e.g. the closed-form ``EqualityConstrainedQP``) is run with
+        ``jax.vmap(solver.run)``.
+      init_params: initial points (a pytree), with a member axis where ``in_axes`` says.
+      *args: positional arguments of ``solver.run`` after ``init_params``.
+      in_axes: as in ``jax.vmap``: an int or None for every argument, or a tuple with
+        one entry (int, None or a pytree prefix) per argument ``(init_params, *args)``.
+        At least one argument must be mapped.
+      segment_size: ``update`` steps per compiled segment (how often finished lanes are
+        dropped; each segment boundary costs a host round trip).
+      buckets: the bucket sizes (lanes per device); default: the members per device and
+        the powers of two below it.
+      queue: optional iterable of further members, each a tuple ``(init_params, *args)``
+        holding one member's values of the mapped arguments (no member axis; entries
+        of unmapped arguments are ignored). They fill the slots of finished lanes
+        (multi-start, or sweeps larger than memory); their results follow the batch's
+        in the output, in queue order.
+      mesh: optional 1-D ``jax.sharding.Mesh``; the members are split over its
+        devices, each running its own buckets, and the result is sharded over the
+        mesh axis when the member count is a multiple of the device count.
+
+    Returns:
+      ``OptStep(params, state)`` with a leading member axis on every leaf (batch
+      members first, then the queue's).
+
+    Raises:
+      ValueError: ``segment_size < 1``, ``in_axes`` not matching the arguments,
+        bad ``buckets`` or ``queue`` items.
+      TypeError: ``solver`` without ``init_state``/``update``, or traced inputs.
+
+    References:
+      Bradbury et al., "JAX: composable transformations of Python+NumPy programs",
+      2018 (``vmap``, the batching rule this replaces for long loops).
+    """
+    if not callable(getattr(solver, "init_state", None)) or not callable(getattr(solver, "update", None)):
+        raise TypeError(f"`solver` must have `init_state` and `update` methods (a jaxopt_lab iterative "
+                        f"solver), got {type(solver).__name__}.")
+    if not callable(getattr(solver, "run", None)):
+        raise TypeError(f"`solver` must have a `run` method, got {type(solver).__name__}.")
+    segment_size = _check_segment_size(segment_size)
+    full = (init_params, *args)
+    _check_untraced((solver, full), "batch_run")
+    axes = _axes_of(in_axes, full)
+    treedef, batched, stacked, shared, n = _split(full, axes)
+    static = jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(solver))
+    spec = _Spec(treedef, batched, solver=_ById(solver) if static else None)
+    dyn = None if static else solver
+    parse = _queue_parser(full, axes, stacked) if queue is not None else None
+    members = _Members(stacked, queue, parse)
+    lane0 = members.peek()
+    if lane0 is None:
+        raise ValueError("batch_run got no members: the mapped arguments are empty and so is `queue`.")
+    try:
+        _probe(spec, dyn, lane0, shared)
+    except NotASolverRun as err:
+        if "overrides" not in str(err):
+            raise TypeError(f"batch_run: {err}") from None
+        # The solver's run does not iterate update: plain vmap gives the same results.
+        if queue is not None:
+            raise TypeError(f"batch_run: {err}; `queue` is not supported for it.") from None
+        return jax.jit(jax.vmap(solver.run, in_axes=tuple(_position_axes(in_axes, full))))(*full)
+    # The checks run() makes before tracing, on the first member (concrete values).
+    x_solver, x0, x_args, x_kwargs = _capture(spec, dyn, spec.full(lane0, shared))
+    x_solver._check_run_args(x0, x_args, x_kwargs)
+    if n:
+        _check_finite_members(init_params, axes[:len(jax.tree_util.tree_leaves(init_params))], stacked)
+    return _solve(spec, dyn, members, shared, mesh, None, buckets, segment_size)
+
+
+def _position_axes(in_axes, full):
+    if in_axes is None or isinstance(in_axes, int):
+        return [in_axes] * len(full)
+    return list(in_axes)
+
+
+def _check_finite_members(init_params, axes, stacked) -> None:
+    j = 0
+    for a in axes:
+        if a is None:
+            continue
+        x = stacked[j]
+        j += 1
+        if np.issubdtype(x.dtype, np.inexact) and not np.all(np.isfinite(x)):
+            bad = np.flatnonzero(~np.all(np.isfinite(x.reshape(x.shape[0], -1)), axis=1))
+            raise ValueError(f"`init_params` has non-finite values for members {bad[:10].tolist()}.")
+
+
+def sweep_solver_runs(fun: Callable, hparams, args: tuple, kwargs: dict, mesh: Mesh | None = None,
+                      chunk_size: int | None = None, axis_name: str | None = None):
+    """:func:`jaxopt_lab.sweep.run`'s batched path, or ``None`` when ``fun`` is not one solver run.
+
+    A member function that calls one jaxopt_lab solver's ``run`` (with any computation
+    before and after it) is run by the segment driver of :func:`batch_run`: the
+    members are the lanes, ``args``/``kwargs`` are shared.
+
+    Args:
+      fun: the member function ``fun(h, *args, **kwargs)``.
+      hparams: the members' hyperparameters (leading member axis on every leaf).
+      args, kwargs: the shared arguments.
+      mesh: optional 1-D mesh (members split over its devices, buckets per device).
+      chunk_size: optional cap on the lanes run at once (over all devices).
+      axis_name: the mesh axis of the members.
+
+    Returns:
+      ``fun``'s outputs stacked over the members, or ``None``.
+    """
+    full = (hparams, tuple(args), dict(kwargs))
+    leaves, treedef = jax.tree_util.tree_flatten(full)
+    if any(isinstance(x, jax.core.Tracer) for x in leaves):
+        return None
+    if mesh is not None and (not isinstance(mesh, Mesh) or mesh.devices.ndim != 1):
+        return None  # several mesh axes: the plain sharded program
+    n_h = len(jax.tree_util.tree_leaves(hparams))
+    batched = tuple([True] * n_h + [False] * (len(leaves) - n_h))
+    stacked = [np.asarray(x) for x in leaves[:n_h]]
+    shared = leaves[n_h:]
+    if not stacked or any(x.ndim == 0 for x in stacked) or len({x.shape[0] for x in stacked}) != 1:
+        return None
+    spec = _Spec(treedef, batched, _ById(fun))
+    try:
+        _probe(spec, None, [x[0] for x in stacked], shared)
+    except NotASolverRun:
+        return None
+    except TypeError as err:
+        if "`solver` must" in str(err):
+            return None
+        raise
+    members = _Members(stacked, None, None)
+    devices = _devices(mesh, axis_name)
+    per_device = -(-members.n // len(devices))
+    if chunk_size is not None:
+        per_device = min(per_device, max(chunk_size // len(devices), 1))
+    sizes = _bucket_sizes(None, per_device)
+    out_tree, out = _drive(spec, None, members, shared, devices, sizes, DEFAULT_SEGMENT_SIZE)
+    return _assemble(out_tree, out, mesh, members.n)
