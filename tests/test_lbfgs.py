@@ -76,8 +76,10 @@ def test_line_search_options_shared_with_defaults_and_checks(name):
     solver = cls(fun)
     for key, value in _LS_DEFAULTS[name].items():
         assert getattr(solver, key) == value, (name, key)
+    assert not cls(fun, stepsize=-1.0)._fixed_step()  # jaxopt's convention: <= 0 means line search
     for bad, match in [(dict(c1=0.95), "c1"), (dict(c2=1.5), "c2"), (dict(maxls=0), "maxls"),
-                       (dict(linesearch="wolfe-ish"), "linesearch"), (dict(stepsize=-1.0), "stepsize"),
+                       (dict(linesearch="wolfe-ish"), "linesearch"),
+                       (dict(stepsize=float("nan")), "stepsize"),
                        (dict(decrease_factor=1.5), "decrease_factor"),
                        (dict(max_stepsize=0.0), "max_stepsize")]:
         with pytest.raises(ValueError, match=match):

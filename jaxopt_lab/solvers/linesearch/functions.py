@@ -344,6 +344,244 @@ def backtracking(
     return LineSearchResult(t, x, f, g, a, failed, c.k, stalled)
 
 
+def _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
+    """One safeguarded step of Moré and Thuente's interval update (their section 4).
+
+    ``(stx, fx, dx)`` is the best point so far, ``(sty, fy, dy)`` the other end of the
+    interval, ``(stp, fp, dp)`` the trial. Every case is computed and the right one
+    selected by arithmetic (no branch), so that the step is cheap under ``vmap``.
+
+    Returns:
+      ``(stx, fx, dx, sty, fy, dy, brackt, next_step)``.
+    """
+    sgnd = dp * jnp.sign(dx)
+
+    def cubic_gamma(theta, a, b):
+        s = jnp.maximum(jnp.maximum(jnp.abs(theta), jnp.abs(a)), jnp.abs(b))
+        s = jnp.where(s > 0, s, 1.0)
+        return s * jnp.sqrt(jnp.maximum((theta / s) ** 2 - (a / s) * (b / s), 0.0))
+
+    safe = lambda v: jnp.where(v != 0, v, 1.0)
+    theta = 3.0 * (fx - fp) / safe(stp - stx) + dx + dp
+    gamma = cubic_gamma(theta, dx, dp)
+    # Case 1: a higher value. The minimizer is bracketed; the cubic step if it is closer
+    # to stx than the quadratic one (on f and dx), else their mean.
+    g1 = jnp.where(stp < stx, -gamma, gamma)
+    r1 = ((g1 - dx) + theta) / safe(((g1 - dx) + g1) + dp)
+    stpc1 = stx + r1 * (stp - stx)
+    stpq1 = stx + ((dx / safe((fx - fp) / safe(stp - stx) + dx)) / 2.0) * (stp - stx)
+    stpf1 = jnp.where(jnp.abs(stpc1 - stx) < jnp.abs(stpq1 - stx), stpc1, stpc1 + (stpq1 - stpc1) / 2.0)
+    # Cases 2 and 3 share the cubic through both points seen from stp.
+    g23 = jnp.where(stp > stx, -gamma, gamma)
+    stpq = stp + (dp / safe(dp - dx)) * (stx - stp)  # secant on the derivatives
+    # Case 2: derivatives of opposite signs: bracketed; the step farther from stp.
+    r2 = ((g23 - dp) + theta) / safe(((g23 - dp) + g23) + dx)
+    stpc2 = stp + r2 * (stx - stp)
+    stpf2 = jnp.where(jnp.abs(stpc2 - stp) > jnp.abs(stpq - stp), stpc2, stpq)
+    # Case 3: the derivative's magnitude decreases: the cubic step only if it goes the
+    # right way, else the interval's end; inside a bracket no farther than 0.66 of it.
+    r3 = ((g23 - dp) + theta) / safe((g23 + (dx - dp)) + g23)
+    stpc3 = jnp.where((r3 < 0) & (g23 != 0), stp + r3 * (stx - stp), jnp.where(stp > stx, stpmax, stpmin))
+    near = jnp.where(jnp.abs(stpc3 - stp) < jnp.abs(stpq - stp), stpc3, stpq)
+    far = jnp.where(jnp.abs(stpc3 - stp) > jnp.abs(stpq - stp), stpc3, stpq)
+    cap = stp + 0.66 * (sty - stp)
+    stpf3 = jnp.where(brackt, jnp.where(stp > stx, jnp.minimum(cap, near), jnp.maximum(cap, near)),
+                      jnp.clip(far, stpmin, stpmax))
+    # Case 4: no decrease of the derivative's magnitude: the cubic through stp and sty
+    # inside a bracket, else the interval's end.
+    theta4 = 3.0 * (fp - fy) / safe(sty - stp) + dy + dp
+    g4 = cubic_gamma(theta4, dy, dp)
+    g4 = jnp.where(stp > sty, -g4, g4)
+    r4 = ((g4 - dp) + theta4) / safe(((g4 - dp) + g4) + dy)
+    stpf4 = jnp.where(brackt, stp + r4 * (sty - stp), jnp.where(stp > stx, stpmax, stpmin))
+
+    case1, case2 = fp > fx, sgnd < 0
+    case3 = jnp.abs(dp) < jnp.abs(dx)
+    stpf = jnp.where(case1, stpf1, jnp.where(case2, stpf2, jnp.where(case3, stpf3, stpf4)))
+    brackt = brackt | case1 | case2
+    # The new interval: the trial replaces the end that keeps the minimizer inside.
+    to_y = case1
+    swap = ~case1 & case2
+    sty_n = jnp.where(to_y, stp, jnp.where(swap, stx, sty))
+    fy_n = jnp.where(to_y, fp, jnp.where(swap, fx, fy))
+    dy_n = jnp.where(to_y, dp, jnp.where(swap, dx, dy))
+    stx_n = jnp.where(to_y, stx, stp)
+    fx_n = jnp.where(to_y, fx, fp)
+    dx_n = jnp.where(to_y, dx, dp)
+    return stx_n, fx_n, dx_n, sty_n, fy_n, dy_n, brackt, stpf
+
+
+class _MTCarry(NamedTuple):
+    t: Any
+    stx: Any
+    fx: Any
+    dx: Any
+    sty: Any
+    fy: Any
+    dy: Any
+    brackt: Any
+    stage2: Any
+    stmin: Any
+    stmax: Any
+    width: Any
+    width1: Any
+    best_x: Any
+    best_g: Any
+    best_aux: Any
+    accepted: Any
+    spread: Any
+    nan_grad: Any
+    done: Any
+    k: Any
+
+
+def more_thuente(
+    value_and_grad: Callable,
+    params,
+    value,
+    grad,
+    direction,
+    init_stepsize,
+    aux=None,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    maxls: int = 30,
+    max_stepsize: float = 1e10,
+    done=None,
+) -> LineSearchResult:
+    """Moré and Thuente's line search for a step satisfying the strong Wolfe conditions.
+
+    Keeps an interval ``[stx, sty]`` (``stx`` the best step so far) and picks each trial
+    by safeguarded cubic and quadratic interpolation in four cases (a higher value;
+    derivatives of opposite signs; a derivative decreasing in magnitude; one that does
+    not), extrapolating between ``1.1`` and ``4`` times the step before the minimizer
+    is bracketed and bisecting when the interval does not shrink by a third. Until a
+    step with ``psi(t) = f(x + t d) - f(x) - c1 t <g, d> <= 0`` and a non-negative
+    slope is seen, the steps are chosen on ``psi`` rather than ``f`` (the first stage),
+    which is what guarantees a step with sufficient decrease. In the rounding regime of
+    ``f`` (a predicted change within a hundred times its rounding error) the
+    approximate Wolfe test of Hager and Zhang replaces sufficient decrease, as in
+    :func:`strong_wolfe`. If ``maxls`` evaluations pass without a Wolfe point, the best
+    step is returned if it has sufficient decrease; otherwise ``failed`` is set (with
+    ``stalled`` or ``nonfinite`` as in :func:`strong_wolfe`). One evaluation per loop
+    iteration and no ``lax.cond``.
+
+    Args:
+      value_and_grad: ``x -> ((value, aux), grad)``.
+      params: current point ``x``.
+      value, grad: ``f(x)`` and its gradient.
+      direction: a descent direction ``d``.
+      init_stepsize: first trial step.
+      aux: auxiliary output at ``x``.
+      c1, c2: the Wolfe constants (``0 < c1 < c2 < 1``).
+      maxls: maximum evaluations (static).
+      max_stepsize: largest step tried.
+      done: optional boolean; when true the search makes no evaluation (a stopped
+        lane under ``vmap``) and returns ``failed``.
+
+    Returns:
+      A :class:`LineSearchResult`.
+
+    References:
+      Moré and Thuente, "Line search algorithms with guaranteed sufficient decrease",
+      ACM Trans. Math. Software 20(3), 1994.
+    """
+    dtype = jnp.result_type(value)
+    d0 = tu.tree_vdot(grad, direction).astype(dtype)
+    f0 = jnp.asarray(value, dtype)
+    zero = jnp.zeros([], dtype)
+    gtest = c1 * d0
+    fnoise = _rounding_scale(f0, dtype)
+    in_noise = lambda t: t * jnp.abs(d0) <= 100 * fnoise
+    xtol = 10 * jnp.finfo(dtype).eps
+    stpmax = jnp.asarray(max_stepsize, dtype)
+
+    def body(c: _MTCarry):
+        x = tu.tree_add_scalar_mul(params, c.t, direction)
+        (f, a), g = value_and_grad(x)
+        f = jnp.asarray(f, dtype)
+        dp = tu.tree_vdot(g, direction).astype(dtype)
+        finite = jnp.isfinite(f) & jnp.isfinite(dp)
+        ftest = f0 + c.t * gtest
+        suff = f <= ftest
+        approx = in_noise(c.t) & (f <= f0 + fnoise) & (dp <= (2 * c1 - 1) * d0)
+        accept = finite & (suff | approx) & (jnp.abs(dp) <= c2 * jnp.abs(d0))
+        stage2 = c.stage2 | (finite & suff & (dp >= 0))
+        # First stage: steps chosen on psi (f shifted by the sufficient-decrease line)
+        # while f is lower than at stx but the decrease is not sufficient.
+        shift = ~stage2 & (f <= c.fx) & ~suff
+        lin_f = lambda v, t: jnp.where(shift, v - t * gtest, v)
+        lin_d = lambda v: jnp.where(shift, v - gtest, v)
+        stx, fx, dx, sty, fy, dy, brackt, nxt = _dcstep(
+            c.stx, lin_f(c.fx, c.stx), lin_d(c.dx), c.sty, lin_f(c.fy, c.sty), lin_d(c.dy),
+            c.t, lin_f(f, c.t), lin_d(dp), c.brackt, c.stmin, c.stmax)
+        unlin_f = lambda v, t: jnp.where(shift, v + t * gtest, v)
+        unlin_d = lambda v: jnp.where(shift, v + gtest, v)
+        fx, fy, dx, dy = unlin_f(fx, stx), unlin_f(fy, sty), unlin_d(dx), unlin_d(dy)
+        # A non-finite trial: the far end of a bracket, and bisect back towards stx.
+        stx, fx, dx = [jnp.where(finite, new, old) for new, old in ((stx, c.stx), (fx, c.fx), (dx, c.dx))]
+        sty = jnp.where(finite, sty, c.t)
+        fy = jnp.where(finite, fy, jnp.inf)
+        dy = jnp.where(finite, dy, jnp.inf)
+        brackt = brackt | ~finite
+        nxt = jnp.where(finite & jnp.isfinite(nxt), nxt, stx + 0.5 * (sty - stx))
+        # Bisect when the bracket did not shrink enough over two steps.
+        halve = brackt & (jnp.abs(sty - stx) >= 0.66 * c.width1)
+        nxt = jnp.where(halve, stx + 0.5 * (sty - stx), nxt)
+        width1 = jnp.where(brackt, c.width, c.width1)
+        width = jnp.where(brackt, jnp.abs(sty - stx), c.width)
+        stmin = jnp.where(brackt, jnp.minimum(stx, sty), nxt + 1.1 * (nxt - stx))
+        stmax = jnp.where(brackt, jnp.maximum(stx, sty), nxt + 4.0 * (nxt - stx))
+        nxt = jnp.clip(nxt, 0.0, stpmax)
+        # Stop: accepted; at the largest step with sufficient decrease and a negative
+        # slope; or the bracket has shrunk to rounding (the best point is returned).
+        at_max = (c.t >= stpmax) & finite & suff & (dp <= gtest)
+        collapsed = brackt & ((stmax - stmin <= xtol * stmax) | (nxt <= stmin) | (nxt >= stmax))
+        took = accept | at_max
+        best = took | (finite & (stx == c.t))
+        keep = lambda new, old: jnp.where(c.done, old, new)
+        return _MTCarry(
+            t=keep(jnp.where(took, c.t, nxt), c.t),
+            stx=keep(jnp.where(took, c.t, stx), c.stx), fx=keep(jnp.where(took, f, fx), c.fx),
+            dx=keep(jnp.where(took, dp, dx), c.dx), sty=keep(sty, c.sty), fy=keep(fy, c.fy),
+            dy=keep(dy, c.dy), brackt=keep(brackt, c.brackt), stage2=keep(stage2, c.stage2),
+            stmin=keep(stmin, c.stmin), stmax=keep(stmax, c.stmax), width=keep(width, c.width),
+            width1=keep(width1, c.width1),
+            best_x=tu.tree_where(c.done | ~best, c.best_x, x),
+            best_g=tu.tree_where(c.done | ~best, c.best_g, g),
+            best_aux=c.best_aux if a is None else tu.tree_where(c.done | ~best, c.best_aux, a),
+            accepted=c.accepted | (~c.done & took),
+            spread=keep(jnp.maximum(c.spread, jnp.where(finite, jnp.abs(f - f0), jnp.inf)), c.spread),
+            nan_grad=c.nan_grad | (~c.done & jnp.isfinite(f) & ~jnp.isfinite(dp)),
+            done=c.done | took | collapsed,
+            k=c.k + jnp.where(c.done, 0, 1),
+        )
+
+    start_done = jnp.asarray(False) if done is None else jnp.asarray(done, bool)
+    t0 = jnp.minimum(jnp.asarray(init_stepsize, dtype), stpmax)
+    width = stpmax
+    init = _MTCarry(
+        t=t0, stx=zero, fx=f0, dx=d0, sty=zero, fy=f0, dy=d0, brackt=jnp.asarray(False),
+        stage2=jnp.asarray(False), stmin=zero, stmax=t0 + 4.0 * t0, width=width, width1=2 * width,
+        best_x=params, best_g=grad, best_aux=aux, accepted=jnp.asarray(False), spread=zero,
+        nan_grad=jnp.asarray(False), done=start_done, k=jnp.asarray(0),
+    )
+    c = jax.lax.while_loop(lambda c: ~c.done & (c.k < maxls), body, init)
+    # Out of evaluations, the best step is returned only if it has sufficient decrease.
+    ok = c.accepted | ((c.stx > 0) & (c.fx <= f0 + c.stx * gtest))
+    failed = ~ok | start_done
+    t = jnp.where(failed, zero, c.stx)
+    x = tu.tree_where(failed, params, c.best_x)
+    f = jnp.where(failed, f0, c.fx)
+    g = tu.tree_where(failed, grad, c.best_g)
+    a = c.best_aux if aux is None else tu.tree_where(failed, aux, c.best_aux)
+    hi = jnp.maximum(c.sty, c.t)
+    unrepresentable = (c.spread <= 10 * fnoise) | _step_below_ulp(params, direction, hi, dtype)
+    nonfinite = failed & c.nan_grad
+    stalled = failed & ~nonfinite & (c.k > 0) & (d0 < 0) & unrepresentable
+    return LineSearchResult(t, x, f, g, a, failed, c.k, stalled, nonfinite)
+
+
 def stopped(status) -> jax.Array:
     """Whether a solver state with this status has stopped (not running, not at ``maxiter``).
 
@@ -431,8 +669,9 @@ class LineSearchOptions:
 
     Attributes:
       stepsize: fixed step if positive; ``<= 0`` (default ``0``) means line search.
-      linesearch: ``"zoom"`` (strong Wolfe; ``"hager-zhang"`` and ``"more-thuente"``
-        map to it) or ``"backtracking"`` (Armijo).
+      linesearch: ``"zoom"`` (strong Wolfe, :func:`strong_wolfe`; ``"hager-zhang"`` maps
+        to it), ``"more-thuente"`` (strong Wolfe, :func:`more_thuente`) or
+        ``"backtracking"`` (Armijo).
       linesearch_init, condition, increase_factor, min_stepsize: accepted for jaxopt
         compatibility (the first trial step is chosen by each solver).
       maxls: maximum evaluations per line search (static).
@@ -501,9 +740,9 @@ class LineSearchOptions:
             factor = 0.5 if self.decrease_factor is None else self.decrease_factor
             return backtracking(value_and_grad, params, value, grad, direction, init_stepsize, aux,
                                 c1=self.c1, decrease_factor=factor, maxls=self.maxls, done=done)
-        return strong_wolfe(value_and_grad, params, value, grad, direction, init_stepsize, aux,
-                            c1=self.c1, c2=self.c2, maxls=self.maxls, max_stepsize=self.max_stepsize,
-                            done=done)
+        search = more_thuente if self.linesearch == "more-thuente" else strong_wolfe
+        return search(value_and_grad, params, value, grad, direction, init_stepsize, aux,
+                      c1=self.c1, c2=self.c2, maxls=self.maxls, max_stepsize=self.max_stepsize, done=done)
 
 
 def _concrete_scalar(value) -> bool:

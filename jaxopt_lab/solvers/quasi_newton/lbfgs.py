@@ -126,7 +126,10 @@ class LBFGS(QuasiNewtonSolver):
       stepsize, linesearch, linesearch_init, condition, maxls, c1, c2, decrease_factor,
         increase_factor, max_stepsize, min_stepsize: the line-search options of
         :class:`jaxopt_lab.solvers.linesearch.functions.LineSearchOptions` (``stepsize > 0``
-        fixes the step; default strong Wolfe with ``c1=1e-4``, ``c2=0.9``, ``maxls=30``).
+        fixes the step; default strong Wolfe with ``c1=1e-4``, ``c2=0.9``, ``maxls=30``, by
+        bracketing and zoom; ``linesearch="more-thuente"`` for Moré and Thuente's search). The
+        unit step is tried first, scaled by ``gamma``; the first iteration tries
+        ``1 / ||grad||``.
       history_size: number of stored curvature pairs (static).
       use_gamma: scale the initial inverse Hessian by ``<s, y> / <y, y>``.
       stop_if_linesearch_fails: stop when the line search finds no step (default,

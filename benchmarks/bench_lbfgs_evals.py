@@ -1,0 +1,151 @@
+"""L-BFGS evaluations per iteration and iterations: jaxopt_lab vs jaxopt and SciPy, one process.
+
+Usage: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_lbfgs_evals.py [--quick]``.
+Writes ``benchmarks/results/lbfgs_evals.md``: per problem (noisy logistic regression
+n=20000 d=200, breast cancer, the 18 MGH problems at their standard start), iterations
+and value-and-gradient evaluations to ``||g||_2 <= 1e-6`` for ``jaxopt_lab.LBFGS``
+(strong-Wolfe zoom and Moré-Thuente searches), ``jaxopt.LBFGS`` and SciPy's L-BFGS-B
+(stopped by a callback at the same gradient norm, its own test being an inf-norm), and
+median wall times on the two logistic regressions. ``--quick``: the logistic problems only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.optimize as so  # noqa: E402
+
+import jaxopt_lab as jl  # noqa: E402
+from benchmarks._timing import machine, time_call, write_section  # noqa: E402
+from benchmarks.bench_lbfgs import breast_cancer, logistic, synthetic  # noqa: E402
+from jaxopt_lab.problems import mgh  # noqa: E402
+
+TOL = 1e-6
+MAXITER = 3000
+
+
+def _ours(fun, x0, linesearch):
+    solver = jl.LBFGS(fun, tol=TOL, maxiter=MAXITER, linesearch=linesearch)
+    run = jax.jit(solver.run)
+    return run, lambda out: (int(out.state.iter_num), int(out.state.num_fun_eval),
+                             int(out.state.status) == jl.Status.CONVERGED)
+
+
+def _jaxopt(fun, x0):
+    import jaxopt
+
+    solver = jaxopt.LBFGS(fun, tol=TOL, maxiter=MAXITER)
+    run = jax.jit(solver.run)
+    return run, lambda out: (int(out.state.iter_num), int(out.state.num_fun_eval),
+                             float(out.state.error) <= TOL)
+
+
+def _scipy(fun, x0):
+    vg = jax.jit(jax.value_and_grad(fun))
+
+    def run(x):
+        seen = {"nfev": 0, "g": None, "nit": 0}
+
+        def f(w):
+            seen["nfev"] += 1
+            v, g = vg(jnp.asarray(w))
+            seen["g"] = np.asarray(g)
+            return float(v), seen["g"]
+
+        def callback(intermediate_result):
+            seen["nit"] += 1
+            if np.linalg.norm(seen["g"]) <= TOL:
+                raise StopIteration
+
+        so.minimize(f, np.asarray(x), jac=True, method="L-BFGS-B", callback=callback,
+                    options=dict(maxiter=MAXITER, gtol=0.0, ftol=0.0, maxcor=10, maxfun=20 * MAXITER))
+        return seen["nit"], seen["nfev"], bool(np.linalg.norm(seen["g"]) <= TOL)
+
+    return run, lambda out: out
+
+
+SOLVERS = {
+    "LBFGS zoom": lambda f, x0: _ours(f, x0, "zoom"),
+    "LBFGS more-thuente": lambda f, x0: _ours(f, x0, "more-thuente"),
+    "jaxopt.LBFGS": _jaxopt,
+    "scipy L-BFGS-B": _scipy,
+}
+
+
+def problems(quick: bool):
+    X, y, lam = synthetic()
+    fun = lambda w, X=X, y=y, lam=lam: logistic(w, X, y, lam)
+    yield "logistic n=20000 d=200", fun, jnp.zeros(200), True
+    X, y, lam = breast_cancer()
+    fun = lambda w, X=X, y=y, lam=lam: logistic(w, X, y, lam)
+    yield "breast cancer", fun, jnp.zeros(X.shape[1]), True
+    if not quick:
+        for p in mgh.PROBLEMS:
+            yield p.name, (lambda q: lambda x: q.fun(x))(p), jnp.asarray(p.start(1.0)), False
+
+
+def main() -> int:
+    quick = "--quick" in sys.argv
+    rows, ratios = [], {name: [] for name in SOLVERS}
+    for pname, fun, x0, timed in problems(quick):
+        cells = {}
+        for sname, make in SOLVERS.items():
+            run, read = make(fun, x0)
+            if timed:
+                t = time_call(lambda run=run, x0=x0: run(x0), 5)
+                iters, nfev, ok = read(t["result"])
+                ms = 1e3 * t["median_s"]
+            else:
+                iters, nfev, ok = read(run(x0))
+                ms = None
+            cells[sname] = (iters, nfev, ok, ms)
+        ref = cells["scipy L-BFGS-B"]
+        for sname, (iters, nfev, ok, _) in cells.items():
+            if ok and ref[2] and ref[0] > 0:
+                ratios[sname].append((iters / ref[0], (nfev - 1) / max(iters, 1)))
+        rows.append((pname, cells))
+        print(pname, cells, flush=True)
+
+    names = list(SOLVERS)
+    lines = ["## L-BFGS: evaluations per iteration and iterations vs jaxopt and SciPy", "",
+             "Command: `OPENBLAS_NUM_THREADS=1 python benchmarks/bench_lbfgs_evals.py "
+             f"{' '.join(sys.argv[1:])}`. "
+             f"{machine()}. float64, stop at `||g||_2 <= {TOL:g}` for every solver (SciPy through a "
+             "callback), memory 10. Cells: `iterations / value-and-gradient evaluations (evals per "
+             "iteration)`, `-` when the solver did not reach the tolerance; time = median of 5 "
+             "after a warm-up (compile excluded).", "",
+             "| problem | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for pname, cells in rows:
+        out = []
+        for s in names:
+            iters, nfev, ok, ms = cells[s]
+            text = f"{iters}/{nfev} ({(nfev - 1) / max(iters, 1):.2f})" if ok else f"- {iters}/{nfev}"
+            out.append(text + (f", {ms:.1f} ms" if ms is not None else ""))
+        lines.append(f"| {pname} | " + " | ".join(out) + " |")
+    lines += ["", "| solver | problems solved (with SciPy) | geo-mean iterations / SciPy's | "
+              "max iterations / SciPy's | mean evals per iteration |", "|---|---|---|---|---|"]
+    for s in names:
+        r = ratios[s]
+        if r:
+            it = np.array([a for a, _ in r])
+            ev = np.array([b for _, b in r])
+            lines.append(f"| {s} | {len(r)} | {np.exp(np.mean(np.log(it))):.2f} | {it.max():.2f} | "
+                         f"{ev.mean():.2f} |")
+    text = "\n".join(lines)
+    print(text)
+    write_section("lbfgs_evals", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
