@@ -193,6 +193,7 @@ def test_derivative_of_kkt_solution_wrt_linear_term_closed_form():
 def test_forward_and_reverse_derivatives_match_finite_differences_with_active_inequality():
     solver = jl.AugmentedLagrangian(_proj_fun, ineq_fun=_proj_ineq, tol=1e-11)
 
+    @jax.jit
     def outer(theta):  # a scalar of primal and dual, through the active constraint
         t, r = theta[:2], theta[2]
         p = solver.run(jnp.zeros(2), t, r).params
