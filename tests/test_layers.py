@@ -304,7 +304,7 @@ def _check(source, target, names=()):
     ("jaxopt_lab.transforms.sophia", "jaxopt_lab.core.solver", ()),
     ("jaxopt_lab.curvature.products", "jaxopt_lab.bilevel.problem", ()),
     ("jaxopt_lab.solvers.quasi_newton.lbfgs", "jaxopt_lab.transforms.sophia", ()),
-    ("jaxopt_lab.solvers.quasi_newton.lbfgs", "jaxopt_lab.solvers.first_order._composite", ()),
+    ("jaxopt_lab.solvers.quasi_newton.lbfgs", "jaxopt_lab.solvers.first_order._step", ()),
     ("jaxopt_lab.solvers.quasi_newton.lbfgs", "jaxopt_lab.solvers", ()),
     ("jaxopt_lab.solvers.linesearch.functions", "jaxopt_lab.solvers.quasi_newton.lbfgs", ()),
     ("jaxopt_lab.bilevel.maid", "jaxopt_lab.sweep.placement", ()),
@@ -320,7 +320,7 @@ def test_checker_flags_a_bad_import(source, target, names):
     ("jaxopt_lab.core.loop", "jaxopt_lab.linalg.implicit_diff"),
     ("jaxopt_lab.ops.projection", "jaxopt_lab.linalg.linear_solve"),
     ("jaxopt_lab.solvers.quasi_newton.lbfgs", "jaxopt_lab.solvers.linesearch.functions"),
-    ("jaxopt_lab.solvers.first_order.block_cd", "jaxopt_lab.solvers.first_order._composite"),
+    ("jaxopt_lab.solvers.first_order.block_cd", "jaxopt_lab.solvers.first_order._step"),
     ("jaxopt_lab.bilevel.hypergradient", "jaxopt_lab.solvers.quasi_newton.lbfgs"),
     ("jaxopt_lab.sweep.placement", "jaxopt_lab.solvers.quasi_newton.lbfgs"),
 ])

@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxopt_lab.core.checks import check_callable, uses_line_search
 from jaxopt_lab.core.types import OptStep
-from jaxopt_lab.solvers.first_order._composite import CompositeSolver, CompositeState
+from jaxopt_lab.solvers.first_order._step import CompositeState, FirstOrderSolver
 
 
 class BlockCDState(CompositeState):
@@ -29,7 +29,7 @@ class BlockCDState(CompositeState):
 
 
 @dataclasses.dataclass(eq=False)
-class BlockCoordinateDescent(CompositeSolver):
+class BlockCoordinateDescent(FirstOrderSolver):
     """Proximal coordinate descent for ``min_x f(x, *args) + sum_j g(x_j, hyperparams_prox)``.
 
     The blocks ``x_j`` are the entries of a 1-D ``x`` or the rows of a 2-D ``x``. A block
@@ -74,9 +74,6 @@ class BlockCoordinateDescent(CompositeSolver):
     selection: str = "cyclic"
     maxiter: int = 500
     tol: float = 1e-4
-
-    def _static_option(self, name, value) -> bool:
-        return name == "stepsize" and uses_line_search(value)
 
     def __post_init__(self):
         super().__post_init__()
@@ -153,17 +150,5 @@ class BlockCoordinateDescent(CompositeSolver):
         x = jax.lax.fori_loop(0, x.shape[0], cyclic if self.selection == "cyclic" else greedy, x)
         return OptStep(x, self._finish(x, hp, args, kwargs, state.iter_num + 1))
 
-    def optimality_fun(self, params, hyperparams_prox, *args, **kwargs):
-        """Fixed-point residual ``x - prox(x - grad f(x), hyperparams_prox, 1)`` (block-wise).
-
-        Args:
-          params: a point.
-          hyperparams_prox: hyperparameters of ``block_prox``.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          An array that is zero exactly at solutions.
-        """
-        ones = jnp.ones(params.shape[:1], params.dtype)
-        return self._residual(params, args, kwargs,
-                              lambda x, g: self._prox_all(x - g, hyperparams_prox, ones))
+    def _unit_step(self, x, g, hp):
+        return self._prox_all(x - g, hp, jnp.ones(x.shape[:1], x.dtype))

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_callable, check_positive
 from jaxopt_lab.core.types import OptStep
-from jaxopt_lab.solvers.first_order._composite import CompositeSolver, CompositeState
+from jaxopt_lab.solvers.first_order._step import CompositeState, FirstOrderSolver
 
 
 class MirrorDescentState(CompositeState):
@@ -54,7 +54,7 @@ def projection_grad_simplex_kl(x: jax.Array, grad: jax.Array, stepsize: Any, val
 
 
 @dataclasses.dataclass(eq=False)
-class MirrorDescent(CompositeSolver):
+class MirrorDescent(FirstOrderSolver):
     """Mirror descent ``x+ = projection_grad(x, grad f(x), stepsize, hyperparams_proj)``.
 
     ``projection_grad`` is the whole mirror step: map ``x`` to the dual space with the
@@ -155,16 +155,5 @@ class MirrorDescent(CompositeSolver):
         error = tu.tree_l2_norm(tu.tree_sub(x_next, params)) / t
         return OptStep(x_next, self._state(state.iter_num + 1, error, value, aux, dtype))
 
-    def optimality_fun(self, params, hyperparams_proj, *args, **kwargs):
-        """Fixed-point residual ``x - projection_grad(x, grad f(x), 1, hyperparams_proj)``.
-
-        Args:
-          params: a point.
-          hyperparams_proj: hyperparameters of ``projection_grad``.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          A pytree that is zero exactly at solutions.
-        """
-        return self._residual(params, args, kwargs,
-                              lambda x, g: self.projection_grad(x, g, 1.0, hyperparams_proj))
+    def _unit_step(self, x, g, hp):
+        return self.projection_grad(x, g, 1.0, hp)

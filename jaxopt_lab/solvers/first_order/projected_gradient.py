@@ -9,16 +9,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import is_concrete
 from jaxopt_lab.core.types import Status
 from jaxopt_lab.ops import projection as projection_lib
-from jaxopt_lab.solvers.first_order._composite import CompositeSolver
-from jaxopt_lab.solvers.first_order.gradient_descent import GradientDescent, ProxGradState
+from jaxopt_lab.solvers.first_order.gradient_descent import GradientDescent, GradientDescentState
+
+
+class ProjectedGradientState(GradientDescentState):
+    """State of :class:`ProjectedGradient`: the fields of :class:`GradientDescentState`
+    (``status`` is ``INFEASIBLE`` at once for an empty set given as traced values)."""
+
+    __slots__ = ()
 
 
 @dataclasses.dataclass(eq=False)
-class ProjectedGradient(GradientDescent, CompositeSolver):
+class ProjectedGradient(GradientDescent):
     """Projected gradient for ``min_{x in C} f(x, *args)``.
 
     The proximal gradient method with the projection onto ``C`` as the prox:
@@ -40,7 +45,7 @@ class ProjectedGradient(GradientDescent, CompositeSolver):
         has_aux: as in :class:`GradientDescent`.
 
     Returns:
-      ``run`` returns an ``OptStep(params, ProxGradState)``.
+      ``run`` returns an ``OptStep(params, ProjectedGradientState)``.
 
     References:
       Levitin and Polyak, "Constrained minimization methods", 1966; Beck and
@@ -48,6 +53,7 @@ class ProjectedGradient(GradientDescent, CompositeSolver):
     """
 
     _hyperparams_name = "hyperparams_proj"
+    _state_cls = ProjectedGradientState
 
     projection: Callable = None
 
@@ -63,11 +69,6 @@ class ProjectedGradient(GradientDescent, CompositeSolver):
     def _prox_is_identity(self) -> bool:
         return False
 
-    def _split_args(self, args):
-        if not args:
-            raise TypeError("ProjectedGradient.run needs `hyperparams_proj` after `init_params`.")
-        return args[0], args[1:]
-
     def _check_run_args(self, init_params, args, kwargs) -> None:
         super()._check_run_args(init_params, args, kwargs)
         hp = args[0]
@@ -79,7 +80,7 @@ class ProjectedGradient(GradientDescent, CompositeSolver):
                                  f"{getattr(self.projection, '__name__', 'the projection')} (e.g. lower > "
                                  f"upper, or a negative radius): {hp!r}.")
 
-    def init_state(self, init_params, *args, **kwargs) -> ProxGradState:
+    def init_state(self, init_params, *args, **kwargs) -> ProjectedGradientState:
         """Evaluate ``fun`` at ``init_params``; ``INFEASIBLE`` at once if the set is empty.
 
         Args:
@@ -87,23 +88,9 @@ class ProjectedGradient(GradientDescent, CompositeSolver):
           hyperparams_proj, *args, **kwargs: as in ``run``.
 
         Returns:
-          A :class:`jaxopt_lab.ProxGradState`.
+          A :class:`ProjectedGradientState`.
         """
         state = super().init_state(init_params, *args, **kwargs)
         empty = projection_lib.is_empty_set(self.projection, init_params, self._split_args(args)[0])
         status = jnp.where(empty, Status.INFEASIBLE, state.status).astype(jnp.int32)
         return state._replace(status=status)
-
-    def optimality_fun(self, params, hyperparams_proj, *args, **kwargs):
-        """Fixed-point residual ``x - projection(x - grad f(x), hyperparams_proj)``.
-
-        Args:
-          params: a point.
-          hyperparams_proj: the projection hyperparameters.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          A pytree that is zero exactly at solutions.
-        """
-        return self._residual(params, args, kwargs,
-                              lambda x, g: self.projection(tu.tree_sub(x, g), hyperparams_proj))

@@ -4,46 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.types import OptStep
 from jaxopt_lab.ops import prox as prox_lib
-from jaxopt_lab.solvers.first_order._composite import CompositeSolver
+from jaxopt_lab.solvers.first_order._step import FirstOrderState
 from jaxopt_lab.solvers.first_order.gradient_descent import GradientDescent
 
 _RESTARTS = ("none", "gradient", "function")
 
 
-class ProximalGradientState(NamedTuple):
-    """State of :class:`ProximalGradient`: :class:`ProxGradState`'s fields plus restart data.
+class ProximalGradientState(FirstOrderState):
+    """State of :class:`ProximalGradient`: the fields of
+    :class:`jaxopt_lab.solvers.first_order._step.FirstOrderState` (``value`` is ``f`` at the
+    extrapolated point; ``objective`` is ``F(x) = f(x) + g(x)`` with ``restart="function"``)."""
 
-    Attributes:
-      iter_num, stepsize, error, value, aux, velocity, t, num_fun_eval, status: as in
-        :class:`jaxopt_lab.ProxGradState` (``value`` is ``f`` at the extrapolated point).
-      objective: ``f(x) + g(x)`` at the current iterate with ``restart="function"``,
-        ``inf`` otherwise.
-      num_restarts: momentum restarts so far.
-    """
-
-    iter_num: jax.Array
-    stepsize: jax.Array
-    error: jax.Array
-    value: jax.Array
-    aux: Any
-    velocity: Any
-    t: jax.Array
-    num_fun_eval: jax.Array
-    status: jax.Array
-    objective: jax.Array
-    num_restarts: jax.Array
+    __slots__ = ()
 
 
 @dataclasses.dataclass(eq=False)
-class ProximalGradient(GradientDescent, CompositeSolver):
+class ProximalGradient(GradientDescent):
     """Proximal gradient descent for ``min_x F(x) = f(x, *args) + g(x, hyperparams_prox)``.
 
     Each step is ``x+ = prox(y - t grad f(y), hyperparams_prox, t)`` at the
@@ -84,6 +65,7 @@ class ProximalGradient(GradientDescent, CompositeSolver):
     """
 
     _hyperparams_name = "hyperparams_prox"
+    _state_cls = ProximalGradientState
 
     prox: Callable = prox_lib.prox_none
     restart: str = "gradient"
@@ -111,12 +93,6 @@ class ProximalGradient(GradientDescent, CompositeSolver):
     def _prox_is_identity(self) -> bool:
         return self.prox is prox_lib.prox_none
 
-    def _split_args(self, args):
-        if not args:
-            raise TypeError("ProximalGradient.run needs `hyperparams_prox` after `init_params` "
-                            "(pass None for prox_none).")
-        return args[0], args[1:]
-
     def _objective(self, f_value, x, hyperparams_prox):
         """``F(x) = f(x) + g(x)`` for the function restart, ``inf`` otherwise."""
         dtype = jnp.result_type(f_value)
@@ -125,60 +101,14 @@ class ProximalGradient(GradientDescent, CompositeSolver):
         g = 0.0 if self.nonsmooth_fun is None else self.nonsmooth_fun(x, hyperparams_prox)
         return jnp.asarray(f_value + g, dtype)
 
-    def init_state(self, init_params, *args, **kwargs) -> ProximalGradientState:  # type: ignore[override]
-        """Evaluate ``f`` (and ``F`` for the function restart) at ``init_params``.
-
-        Args:
-          init_params: initial point.
-          hyperparams_prox, *args, **kwargs: as in ``run``.
-
-        Returns:
-          A :class:`ProximalGradientState`.
-        """
-        st = super().init_state(init_params, *args, **kwargs)
-        obj = self._objective(st.value, init_params, args[0] if args else None)
-        return ProximalGradientState(*st, objective=obj, num_restarts=jnp.asarray(0, jnp.int32))
-
-    def update(self, params, state: ProximalGradientState,  # type: ignore[override]
-               *args, **kwargs) -> OptStep:
-        """One proximal gradient step at the extrapolated point, then the momentum update.
-
-        Args:
-          params: current iterate ``x_k``.
-          state: current :class:`ProximalGradientState`.
-          hyperparams_prox, *args, **kwargs: as in ``run``.
-
-        Returns:
-          ``OptStep(x_{k+1}, state)``.
-        """
-        s = self._forward_backward_step(params, state, args, kwargs)
-        x_next, dtype = s.x_next, s.dtype
-        t_next, velocity = self._momentum(params, state, x_next)
-        objective, reset = state.objective, jnp.asarray(False)
-        if self.acceleration:  # restart (O'Donoghue and Candes): t <- 1, y <- x+
-            if self.restart == "gradient":
-                reset = tu.tree_vdot(tu.tree_sub(s.y, x_next), tu.tree_sub(x_next, params)) > 0
-            elif self.restart == "function":
-                objective = self._objective(s.f_next, x_next, s.hp)
-                # Not on rounding noise: F is flat to ~eps |F| near a minimizer.
-                reset = objective > state.objective + 10 * jnp.finfo(dtype).eps * jnp.abs(state.objective)
-            t_next = jnp.where(reset, 1.0, t_next)
-            velocity = tu.tree_where(reset, x_next, velocity)
-        new_state = ProximalGradientState(
-            *self._next_state(state, s, t_next, velocity), objective=jnp.asarray(objective, dtype),
-            num_restarts=state.num_restarts + reset.astype(jnp.int32))
-        return OptStep(x_next, new_state)
-
-    def optimality_fun(self, params, hyperparams_prox, *args, **kwargs):
-        """Fixed-point residual ``x - prox(x - grad f(x), hyperparams_prox, 1)``.
-
-        Args:
-          params: a point.
-          hyperparams_prox: the prox hyperparameters.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          A pytree that is zero exactly at solutions.
-        """
-        return self._residual(params, args, kwargs,
-                              lambda x, g: self.prox(tu.tree_sub(x, g), hyperparams_prox, 1.0))
+    def _restart(self, params, state, s):
+        """O'Donoghue and Candes' test: gradient (``<y - x+, x+ - x> > 0``) or function (``F(x+) > F(x)``)."""
+        if self.restart == "gradient":
+            angle = tu.tree_vdot(tu.tree_sub(s.y, s.x_next), tu.tree_sub(s.x_next, params))
+            return state.objective, angle > 0
+        if self.restart == "function":
+            objective = self._objective(s.f_next, s.x_next, s.hp)
+            # Not on rounding noise: F is flat to ~eps |F| near a minimizer.
+            eps = jnp.finfo(s.dtype).eps
+            return objective, objective > state.objective + 10 * eps * jnp.abs(state.objective)
+        return state.objective, jnp.asarray(False)

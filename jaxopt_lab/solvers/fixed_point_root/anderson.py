@@ -13,7 +13,7 @@ from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int, check_positive
 from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
-from jaxopt_lab.solvers.fixed_point_root._fixed_point_common import FixedPointSolver, params_dtype
+from jaxopt_lab.solvers.fixed_point_root._step import FixedPointSolver, params_dtype
 
 
 def _stack(params, m):
@@ -22,6 +22,14 @@ def _stack(params, m):
 
 def _put(hist, i, value):
     return jax.tree_util.tree_map(lambda h, v: h.at[i].set(v.astype(h.dtype)), hist, value)
+
+
+def _check_mixing_options(solver) -> None:
+    """The checks of the Anderson options shared by both solvers."""
+    check_int(solver.history_size, "history_size", minimum=1)
+    check_int(solver.mixing_frequency, "mixing_frequency", minimum=1)
+    check_positive(solver.beta, "beta")
+    check_positive(solver.ridge, "ridge", allow_zero=True)
 
 
 def anderson_mix(xs, fs, valid, beta, ridge):
@@ -117,10 +125,7 @@ class AndersonAcceleration(FixedPointSolver):
 
     def __post_init__(self):
         super().__post_init__()
-        check_int(self.history_size, "history_size", minimum=1)
-        check_int(self.mixing_frequency, "mixing_frequency", minimum=1)
-        check_positive(self.beta, "beta")
-        check_positive(self.ridge, "ridge", allow_zero=True)
+        _check_mixing_options(self)
 
     def init_state(self, init_params, *args, **kwargs) -> AndersonState:
         """Evaluate ``T(init_params)`` and start the history.
@@ -238,10 +243,7 @@ class AndersonWrapper(IterativeSolver):
         if self.mixing_frequency is None:
             self.mixing_frequency = 1
         super().__post_init__()
-        check_int(self.history_size, "history_size", minimum=1)
-        check_int(self.mixing_frequency, "mixing_frequency", minimum=1)
-        check_positive(self.beta, "beta")
-        check_positive(self.ridge, "ridge", allow_zero=True)
+        _check_mixing_options(self)
 
     def _implicit_solve(self) -> Callable:
         return self.implicit_diff_solve or self.solver._implicit_solve()

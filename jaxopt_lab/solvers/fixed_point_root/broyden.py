@@ -15,7 +15,7 @@ from jaxopt_lab.core.checks import check_int, check_positive, uses_line_search
 from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.linalg import linear_solve as ls
-from jaxopt_lab.solvers.fixed_point_root.fixed_point import split_aux
+from jaxopt_lab.solvers.fixed_point_root._step import split_aux
 
 
 class BroydenState(NamedTuple):

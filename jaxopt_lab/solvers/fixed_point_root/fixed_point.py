@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.types import OptStep, Status
-from jaxopt_lab.solvers.fixed_point_root._fixed_point_common import (
+from jaxopt_lab.solvers.fixed_point_root._step import (
     FixedPointSolver,
     params_dtype,
     rounding_limited,

@@ -11,9 +11,8 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int, check_positive
-from jaxopt_lab.core.types import OptStep
 from jaxopt_lab.solvers.linesearch import functions as _linesearch
-from jaxopt_lab.solvers.newton._newton_common import NewtonSolver
+from jaxopt_lab.solvers.newton._step import NewtonSolver
 
 
 class NewtonCGState(NamedTuple):
@@ -135,17 +134,8 @@ class NewtonCG(NewtonSolver):
     def _extra_init(self, dtype) -> dict:
         return dict(stepsize=jnp.asarray(1.0, dtype), num_hvp=jnp.asarray(0, jnp.int32))
 
-    def update(self, params, state: NewtonCGState, *args, **kwargs) -> OptStep:
-        """One Newton-CG iteration.
-
-        Args:
-          params: current point.
-          state: current :class:`NewtonCGState`.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          ``OptStep(params, state)``.
-        """
+    def _newton_step(self, params, state: NewtonCGState, args, kwargs):
+        """Truncated CG direction, then backtracking from the unit step."""
         vg = lambda x: self._value_and_grad_fun()(x, *args, **kwargs)
         _, hvp = jax.linearize(lambda x: vg(x)[1], params)
         gnorm = state.error
@@ -154,7 +144,6 @@ class NewtonCG(NewtonSolver):
         ls = _linesearch.backtracking(vg, params, state.value, state.grad, direction,
                                       jnp.asarray(1.0, state.value.dtype), state.aux, c1=self.c1,
                                       decrease_factor=self.decrease_factor, maxls=self.maxls)
-        new_state = self._next_state(state, ls.value, ls.grad, ls.aux, ls.failed,
-                                     stepsize=ls.stepsize.astype(state.error.dtype),
-                                     num_hvp=state.num_hvp + n_hvp.astype(jnp.int32))
-        return OptStep(ls.params, new_state)
+        extra = dict(stepsize=ls.stepsize.astype(state.error.dtype),
+                     num_hvp=state.num_hvp + n_hvp.astype(jnp.int32))
+        return ls.params, ((ls.value, ls.aux), ls.grad), ls.failed, extra

@@ -11,9 +11,8 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_callable, check_positive
-from jaxopt_lab.core.types import OptStep
 from jaxopt_lab.linalg import linear_solve as ls
-from jaxopt_lab.solvers.newton._newton_common import NewtonSolver
+from jaxopt_lab.solvers.newton._step import NewtonSolver
 
 
 class RegularizedNewtonState(NamedTuple):
@@ -109,21 +108,11 @@ class RegularizedNewton(NewtonSolver):
     def _extra_init(self, dtype) -> dict:
         return dict(regularization=jnp.zeros([], dtype))
 
-    def update(self, params, state: RegularizedNewtonState, *args, **kwargs) -> OptStep:
-        """One regularized Newton step.
-
-        Args:
-          params: current point.
-          state: current :class:`RegularizedNewtonState`.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          ``OptStep(params, state)``.
-        """
+    def _newton_step(self, params, state: RegularizedNewtonState, args, kwargs):
+        """The full step ``-(H + lam I)^{-1} g`` with ``lam = sqrt(L ||g||)`` (no line search)."""
         lam = jnp.sqrt(self.hessian_lipschitz * state.error)
         step = ls.solve_cg(self._matvec(params, args, kwargs), state.grad, ridge=lam,
                            tol=self.cg_tol, maxiter=self.cg_maxiter)
         new = tu.tree_sub(params, step)
-        (value, aux), grad = self._value_and_grad_fun()(new, *args, **kwargs)
-        return OptStep(new, self._next_state(state, value, grad, aux,
-                                                  regularization=lam.astype(state.error.dtype)))
+        return (new, self._value_and_grad_fun()(new, *args, **kwargs), False,
+                dict(regularization=lam.astype(state.error.dtype)))

@@ -1,5 +1,5 @@
-"""What the Newton-type solvers with matrix-free CG inner solves share (NewtonCG,
-RegularizedNewton): options, the first evaluation and the state after a step."""
+"""The Newton family's step skeleton (NewtonCG, RegularizedNewton): options, the first
+evaluation, ``update`` (the solver's step, then the state at the new point)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int
 from jaxopt_lab.core.solver import IterativeSolver
-from jaxopt_lab.core.types import Status
+from jaxopt_lab.core.types import OptStep, Status
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -19,7 +19,7 @@ class NewtonSolver(IterativeSolver):
 
     Subclasses set ``_state_cls`` (a NamedTuple with ``iter_num, value, grad, error, aux,
     status`` and their own fields), return those extra fields' initial values from
-    ``_extra_init(dtype)`` and end ``update`` with :meth:`_next_state`.
+    ``_extra_init(dtype)`` and write ``_newton_step``.
     """
 
     _state_cls = tuple  # set by each subclass (not a dataclass field)
@@ -55,9 +55,24 @@ class NewtonSolver(IterativeSolver):
             error=tu.tree_l2_norm(grad).astype(dtype), aux=aux,
             status=jnp.asarray(Status.RUNNING, jnp.int32), **self._extra_init(dtype))
 
-    def _next_state(self, state, value, grad, aux, failed=False, **extra):
-        """The state after a step to a point with ``value``, ``grad`` and ``aux``."""
+    def _newton_step(self, params, state, args, kwargs):
+        """``(new_params, ((value, aux), grad), failed, extra)``: the solver's step, ``fun``
+        at the new point, whether its line search failed and its own state fields."""
+        raise NotImplementedError
+
+    def update(self, params, state, *args, **kwargs) -> OptStep:
+        """One Newton-type iteration.
+
+        Args:
+          params: current point.
+          state: current state.
+          *args, **kwargs: passed to ``fun``.
+
+        Returns:
+          ``OptStep(params, state)`` after the step; the state describes the new params.
+        """
+        new, ((value, aux), grad), failed, extra = self._newton_step(params, state, args, kwargs)
         status = jnp.where(failed, Status.LINESEARCH_FAILED, Status.RUNNING).astype(jnp.int32)
-        return self._state_cls(
+        return OptStep(new, self._state_cls(
             iter_num=state.iter_num + 1, value=jnp.asarray(value, state.value.dtype), grad=grad,
-            error=tu.tree_l2_norm(grad).astype(state.error.dtype), aux=aux, status=status, **extra)
+            error=tu.tree_l2_norm(grad).astype(state.error.dtype), aux=aux, status=status, **extra))
