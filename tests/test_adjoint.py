@@ -7,6 +7,10 @@ Derivatives are checked against the ridge closed form ``dx*/dlam = -(A^T A + lam
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -251,3 +255,46 @@ def test_host_solvers_share_the_host_base_and_have_run_only():
         assert not hasattr(cls, "init_state") and not hasattr(cls, "update"), cls
     with pytest.raises(AttributeError, match="run"):
         jl.CvxpyQP().init_state(None)
+
+
+def test_host_solver_option_checks_name_the_argument():
+    f = lambda x: jnp.sum(x**2)
+    cases = [(dict(method=3), TypeError, "method"), (dict(options=[("gtol", 1e-6)]), TypeError, "options"),
+             (dict(dtype=jnp.int32), TypeError, "dtype"), (dict(maxiter=0), ValueError, "maxiter"),
+             (dict(tol=-1.0), ValueError, "tol"),
+             (dict(implicit_diff_solve=3), TypeError, "implicit_diff_solve")]
+    for kw, err, name in cases:
+        with pytest.raises(err, match=name):
+            jl.ScipyMinimize(fun=f, **kw)
+    with pytest.raises(TypeError, match="fun"):
+        jl.ScipyLeastSquares(fun=None)
+    with pytest.raises(TypeError, match="implicit_diff_solve"):
+        jl.CvxpyQP(implicit_diff_solve="gmres")
+    with pytest.raises(TypeError, match="adjoint"):
+        jl.CvxpyQP(adjoint=ls.solve_lu)
+
+
+@pytest.mark.slow  # a fresh interpreter without x64
+def test_host_solvers_in_default_float32_without_x64():
+    """Without x64 (JAX's default): float32 results, implicit derivatives, and no dtype warnings
+    from the float64 the SciPy wrappers ask for by default."""
+    code = textwrap.dedent("""
+        import warnings
+        warnings.simplefilter("error", UserWarning)
+        import jax, jax.numpy as jnp, jaxopt_lab as jl
+        Q = jnp.diag(jnp.asarray([1.0, 3.0, 10.0]))
+        f = lambda x, c: 0.5 * x @ Q @ x - c @ x
+        c = jnp.ones(3)
+        solver = jl.ScipyMinimize(fun=f, method="BFGS", tol=1e-4)
+        out = solver.run(jnp.zeros(3), c)
+        assert out.params.dtype == jnp.float32 and int(out.state.status) == 1, out
+        jac = jax.jacrev(lambda c: solver.run(jnp.zeros(3), c).params)(c)
+        assert jnp.allclose(jac, jnp.linalg.inv(Q), atol=1e-4), jac
+        lsq = jl.ScipyLeastSquares(fun=lambda x: x - 2.0, tol=1e-4).run(jnp.zeros(2))
+        root = jl.ScipyRootFinding(optimality_fun=lambda x: x**3 - 8.0, tol=1e-4).run(jnp.ones(2))
+        assert lsq.params.dtype == root.params.dtype == jnp.float32
+        assert jnp.allclose(lsq.params, 2.0) and jnp.allclose(root.params, 2.0, atol=1e-4)
+    """)
+    env = {**os.environ, "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -241,7 +241,7 @@ def resolve_adjoint(adjoint: Adjoint | None, implicit_diff: bool, implicit_diff_
     if implicit_diff != defaults.get("implicit_diff") and bool(implicit_diff) != implicit:
         raise conflict(f"implicit_diff={implicit_diff!r}")
     if implicit_diff_solve is not None and implicit_diff_solve is not defaults.get("implicit_diff_solve"):
-        if not implicit or (adjoint.solve is not None and adjoint.solve is not implicit_diff_solve):
+        if not isinstance(adjoint, ImplicitAdjoint) or adjoint.solve not in (None, implicit_diff_solve):
             raise conflict(f"implicit_diff_solve={_callable_name(implicit_diff_solve)}")
     if unroll != defaults.get("unroll") and unroll != "auto":
         # unroll=True asks to differentiate through the iterations; unroll=False for a loop

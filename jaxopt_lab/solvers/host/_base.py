@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.adjoint import ImplicitAdjoint, UnrollAdjoint, resolve_adjoint
@@ -53,7 +54,7 @@ class HostSolver:
 
     # The linear solve of ImplicitAdjoint() when neither it nor implicit_diff_solve names one:
     # CG where the optimality Jacobian is a Hessian, a non-symmetric solver otherwise.
-    _default_solve = staticmethod(ls.solve_normal_cg)
+    _default_solve: ClassVar[Callable[..., Any]] = staticmethod(ls.solve_normal_cg)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -107,7 +108,7 @@ class CvxpyQP(HostSolver):
     """
 
     solver: str = "OSQP"
-    _default_solve = staticmethod(ls.solve_gmres)
+    _default_solve: ClassVar[Callable[..., Any]] = staticmethod(ls.solve_gmres)
 
     def __post_init__(self):
         _import_cvxpy()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -229,7 +229,6 @@ class _ScipyBase(HostSolver):
     maxiter: int = 500
     has_aux: bool = False
     jit: bool = True  # jaxopt's keyword; the JAX evaluations handed to SciPy are always jitted
-    _default_solve = staticmethod(ls.solve_normal_cg)
 
     def __post_init__(self):
         super().__post_init__()
@@ -239,8 +238,13 @@ class _ScipyBase(HostSolver):
             raise TypeError(f"`method` must be a SciPy method name (str) or None, got {self.method!r}.")
         if self.options is not None and not isinstance(self.options, dict):
             raise TypeError(f"`options` must be a dict or None, got {type(self.options).__name__}.")
-        if not jnp.issubdtype(self.dtype, jnp.floating):
+        if self.dtype is not None and not jnp.issubdtype(self.dtype, jnp.floating):
             raise TypeError(f"`dtype` must be a floating dtype, got {self.dtype!r}.")
+
+    @property
+    def _jax_dtype(self):
+        """``dtype`` as JAX can hold it (float64 becomes float32 without x64, silently)."""
+        return jax.dtypes.canonicalize_dtype(float if self.dtype is None else self.dtype)
 
     def _status_tol(self) -> float:
         """The tolerance on ``state.error`` for ``CONVERGED``: ``tol``, else the ``gtol``
@@ -261,7 +265,7 @@ class _ScipyBase(HostSolver):
     def _start(self, init_params, trees):
         """Host-call checks, the raveling spec and SciPy's float vector ``x0``."""
         _check_host_call(type(self).__name__, init_params, *trees)
-        return _spec(init_params), np.asarray(_ravel(init_params, self.dtype))
+        return _spec(init_params), np.asarray(_ravel(init_params, self._jax_dtype))
 
     def _result(self, res, spec, init_params, opt_args, kwargs, fun_val, maxiter_hit,
                 hess_inv=None) -> OptStep:
@@ -269,7 +273,7 @@ class _ScipyBase(HostSolver):
 
         ``opt_args`` are ``optimality_fun``'s positional arguments after the params.
         """
-        params = _unravel(jnp.asarray(res.x, self.dtype), spec)
+        params = _unravel(jnp.asarray(res.x, self._jax_dtype), spec)
         params = jax.tree_util.tree_map(lambda p, x: p.astype(jnp.result_type(x)), params, init_params)
         error = _optimality_error(self, params, opt_args, kwargs)
         # fun_val None (root finding): the residual ``res.fun`` is checked for finiteness and
@@ -312,7 +316,8 @@ class ScipyMinimize(_ScipyBase):
     _: dataclasses.KW_ONLY
     callback: Callable | None = None
     value_and_grad: bool = False
-    _default_solve = staticmethod(ls.solve_cg)  # the optimality Jacobian is a Hessian
+    # The optimality Jacobian is a Hessian.
+    _default_solve: ClassVar[Callable[..., Any]] = staticmethod(ls.solve_cg)
 
     def __post_init__(self):
         super().__post_init__()
@@ -328,16 +333,17 @@ class ScipyMinimize(_ScipyBase):
     def _minimize(self, init_params, bounds, args, kwargs):
         spec, x0 = self._start(init_params, (bounds, args, kwargs))
         vg = _vg_of(self.fun, self.has_aux, self.value_and_grad)
-        fg = lambda x: tuple(np.asarray(v, np.float64) for v in _eval_vg(vg, spec, jnp.asarray(x, self.dtype),
+        dtype = self._jax_dtype
+        fg = lambda x: tuple(np.asarray(v, np.float64) for v in _eval_vg(vg, spec, jnp.asarray(x, dtype),
                                                                          args, kwargs))
         hessp = None
         if self.method is not None and self.method.lower() in ("newton-cg", "trust-ncg", "trust-krylov"):
-            hessp = lambda x, v: np.asarray(_eval_hvp(vg, spec, jnp.asarray(x, self.dtype),
-                                                      jnp.asarray(v, self.dtype), args, kwargs))
+            hessp = lambda x, v: np.asarray(_eval_hvp(vg, spec, jnp.asarray(x, self._jax_dtype),
+                                                      jnp.asarray(v, self._jax_dtype), args, kwargs))
         cb = None
         if self.callback is not None:
             cb = lambda xk, *_: self.callback(_unravel(jnp.asarray(xk), spec))
-        flat_bounds = _flat_bounds(bounds, init_params, self.dtype)
+        flat_bounds = _flat_bounds(bounds, init_params, self._jax_dtype)
         sb = None if flat_bounds is None else sopt.Bounds(*flat_bounds)
         res = sopt.minimize(fg, x0, jac=True, hessp=hessp, method=self.method, bounds=sb,
                             tol=self._scipy_tol(), callback=cb,
@@ -373,7 +379,8 @@ class ScipyBoundedMinimize(ScipyMinimize):
       Optimization", 1995; Blondel et al., 2021 (arXiv:2105.15183).
     """
 
-    _default_solve = staticmethod(ls.solve_normal_cg)  # the projection makes it non-symmetric
+    # The projection makes the optimality Jacobian non-symmetric.
+    _default_solve: ClassVar[Callable[..., Any]] = staticmethod(ls.solve_normal_cg)
 
     def __post_init__(self):
         super().__post_init__()
@@ -430,7 +437,8 @@ class ScipyLeastSquares(_ScipyBase):
     _: dataclasses.KW_ONLY
     loss: str = "linear"
     use_jacrev: bool = True
-    _default_solve = staticmethod(ls.solve_cg)  # the optimality Jacobian is the cost's Hessian
+    # The optimality Jacobian is the cost's Hessian.
+    _default_solve: ClassVar[Callable[..., Any]] = staticmethod(ls.solve_cg)
 
     def __post_init__(self):
         super().__post_init__()
@@ -458,11 +466,12 @@ class ScipyLeastSquares(_ScipyBase):
             key = np.asarray(x).tobytes()
             if key not in cache:
                 cache.clear()
-                r, J = _eval_res_jac(fun, spec, self.use_jacrev, jnp.asarray(x, self.dtype), args, kwargs)
+                xj = jnp.asarray(x, self._jax_dtype)
+                r, J = _eval_res_jac(fun, spec, self.use_jacrev, xj, args, kwargs)
                 cache[key] = (np.asarray(r, np.float64), np.asarray(J, np.float64))
             return cache[key]
 
-        flat_bounds = _flat_bounds(bounds, init_params, self.dtype)
+        flat_bounds = _flat_bounds(bounds, init_params, self._jax_dtype)
         kw = dict(self.options or {})
         if flat_bounds is not None:
             kw["bounds"] = flat_bounds
@@ -504,7 +513,8 @@ class ScipyBoundedLeastSquares(ScipyLeastSquares):
       Branch, Coleman and Li, 1999; Blondel et al., 2021 (arXiv:2105.15183).
     """
 
-    _default_solve = staticmethod(ls.solve_normal_cg)  # the projection makes it non-symmetric
+    # The projection makes the optimality Jacobian non-symmetric.
+    _default_solve: ClassVar[Callable[..., Any]] = staticmethod(ls.solve_normal_cg)
 
     def optimality_fun(self, params, bounds, *args, **kwargs):
         """Projected-gradient residual of the least-squares cost."""
@@ -547,7 +557,8 @@ class ScipyRootFinding(_ScipyBase):
     def _host_run(self, init_params, *args, **kwargs):
         spec, x0 = self._start(init_params, (args, kwargs))
         method = self.method or "hybr"
-        ev = lambda x: _eval_res_jac(self.optimality_fun, spec, self.use_jacrev, jnp.asarray(x, self.dtype),
+        dtype = self._jax_dtype
+        ev = lambda x: _eval_res_jac(self.optimality_fun, spec, self.use_jacrev, jnp.asarray(x, dtype),
                                      args, kwargs)
         jac = (lambda x: np.asarray(ev(x)[1], np.float64)) if method in ("hybr", "lm") else None
         res = sopt.root(lambda x: np.asarray(ev(x)[0], np.float64), x0, jac=jac, method=method,
