@@ -319,6 +319,46 @@ SOLVERS += [
     SolverEntry("CvxpyQP", _QuadraticAsQP, dict(tol=1e-9), rosenbrock=False, stepwise=False),
 ]
 
+
+class _ConsensusOfWeightedCopies:
+    """ConsensusADMM on ``fun = 0.25 fun + 0.75 fun``: two blocks (the weights are the
+    split data, the problem's ``*args`` are shared), ``g = 0``; same minimizer as ``fun``."""
+
+    _weights = (0.25, 0.75)
+
+    def __init__(self, fun, **options):
+        self.solver = jl.ConsensusADMM(_weighted(fun), jl.prox.prox_none, in_axes=0, **options)
+
+    def _args(self, args):
+        w = jax.numpy.asarray(self._weights)
+        return (None, w, *(jax.tree_util.tree_map(lambda a: jax.numpy.stack([a, a]), a) for a in args))
+
+    def run(self, init_params, *args):
+        return self.solver.run(init_params, *self._args(args))
+
+    def init_state(self, init_params, *args):
+        return self.solver.init_state(init_params, *self._args(args))
+
+    def update(self, params, state, *args):
+        return self.solver.update(params, state, *self._args(args))
+
+
+@functools.cache
+def _weighted(fun):
+    return lambda x, w, *a: w * fun(x, *a)
+
+
+# ADMM (issue 19): g = 0 (prox_none), so the solution is argmin fun; rho is the traced option.
+SOLVERS += [
+    SolverEntry("ADMM", lambda fun, **kw: _FirstArg(jl.ADMM(fun, jl.prox.prox_none, **kw), None),
+                dict(tol=1e-10, maxiter=5000), numeric_option="rho", numeric_values=(1.0, 2.0),
+                covers=("ADMM",)),
+    SolverEntry("ConsensusADMM", _ConsensusOfWeightedCopies, dict(tol=1e-10, maxiter=5000),
+                numeric_option="rho", numeric_values=(1.0, 2.0), rosenbrock=False,
+                covers=("ConsensusADMM",)),
+]
+
+
 TRANSFORMS: list[TransformEntry] = []
 
 # First-order and proximal transforms (issue 6).
@@ -882,7 +922,8 @@ NOT_ALGORITHMS: dict[str, str] = {
     "sweep": _MODULE, "tree_util": _MODULE, "zeroth_order": _MODULE,
     # jaxopt_lab.solvers
     **{n: _STATE for n in (
-        "AndersonState", "AndersonWrapperState", "ArmijoSGDState", "AugmentedLagrangianState",
+        "ADMMState", "AndersonState", "AndersonWrapperState", "ArmijoSGDState", "AugmentedLagrangianState",
+        "ConsensusADMMState",
         "BfgsState", "BisectionState",
         "BlockCDState", "BoxCDQPState", "BoxOSQPState", "BroydenState", "CBOState", "EqQPState",
         "FixedPointState", "GaussNewtonState", "IterativeRefinementState", "LbfgsState", "LbfgsbState",

@@ -1,0 +1,410 @@
+"""ADMM for ``min fun(x, *args) + g(A x)`` with ``g`` given by its proximal operator."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.checks import check_callable, check_int, check_positive
+from jaxopt_lab.core.solver import IterativeSolver
+from jaxopt_lab.core.types import KKTSolution, OptStep, Status
+from jaxopt_lab.solvers.constrained import _step
+from jaxopt_lab.solvers.quasi_newton.lbfgs import LBFGS
+
+
+class ADMMState(NamedTuple):
+    """State of :class:`ADMM`.
+
+    Attributes:
+      iter_num: iterations done.
+      value: ``fun`` at the current ``x`` (the part of the objective given as a function).
+      error: ``max(||r|| / (sqrt(p) k + max(||Ax||, ||z||)), ||s|| / (sqrt(n) k + ||A^T y||))``
+        with ``k = atol / tol``: ``error <= tol`` is exactly Boyd et al.'s stopping test
+        ``||r|| <= eps_pri`` and ``||s|| <= eps_dual`` (``inf`` before the first iteration).
+      primal_residual: ``||r|| = ||A x - z||``.
+      dual_residual: ``||s|| = ||rho A^T (z - z_prev)||``.
+      z: the splitting variable (``A x`` at a solution).
+      dual: the multiplier ``y`` of ``A x - z = 0`` (unscaled: the scaled dual is
+        ``u = y / rho``, so changing ``rho`` rescales ``u`` and keeps ``y``).
+      rho: the current penalty.
+      inner_tol: tolerance of the next inner x-update solve.
+      inner_iter_num: inner solver iterations so far (0 with ``quadratic=True``).
+      factor: Cholesky factor of ``Q + rho A^T A`` (``quadratic=True``; else empty).
+      factor_rho: the ``rho`` of ``factor``.
+      hessian: ``Q`` (``quadratic=True``; else empty).
+      linear: ``c`` (``quadratic=True``; else empty).
+      status: :class:`jaxopt_lab.Status` code.
+    """
+
+    iter_num: jax.Array
+    value: jax.Array
+    error: jax.Array
+    primal_residual: jax.Array
+    dual_residual: jax.Array
+    z: Any
+    dual: Any
+    rho: jax.Array
+    inner_tol: jax.Array
+    inner_iter_num: jax.Array
+    factor: jax.Array
+    factor_rho: jax.Array
+    hessian: jax.Array
+    linear: jax.Array
+    status: jax.Array
+
+
+# ----------------------------------------------------------------------------- shared pieces
+def check_admm_options(solver) -> None:
+    """Argument checks shared by :class:`ADMM` and ``ConsensusADMM``."""
+    check_callable(solver.prox, "prox")
+    check_positive(solver.rho, "rho")
+    for name, low, high in (("alpha", 0.0, 2.0), ("mu", 1.0, np.inf), ("tau", 1.0, np.inf)):
+        value = getattr(solver, name)
+        if isinstance(value, jax.core.Tracer):
+            continue
+        if not np.all((np.asarray(value) > low) & (np.asarray(value) < high)):
+            raise ValueError(f"`{name}` must be in ({low:g}, {high:g}), got {value!r}.")
+    if solver.atol is not None:
+        check_positive(solver.atol, "atol", allow_zero=True)
+    check_int(solver.inner_maxiter, "inner_maxiter", minimum=1)
+    spec = solver.inner_solver
+    if spec is not None and not (hasattr(spec, "run") or callable(spec)):
+        raise TypeError("`inner_solver` must be a solver with `run` or a factory "
+                        f"`inner_solver(fun) -> solver`, got {type(spec).__name__}.")
+
+
+def inner_solver_for(solver, fun: Callable, tol) -> Any:
+    """The x-update solver on ``fun`` (L-BFGS by default), warm-started by the caller."""
+    spec = solver.inner_solver
+    if spec is None:
+        return LBFGS(fun, tol=tol, maxiter=solver.inner_maxiter, implicit_diff=False, unroll=False)
+    if dataclasses.is_dataclass(spec) and hasattr(spec, "fun"):
+        changes = {"fun": fun}
+        for name, value in (("tol", tol), ("implicit_diff", False), ("unroll", False)):
+            if hasattr(spec, name):
+                changes[name] = value
+        return dataclasses.replace(spec, **changes)
+    return spec(fun)
+
+
+def relative_residual(r, s, scale_p, scale_d, size_p, size_d, tol, atol, dtype):
+    """Boyd's test as one number: ``error <= tol`` iff ``r <= eps_pri`` and ``s <= eps_dual``.
+
+    ``eps_pri = sqrt(size_p) atol + tol scale_p`` and ``eps_dual = sqrt(size_d) atol +
+    tol scale_d``; with ``k = atol / tol`` (1 when ``atol`` is ``None``) the error is
+    ``max(r / (sqrt(size_p) k + scale_p), s / (sqrt(size_d) k + scale_d))``.
+    """
+    if atol is None:
+        k = jnp.ones((), dtype)
+    else:
+        k = jnp.where(tol > 0, atol / jnp.where(tol > 0, tol, 1.0), 0.0).astype(dtype)
+    tiny = jnp.finfo(dtype).eps
+    den_p = jnp.maximum(np.sqrt(size_p) * k + scale_p, tiny)
+    den_d = jnp.maximum(np.sqrt(size_d) * k + scale_d, tiny)
+    return jnp.maximum(r / den_p, s / den_d).astype(dtype)
+
+
+def balance_rho(rho, r, s, mu, tau, enabled: bool):
+    """Residual balancing (Boyd et al. 2011, eq. 3.13): ``rho * tau`` if ``r > mu s``,
+    ``rho / tau`` if ``s > mu r``, else ``rho``."""
+    if not enabled:
+        return rho
+    return jnp.where(r > mu * s, rho * tau, jnp.where(s > mu * r, rho / tau, rho)).astype(rho.dtype)
+
+
+def adaptive_inner_tol(prev, r, s, rho, eps_dual, dtype):
+    """Next inner tolerance: ``0.1 (||s|| + rho ||r||)``, non-increasing, floored at ``0.1 eps_dual``."""
+    return jnp.maximum(0.1 * eps_dual, jnp.minimum(prev, 0.1 * (s + rho * r))).astype(dtype)
+
+
+def _empty(dtype):
+    return jnp.zeros((0, 0), dtype), jnp.zeros((0,), dtype)
+
+
+@dataclasses.dataclass(eq=False)
+class ADMM(IterativeSolver):
+    """Alternating direction method of multipliers for ``min fun(x, *args) + g(A x)``.
+
+    ``g`` is known through its proximal operator ``prox(v, hyperparams_prox, scaling)``
+    (the signature of :mod:`jaxopt_lab.prox`). With ``z = A x`` as a second variable and
+    the scaled dual ``u`` (Boyd et al. 2011, section 3.1.1), each iteration is::
+
+        x  = argmin fun(x) + rho/2 ||A x - z + u||^2      (inner solve)
+        Ax^ = alpha A x + (1 - alpha) z                    (over-relaxation)
+        z  = prox(Ax^ + u, hyperparams_prox, 1 / rho)
+        u  = u + Ax^ - z
+
+    The x-update runs an inner solver warm-started at the previous ``x`` (L-BFGS by
+    default) to a tolerance that shrinks with the residuals; with ``quadratic=True``
+    (``fun`` is ``0.5 x'Qx + c'x + const``, ``Q`` and ``c`` read from ``fun`` by
+    automatic differentiation, so they may depend on ``*args``) it is a solve with a
+    Cholesky factor of ``Q + rho A^T A`` kept in the state and refactored only when
+    ``rho`` changes. With ``residual_balancing`` ``rho`` is multiplied or divided by
+    ``tau`` when one residual exceeds ``mu`` times the other (section 3.4.1); the dual is
+    stored unscaled (``y = rho u``), so the scaled dual is rescaled with it.
+
+    Stopping: ``r = A x - z``, ``s = rho A^T (z - z_prev)``; ``CONVERGED`` when
+    ``||r|| <= sqrt(p) atol + tol max(||Ax||, ||z||)`` and ``||s|| <= sqrt(n) atol +
+    tol ||A^T y||`` (section 3.3.1): ``tol`` is Boyd's relative tolerance ``eps_rel`` and
+    ``atol`` his ``eps_abs`` (``None``: equal to ``tol``). ``NONFINITE`` on NaNs (the
+    last finite iterate is returned), ``MAX_ITER`` otherwise; per lane under ``vmap``.
+
+    Implicit derivatives of the solution with respect to ``hyperparams_prox`` and
+    ``*args`` (forward and reverse mode) come from :meth:`optimality_fun`: the fixed point
+    ``x = prox(x - s grad fun(x), hyperparams_prox, s)``, ``s = 1 / rho``, when ``A`` is
+    ``None``; with ``A`` the KKT system of ``(x, y)``. Dense LU solves them (GMRES above
+    512 unknowns) unless ``implicit_diff_solve`` is given.
+
+    Args:
+      fun: smooth convex objective ``fun(x, *args, **kwargs)`` (``(value, aux)`` with
+        ``has_aux``).
+      prox: ``prox(v, hyperparams_prox, scaling)``, the proximal operator of ``g``.
+      A: ``None`` (identity, ``x`` may be a pytree) or a 2-D array ``(p, n)`` for a 1-D
+        ``x`` of size ``n``. Its entries are traced but get no derivatives; pass data
+        through ``*args`` for that.
+      rho: initial penalty ``> 0`` (may be traced).
+      alpha: over-relaxation in ``(0, 2)``; 1.5 to 1.8 often speeds up convergence.
+      quadratic: ``fun`` is quadratic in ``x`` (1-D ``x``): closed-form x-updates.
+      residual_balancing: adapt ``rho`` (static).
+      mu, tau: residual-balancing ratio and factor (both ``> 1``).
+      atol: Boyd's absolute tolerance ``eps_abs`` (``None``: ``tol``).
+      inner_solver: the x-update solver, a solver whose ``fun`` is replaced by the
+        x-update objective ``(x, v, rho, *args) -> fun(x, *args) + rho/2 ||Ax - v||^2``,
+        or a factory ``inner_solver(fun) -> solver``. Default: :class:`jaxopt_lab.LBFGS`.
+      inner_maxiter: iteration cap of each inner solve (static).
+      maxiter: iterations.
+      tol: Boyd's relative tolerance ``eps_rel``.
+      implicit_diff, implicit_diff_solve, has_aux, jit, unroll, verbose, adjoint: see
+        :class:`jaxopt_lab.IterativeSolver`.
+
+    Returns:
+      ``run(init_params, hyperparams_prox, *args, **kwargs)`` returns ``OptStep(x,
+      ADMMState)``; ``state.z`` and ``state.dual`` hold the splitting variable and the
+      multiplier.
+
+    Example (convex training of a two-layer ReLU network, Pilanci and Ergen 2020): with
+    ``D_i = diag(1[X h_i >= 0])`` for sampled gates ``h_i``, the group-lasso problem
+    ``min_w 1/2 ||sum_i D_i X (v_i - w_i) - y||^2 + beta sum_i (||v_i|| + ||w_i||)`` s.t.
+    ``(2 D_i - I) X v_i >= 0`` and likewise for ``w_i`` is ``fun`` = the squared loss in
+    ``u = (v, w)`` and ``g(A u)`` with ``A = [I; K]`` (``K`` stacks the cone
+    constraints), ``g`` = the group norm on the first block plus the indicator of the
+    nonnegative orthant on the second: ``ADMM(loss, prox, A=A, quadratic=True)``
+    (see ``tests/test_admm.py`` for the full problem).
+
+    References:
+      Boyd, Parikh, Chu, Peleato and Eckstein, "Distributed Optimization and Statistical
+      Learning via the Alternating Direction Method of Multipliers", Foundations and
+      Trends in Machine Learning, 2011; Eckstein and Bertsekas, "On the Douglas-Rachford
+      splitting method and the proximal point algorithm", 1992 (over-relaxation); Pilanci
+      and Ergen, "Neural Networks are Convex Regularizers", 2020 (arXiv:2002.10553); Bai,
+      Gautam and Sojoudi, "Efficient Global Optimization of Two-layer ReLU Networks:
+      Quadratic-time Algorithms and Adversarial Training", 2022 (arXiv:2201.01965).
+    """
+
+    fun: Callable
+    prox: Callable
+    _: dataclasses.KW_ONLY
+    A: Any = None
+    rho: float = 1.0
+    alpha: float = 1.0
+    quadratic: bool = False
+    residual_balancing: bool = True
+    mu: float = 10.0
+    tau: float = 2.0
+    atol: float | None = None
+    inner_solver: Any = None
+    inner_maxiter: int = 100
+    maxiter: int = 1000
+    tol: float = 1e-4
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_admm_options(self)
+        if self.A is not None:
+            if callable(self.A) or isinstance(self.A, str):
+                raise TypeError(f"`A` must be None or a 2-D array, got {type(self.A).__name__}.")
+            if jnp.ndim(self.A) != 2:
+                raise ValueError(f"`A` must be a 2-D array (p, n), got shape {jnp.shape(self.A)}.")
+            if not isinstance(self.A, jax.Array | np.ndarray):
+                object.__setattr__(self, "A", jnp.asarray(self.A))
+
+    # ------------------------------------------------------------------ linear map
+    def _Ax(self, x):
+        return x if self.A is None else self.A @ x
+
+    def _ATy(self, y):
+        return y if self.A is None else self.A.T @ y
+
+    def _check_run_args(self, init_params, args, kwargs) -> None:
+        super()._check_run_args(init_params, args, kwargs)
+        needs_vector = self.A is not None or self.quadratic
+        if needs_vector and (not hasattr(init_params, "shape") or jnp.ndim(init_params) != 1):
+            what = "`A`" if self.A is not None else "`quadratic=True`"
+            raise ValueError(f"With {what}, `init_params` must be a 1-D array, got "
+                             f"{type(init_params).__name__} of shape {jnp.shape(init_params)}.")
+        if self.A is not None and jnp.shape(self.A)[1] != jnp.shape(init_params)[0]:
+            raise ValueError(f"`A` has shape {jnp.shape(self.A)}: its {jnp.shape(self.A)[1]} columns must "
+                             f"match the size {jnp.shape(init_params)[0]} of `init_params`.")
+
+    # ------------------------------------------------------------------ x-update
+    def _x_objective(self, x, v, rho, *args, **kwargs):
+        ax_v = tu.tree_sub(self._Ax(x), v)
+        return self._value_fun()(x, *args, **kwargs) + 0.5 * rho * tu.tree_l2_norm(ax_v, squared=True)
+
+    def _quadratic_data(self, x, args, kwargs):
+        f = lambda v: self._value_fun()(v, *args, **kwargs)
+        zero = jnp.zeros_like(x)
+        return jax.hessian(f)(zero), jax.grad(f)(zero)
+
+    def _factor(self, Q, rho):
+        M = Q + rho * (jnp.eye(Q.shape[0], dtype=Q.dtype) if self.A is None else self.A.T @ self.A)
+        return jnp.linalg.cholesky(M)
+
+    def _x_update(self, x, v, state, args, kwargs):
+        """``argmin fun(x) + rho/2 ||Ax - v||^2``: (x, inner iterations, factor, factor_rho)."""
+        rho = state.rho
+        if self.quadratic:
+            factor = jax.lax.cond(rho != state.factor_rho, lambda: self._factor(state.hessian, rho),
+                                  lambda: state.factor)
+            rhs = rho * self._ATy(v) - state.linear
+            x_new = jax.scipy.linalg.cho_solve((factor, True), rhs)
+            return x_new, jnp.asarray(0, jnp.int32), factor, rho
+        out = inner_solver_for(self, self._x_objective, state.inner_tol).run(x, v, rho, *args, **kwargs)
+        inner = jnp.asarray(getattr(out.state, "iter_num", 0), jnp.int32)
+        return out.params, inner, state.factor, state.factor_rho
+
+    # ------------------------------------------------------------------ solver contract
+    def init_state(self, init_params, hyperparams_prox=None, *args, **kwargs) -> ADMMState:
+        """State at ``init_params`` with ``z = A x0`` and a zero dual.
+
+        Args:
+          init_params: initial ``x``.
+          hyperparams_prox: hyperparameters of ``prox``.
+          *args, **kwargs: passed to ``fun``.
+
+        Returns:
+          An :class:`ADMMState`.
+        """
+        del hyperparams_prox
+        x = init_params
+        value = self._value_fun()(x, *args, **kwargs)
+        dtype = jnp.result_type(*jax.tree_util.tree_leaves(x))
+        rho = jnp.asarray(self.rho, dtype)
+        z = self._Ax(x)
+        if self.quadratic:
+            Q, c = self._quadratic_data(x, args, kwargs)
+            factor = self._factor(Q, rho)
+        else:
+            factor, c = _empty(dtype)
+            Q = factor
+        grad = jax.grad(self._value_fun())(x, *args, **kwargs)
+        inner_tol = (0.1 * tu.tree_l2_norm(grad)).astype(dtype)
+        inf = jnp.asarray(jnp.inf, dtype)
+        return ADMMState(
+            iter_num=jnp.asarray(0, jnp.int32), value=jnp.asarray(value, dtype), error=inf,
+            primal_residual=inf, dual_residual=inf, z=z, dual=tu.tree_zeros_like(z), rho=rho,
+            inner_tol=inner_tol, inner_iter_num=jnp.asarray(0, jnp.int32), factor=factor,
+            factor_rho=rho, hessian=Q, linear=c, status=jnp.asarray(Status.RUNNING, jnp.int32))
+
+    def update(self, params, state: ADMMState, hyperparams_prox=None, *args, **kwargs) -> OptStep:
+        """One ADMM iteration (x-, z- and dual update, then residual balancing).
+
+        Args:
+          params: current ``x``.
+          state: current :class:`ADMMState`.
+          hyperparams_prox: hyperparameters of ``prox``.
+          *args, **kwargs: passed to ``fun``.
+
+        Returns:
+          ``OptStep(x, state)``.
+        """
+        dtype = state.rho.dtype
+        rho, z_prev = state.rho, state.z
+        u = tu.tree_scalar_mul(1.0 / rho, state.dual)
+        x, inner, factor, factor_rho = self._x_update(params, tu.tree_sub(z_prev, u), state, args, kwargs)
+        ax = self._Ax(x)
+        ax_hat = tu.tree_add(tu.tree_scalar_mul(self.alpha, ax), tu.tree_scalar_mul(1.0 - self.alpha, z_prev))
+        z = self.prox(tu.tree_add(ax_hat, u), hyperparams_prox, 1.0 / rho)
+        u = tu.tree_add(u, tu.tree_sub(ax_hat, z))
+        y = tu.tree_scalar_mul(rho, u)
+        r = tu.tree_l2_norm(tu.tree_sub(ax, z)).astype(dtype)
+        s = (rho * tu.tree_l2_norm(self._ATy(tu.tree_sub(z, z_prev)))).astype(dtype)
+        scale_p = jnp.maximum(tu.tree_l2_norm(ax), tu.tree_l2_norm(z)).astype(dtype)
+        scale_d = tu.tree_l2_norm(self._ATy(y)).astype(dtype)
+        size_p = sum(jnp.size(leaf) for leaf in jax.tree_util.tree_leaves(z))
+        size_d = sum(jnp.size(leaf) for leaf in jax.tree_util.tree_leaves(x))
+        error = relative_residual(r, s, scale_p, scale_d, size_p, size_d, self.tol, self.atol, dtype)
+        atol = self.tol if self.atol is None else self.atol
+        eps_dual = np.sqrt(size_d) * atol + self.tol * scale_d
+        inner_tol = adaptive_inner_tol(state.inner_tol, r, s, rho, eps_dual, dtype)
+        value = jnp.asarray(self._value_fun()(x, *args, **kwargs), dtype)
+        new_state = ADMMState(
+            iter_num=state.iter_num + 1, value=value, error=error, primal_residual=r, dual_residual=s,
+            z=z, dual=y, rho=balance_rho(rho, r, s, self.mu, self.tau, self.residual_balancing),
+            inner_tol=inner_tol, inner_iter_num=state.inner_iter_num + inner, factor=factor,
+            factor_rho=jnp.asarray(factor_rho, dtype), hessian=state.hessian, linear=state.linear,
+            status=state.status)
+        return OptStep(x, new_state)
+
+    def optimality_fun(self, params, hyperparams_prox=None, *args, **kwargs):
+        """Residual that vanishes at a solution.
+
+        ``A`` is ``None``: the proximal-gradient fixed point ``x - prox(x - s grad fun(x),
+        hyperparams_prox, s)`` with ``s = 1 / rho``. With ``A``, ``params`` is a
+        ``KKTSolution(x, y)`` (``y = state.dual``) and the residual is ``(grad fun(x) +
+        A^T y, A x - prox(A x + s y, hyperparams_prox, s))``: stationarity, and ``y`` a
+        subgradient of ``g`` at ``A x``.
+
+        Args:
+          params: ``x``, or ``KKTSolution(x, y)`` when ``A`` is given.
+          hyperparams_prox: hyperparameters of ``prox``.
+          *args, **kwargs: passed to ``fun``.
+
+        Returns:
+          The residual, a pytree like ``params``.
+        """
+        s = 1.0 / jnp.asarray(self.rho)
+        grad = jax.grad(self._value_fun())
+        if self.A is None:
+            x = params.primal if isinstance(params, KKTSolution) else params
+            step = tu.tree_add_scalar_mul(x, -s, grad(x, *args, **kwargs))
+            return tu.tree_sub(x, self.prox(step, hyperparams_prox, s))
+        if not isinstance(params, KKTSolution):
+            raise ValueError("With `A`, the optimality residual needs the multiplier: pass "
+                             "`KKTSolution(x, state.dual)` as `params`.")
+        x, y = params.primal, params.dual_eq
+        ax = self.A @ x
+        stationarity = grad(x, *args, **kwargs) + self.A.T @ y
+        return KKTSolution(stationarity, ax - self.prox(ax + s * y, hyperparams_prox, s))
+
+    def _implicit_solve(self) -> Callable:
+        return self.implicit_diff_solve or _step.solve_kkt_implicit
+
+    # With ``A`` the implicit system is in (x, y): the loop returns both and ``run`` drops y.
+    def _run_loop(self, init_params, *args, **kwargs) -> OptStep:
+        out = super()._run_loop(init_params, *args, **kwargs)
+        if self.A is None:
+            return out
+        return OptStep(KKTSolution(out.params, out.state.dual), out.state)
+
+    def run(self, init_params, hyperparams_prox=None, *args, **kwargs) -> OptStep:
+        """Run ADMM from ``init_params``.
+
+        Args:
+          init_params: initial ``x`` (gets no derivative).
+          hyperparams_prox: hyperparameters of ``prox``; derivatives flow to them.
+          *args, **kwargs: passed to ``fun``; derivatives flow to them.
+
+        Returns:
+          ``OptStep(x, ADMMState)``.
+        """
+        out = super().run(init_params, hyperparams_prox, *args, **kwargs)
+        if isinstance(out.params, KKTSolution):
+            return OptStep(out.params.primal, out.state)
+        return out
