@@ -48,8 +48,8 @@ if [ "$SMOKE" = 1 ]; then
   LM_ARGS=(--smoke)
 else
   DEST="$RESULTS/gpu.md"
-  L_LBFGS=${LIMIT_LBFGS:-50}; L_BATCH=${LIMIT_BATCH:-80}; L_HYPER=${LIMIT_HYPER:-40}
-  L_STEP=${LIMIT_STEP:-40}; L_LM=${LIMIT_LM:-70}
+  L_LBFGS=${LIMIT_LBFGS:-45}; L_BATCH=${LIMIT_BATCH:-75}; L_HYPER=${LIMIT_HYPER:-35}
+  L_STEP=${LIMIT_STEP:-35}; L_LM=${LIMIT_LM:-100}
   BATCH_ARGS=(--repeats 3 --segment-sizes 10); STEP_ARGS=(--repeats 5); LM_ARGS=(--steps 400)
 fi
 
