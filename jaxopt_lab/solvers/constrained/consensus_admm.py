@@ -338,7 +338,7 @@ class ConsensusADMM(IterativeSolver):
           ``OptStep(z, ConsensusADMMState)``.
         """
         if self.mesh is not None:
-            self._num_blocks(args)
+            self._check_run_args(init_params, (hyperparams_prox, *args), kwargs)
             sharding = self._block_sharding()[0]
             args = tuple(
                 arg if axis != 0 else jax.tree_util.tree_map(
