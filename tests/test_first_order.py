@@ -274,7 +274,7 @@ _BAD_INPUTS = [  # (what, call, pattern naming the argument and, for leaves, the
     ("b1 outside [0, 1)", lambda: jl.layerwise_noise_adaptive(0.1, b1=1.0), "b1"),
     ("non-positive peak", lambda: jl.refined_schedule([1.0, 2.0], peak_value=-1.0), "peak_value"),
     ("max below initial batch", lambda: jl.adaptive_batch_size(8, max_batch_size=4), "max_batch_size"),
-    ("vector leaf given to ROOT", lambda: jl.root(0.1).init(_TREE),
+    ("vector leaf given to ROOT", lambda: jl.scale_by_root().init(_TREE),
      r"leaf \['dense'\]\['bias'\] has shape \(3,\).*matrices only; mask it out"),
     ("vector leaf given to low-rank DCT", lambda: jl.lowrank_dct(0.1, rank=2).init(_TREE),
      r"leaf \['dense'\]\['bias'\].*matrices only; mask it out"),

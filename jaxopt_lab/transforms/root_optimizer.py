@@ -90,29 +90,65 @@ def scale_by_root(
 def root(
     learning_rate: optax.ScalarOrSchedule, beta: float = 0.95, threshold: float | None = 3.0,
     nesterov: bool = True, eps: float = 1e-7, fallback: optax.GradientTransformation | None = None,
+    adam_learning_rate: optax.ScalarOrSchedule | None = None, adam_b1: float = 0.9, adam_b2: float = 0.999,
+    adam_eps: float = 1e-8, adam_weight_decay: float = 0.0,
 ) -> optax.GradientTransformation:
-    """ROOT optimizer; non-matrix leaves go to ``fallback`` through ``optax.partition``.
+    """ROOT optimizer; non-matrix leaves (biases, scales, scalars) go to an AdamW fallback.
+
+    Leaves with ``ndim == 2`` get :func:`scale_by_root` and ``learning_rate``; the others
+    (``ndim != 2``: vectors, scalars, conv kernels) go through ``optax.partition`` to
+    ``fallback``, by default ``optax.adamw(adam_learning_rate, adam_b1, adam_b2, adam_eps,
+    weight_decay=adam_weight_decay)`` (Adam when the weight decay is 0) as Muon
+    implementations do (``optax.contrib.muon``). A pytree of matrices only gives the same updates
+    as the ROOT chain alone.
 
     Args:
       learning_rate: step size or schedule for the matrix leaves.
       beta, threshold, nesterov, eps: see :func:`scale_by_root`.
-      fallback: a complete optimizer (with its own learning rate, e.g. ``optax.adam(1e-3)``)
-        for leaves with ``ndim != 2``; without it such leaves raise a ``ValueError``.
+      fallback: a complete optimizer for the non-matrix leaves (with its own learning rate,
+        e.g. ``optax.sgd(1e-2)``); ``None`` for the AdamW below.
+      adam_learning_rate: the AdamW fallback's step size or schedule (``None``:
+        ``learning_rate``).
+      adam_b1, adam_b2, adam_eps, adam_weight_decay: the AdamW fallback's moment decays,
+        denominator floor and decoupled weight decay.
 
     Returns:
       An ``optax.GradientTransformation``.
 
     References:
       He et al., "ROOT: Robust Orthogonalized Optimizer for Neural Network Training", 2025
-      (arXiv:2511.20626).
+      (arXiv:2511.20626); Loshchilov, Hutter, "Decoupled Weight Decay Regularization", 2019
+      (arXiv:1711.05101).
     """
     core = optax.chain(scale_by_root(beta, threshold, nesterov, eps),
                        optax.scale_by_learning_rate(learning_rate))
     if fallback is None:
-        return core
+        lr = learning_rate if adam_learning_rate is None else adam_learning_rate
+        if isinstance(adam_weight_decay, int | float) and adam_weight_decay == 0:
+            fallback = optax.adam(lr, b1=adam_b1, b2=adam_b2, eps=adam_eps)  # update needs no params
+        else:
+            fallback = optax.adamw(lr, b1=adam_b1, b2=adam_b2, eps=adam_eps, weight_decay=adam_weight_decay)
     label = lambda p: "matrix" if jnp.ndim(p) == 2 else "other"
     labels = lambda params: jax.tree_util.tree_map(label, params)
-    return optax.partition({"matrix": core, "other": fallback}, labels)
+    split = optax.partition({"matrix": core, "other": fallback}, labels)
+
+    def update(grads, state, params=None):
+        # Check the gradients here, before the partition's masks meet them, so that a wrong
+        # tree is named by its path: against params, or else against the ROOT momentum built
+        # at init (its non-matrix leaves are masked out: those take the gradients' shapes).
+        is_masked = lambda x: isinstance(x, optax.MaskedNode)
+        mu = state.inner_states["matrix"].inner_state[0].mu
+        mu_leaves, treedef = jax.tree_util.tree_flatten(mu, is_leaf=is_masked)
+        like = jax.tree_util.tree_unflatten(treedef, [jnp.zeros(()) if is_masked(m) else m
+                                                      for m in mu_leaves])
+        if params is None and jax.tree_util.tree_structure(grads) == treedef:
+            like = jax.tree_util.tree_unflatten(treedef, [g if is_masked(m) else m for m, g in
+                                                          zip(mu_leaves, jax.tree_util.tree_leaves(grads),
+                                                              strict=True)])
+        check_update_args("root", grads, params, state_like=like)
+        return split.update(grads, state, params)
+
+    return optax.GradientTransformation(split.init, update)
 
 
 __all__ = ["ScaleByRootState", "scale_by_root", "root"]
