@@ -290,6 +290,7 @@ def top_k_compressor(k: int) -> Compressor:
         del key
         return jnp.where(topk_magnitude_mask(x, k), x, jnp.zeros_like(x))  # exact, no full sort
 
+    compress.contraction = lambda d: min(k, d) / d  # type: ignore[attr-defined]  # delta, for econtrol
     return compress
 
 
@@ -313,6 +314,7 @@ def random_k_compressor(k: int) -> Compressor:
         idx = jax.random.permutation(key, flat.size)[: min(k, flat.size)]
         return jnp.zeros_like(flat).at[idx].set(flat[idx]).reshape(x.shape)
 
+    compress.contraction = lambda d: min(k, d) / d  # type: ignore[attr-defined]  # delta, for econtrol
     return compress
 
 
