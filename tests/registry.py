@@ -41,6 +41,9 @@ class SolverEntry:
       pytree_params: ``init_params`` may be any pytree; False for BlockCoordinateDescent,
         whose blocks are the entries or rows of one 1-D or 2-D array (a pytree gets a
         ``ValueError`` naming ``init_params``, checked in test_block_cd_mirror.py).
+      core: a representative entry for the cross-cutting checks of other test files that
+        run a few entries by default and the rest with ``-m slow`` (:func:`tiered`); the
+        conformance suite runs its cheap checks on every entry.
       tol_floor: the smallest ``tol`` (on ``state.error``) the solver reaches on the test
         problems in float64; checks asking for a tighter one use this. 0 for solvers that
         iterate to rounding; SciPy's BFGS and L-BFGS-B test sufficient decrease on function
@@ -85,6 +88,7 @@ class TransformEntry:
       injectable: hyperparameters that ``optax.inject_hyperparams`` can change.
       matrix_only: only matrix-shaped leaves are supported.
       keeps_bf16: updates stay in bfloat16 for bfloat16 gradients.
+      core: as for solvers (:func:`tiered`).
       leafwise: the rule acts per leaf (per-layer norms, per-leaf top-k ...), so splitting a
         vector into several leaves changes the maths.
       reaches_minimum: the rule converges to the unconstrained minimizer of the test problem
@@ -475,10 +479,10 @@ TRANSFORMS += [
 def tiered(entries):
     """pytest parameters for every entry; non-``core`` entries are marked ``slow``.
 
-    The default suite (``make test``) runs each tiered check on the core entries
-    only, to stay within its time budget on two cores; ``make test-all`` runs the
-    full matrix. Checks that every entry must pass by default are parametrized
-    over the plain lists instead.
+    For the heavier cross-cutting checks outside the conformance suite (determinism,
+    state dtypes): the default suite (``make test``) runs them on the core entries only,
+    to stay within its time budget on two cores; ``make test-all`` runs the full matrix.
+    The conformance suite runs its cheap checks on every entry by default.
     """
     import pytest
 
