@@ -145,9 +145,11 @@ class ADMM(IterativeSolver):
     (``fun`` is ``0.5 x'Qx + c'x + const``, ``Q`` and ``c`` read from ``fun`` by
     automatic differentiation, so they may depend on ``*args``) it is a solve with a
     Cholesky factor of ``Q + rho A^T A`` kept in the state and refactored only when
-    ``rho`` changes. With ``residual_balancing`` ``rho`` is multiplied or divided by
-    ``tau`` when one residual exceeds ``mu`` times the other (section 3.4.1); the dual is
-    stored unscaled (``y = rho u``), so the scaled dual is rescaled with it.
+    ``rho`` changes (under ``vmap`` that test becomes a select, so every iteration
+    refactors; ``residual_balancing=False`` avoids it). With ``residual_balancing`` ``rho``
+    is multiplied or divided by ``tau`` when one residual exceeds ``mu`` times the other
+    (section 3.4.1); the dual is stored unscaled (``y = rho u``), so the scaled dual is
+    rescaled with it.
 
     Stopping: ``r = A x - z``, ``s = rho A^T (z - z_prev)``; ``CONVERGED`` when
     ``||r|| <= sqrt(p) atol + tol max(||Ax||, ||z||)`` and ``||s|| <= sqrt(n) atol +
