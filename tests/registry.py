@@ -362,7 +362,6 @@ SOLVERS += [
                 covers=("ConsensusADMM",)),
 ]
 
-
 TRANSFORMS: list[TransformEntry] = []
 
 # First-order and proximal transforms (issue 6).
@@ -875,6 +874,47 @@ SCALAR_ROOTS: list[ScalarRootEntry] = [
 ]
 
 
+# Frank-Wolfe (issue 19): an l1 ball far larger than the solution, so the minimizer of the
+# unconstrained test problems is interior; pairwise steps converge linearly there too. Near
+# tol = 1e-12 the backtracking and away-vertex choices follow rounding (vmap vs single run).
+SOLVERS += [
+    SolverEntry("FrankWolfe-pairwise",
+                lambda fun, **kw: _FirstArg(jl.FrankWolfe(fun, jl.lmo.lmo_l1_ball, variant="pairwise", **kw),
+                                            100.0),
+                dict(tol=1e-12, maxiter=3000), numeric_values=(1e-11, 1e-12), rosenbrock=False,
+                implicit_diff=False, exact_replay=False, covers=("FrankWolfe",)),
+    # O(1/k) with averaged gradients: a loose gap and accuracy.
+    SolverEntry("StochasticFrankWolfe",
+                lambda fun, **kw: _FirstArg(jl.StochasticFrankWolfe(fun, jl.lmo.lmo_l1_ball, **kw), 10.0),
+                dict(tol=1e-3, maxiter=20000), numeric_values=(1e-3, 2e-3), accuracy=3e-2, rosenbrock=False,
+                implicit_diff=False, covers=("StochasticFrankWolfe",)),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class SaddlePointEntry:
+    """A saddle-point solver: ``make(fun, **options).run((x0, y0), *args) -> OptStep((x, y), state)``
+    for ``min_x max_y fun(x, y, *args)``; checked in test_mirror_prox.py.
+
+    Attributes:
+      options: options reaching ``gap`` on the suite's 20x30 matrix game (players on simplices).
+      gap: duality gap of the returned point expected within ``options["maxiter"]`` iterations.
+    """
+
+    name: str
+    make: Callable[..., Any]
+    options: dict = dataclasses.field(default_factory=dict)
+    gap: float = 1e-3
+    covers: tuple = ()
+
+
+SADDLE_POINT_SOLVERS: list[SaddlePointEntry] = [
+    SaddlePointEntry("MirrorProx", jl.MirrorProx, dict(mirror="entropy", maxiter=5000, tol=1e-3), gap=1e-3),
+    SaddlePointEntry("OptimisticMirrorDescent", jl.OptimisticMirrorDescent,
+                     dict(mirror="entropy", maxiter=5000, tol=2e-3), gap=2e-3),
+]
+
+
 # ---------------------------------------------------------------- what each entry covers
 # Recipes are chains of public blocks (as optax builds ``adam`` from ``scale_by_adam``): an
 # entry of the recipe runs the block too.
@@ -963,6 +1003,8 @@ NOT_ALGORITHMS: dict[str, str] = {
     "random_sparse_mask": "random coordinate mask of sparse CGE (helper)",
     "zo_grasp_scores": "pruning scores for layerwise_density (tested in test_deepzero.py)",
     "zo_saliency": "pruning scores for layerwise_density (tested in test_deepzero.py)",
+    # jaxopt_lab.solvers.constrained (Frank-Wolfe, saddle points) and the oracles' module
+    "FrankWolfeState": _STATE, "SaddlePointState": _STATE, "lmo": _MODULE,
     # jaxopt_lab.curvature
     "LanczosResult": _TYPE, "SLQResult": _TYPE,
     "rademacher_like": "random +-1 probe vectors of the Hutchinson estimators (helper)",
@@ -998,7 +1040,8 @@ def covered_names() -> dict[str, list[str]]:
     for e in TRANSFORMS:
         add(e.covers or _TRANSFORM_COVERS.get(e.name) or _public_name(e.recipe or e.make)
             or (e.name.split("-")[0],), e)
-    for entries in (QP_SOLVERS, LINE_SEARCHES, ESTIMATORS, ORACLES, BILEVEL, HYPERGRADIENTS, SCALAR_ROOTS):
+    for entries in (QP_SOLVERS, LINE_SEARCHES, ESTIMATORS, ORACLES, BILEVEL, HYPERGRADIENTS, SCALAR_ROOTS,
+                    SADDLE_POINT_SOLVERS):
         for e in entries:
             add(e.covers or (e.name,), e)
     return out

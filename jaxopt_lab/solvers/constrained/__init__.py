@@ -3,6 +3,8 @@
 from jaxopt_lab.solvers.constrained.admm import ADMM, ADMMState
 from jaxopt_lab.solvers.constrained.augmented_lagrangian import AugmentedLagrangian, AugmentedLagrangianState
 from jaxopt_lab.solvers.constrained.consensus_admm import ConsensusADMM, ConsensusADMMState
+from jaxopt_lab.solvers.constrained.frank_wolfe import FrankWolfe, FrankWolfeState, StochasticFrankWolfe
+from jaxopt_lab.solvers.constrained.mirror_prox import MirrorProx, OptimisticMirrorDescent, SaddlePointState
 
 __all__ = [
     "ADMM",
@@ -11,4 +13,10 @@ __all__ = [
     "ConsensusADMMState",
     "AugmentedLagrangian",
     "AugmentedLagrangianState",
+    "FrankWolfe",
+    "FrankWolfeState",
+    "StochasticFrankWolfe",
+    "MirrorProx",
+    "OptimisticMirrorDescent",
+    "SaddlePointState",
 ]
