@@ -58,8 +58,13 @@ SOLVERS = {
 }
 
 
-@pytest.mark.parametrize("adjoint", [None, jl.ImplicitAdjoint(), jl.ImplicitAdjoint(solve=ls.solve_lu)],
-                         ids=["default", "ImplicitAdjoint()", "ImplicitAdjoint(solve_lu)"])
+# The explicit adjoints are also checked against the default in the tests below; their full
+# derivative matrix runs with the slow suite.
+@pytest.mark.parametrize("adjoint", [
+    pytest.param(None, id="default"),
+    pytest.param(jl.ImplicitAdjoint(), id="ImplicitAdjoint()", marks=pytest.mark.slow),
+    pytest.param(jl.ImplicitAdjoint(solve=ls.solve_lu), id="ImplicitAdjoint(solve_lu)",
+                 marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", list(SOLVERS))
 def test_implicit_derivatives_of_ridge_match_closed_form(name, adjoint):
     solver = SOLVERS[name](adjoint=adjoint)
