@@ -964,6 +964,7 @@ NOT_ALGORITHMS: dict[str, str] = {
     "implicit_diff": _MODULE, "isotonic": _MODULE, "linear_solve": _MODULE, "loss": _MODULE,
     "objective": _MODULE, "perturbations": _MODULE, "projection": _MODULE, "prox": _MODULE,
     "sweep": _MODULE, "tree_util": _MODULE, "zeroth_order": _MODULE,
+    "core": _MODULE, "linalg": _MODULE, "loop": _MODULE, "ops": _MODULE,
     # jaxopt_lab.solvers
     **{n: _STATE for n in (
         "ADMMState", "AndersonState", "AndersonWrapperState", "ArmijoSGDState", "AugmentedLagrangianState",
