@@ -13,5 +13,5 @@ from jaxopt_lab.solvers.stochastic._step import StochasticSolver
 #: jaxopt's type of the ``unroll`` option: ``True``, ``False`` or ``"auto"``.
 AutoOrBoolean = str | bool
 
-__all__ = ["AutoOrBoolean", "IterativeSolver", "KKTSolution", "LinearOperator", "OptStep", "PyTree",
+__all__ = ["AutoOrBoolean", "IterativeSolver", "KKTSolution", "LinearOperator", "OptStep",
            "Status", "StochasticSolver", "status_name", "update_status", *_checks_all]

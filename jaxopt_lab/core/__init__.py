@@ -6,4 +6,4 @@ only :mod:`jaxopt_lab.core.tree_util`); nothing here imports solvers, transforms
 
 from jaxopt_lab.core.types import KKTSolution, LinearOperator, OptStep, PyTree, Status, status_name
 
-__all__ = ["KKTSolution", "LinearOperator", "OptStep", "PyTree", "Status", "status_name"]
+__all__ = ["KKTSolution", "LinearOperator", "OptStep", "Status", "status_name"]

@@ -121,7 +121,14 @@ def run(
 
 
 def status_all_done(status) -> jax.Array:
-    """True when no entry of a (possibly batched) status array is RUNNING."""
+    """Whether every entry of a (possibly batched) status array has stopped.
+
+    Args:
+      status: an int32 array of :class:`jaxopt_lab.Status` codes, any shape.
+
+    Returns:
+      A boolean scalar array: ``True`` when no entry is ``RUNNING``.
+    """
     return jnp.all(status != _RUNNING)
 
 

@@ -60,7 +60,7 @@ class ADMMState(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- shared pieces
-def check_admm_options(solver) -> None:
+def _check_admm_options(solver) -> None:
     """Argument checks shared by :class:`ADMM` and ``ConsensusADMM``."""
     check_callable(solver.prox, "prox")
     check_positive(solver.rho, "rho")
@@ -79,7 +79,7 @@ def check_admm_options(solver) -> None:
                         f"`inner_solver(fun) -> solver`, got {type(spec).__name__}.")
 
 
-def inner_solver_for(solver, fun: Callable, tol) -> Any:
+def _inner_solver_for(solver, fun: Callable, tol) -> Any:
     """The x-update solver on ``fun`` (L-BFGS by default), warm-started by the caller."""
     spec = solver.inner_solver
     if spec is None:
@@ -93,7 +93,7 @@ def inner_solver_for(solver, fun: Callable, tol) -> Any:
     return spec(fun)
 
 
-def relative_residual(r, s, scale_p, scale_d, size_p, size_d, tol, atol, dtype):
+def _relative_residual(r, s, scale_p, scale_d, size_p, size_d, tol, atol, dtype):
     """Boyd's test as one number: ``error <= tol`` iff ``r <= eps_pri`` and ``s <= eps_dual``.
 
     ``eps_pri = sqrt(size_p) atol + tol scale_p`` and ``eps_dual = sqrt(size_d) atol +
@@ -110,7 +110,7 @@ def relative_residual(r, s, scale_p, scale_d, size_p, size_d, tol, atol, dtype):
     return jnp.maximum(r / den_p, s / den_d).astype(dtype)
 
 
-def balance_rho(rho, r, s, mu, tau, enabled: bool):
+def _balance_rho(rho, r, s, mu, tau, enabled: bool):
     """Residual balancing (Boyd et al. 2011, eq. 3.13): ``rho * tau`` if ``r > mu s``,
     ``rho / tau`` if ``s > mu r``, else ``rho``."""
     if not enabled:
@@ -118,7 +118,7 @@ def balance_rho(rho, r, s, mu, tau, enabled: bool):
     return jnp.where(r > mu * s, rho * tau, jnp.where(s > mu * r, rho / tau, rho)).astype(rho.dtype)
 
 
-def adaptive_inner_tol(prev, r, s, rho, eps_dual, dtype):
+def _adaptive_inner_tol(prev, r, s, rho, eps_dual, dtype):
     """Next inner tolerance: ``0.1 (||s|| + rho ||r||)``, non-increasing, floored at ``0.1 eps_dual``."""
     return jnp.maximum(0.1 * eps_dual, jnp.minimum(prev, 0.1 * (s + rho * r))).astype(dtype)
 
@@ -242,7 +242,7 @@ class ADMM(IterativeSolver):
 
     def __post_init__(self):
         super().__post_init__()
-        check_admm_options(self)
+        _check_admm_options(self)
         if self.A is not None:
             if callable(self.A) or isinstance(self.A, str):
                 raise TypeError(f"`A` must be None or a 2-D array, got {type(self.A).__name__}.")
@@ -292,7 +292,7 @@ class ADMM(IterativeSolver):
             rhs = rho * self._ATy(v) - state.linear
             x_new = jax.scipy.linalg.cho_solve((factor, True), rhs)
             return x_new, jnp.asarray(0, jnp.int32), factor, rho
-        out = inner_solver_for(self, self._x_objective, state.inner_tol).run(x, v, rho, *args, **kwargs)
+        out = _inner_solver_for(self, self._x_objective, state.inner_tol).run(x, v, rho, *args, **kwargs)
         inner = jnp.asarray(getattr(out.state, "iter_num", 0), jnp.int32)
         return out.params, inner, state.factor, state.factor_rho
 
@@ -356,14 +356,14 @@ class ADMM(IterativeSolver):
         scale_d = tu.tree_l2_norm(self._ATy(y)).astype(dtype)
         size_p = sum(jnp.size(leaf) for leaf in jax.tree_util.tree_leaves(z))
         size_d = sum(jnp.size(leaf) for leaf in jax.tree_util.tree_leaves(x))
-        error = relative_residual(r, s, scale_p, scale_d, size_p, size_d, self.tol, self.atol, dtype)
+        error = _relative_residual(r, s, scale_p, scale_d, size_p, size_d, self.tol, self.atol, dtype)
         atol = self.tol if self.atol is None else self.atol
         eps_dual = np.sqrt(size_d) * atol + self.tol * scale_d
-        inner_tol = adaptive_inner_tol(state.inner_tol, r, s, rho, eps_dual, dtype)
+        inner_tol = _adaptive_inner_tol(state.inner_tol, r, s, rho, eps_dual, dtype)
         value = jnp.asarray(self._value_fun()(x, *args, **kwargs), dtype)
         new_state = ADMMState(
             iter_num=state.iter_num + 1, value=value, error=error, primal_residual=r, dual_residual=s,
-            z=z, dual=y, rho=balance_rho(rho, r, s, self.mu, self.tau, self.residual_balancing),
+            z=z, dual=y, rho=_balance_rho(rho, r, s, self.mu, self.tau, self.residual_balancing),
             inner_tol=inner_tol, inner_iter_num=state.inner_iter_num + inner, factor=factor,
             factor_rho=jnp.asarray(factor_rho, dtype), hessian=state.hessian, linear=state.linear,
             status=state.status)

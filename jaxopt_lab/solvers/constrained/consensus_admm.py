@@ -17,11 +17,11 @@ from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.solvers.constrained import _step
 from jaxopt_lab.solvers.constrained.admm import (
-    adaptive_inner_tol,
-    balance_rho,
-    check_admm_options,
-    inner_solver_for,
-    relative_residual,
+    _adaptive_inner_tol,
+    _balance_rho,
+    _check_admm_options,
+    _inner_solver_for,
+    _relative_residual,
 )
 
 
@@ -133,7 +133,7 @@ class ConsensusADMM(IterativeSolver):
 
     def __post_init__(self):
         super().__post_init__()
-        check_admm_options(self)
+        _check_admm_options(self)
         if self.mesh is not None:
             if not isinstance(self.mesh, Mesh):
                 raise TypeError("`mesh` must be a jax.sharding.Mesh or None, got "
@@ -214,7 +214,7 @@ class ConsensusADMM(IterativeSolver):
             solve = lambda L, b: jax.scipy.linalg.cho_solve((L, True), b)
             x_new = jax.vmap(solve)(factor, rho * v_blocks - state.linear)
             return x_new, jnp.asarray(0, jnp.int32), factor, rho
-        solver = inner_solver_for(self, self._x_objective, state.inner_tol)
+        solver = _inner_solver_for(self, self._x_objective, state.inner_tol)
 
         def block(x, v, a):
             out = solver.run(x, v, rho, *a, **kwargs)
@@ -292,14 +292,14 @@ class ConsensusADMM(IterativeSolver):
         scale_p = jnp.maximum(tu.tree_l2_norm(x), np.sqrt(n) * tu.tree_l2_norm(z)).astype(dtype)
         scale_d = tu.tree_l2_norm(y).astype(dtype)
         size = sum(jnp.size(leaf) for leaf in jax.tree_util.tree_leaves(x))
-        error = relative_residual(r, s, scale_p, scale_d, size, size, self.tol, self.atol, dtype)
+        error = _relative_residual(r, s, scale_p, scale_d, size, size, self.tol, self.atol, dtype)
         atol = self.tol if self.atol is None else self.atol
-        inner_tol = adaptive_inner_tol(state.inner_tol, r, s, rho, np.sqrt(size) * atol + self.tol * scale_d,
+        inner_tol = _adaptive_inner_tol(state.inner_tol, r, s, rho, np.sqrt(size) * atol + self.tol * scale_d,
                                        dtype)
         new_state = ConsensusADMMState(
             iter_num=state.iter_num + 1, value=self._total_value(z, args, kwargs).astype(dtype), error=error,
             primal_residual=r, dual_residual=s, x_blocks=x, dual=y,
-            rho=balance_rho(rho, r, s, self.mu, self.tau, self.residual_balancing), inner_tol=inner_tol,
+            rho=_balance_rho(rho, r, s, self.mu, self.tau, self.residual_balancing), inner_tol=inner_tol,
             inner_iter_num=state.inner_iter_num + inner, factor=factor,
             factor_rho=jnp.asarray(factor_rho, dtype), hessian=state.hessian, linear=state.linear,
             status=state.status)
