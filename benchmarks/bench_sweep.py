@@ -92,7 +92,7 @@ def mlp_part(prob, lrs):
     p0 = prob.init_params(jax.random.PRNGKey(0))
 
     def member(h, data):
-        solver = jaxopt_lab.OptaxSolver(optax.adam(h["lr"]), mloss, maxiter=STEPS, tol=0.0)
+        solver = jaxopt_lab.OptaxSolver(mloss, optax.adam(h["lr"]), maxiter=STEPS, tol=0.0)
         return solver.run(p0, hp0, data).params
 
     def train(lr):

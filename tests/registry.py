@@ -161,7 +161,7 @@ SOLVERS: list[SolverEntry] = [
                 dict(tol=1e-8, maxiter=5000, stepsize=0.05, acceleration=False),
                 numeric_option="stepsize", numeric_values=(0.05, 0.04), rosenbrock=False),
     SolverEntry("OptaxSolver-adam",
-                lambda fun, **kw: jl.OptaxSolver(_ADAM, fun, **kw),
+                lambda fun, **kw: jl.OptaxSolver(fun, _ADAM, **kw),
                 dict(tol=1e-7, maxiter=20000, implicit_diff=True),
                 accuracy=1e-4, rosenbrock=False, core=True),
     SolverEntry("GaussNewton", lambda fun, **kw: jl.GaussNewton(_grad_of(fun), **kw),

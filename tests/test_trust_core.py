@@ -140,8 +140,8 @@ def _nan_after(x):
 
 
 _AT_INPUT = {
-    "OptaxSolver-sgd": lambda f, **k: jl.OptaxSolver(optax.sgd(0.1), f, **k),
-    "OptaxSolver-adam": lambda f, **k: jl.OptaxSolver(optax.adam(0.3), f, **k),
+    "OptaxSolver-sgd": lambda f, **k: jl.OptaxSolver(f, optax.sgd(0.1), **k),
+    "OptaxSolver-adam": lambda f, **k: jl.OptaxSolver(f, optax.adam(0.3), **k),
     "PolyakSGD": lambda f, **k: jl.PolyakSGD(f, max_stepsize=0.1, **k),
     "ArmijoSGD": lambda f, **k: jl.ArmijoSGD(f, max_stepsize=0.1, **k),
 }
@@ -176,7 +176,7 @@ def test_nonfinite_stop_per_lane_under_vmap():
     # Lane 0 crosses into the NaN region, lane 1 (target 0.5) converges: each keeps its own
     # last finite point and the state describing it.
     f = lambda x, c: 0.5 * jnp.sum((x - c) ** 2) + jnp.where(x[0] > 1.0, jnp.nan, 0.0)
-    solver = jl.OptaxSolver(optax.sgd(0.1), f, maxiter=200, tol=1e-6)
+    solver = jl.OptaxSolver(f, optax.sgd(0.1), maxiter=200, tol=1e-6)
     out = jax.jit(jax.vmap(lambda c: solver.run(jnp.zeros(3), c)))(jnp.asarray([3.0, 0.5]))
     assert [int(s) for s in out.state.status] == [S.NONFINITE, S.CONVERGED]
     for i, c in enumerate((3.0, 0.5)):
@@ -219,7 +219,7 @@ def test_nan_gradient_with_finite_value_is_nonfinite():
     f = lambda x: 0.5 * jnp.sum((x - 3.0) ** 2) + 0.0 * _nan_grad_beyond_one(x)
     assert np.isfinite(float(f(jnp.full(3, 2.0))))
     assert not np.isfinite(_gnorm(f, jnp.full(3, 2.0)))
-    out = jl.OptaxSolver(optax.sgd(0.1), f, maxiter=100).run(jnp.zeros(3))
+    out = jl.OptaxSolver(f, optax.sgd(0.1), maxiter=100).run(jnp.zeros(3))
     assert int(out.state.status) == S.NONFINITE
     np.testing.assert_allclose(out.state.error, _gnorm(f, out.params), rtol=1e-12)
     assert np.isfinite(float(out.state.error))
@@ -243,7 +243,7 @@ def test_error_and_value_are_those_of_the_returned_params(name, maxiter):
 
 def test_optax_update_after_convergence_keeps_params():
     fun, x0, _ = P.quadratic(4, cond=3.0)
-    solver = jl.OptaxSolver(optax.sgd(0.2), fun, tol=1e-3)
+    solver = jl.OptaxSolver(fun, optax.sgd(0.2), tol=1e-3)
     x_star = jnp.linalg.solve(jax.hessian(fun)(x0), -jax.grad(fun)(jnp.zeros(4)))
     state = solver.init_state(x_star)
     assert int(state.status) == S.CONVERGED
@@ -258,7 +258,7 @@ def test_optax_update_after_convergence_keeps_params():
 @pytest.mark.parametrize("make", [
     lambda f, t: jl.LBFGS(f, tol=t),
     lambda f, t: jl.GradientDescent(f, tol=t),
-    lambda f, t: jl.OptaxSolver(optax.adam(0.1), f, tol=t),
+    lambda f, t: jl.OptaxSolver(f, optax.adam(0.1), tol=t),
     lambda f, t: jl.PolyakSGD(f, tol=t),
     lambda f, t: jl.ScipyMinimize(fun=f, tol=t),
 ], ids=["LBFGS", "GradientDescent", "OptaxSolver", "PolyakSGD", "ScipyMinimize"])
@@ -308,7 +308,7 @@ def test_half_precision_rejected_where_unsupported(dtype, name):
     with pytest.raises(TypeError, match="init_params"):
         solver.init_state(x0)
     # Solvers that work in 16-bit floats keep accepting them (at a 16-bit tolerance).
-    out = jl.OptaxSolver(optax.adam(0.05), fun, tol=3e-2, maxiter=300).run(x0)
+    out = jl.OptaxSolver(fun, optax.adam(0.05), tol=3e-2, maxiter=300).run(x0)
     assert out.params.dtype == dtype and int(out.state.status) == S.CONVERGED
 
 
@@ -318,7 +318,7 @@ def test_float32_defaults_without_x64():
         import jax.numpy as jnp, optax, jaxopt_lab as jl
         Q = jnp.diag(jnp.asarray([1.0, 3.0, 10.0]))
         f = lambda x: 0.5 * x @ Q @ x - jnp.sum(x)
-        for s in (jl.OptaxSolver(optax.adam(0.05), f, maxiter=3000), jl.PolyakSGD(f, max_stepsize=0.1),
+        for s in (jl.OptaxSolver(f, optax.adam(0.05), maxiter=3000), jl.PolyakSGD(f, max_stepsize=0.1),
                   jl.ArmijoSGD(f, maxiter=3000)):
             out = s.run(jnp.zeros(3))
             g = jnp.linalg.norm(Q @ out.params - 1.0)

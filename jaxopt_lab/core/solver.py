@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -147,6 +149,201 @@ def value_and_grad_fun(fun: Callable, has_aux: bool = False, value_and_grad: boo
     return lambda *a, **k: (lambda r: ((r[0], None), r[1]))(vg(*a, **k))
 
 
+# --------------------------------------------------------------------------- positional
+
+
+def _own_fields(cls) -> dict:
+    return {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
+def map_positional(cls: type, args: tuple, kwargs: dict) -> dict:
+    """Constructor arguments of ``cls`` as keywords, positional ones named by ``cls._positional``.
+
+    ``cls._positional`` lists jaxopt's constructor parameters in jaxopt's order. A name
+    there that ``cls`` has no option for (e.g. ``prox`` of jaxopt's ``GradientDescent``)
+    is accepted only with jaxopt's default ``None``, positionally or by keyword.
+
+    Args:
+      cls: a dataclass with a ``_positional`` tuple of names.
+      args: positional constructor arguments.
+      kwargs: keyword constructor arguments.
+
+    Returns:
+      All arguments as a ``dict`` of keywords.
+
+    Raises:
+      TypeError: too many positional arguments, a name given twice, or a non-``None``
+        value for a jaxopt parameter that ``cls`` does not have.
+    """
+    names = tuple(cls._positional)
+    fields = _own_fields(cls)
+    if len(args) > len(names):
+        raise TypeError(f"{cls.__name__}() takes at most {len(names)} positional arguments "
+                        f"{names} but {len(args)} were given")
+    out = dict(kwargs)
+    for name, value in zip(names, args, strict=False):
+        if name in out:
+            raise TypeError(f"{cls.__name__}() got multiple values for argument {name!r}")
+        out[name] = value
+    for name in [n for n in out if n in names and n not in fields]:
+        if out[name] is not None:
+            raise TypeError(f"{cls.__name__}() has no option {name!r} (jaxopt's {name}={out[name]!r} "
+                            f"is not supported); only {name}=None is accepted")
+        del out[name]
+    return out
+
+
+def _wrap_init(cls: type) -> None:
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            break
+    if getattr(init, "_maps_positional", False):
+        return
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if type(self)._positional:
+            kwargs = map_positional(type(self), args, kwargs)
+            args = ()
+        init(self, *args, **kwargs)
+
+    __init__._maps_positional = True  # type: ignore[attr-defined]
+    klass.__init__ = __init__  # type: ignore[misc]
+
+
+class _PositionalSignature:
+    """``cls.__signature__``: jaxopt's positional parameters first, then the other options."""
+
+    def __get__(self, obj, cls):
+        if obj is not None or not cls._positional or not dataclasses.is_dataclass(cls):
+            return None
+        fields = _own_fields(cls)
+        P = inspect.Parameter
+
+        def default(f):
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            return P.empty
+
+        params = []
+        for name in cls._positional:
+            f = fields.get(name)
+            params.append(P(name, P.POSITIONAL_OR_KEYWORD, default=None if f is None else default(f)))
+        params += [P(n, P.KEYWORD_ONLY, default=default(f)) for n, f in fields.items()
+                   if n not in cls._positional]
+        return inspect.Signature(params, __validate_parameters__=False)
+
+
+def bind_run_keywords(names: tuple[str, ...], args: tuple, kwargs: dict, owner: str = "run"):
+    """Move jaxopt's named leading ``run`` arguments from ``kwargs`` into ``args``.
+
+    jaxopt's ``run(init_params, hyperparams_prox=None, *args, **kwargs)`` (and
+    ``bounds``, ``hyperparams_proj``, ``params_obj`` / ``params_eq`` / ``params_ineq``)
+    names the arguments after ``init_params``; our solvers read them positionally. A
+    name given by keyword takes its place; a skipped earlier one is ``None`` (jaxopt's
+    default).
+
+    Args:
+      names: the leading parameter names, in order.
+      args: positional arguments after ``init_params`` (or ``params, state``).
+      kwargs: keyword arguments.
+      owner: the method's name, for error messages.
+
+    Returns:
+      ``(args, kwargs)``.
+
+    Raises:
+      TypeError: a name given both positionally and by keyword.
+    """
+    given = [i for i, n in enumerate(names) if n in kwargs]
+    if not given:
+        return args, kwargs
+    args, kwargs = list(args), dict(kwargs)
+    for i in range(max(given) + 1):
+        name = names[i]
+        if name in kwargs:
+            if i < len(args):
+                raise TypeError(f"{owner}() got multiple values for argument {name!r}")
+            args.append(kwargs.pop(name))
+        elif i >= len(args):
+            args.append(None)
+    return tuple(args), kwargs
+
+
+def _with_run_keywords(method: Callable, n_fixed: int, names: tuple[str, ...]) -> Callable:
+    """``method`` accepting ``type(self)._run_keywords`` by keyword; its signature shows them."""
+
+    fixed_names = ("params", "state") if n_fixed == 2 else ("init_params",)
+
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        names_now = type(self)._run_keywords
+        if names_now and any(n in kwargs for n in names_now):
+            if len(args) < n_fixed:  # init_params (params, state) by keyword too
+                kwargs = dict(kwargs)
+                args = args + tuple(kwargs.pop(n) for n in fixed_names[len(args):] if n in kwargs)
+            fixed, rest = args[:n_fixed], args[n_fixed:]
+            owner = f"{type(self).__name__}.{method.__name__}"
+            rest, kwargs = bind_run_keywords(names_now, rest, kwargs, owner)
+            args = fixed + rest
+        return method(self, *args, **kwargs)
+
+    try:
+        sig = inspect.signature(method)
+    except (TypeError, ValueError):
+        return wrapped
+    params = list(sig.parameters.values())
+    present = {p.name for p in params}
+    extra = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+             for n in names if n not in present]
+    if extra:
+        cut = next((i for i, p in enumerate(params) if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD,
+                                                                   p.KEYWORD_ONLY)), len(params))
+        params = params[:cut] + extra + params[cut:]
+        wrapped.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            params, return_annotation=sig.return_annotation, __validate_parameters__=False)
+    return wrapped
+
+
+class JaxoptPositional:
+    """Mixin: jaxopt's positional constructor order and named ``run`` arguments.
+
+    Solvers are keyword-only dataclasses. A subclass that sets ``_positional`` to jaxopt's
+    constructor parameters, in jaxopt's order, also accepts them positionally
+    (``OptaxSolver(fun, opt)``); ``inspect.signature`` of the class shows that order.
+    Keyword use is unchanged. See :func:`map_positional` for the errors.
+
+    A subclass that sets ``_run_keywords`` (e.g. ``("hyperparams_prox",)``) has ``run``,
+    ``init_state`` and ``update`` accept those leading arguments by keyword, as jaxopt's
+    do (see :func:`bind_run_keywords`).
+    """
+
+    _positional: ClassVar[tuple[str, ...]] = ()
+    _run_keywords: ClassVar[tuple[str, ...]] = ()
+    __signature__: ClassVar = _PositionalSignature()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own_names = "_run_keywords" in cls.__dict__
+        for name, n_fixed in (("run", 1), ("init_state", 1), ("update", 2)):
+            method = cls.__dict__.get(name)
+            if method is None and own_names and cls._run_keywords:
+                method = getattr(cls, name, None)
+            if method is None or not callable(method):
+                continue
+            setattr(cls, name, _with_run_keywords(method, n_fixed, cls._run_keywords))
+
+    def __new__(cls, *args, **kwargs):
+        # The dataclass decorator writes __init__ after __init_subclass__ has run, so the
+        # positional mapping is put around it on first construction.
+        del args, kwargs
+        _wrap_init(cls)
+        return object.__new__(cls)
+
+
 # --------------------------------------------------------------------------- base
 
 # While set (by ``jaxopt_lab.sweep.batch``, which drives solves itself), ``run`` hands
@@ -214,7 +411,7 @@ def _with_status(method: Callable, is_update: bool) -> Callable:
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
-class IterativeSolver:
+class IterativeSolver(JaxoptPositional):
     """Base class of every iterative solver.
 
     Subclasses are dataclasses that declare ``fun`` and their own options, and

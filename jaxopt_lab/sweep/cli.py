@@ -55,7 +55,7 @@ def _member_parts(cfg: SweepConfig):
         if kind == "solver":
             solver = target(problem.loss, **opts)
         else:
-            solver = OptaxSolver(target(**opts), problem.loss, maxiter=steps, tol=0.0)
+            solver = OptaxSolver(problem.loss, target(**opts), maxiter=steps, tol=0.0)
         return solver, x0, hp
 
     def finish(h, res, data, eval_data):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +64,13 @@ class BlockCoordinateDescent(FirstOrderSolver):
       faster with the Gauss-Southwell rule than random selection", 2015 (arXiv:1506.00552);
       Wright, "Coordinate descent algorithms", 2015 (arXiv:1502.04759).
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "block_prox", "maxiter", "tol", "verbose", "implicit_diff", "implicit_diff_solve", "jit",
+        "unroll",
+    )
+    # jaxopt's named leading run arguments (also accepted by keyword).
+    _run_keywords: ClassVar[tuple[str, ...]] = ("hyperparams_prox",)
 
     _state_cls = BlockCDState
     _hyperparams_name = "hyperparams_prox"

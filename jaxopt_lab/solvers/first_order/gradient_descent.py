@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 from jaxopt_lab.core.checks import check_int, check_positive
 from jaxopt_lab.solvers.first_order._step import FirstOrderState, ProxGradSolver
@@ -56,6 +57,12 @@ class GradientDescent(ProxGradSolver):
       convergence rate O(1/k^2)", 1983; Beck and Teboulle, "A fast iterative
       shrinkage-thresholding algorithm for linear inverse problems", 2009.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "prox", "value_and_grad", "has_aux", "stepsize", "maxiter", "maxls", "tol",
+        "acceleration", "decrease_factor", "verbose", "implicit_diff", "implicit_diff_solve", "jit",
+        "unroll",
+    )
 
     fun: Callable
     _: dataclasses.KW_ONLY

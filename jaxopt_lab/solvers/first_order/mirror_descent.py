@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -82,6 +82,13 @@ class MirrorDescent(FirstOrderSolver):
       1983; Beck and Teboulle, "Mirror descent and nonlinear projected subgradient methods
       for convex optimization", Oper. Res. Lett., 2003.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "projection_grad", "stepsize", "maxiter", "tol", "verbose", "implicit_diff",
+        "implicit_diff_solve", "has_aux", "jit", "unroll",
+    )
+    # jaxopt's named leading run arguments (also accepted by keyword).
+    _run_keywords: ClassVar[tuple[str, ...]] = ("hyperparams_proj",)
 
     _state_cls = MirrorDescentState
     _hyperparams_name = "hyperparams_proj"

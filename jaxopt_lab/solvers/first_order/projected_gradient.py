@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +52,14 @@ class ProjectedGradient(GradientDescent):
       Levitin and Polyak, "Constrained minimization methods", 1966; Beck and
       Teboulle, "A fast iterative shrinkage-thresholding algorithm", 2009.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "projection", "value_and_grad", "has_aux", "stepsize", "maxiter", "maxls", "tol",
+        "acceleration", "decrease_factor", "verbose", "implicit_diff", "implicit_diff_solve", "jit",
+        "unroll",
+    )
+    # jaxopt's named leading run arguments (also accepted by keyword).
+    _run_keywords: ClassVar[tuple[str, ...]] = ("hyperparams_proj",)
 
     _hyperparams_name = "hyperparams_proj"
     _state_cls = ProjectedGradientState

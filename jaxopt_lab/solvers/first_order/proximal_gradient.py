@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax.numpy as jnp
 
@@ -63,6 +64,14 @@ class ProximalGradient(GradientDescent):
       "Signal recovery by proximal forward-backward splitting", 2005; O'Donoghue and
       Candes, "Adaptive Restart for Accelerated Gradient Schemes", 2015, arXiv:1204.3982.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "prox", "value_and_grad", "has_aux", "stepsize", "maxiter", "maxls", "tol",
+        "acceleration", "decrease_factor", "verbose", "implicit_diff", "implicit_diff_solve", "jit",
+        "unroll",
+    )
+    # jaxopt's named leading run arguments (also accepted by keyword).
+    _run_keywords: ClassVar[tuple[str, ...]] = ("hyperparams_prox",)
 
     _hyperparams_name = "hyperparams_prox"
     _state_cls = ProximalGradientState

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -113,6 +113,11 @@ class AndersonAcceleration(FixedPointSolver):
       Anderson, "Iterative procedures for nonlinear integral equations", 1965;
       Walker and Ni, "Anderson acceleration for fixed-point iterations", 2011.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fixed_point_fun", "history_size", "mixing_frequency", "beta", "maxiter", "tol", "ridge",
+        "has_aux", "verbose", "implicit_diff", "implicit_diff_solve", "jit", "unroll",
+    )
 
     _supports_half = False  # the mixing weights come from a LAPACK solve (no 16-bit kernels)
 
@@ -221,6 +226,11 @@ class AndersonWrapper(IterativeSolver):
       Anderson, "Iterative procedures for nonlinear integral equations", 1965;
       Walker and Ni, "Anderson acceleration for fixed-point iterations", 2011.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "solver", "history_size", "mixing_frequency", "beta", "ridge", "verbose", "implicit_diff",
+        "implicit_diff_solve", "jit", "unroll",
+    )
 
     _supports_half = False  # the mixing weights come from a LAPACK solve (no 16-bit kernels)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +68,11 @@ class Bisection(IterativeSolver):
     References:
       Burden and Faires, "Numerical Analysis", 9th ed., 2010, section 2.1.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "optimality_fun", "lower", "upper", "maxiter", "tol", "check_bracket", "verbose",
+        "implicit_diff_solve", "has_aux", "jit", "unroll",
+    )
 
     # The base class's ``optimality_fun`` method becomes this field's default (a
     # dataclass quirk), so the bracket gets defaults too; both are checked below.

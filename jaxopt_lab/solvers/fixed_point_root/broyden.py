@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +85,12 @@ class Broyden(IterativeSolver):
       Broyden, "A class of methods for solving nonlinear simultaneous equations",
       1965; Nocedal and Wright, "Numerical Optimization", 2006, section 11.1.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "has_aux", "maxiter", "tol", "stepsize", "linesearch", "stop_if_linesearch_fails",
+        "condition", "maxls", "decrease_factor", "increase_factor", "max_stepsize", "min_stepsize",
+        "history_size", "gamma", "implicit_diff", "implicit_diff_solve", "jit", "unroll", "verbose",
+    )
 
     fun: Callable
     _: dataclasses.KW_ONLY

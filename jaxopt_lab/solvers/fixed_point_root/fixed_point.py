@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +68,11 @@ class FixedPointIteration(FixedPointSolver):
       aux equations integrales", 1922; Blondel et al., "Efficient and Modular Implicit
       Differentiation", 2021 (arXiv:2105.15183).
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fixed_point_fun", "maxiter", "tol", "has_aux", "verbose", "implicit_diff",
+        "implicit_diff_solve", "jit", "unroll",
+    )
 
     fixed_point_fun: Callable
     _: dataclasses.KW_ONLY

@@ -25,7 +25,7 @@ from jaxopt_lab.core.checks import (
     check_params_tree,
     check_standard_options,
 )
-from jaxopt_lab.core.solver import register_options_pytree
+from jaxopt_lab.core.solver import JaxoptPositional, register_options_pytree
 from jaxopt_lab.core.types import OptStep
 from jaxopt_lab.linalg import linear_solve as ls
 
@@ -35,7 +35,7 @@ def _host_run_of(solver, init_params, *args, **kwargs) -> OptStep:
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
-class HostSolver:
+class HostSolver(JaxoptPositional):
     """Base class of the solvers that run on the host: ``run`` only.
 
     Attributes:

@@ -106,6 +106,8 @@ class CvxpyQP(HostSolver):
       Optimization", 2016 (arXiv:1603.00943); Amos and Kolter, "OptNet: Differentiable
       Optimization as a Layer in Neural Networks", 2017 (arXiv:1703.00443).
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = ("solver", "implicit_diff_solve")
 
     solver: str = "OSQP"
     _default_solve: ClassVar[Callable[..., Any]] = staticmethod(ls.solve_gmres)

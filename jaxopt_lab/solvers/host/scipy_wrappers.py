@@ -311,6 +311,11 @@ class ScipyMinimize(_ScipyBase):
       Virtanen et al., "SciPy 1.0", 2020 (arXiv:1907.10121); Blondel et al.,
       "Efficient and Modular Implicit Differentiation", 2021 (arXiv:2105.15183).
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "method", "dtype", "jit", "implicit_diff_solve", "has_aux", "fun", "callback", "tol", "options",
+        "maxiter", "value_and_grad",
+    )
 
     fun: Callable
     _: dataclasses.KW_ONLY
@@ -378,6 +383,13 @@ class ScipyBoundedMinimize(ScipyMinimize):
       Byrd, Lu, Nocedal and Zhu, "A Limited Memory Algorithm for Bound Constrained
       Optimization", 1995; Blondel et al., 2021 (arXiv:2105.15183).
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "method", "dtype", "jit", "implicit_diff_solve", "has_aux", "fun", "callback", "tol", "options",
+        "maxiter", "value_and_grad",
+    )
+    # jaxopt's named leading run argument (also accepted by keyword).
+    _run_keywords: ClassVar[tuple[str, ...]] = ("bounds",)
 
     # The projection makes the optimality Jacobian non-symmetric.
     _default_solve: ClassVar[Callable[..., Any]] = staticmethod(ls.solve_normal_cg)
@@ -432,6 +444,11 @@ class ScipyLeastSquares(_ScipyBase):
       Large-Scale Bound-Constrained Minimization Problems", 1999; Blondel et al., 2021
       (arXiv:2105.15183).
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "method", "dtype", "jit", "implicit_diff_solve", "has_aux", "fun", "loss", "options",
+        "use_jacrev",
+    )
 
     fun: Callable
     _: dataclasses.KW_ONLY
@@ -512,6 +529,13 @@ class ScipyBoundedLeastSquares(ScipyLeastSquares):
     References:
       Branch, Coleman and Li, 1999; Blondel et al., 2021 (arXiv:2105.15183).
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "method", "dtype", "jit", "implicit_diff_solve", "has_aux", "fun", "loss", "options",
+        "use_jacrev",
+    )
+    # jaxopt's named leading run argument (also accepted by keyword).
+    _run_keywords: ClassVar[tuple[str, ...]] = ("bounds",)
 
     # The projection makes the optimality Jacobian non-symmetric.
     _default_solve: ClassVar[Callable[..., Any]] = staticmethod(ls.solve_normal_cg)
@@ -545,6 +569,11 @@ class ScipyRootFinding(_ScipyBase):
       Powell, "A hybrid method for nonlinear equations", 1970 (MINPACK hybrd);
       Blondel et al., 2021 (arXiv:2105.15183).
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "method", "dtype", "jit", "implicit_diff_solve", "has_aux", "optimality_fun", "tol", "options",
+        "use_jacrev",
+    )
 
     optimality_fun: Callable = None  # type: ignore[assignment]
     _: dataclasses.KW_ONLY

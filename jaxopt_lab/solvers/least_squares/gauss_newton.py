@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -109,6 +109,11 @@ class GaussNewton(IterativeSolver):
       Nocedal and Wright, "Numerical Optimization", 2nd ed., 2006, section 10.3;
       Bjorck, "Numerical Methods for Least Squares Problems", 1996.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "residual_fun", "maxiter", "tol", "implicit_diff", "implicit_diff_solve", "has_aux", "verbose",
+        "jit", "unroll",
+    )
 
     residual_fun: Callable
     _: dataclasses.KW_ONLY

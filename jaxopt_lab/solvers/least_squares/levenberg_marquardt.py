@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -105,6 +105,12 @@ class LevenbergMarquardt(IterativeSolver):
       "Improvements to the Levenberg-Marquardt algorithm for nonlinear least-squares
       minimization", 2012 (arXiv:1201.5885).
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "residual_fun", "maxiter", "damping_parameter", "stop_criterion", "tol", "xtol", "gtol",
+        "solver", "geodesic", "verbose", "jac_fun", "materialize_jac", "implicit_diff",
+        "implicit_diff_solve", "has_aux", "jit", "unroll",
+    )
 
     residual_fun: Callable
     _: dataclasses.KW_ONLY

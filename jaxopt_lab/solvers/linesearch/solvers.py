@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_callable, check_int, check_positive
+from jaxopt_lab.core.solver import JaxoptPositional
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.solvers.linesearch import functions as _linesearch
 
@@ -41,7 +42,7 @@ class LineSearchState(NamedTuple):
 
 
 @dataclasses.dataclass(eq=False)
-class _LineSearch:
+class _LineSearch(JaxoptPositional):
     fun: Callable
     _: dataclasses.KW_ONLY
     value_and_grad: bool = False
@@ -134,6 +135,11 @@ class BacktrackingLineSearch(_LineSearch):
       Armijo, "Minimization of functions having Lipschitz continuous first
       partial derivatives", Pacific J. Math., 1966.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "value_and_grad", "has_aux", "maxiter", "tol", "condition", "c1", "c2",
+        "decrease_factor", "max_stepsize", "verbose", "jit", "unroll",
+    )
 
     condition: str = "strong-wolfe"
     decrease_factor: float = 0.8
@@ -168,6 +174,12 @@ class ZoomLineSearch(_LineSearch):
     References:
       Nocedal and Wright, "Numerical Optimization", 2006, Algorithms 3.5-3.6.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "value_and_grad", "has_aux", "c1", "c2", "c3", "rel_tol_cubic", "rel_tol_quad",
+        "interval_threshold", "increase_factor", "tol", "maxiter", "max_stepsize", "verbose", "jit",
+        "unroll",
+    )
 
 
 @dataclasses.dataclass(eq=False)
@@ -194,5 +206,10 @@ class HagerZhangLineSearch(_LineSearch):
       Hager and Zhang, "A new conjugate gradient method with guaranteed descent
       and an efficient line search", SIAM J. Optim., 2005.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "value_and_grad", "has_aux", "maxiter", "tol", "c1", "c2", "expansion_factor",
+        "shrinkage_factor", "max_stepsize", "verbose", "jit", "unroll",
+    )
 
     c1: float = 0.1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +61,12 @@ class BoxCDQP(IterativeSolver):
       differentiable minimization", 1992; Wright, "Coordinate descent algorithms",
       2015 (arXiv:1502.04759).
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "maxiter", "tol", "verbose", "implicit_diff", "implicit_diff_solve", "jit", "unroll",
+    )
+    # jaxopt's named leading run arguments (also accepted by keyword).
+    _run_keywords: ClassVar[tuple[str, ...]] = ("params_obj", "params_ineq")
 
     _: dataclasses.KW_ONLY
     maxiter: int = 500

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -109,6 +109,11 @@ class EqualityConstrainedQP(IterativeSolver):
     References:
       Nocedal and Wright, "Numerical Optimization", 2006, section 16.1.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "matvec_Q", "matvec_A", "fun", "solve", "refine_regularization", "refine_maxiter", "maxiter",
+        "tol", "implicit_diff_solve", "jit",
+    )
 
     matvec_Q: Callable | None = None
     matvec_A: Callable | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +64,11 @@ class IterativeRefinement(IterativeSolver):
       Wilkinson, "Rounding Errors in Algebraic Processes", 1963; Higham, "Accuracy and
       Stability of Numerical Algorithms", 2002, chapter 12.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "matvec_A", "matvec_A_bar", "solve", "maxiter", "tol", "verbose", "implicit_diff_solve", "jit",
+        "unroll",
+    )
 
     matvec_A: Callable | None = None
     matvec_A_bar: Callable | None = None

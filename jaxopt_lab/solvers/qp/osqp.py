@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -95,6 +95,13 @@ class BoxOSQP(IterativeSolver):
       "Infeasibility detection in the alternating direction method of multipliers
       for convex optimization", 2019.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "matvec_Q", "matvec_A", "fun", "check_primal_dual_infeasability", "sigma", "momentum",
+        "eq_qp_solve", "rho_start", "rho_min", "rho_max", "stepsize_updates_frequency",
+        "primal_infeasible_tol", "dual_infeasible_tol", "maxiter", "tol", "termination_check_frequency",
+        "verbose", "implicit_diff", "implicit_diff_solve", "jit", "unroll",
+    )
 
     matvec_Q: Callable | None = None
     matvec_A: Callable | None = None
@@ -307,6 +314,8 @@ class OSQP(BoxOSQP):
       Stellato, Banjac, Goulart, Bemporad and Boyd, "OSQP: an operator splitting
       solver for quadratic programs", 2020 (arXiv:1711.08013).
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = ("matvec_Q", "matvec_A", "matvec_G", "fun")
 
     matvec_G: Callable | None = None
 

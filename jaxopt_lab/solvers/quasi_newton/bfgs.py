@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +60,12 @@ class BFGS(QuasiNewtonSolver):
       Nocedal and Wright, "Numerical Optimization", 2nd ed., 2006, Algorithm 6.1;
       Fletcher, "A new approach to variable metric algorithms", 1970.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "value_and_grad", "has_aux", "maxiter", "tol", "stepsize", "linesearch",
+        "linesearch_init", "condition", "maxls", "decrease_factor", "increase_factor", "max_stepsize",
+        "min_stepsize", "implicit_diff", "implicit_diff_solve", "jit", "unroll", "verbose",
+    )
 
     maxiter: int = 500
     tol: float = 1e-3

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -148,6 +148,13 @@ class LBFGS(QuasiNewtonSolver):
       Liu and Nocedal, "On the limited memory BFGS method for large scale
       optimization", 1989; Nocedal and Wright, "Numerical Optimization", 2006.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "value_and_grad", "has_aux", "maxiter", "tol", "stepsize", "linesearch",
+        "linesearch_init", "stop_if_linesearch_fails", "condition", "maxls", "decrease_factor",
+        "increase_factor", "max_stepsize", "min_stepsize", "history_size", "use_gamma", "implicit_diff",
+        "implicit_diff_solve", "jit", "unroll", "verbose",
+    )
 
     maxiter: int = 500
     tol: float = 1e-3

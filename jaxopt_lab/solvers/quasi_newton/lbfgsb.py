@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -156,6 +156,15 @@ class LBFGSB(QuasiNewtonSolver):
       optimization", SIAM J. Sci. Comput., 1995; Morales and Nocedal, "Remark on
       Algorithm 778: L-BFGS-B", ACM TOMS, 2011.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "value_and_grad", "has_aux", "maxiter", "tol", "stepsize", "linesearch",
+        "linesearch_init", "stop_if_linesearch_fails", "condition", "maxls", "decrease_factor",
+        "increase_factor", "max_stepsize", "min_stepsize", "theta", "history_size", "use_gamma",
+        "implicit_diff", "implicit_diff_solve", "jit", "unroll", "verbose",
+    )
+    # jaxopt's named leading run arguments (also accepted by keyword).
+    _run_keywords: ClassVar[tuple[str, ...]] = ("bounds",)
 
     maxiter: int = 50
     tol: float = 1e-3
@@ -177,17 +186,11 @@ class LBFGSB(QuasiNewtonSolver):
             raise ValueError(f"`error_norm` must be 'l2' or 'inf', got {self.error_norm!r}.")
         check_positive(self.ftol, "ftol", allow_zero=True)
 
-    def run(self, init_params, *args, **kwargs) -> OptStep:
-        """``run(init_params, bounds, *args, **kwargs)``; ``bounds`` may also be a keyword."""
-        if "bounds" in kwargs:
-            args = (kwargs.pop("bounds"),) + args
-        return super().run(init_params, *args, **kwargs)
-
     def _check_run_args(self, init_params, args, kwargs) -> None:
         super()._check_run_args(init_params, args, kwargs)
-        if not args or not isinstance(args[0], tuple | list) or len(args[0]) != 2:
-            raise TypeError("LBFGSB.run needs `bounds=(lower, upper)` after `init_params`.")
-        lower, upper = args[0]
+        if not args or not (args[0] is None or isinstance(args[0], tuple | list) and len(args[0]) == 2):
+            raise TypeError("LBFGSB.run needs `bounds=(lower, upper)` (or None) after `init_params`.")
+        lower, upper = (None, None) if args[0] is None else args[0]
         leaves = jax.tree_util.tree_leaves((lower, upper))
         if lower is not None and upper is not None and all(is_concrete(v) for v in leaves):
             lo = np.concatenate([np.ravel(np.asarray(v)) for v in jax.tree_util.tree_leaves(lower)])
@@ -204,6 +207,7 @@ class LBFGSB(QuasiNewtonSolver):
 
     def _flat_bounds(self, params, bounds):
         x, _ = ravel_pytree(params)
+        bounds = (None, None) if bounds is None else bounds  # jaxopt: bounds=None is unbounded
 
         def flat(b, fill):
             if b is None:
@@ -333,7 +337,7 @@ class LBFGSB(QuasiNewtonSolver):
           A pytree shaped like ``params``.
         """
         grad = self._value_and_grad_fun()(params, *args, **kwargs)[1]
-        lower, upper = bounds
+        lower, upper = (None, None) if bounds is None else bounds
         lower = jax.tree_util.tree_map(lambda p: -jnp.inf, params) if lower is None else lower
         upper = jax.tree_util.tree_map(lambda p: jnp.inf, params) if upper is None else upper
         step = tu.tree_sub(params, grad)

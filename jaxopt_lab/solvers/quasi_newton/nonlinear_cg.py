@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +67,12 @@ class NonlinearCG(QuasiNewtonSolver):
       J. Optim., 2006; Dai and Yuan, "A nonlinear conjugate gradient method with a
       strong global convergence property", SIAM J. Optim., 1999.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "value_and_grad", "has_aux", "maxiter", "tol", "method", "linesearch", "linesearch_init",
+        "condition", "maxls", "decrease_factor", "increase_factor", "max_stepsize", "min_stepsize",
+        "implicit_diff", "implicit_diff_solve", "jit", "unroll", "verbose",
+    )
 
     maxiter: int = 100
     tol: float = 1e-3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax.numpy as jnp
 
@@ -62,6 +63,12 @@ class ArmijoSGD(StepSizeSGD):
       Vaswani et al., "Painless Stochastic Gradient: Interpolation, Line-Search,
       and Convergence Rates", NeurIPS 2019 (arXiv:1905.09997).
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "value_and_grad", "has_aux", "aggressiveness", "decrease_factor", "increase_factor",
+        "reset_option", "momentum", "max_stepsize", "pre_update", "maxiter", "maxls", "tol", "verbose",
+        "implicit_diff", "implicit_diff_solve", "jit", "unroll",
+    )
 
     _state_cls = ArmijoSGDState
     # The Armijo test compares f(x - t g) with f(x) - c t ||g||^2: with 16-bit floats the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -71,6 +71,11 @@ class OptaxSolver(StochasticSolver):
     Returns:
       ``run`` returns an ``OptStep(params, OptaxState)``.
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "opt", "value_and_grad", "pre_update", "maxiter", "tol", "verbose", "implicit_diff",
+        "implicit_diff_solve", "has_aux", "jit", "unroll",
+    )
 
     opt: Any
     fun: Callable

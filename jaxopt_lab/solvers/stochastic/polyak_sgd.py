@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax.numpy as jnp
 
@@ -56,6 +57,12 @@ class PolyakSGD(StepSizeSGD):
       Loizou, Vaswani, Laradji and Lacoste-Julien, "Stochastic Polyak Step-size for
       SGD: An Adaptive Learning Rate for Fast Convergence", AISTATS 2021 (arXiv:2002.10542).
     """
+    # jaxopt's constructor parameters, in jaxopt's order (positional use).
+    _positional: ClassVar[tuple[str, ...]] = (
+        "fun", "value_and_grad", "has_aux", "fun_min", "variant", "max_stepsize", "delta", "momentum",
+        "pre_update", "maxiter", "tol", "verbose", "implicit_diff", "implicit_diff_solve", "jit",
+        "unroll",
+    )
 
     _state_cls = PolyakSGDState
 
