@@ -671,7 +671,9 @@ class LineSearchOptions:
       stepsize: fixed step if positive; ``<= 0`` (default ``0``) means line search.
       linesearch: ``"zoom"`` (strong Wolfe, :func:`strong_wolfe`; ``"hager-zhang"`` maps
         to it), ``"more-thuente"`` (strong Wolfe, :func:`more_thuente`) or
-        ``"backtracking"`` (Armijo).
+        ``"backtracking"`` (Armijo); or, as in jaxopt, a line-search instance
+        (``BacktrackingLineSearch``, ``ZoomLineSearch``, ``HagerZhangLineSearch``) whose
+        options it takes.
       linesearch_init, condition, increase_factor, min_stepsize: accepted for jaxopt
         compatibility (the first trial step is chosen by each solver).
       maxls: maximum evaluations per line search (static).
@@ -684,7 +686,7 @@ class LineSearchOptions:
     """
 
     stepsize: float = 0.0
-    linesearch: str = "zoom"
+    linesearch: Any = "zoom"
     linesearch_init: str = "increase"
     condition: str | None = None
     maxls: int = 30
@@ -697,6 +699,11 @@ class LineSearchOptions:
 
     def __post_init__(self):
         super().__post_init__()  # type: ignore[misc]
+        # jaxopt style: a line-search instance (BacktrackingLineSearch(...), ...) sets the options.
+        solver_options = getattr(self.linesearch, "_solver_options", None)
+        if callable(solver_options):
+            for name, value in solver_options().items():
+                object.__setattr__(self, name, value)
         if self.linesearch not in _LINESEARCHES:
             raise ValueError(f"`linesearch` must be 'zoom' or 'backtracking', got {self.linesearch!r}.")
         check_int(self.maxls, "maxls", minimum=1)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_callable, check_int, check_positive
 from jaxopt_lab.core.solver import JaxoptPositional
-from jaxopt_lab.core.types import OptStep, Status
+from jaxopt_lab.core.types import Status
 from jaxopt_lab.solvers.linesearch import functions as _linesearch
 
 
@@ -41,6 +41,23 @@ class LineSearchState(NamedTuple):
     status: jax.Array
 
 
+class LineSearchStep(NamedTuple):
+    """What a line search's ``run`` / ``update`` returns, as in jaxopt.
+
+    Attributes:
+      stepsize: the accepted step size.
+      state: a :class:`LineSearchState`.
+    """
+
+    stepsize: Any
+    state: LineSearchState
+
+    @property
+    def params(self):
+        """The step size (``OptStep``'s field name, kept for earlier code)."""
+        return self.stepsize
+
+
 @dataclasses.dataclass(eq=False)
 class _LineSearch(JaxoptPositional):
     fun: Callable
@@ -63,6 +80,11 @@ class _LineSearch(JaxoptPositional):
         check_positive(self.c2, "c2")
         check_positive(self.max_stepsize, "max_stepsize")
 
+    def _solver_options(self) -> dict:
+        """The options a solver given ``linesearch=<this instance>`` takes from it."""
+        return {"linesearch": "zoom", "c1": self.c1, "c2": self.c2, "maxls": self.maxiter,
+                "max_stepsize": self.max_stepsize}
+
     def _vg(self, fun_args, fun_kwargs):
         """``x -> ((value, aux), grad)`` whatever ``fun`` returns."""
         f = lambda x: self.fun(x, *fun_args, **fun_kwargs)
@@ -80,7 +102,7 @@ class _LineSearch(JaxoptPositional):
                                         maxls=self.maxiter, max_stepsize=self.max_stepsize)
 
     def run(self, init_stepsize, params, value=None, grad=None, descent_direction=None,
-            fun_args: tuple | list = (), fun_kwargs: dict | None = None) -> OptStep:
+            fun_args: tuple | list = (), fun_kwargs: dict | None = None) -> LineSearchStep:
         """Search along ``descent_direction`` (default ``-grad``) from ``params``.
 
         Args:
@@ -91,7 +113,7 @@ class _LineSearch(JaxoptPositional):
           fun_args, fun_kwargs: extra arguments of ``fun``.
 
         Returns:
-          ``OptStep(stepsize, LineSearchState)``.
+          ``LineSearchStep(stepsize, LineSearchState)``.
         """
         vg = self._vg(tuple(fun_args), dict(fun_kwargs or {}))
         aux = None
@@ -107,29 +129,73 @@ class _LineSearch(JaxoptPositional):
             num_fun_eval=jnp.asarray(r.num_evals, jnp.int32),
             num_grad_eval=jnp.asarray(r.num_evals, jnp.int32), status=status,
         )
-        return OptStep(r.stepsize, state)
+        return LineSearchStep(r.stepsize, state)
+
+    def init_state(self, init_stepsize, params, value=None, grad=None, descent_direction=None,
+                   fun_args: tuple | list = (), fun_kwargs: dict | None = None) -> LineSearchState:
+        """The state before the search: ``fun`` at ``params``, nothing accepted yet.
+
+        Args:
+          init_stepsize, params, value, grad, descent_direction, fun_args, fun_kwargs: as in
+            :meth:`run`.
+
+        Returns:
+          A :class:`LineSearchState` with ``iter_num = 0``.
+        """
+        del init_stepsize, descent_direction
+        vg = self._vg(tuple(fun_args), dict(fun_kwargs or {}))
+        aux = None
+        if value is None or grad is None:
+            (value, aux), grad = vg(params)
+        zero = jnp.asarray(0, jnp.int32)
+        return LineSearchState(iter_num=zero, params=params, value=value, grad=grad, aux=aux,
+                               failed=jnp.asarray(False), error=jnp.asarray(jnp.inf, jnp.result_type(value)),
+                               num_fun_eval=zero, num_grad_eval=zero,
+                               status=jnp.asarray(Status.RUNNING, jnp.int32))
+
+    def update(self, stepsize, state: LineSearchState, params, value=None, grad=None,
+               descent_direction=None, fun_args: tuple | list = (),
+               fun_kwargs: dict | None = None) -> LineSearchStep:
+        """The whole search from ``stepsize`` (one call does what jaxopt's update loop does).
+
+        Args:
+          stepsize: first trial step.
+          state: from :meth:`init_state` (its evaluation counts are carried on).
+          params, value, grad, descent_direction, fun_args, fun_kwargs: as in :meth:`run`.
+
+        Returns:
+          ``LineSearchStep(stepsize, LineSearchState)``.
+        """
+        out = self.run(stepsize, params, value, grad, descent_direction, fun_args, fun_kwargs)
+        st = out.state._replace(num_fun_eval=out.state.num_fun_eval + state.num_fun_eval,
+                                num_grad_eval=out.state.num_grad_eval + state.num_grad_eval)
+        return LineSearchStep(out.stepsize, st)
 
 
 @dataclasses.dataclass(eq=False)
 class BacktrackingLineSearch(_LineSearch):
-    """Backtracking: ``t, t * decrease_factor, ...`` until sufficient decrease (Armijo).
+    """Backtracking: ``t, t * decrease_factor, ...`` until ``condition`` holds.
 
-    ``condition="armijo"`` accepts on
-    ``f(x + t d) <= f(x) + c1 t <g, d>``; the Wolfe variants (``"wolfe"``,
-    ``"strong-wolfe"``, jaxopt's default) use the bracketing zoom of
-    :class:`ZoomLineSearch` instead, so the accepted step satisfies them.
+    With ``phi(t) = f(x + t d)`` and slope ``phi'(0) = Re<g, d>``: ``"armijo"``
+    accepts ``phi(t) <= phi(0) + c1 t phi'(0)``; ``"goldstein"`` adds
+    ``phi(t) >= phi(0) + (1 - c1) t phi'(0)``; ``"wolfe"`` adds
+    ``phi'(t) >= c2 phi'(0)``; ``"strong-wolfe"`` (jaxopt's default) adds
+    ``|phi'(t)| <= c2 |phi'(0)|``. The ``maxiter`` trials are evaluated as one batch
+    (``vmap``) and the first accepted one is returned, the step jaxopt's loop finds;
+    when none is accepted, ``failed`` is set and the last trial is returned, as jaxopt does.
 
     Args:
       fun: objective ``fun(params, *fun_args, **fun_kwargs)``.
       value_and_grad, has_aux: as in the solvers.
       maxiter: maximum evaluations.
-      condition: ``"armijo"``, ``"wolfe"`` or ``"strong-wolfe"``.
+      condition: ``"armijo"``, ``"goldstein"``, ``"wolfe"`` or ``"strong-wolfe"``.
+      tol: tolerance on the condition's violation (0: exact).
       c1, c2: sufficient-decrease and curvature constants.
       decrease_factor: shrink factor in ``(0, 1)``.
       max_stepsize: largest step.
 
     Returns:
-      ``run`` returns ``OptStep(stepsize, LineSearchState)``.
+      ``run`` and ``update`` return ``LineSearchStep(stepsize, LineSearchState)``.
 
     References:
       Armijo, "Minimization of functions having Lipschitz continuous first
@@ -146,15 +212,61 @@ class BacktrackingLineSearch(_LineSearch):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.condition not in ("armijo", "wolfe", "strong-wolfe"):
-            raise ValueError("`condition` must be 'armijo', 'wolfe' or 'strong-wolfe', "
-                             f"got {self.condition!r}.")
+        if self.condition not in _CONDITIONS:
+            raise ValueError(f"`condition` must be one of {_CONDITIONS}, got {self.condition!r}.")
+
+    def _solver_options(self) -> dict:
+        # Armijo / Goldstein: the solvers' backtracking (Armijo); the Wolfe conditions: the
+        # solvers' zoom, whose strong-Wolfe step satisfies both.
+        if self.condition in ("armijo", "goldstein"):
+            return {"linesearch": "backtracking", "c1": self.c1, "maxls": self.maxiter,
+                    "decrease_factor": self.decrease_factor}
+        return super()._solver_options()
 
     def _search(self, vg, params, value, grad, direction, t0, aux):
-        if self.condition == "armijo":
-            return _linesearch.backtracking(vg, params, value, grad, direction, t0, aux, c1=self.c1,
-                                            decrease_factor=self.decrease_factor, maxls=self.maxiter)
-        return super()._search(vg, params, value, grad, direction, t0, aux)
+        # The trials t0, t0 * factor, ... are evaluated as one batch; the first that meets
+        # the condition (violation <= tol) is accepted, as jaxopt's loop would.
+        n = self.maxiter
+        dtype = jnp.result_type(value)
+        ts = t0 * jnp.asarray(self.decrease_factor, dtype) ** jnp.arange(n, dtype=dtype)
+        slope = tu.tree_vdot_real(tu.tree_conj(grad), direction)
+
+        def trial(t):
+            x = tu.tree_add_scalar_mul(params, t, direction)
+            (f, a), g = vg(x)
+            new_slope = tu.tree_vdot_real(tu.tree_conj(g), direction)
+            viol = _violation(self.condition, value, slope, f, new_slope, t, self.c1, self.c2)
+            return x, f, g, a, viol
+
+        xs, fs, gs, auxs, viol = jax.vmap(trial)(ts)
+        ok = viol <= self.tol
+        found = jnp.any(ok)
+        k = jnp.where(found, jnp.argmax(ok), n - 1)
+        pick = lambda tree: jax.tree_util.tree_map(lambda a: a[k], tree)
+        nonfinite = ~jnp.isfinite(fs[k])
+        return _linesearch.LineSearchResult(stepsize=ts[k], params=pick(xs), value=fs[k], grad=pick(gs),
+                                            aux=pick(auxs), failed=~found,
+                                            num_evals=(k + 1).astype(jnp.int32),
+                                            nonfinite=~found & nonfinite)
+
+
+_CONDITIONS = ("armijo", "goldstein", "strong-wolfe", "wolfe")
+
+
+def _violation(condition, value, slope, new_value, new_slope, t, c1, c2):
+    """How much a trial step violates ``condition`` (0 when it meets it; inf for NaN)."""
+
+    def pos(d):
+        return jnp.maximum(jnp.where(jnp.isnan(d), jnp.inf, d), 0.0)
+
+    armijo = pos(new_value - (value + c1 * t * slope))  # Nocedal-Wright (3.6a)
+    if condition == "armijo":
+        return armijo
+    if condition == "goldstein":
+        return jnp.maximum(armijo, pos(value + (1 - c1) * t * slope - new_value))
+    if condition == "strong-wolfe":
+        return jnp.maximum(armijo, pos(jnp.abs(new_slope) - c2 * jnp.abs(slope)))  # (3.7b)
+    return jnp.maximum(armijo, pos(c2 * slope - new_slope))  # (3.6b)
 
 
 @dataclasses.dataclass(eq=False)
@@ -169,7 +281,7 @@ class ZoomLineSearch(_LineSearch):
       max_stepsize: largest step.
 
     Returns:
-      ``run`` returns ``OptStep(stepsize, LineSearchState)``.
+      ``run`` and ``update`` return ``LineSearchStep(stepsize, LineSearchState)``.
 
     References:
       Nocedal and Wright, "Numerical Optimization", 2006, Algorithms 3.5-3.6.
@@ -200,7 +312,7 @@ class HagerZhangLineSearch(_LineSearch):
       max_stepsize: largest step.
 
     Returns:
-      ``run`` returns ``OptStep(stepsize, LineSearchState)``.
+      ``run`` and ``update`` return ``LineSearchStep(stepsize, LineSearchState)``.
 
     References:
       Hager and Zhang, "A new conjugate gradient method with guaranteed descent
