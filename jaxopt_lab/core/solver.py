@@ -319,6 +319,10 @@ class JaxoptPositional:
     A subclass that sets ``_run_keywords`` (e.g. ``("hyperparams_prox",)``) has ``run``,
     ``init_state`` and ``update`` accept those leading arguments by keyword, as jaxopt's
     do (see :func:`bind_run_keywords`).
+
+    Attributes:
+      _positional: jaxopt's constructor parameter names, in jaxopt's order (class attribute).
+      _run_keywords: leading ``run`` arguments that may be given by keyword (class attribute).
     """
 
     _positional: ClassVar[tuple[str, ...]] = ()

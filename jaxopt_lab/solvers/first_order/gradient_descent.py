@@ -13,7 +13,12 @@ from jaxopt_lab.solvers.first_order._step import FirstOrderState, ProxGradSolver
 class GradientDescentState(FirstOrderState):
     """State of :class:`GradientDescent`: the fields of
     :class:`jaxopt_lab.solvers.first_order._step.FirstOrderState` (``objective`` is ``inf``
-    and ``num_restarts`` 0: gradient descent does not restart)."""
+    and ``num_restarts`` 0: gradient descent does not restart).
+
+    Attributes:
+      iter_num, stepsize, error, value, aux, velocity, t, num_fun_eval, status, objective,
+      num_restarts: as in ``FirstOrderState``.
+    """
 
     __slots__ = ()
 

@@ -18,7 +18,12 @@ from jaxopt_lab.solvers.first_order.gradient_descent import GradientDescent, Gra
 
 class ProjectedGradientState(GradientDescentState):
     """State of :class:`ProjectedGradient`: the fields of :class:`GradientDescentState`
-    (``status`` is ``INFEASIBLE`` at once for an empty set given as traced values)."""
+    (``status`` is ``INFEASIBLE`` at once for an empty set given as traced values).
+
+    Attributes:
+      iter_num, stepsize, error, value, aux, velocity, t, num_fun_eval, status, objective,
+      num_restarts: as in ``FirstOrderState``.
+    """
 
     __slots__ = ()
 

@@ -19,7 +19,12 @@ _RESTARTS = ("none", "gradient", "function")
 class ProximalGradientState(FirstOrderState):
     """State of :class:`ProximalGradient`: the fields of
     :class:`jaxopt_lab.solvers.first_order._step.FirstOrderState` (``value`` is ``f`` at the
-    extrapolated point; ``objective`` is ``F(x) = f(x) + g(x)`` with ``restart="function"``)."""
+    extrapolated point; ``objective`` is ``F(x) = f(x) + g(x)`` with ``restart="function"``).
+
+    Attributes:
+      iter_num, stepsize, error, value, aux, velocity, t, num_fun_eval, status, objective,
+      num_restarts: as in ``FirstOrderState``.
+    """
 
     __slots__ = ()
 

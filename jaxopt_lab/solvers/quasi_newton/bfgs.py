@@ -29,7 +29,12 @@ class BfgsApprox(NamedTuple):
 
 class BfgsState(QuasiNewtonState):
     """State of :class:`BFGS`: a :class:`QuasiNewtonState` whose ``approx`` is a
-    :class:`BfgsApprox` (``state.H`` reads the inverse-Hessian approximation)."""
+    :class:`BfgsApprox` (``state.H`` reads the inverse-Hessian approximation).
+
+    Attributes:
+      iter_num, value, grad, stepsize, error, approx, aux, failed_linesearch, num_fun_eval,
+      num_grad_eval, num_linesearch_iter, status: as in :class:`QuasiNewtonState`.
+    """
 
     __slots__ = ()
 

@@ -36,7 +36,12 @@ class LbfgsApprox(NamedTuple):
 
 class LbfgsState(QuasiNewtonState):
     """State of :class:`LBFGS`: a :class:`QuasiNewtonState` whose ``approx`` is an
-    :class:`LbfgsApprox` (``state.s_history``, ``state.gamma``, ... read its fields)."""
+    :class:`LbfgsApprox` (``state.s_history``, ``state.gamma``, ... read its fields).
+
+    Attributes:
+      iter_num, value, grad, stepsize, error, approx, aux, failed_linesearch, num_fun_eval,
+      num_grad_eval, num_linesearch_iter, status: as in :class:`QuasiNewtonState`.
+    """
 
     __slots__ = ()
 

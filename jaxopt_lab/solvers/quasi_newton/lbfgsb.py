@@ -46,7 +46,12 @@ class LbfgsbApprox(NamedTuple):
 class LbfgsbState(QuasiNewtonState):
     """State of :class:`LBFGSB`: a :class:`QuasiNewtonState` whose ``approx`` is an
     :class:`LbfgsbApprox`; ``error`` is the norm (``error_norm``) of the projected
-    gradient step ``x - P(x - g)`` and ``stepsize`` the step along ``x_bar - x``."""
+    gradient step ``x - P(x - g)`` and ``stepsize`` the step along ``x_bar - x``.
+
+    Attributes:
+      iter_num, value, grad, stepsize, error, approx, aux, failed_linesearch, num_fun_eval,
+      num_grad_eval, num_linesearch_iter, status: as in :class:`QuasiNewtonState`.
+    """
 
     __slots__ = ()
 

@@ -29,7 +29,12 @@ class NonlinearCGApprox(NamedTuple):
 
 class NonlinearCGState(QuasiNewtonState):
     """State of :class:`NonlinearCG`: a :class:`QuasiNewtonState` whose ``approx`` is a
-    :class:`NonlinearCGApprox` (``state.descent_direction`` reads the search direction)."""
+    :class:`NonlinearCGApprox` (``state.descent_direction`` reads the search direction).
+
+    Attributes:
+      iter_num, value, grad, stepsize, error, approx, aux, failed_linesearch, num_fun_eval,
+      num_grad_eval, num_linesearch_iter, status: as in :class:`QuasiNewtonState`.
+    """
 
     __slots__ = ()
 

@@ -36,6 +36,10 @@ class StochasticSolver(IterativeSolver):
 
     Subclasses write ``init_state`` and ``update`` as any solver; ``update`` receives the
     mini-batch through the ``data=`` keyword when driven by :meth:`run_iterator`.
+
+    Attributes:
+      maxiter, tol, verbose, implicit_diff, implicit_diff_solve, has_aux, jit, unroll, adjoint:
+        the options of :class:`jaxopt_lab.core.solver.IterativeSolver`.
     """
 
     def run_iterator(self, init_params: Any, iterator: Iterable, *args, **kwargs) -> OptStep:
