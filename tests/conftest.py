@@ -12,11 +12,13 @@ the limit, the jit caches are cleared, which unmaps the cached executables.
 
 import gc
 import os
+import pathlib
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -77,3 +79,16 @@ def pytest_terminal_summary(terminalreporter):
         total = sum(_HYPOTHESIS_CASES.values())
         detail = ", ".join(f"{k} {v}" for k, v in sorted(_HYPOTHESIS_CASES.items()))
         terminalreporter.write_line(f"hypothesis cases tried: {total} ({detail})")
+
+
+_HEAVY_FILE = pathlib.Path(__file__).with_name("heavy_tests.txt")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark the measured-heavy tests listed in ``heavy_tests.txt`` as ``slow``."""
+    heavy = {line.strip() for line in _HEAVY_FILE.read_text().splitlines()
+             if line.strip() and not line.startswith("#")}
+    for item in items:
+        if item.nodeid in heavy:
+            item.add_marker(pytest.mark.slow)
