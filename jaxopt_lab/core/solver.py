@@ -175,7 +175,7 @@ def map_positional(cls: type, args: tuple, kwargs: dict) -> dict:
       TypeError: too many positional arguments, a name given twice, or a non-``None``
         value for a jaxopt parameter that ``cls`` does not have.
     """
-    names = tuple(cls._positional)
+    names = tuple(getattr(cls, "_positional", ()))
     fields = _own_fields(cls)
     if len(args) > len(names):
         raise TypeError(f"{cls.__name__}() takes at most {len(names)} positional arguments "
@@ -198,7 +198,7 @@ def _wrap_init(cls: type) -> None:
         init = klass.__dict__.get("__init__")
         if init is not None:
             break
-    if getattr(init, "_maps_positional", False):
+    if init is None or getattr(init, "_maps_positional", False):
         return
 
     @functools.wraps(init)
@@ -261,16 +261,16 @@ def bind_run_keywords(names: tuple[str, ...], args: tuple, kwargs: dict, owner: 
     given = [i for i, n in enumerate(names) if n in kwargs]
     if not given:
         return args, kwargs
-    args, kwargs = list(args), dict(kwargs)
+    out, kwargs = list(args), dict(kwargs)
     for i in range(max(given) + 1):
         name = names[i]
         if name in kwargs:
-            if i < len(args):
+            if i < len(out):
                 raise TypeError(f"{owner}() got multiple values for argument {name!r}")
-            args.append(kwargs.pop(name))
-        elif i >= len(args):
-            args.append(None)
-    return tuple(args), kwargs
+            out.append(kwargs.pop(name))
+        elif i >= len(out):
+            out.append(None)
+    return tuple(out), kwargs
 
 
 def _with_run_keywords(method: Callable, n_fixed: int, names: tuple[str, ...]) -> Callable:
