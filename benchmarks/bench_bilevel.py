@@ -23,7 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 
 import jaxopt_lab as jl  # noqa: E402
 from jaxopt_lab import bilevel as bl  # noqa: E402
-from jaxopt_lab.problems.bilevel import hyper_cleaning_digits  # noqa: E402
+from jaxopt_lab.problems.bilevel_problems import hyper_cleaning_digits  # noqa: E402
 from jaxopt_lab.problems.digits import accuracy  # noqa: E402
 
 REPEATS = 5

@@ -41,7 +41,7 @@ import optax
 
 import jaxopt_lab as jl
 from jaxopt_lab import bilevel as bl
-from jaxopt_lab.problems.bilevel import hyper_cleaning_digits, logreg_l2_hyperparams
+from jaxopt_lab.problems.bilevel_problems import hyper_cleaning_digits, logreg_l2_hyperparams
 from jaxopt_lab.problems.digits import accuracy
 
 # %% [markdown]

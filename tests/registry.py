@@ -774,18 +774,18 @@ def _bilevel(cls):
 
 
 def _quadratic_bilevel():
-    from jaxopt_lab.problems.bilevel import quadratic_bilevel
+    from jaxopt_lab.problems.bilevel_problems import quadratic_bilevel
     return quadratic_bilevel()
 
 
 def _multiblock_exact():
     # Every block and every sample per step: no sampling noise, so BSVRB converges exactly.
-    from jaxopt_lab.problems.bilevel import multiblock_quadratic
+    from jaxopt_lab.problems.bilevel_problems import multiblock_quadratic
     return multiblock_quadratic(num_blocks=4, num_samples=8)
 
 
 def _constrained_toy():
-    from jaxopt_lab.problems.bilevel import constrained_toy
+    from jaxopt_lab.problems.bilevel_problems import constrained_toy
     return constrained_toy()
 
 

@@ -390,7 +390,7 @@ def test_bilevel_vmap_over_hyperparameter_matches_loop_without_retrace(entry):
 
 @pytest.mark.parametrize("entry", HYPERGRADIENTS, ids=lambda e: e.name)
 def test_hypergradient_matches_closed_form(entry):
-    from jaxopt_lab.problems.bilevel import quadratic_bilevel, quadratic_hypergradient
+    from jaxopt_lab.problems.bilevel_problems import quadratic_bilevel, quadratic_hypergradient
 
     inst = quadratic_bilevel()
     x = jnp.linspace(-1.0, 1.0, inst.x0.shape[0])

@@ -36,7 +36,7 @@ HYPERGRAD_F32 = textwrap.dedent("""
     import json
     import jax, jax.numpy as jnp
     from jaxopt_lab import bilevel
-    from jaxopt_lab.problems.bilevel import quadratic_bilevel
+    from jaxopt_lab.problems.bilevel_problems import quadratic_bilevel
 
     assert not jax.config.jax_enable_x64
     inst = quadratic_bilevel()
@@ -94,7 +94,7 @@ def test_float64_defaults_keep_their_accuracy():
     import jax.numpy as jnp
 
     from jaxopt_lab import Status, bilevel
-    from jaxopt_lab.problems.bilevel import quadratic_bilevel
+    from jaxopt_lab.problems.bilevel_problems import quadratic_bilevel
 
     inst = quadratic_bilevel()
     x = jnp.linspace(-1.0, 1.0, 5)
