@@ -45,9 +45,6 @@ KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
     ("jaxopt_lab.sweep.cli", "jaxopt_lab"): "issue 16: version string from the facade",
     ("jaxopt_lab.sweep.options", "jaxopt_lab"): "issue 16: solver/transform names looked up in the facade",
     ("jaxopt_lab.sweep.outputs", "jaxopt_lab"): "issue 16: version string from the facade",
-    # The hypergradient's static-option handling reuses the solver base's private helpers.
-    ("jaxopt_lab.bilevel.hypergradient", "jaxopt_lab.core.solver"):
-        "issue 16: private names _Static, _is_dynamic of core.solver",
 }
 
 # Layer of each top-level subpackage / module (a new one must be placed here).

@@ -26,7 +26,7 @@ from jaxopt_lab.bilevel import _inner
 from jaxopt_lab.bilevel.problem import BilevelProblem
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_callable, check_int, check_positive
-from jaxopt_lab.core.solver import _is_dynamic, _Static
+from jaxopt_lab.core.solver import ById, is_dynamic
 from jaxopt_lab.core.types import Status
 from jaxopt_lab.linalg import linear_solve as ls
 
@@ -239,15 +239,15 @@ def hypergradient(problem: BilevelProblem, x: PyTree, y0: PyTree, data: Any = No
         raise TypeError(f"`problem` must be a BilevelProblem, got {type(problem).__name__}.")
     opts = _check_options(method, options)
     problem.check_args(x, y0, data, "x", "y0")
-    static = {k: v for k, v in opts.items() if not _is_dynamic(v)}
-    dynamic = {k: v for k, v in opts.items() if _is_dynamic(v)}
+    static = {k: v for k, v in opts.items() if not is_dynamic(v)}
+    dynamic = {k: v for k, v in opts.items() if is_dynamic(v)}
     return _hypergradient_jit(problem, method, tuple(sorted(static.items(), key=lambda kv: kv[0])),
                               x, y0, data, dynamic)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _hypergradient_jit(problem, method, static_items, x, y0, data, dynamic):
-    static = {k: (v.value if isinstance(v, _Static) else v) for k, v in static_items}
+    static = {k: (v.value if isinstance(v, ById) else v) for k, v in static_items}
     o = {**static, **dynamic}
     if o["inner_tol"] is None or o["warn_tol"] is None:
         inner_tol, warn_tol = _inner.precision_tols(problem, x, y0, data)

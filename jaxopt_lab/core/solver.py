@@ -43,8 +43,13 @@ from jaxopt_lab.linalg import linear_solve as ls
 # --------------------------------------------------------------------------- pytree
 
 
-class _Static:
-    """Hashable-by-identity wrapper for unhashable static options (dicts, lists)."""
+class ById:
+    """Hashable-by-identity wrapper: an unhashable static value (a dict, a list, a function
+    object) used as pytree aux data or a static jit argument.
+
+    Attributes:
+      value: the wrapped object; two wrappers are equal when they hold the same object.
+    """
 
     __slots__ = ("value",)
 
@@ -55,10 +60,19 @@ class _Static:
         return id(self.value)
 
     def __eq__(self, other):
-        return isinstance(other, _Static) and other.value is self.value
+        return isinstance(other, ById) and other.value is self.value
 
 
-def _is_dynamic(value) -> bool:
+def is_dynamic(value) -> bool:
+    """Whether an option value is a pytree leaf of a solver (traced under jit).
+
+    Args:
+      value: an option value.
+
+    Returns:
+      ``True`` for floats, complex numbers, arrays and tracers; ``False`` for bools,
+      ints, strings, callables and everything else (static).
+    """
     if isinstance(value, bool):
         return False
     if isinstance(value, float | complex | np.floating):
@@ -73,14 +87,14 @@ def _hashable(value):
         hash(value)
         return value
     except TypeError:
-        return _Static(value)
+        return ById(value)
 
 
 def _flatten(solver):
     dyn_names, dyn_vals, static = [], [], []
     for f in dataclasses.fields(solver):
         v = getattr(solver, f.name)
-        if _is_dynamic(v) and not solver._static_option(f.name, v):
+        if is_dynamic(v) and not solver._static_option(f.name, v):
             dyn_names.append(f.name)
             dyn_vals.append(v)
         else:
@@ -92,7 +106,7 @@ def _unflatten(cls, aux, leaves):
     dyn_names, static = aux
     obj = object.__new__(cls)
     for name, v in static:
-        object.__setattr__(obj, name, v.value if isinstance(v, _Static) else v)
+        object.__setattr__(obj, name, v.value if isinstance(v, ById) else v)
     for name, v in zip(dyn_names, leaves, strict=True):
         object.__setattr__(obj, name, v)
     return obj

@@ -36,6 +36,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxopt_lab.core import loop as _loop
 from jaxopt_lab.core import solver as _solver
+from jaxopt_lab.core.solver import ById
 from jaxopt_lab.core.types import OptStep, Status
 
 PyTree = Any
@@ -63,21 +64,6 @@ class NotASolverRun(TypeError):
     """The member function does not call a solver's ``run`` exactly once."""
 
 
-class _ById:
-    """Hashable-by-identity wrapper (a member function in a static jit argument)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
-
-    def __hash__(self):
-        return id(self.value)
-
-    def __eq__(self, other):
-        return isinstance(other, _ById) and other.value is self.value
-
-
 @dataclasses.dataclass(frozen=True)
 class _Spec:
     """Static description of a member: how to rebuild its call from lane and shared leaves.
@@ -89,8 +75,8 @@ class _Spec:
 
     treedef: Any
     batched: tuple
-    fun: _ById | None = None
-    solver: _ById | None = None  # a solver that is not a pytree (a wrapper object): static
+    fun: ById | None = None
+    solver: ById | None = None  # a solver that is not a pytree (a wrapper object): static
 
     def full(self, lane, shared):
         lane_it, shared_it = iter(lane), iter(shared)
@@ -734,7 +720,7 @@ def batch_run(
     axes = _axes_of(in_axes, full)
     treedef, batched, stacked, shared, n = _split(full, axes)
     static = jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(solver))
-    spec = _Spec(treedef, batched, solver=_ById(solver) if static else None)
+    spec = _Spec(treedef, batched, solver=ById(solver) if static else None)
     dyn = None if static else solver
     parse = _queue_parser(full, axes, stacked) if queue is not None else None
     members = _Members(stacked, queue, parse)
@@ -807,7 +793,7 @@ def sweep_solver_runs(fun: Callable, hparams, args: tuple, kwargs: dict, mesh: M
     shared = leaves[n_h:]
     if not stacked or any(x.ndim == 0 for x in stacked) or len({x.shape[0] for x in stacked}) != 1:
         return None
-    spec = _Spec(treedef, batched, _ById(fun))
+    spec = _Spec(treedef, batched, ById(fun))
     try:
         _probe(spec, None, [x[0] for x in stacked], shared)
     except Exception:  # noqa: BLE001
