@@ -134,6 +134,42 @@ def test_nuclear_ball_matches_its_projection():
     assert float(f(out.params, M)) - float(f(X_ref, M)) <= 1e-6
 
 
+def test_unrolled_run_stops_at_tol_per_lane():
+    # The default (unrolled, for reverse mode) run used to compute all maxiter steps after
+    # reaching tol; now its work stops there (chunks of steps skipped by lax.cond).
+    A, b, x0 = _lsq(m=12, n=6, seed=1)
+    calls = []
+
+    def fun(x, A, b):
+        jax.debug.callback(lambda: calls.append(1))
+        return _fun(x, A, b)
+
+    lip = float(jnp.linalg.norm(A, 2) ** 2)
+    solver = lambda tol, **kw: jl.FrankWolfe(fun, L.lmo_simplex, variant="pairwise", stepsize="short",
+                                             lipschitz=lip, tol=tol, maxiter=3000, **kw)
+    out = jax.jit(lambda bb: solver(1e-6).run(x0, 1.0, A, bb))(b)
+    ref = solver(1e-6, unroll=False).run(x0, 1.0, A, b)
+    iters = int(out.state.iter_num)
+    assert int(out.state.status) == jl.Status.CONVERGED and iters == int(ref.state.iter_num) < 200
+    np.testing.assert_allclose(out.params, ref.params, rtol=1e-12, atol=1e-14)
+    calls.clear()
+    jax.block_until_ready(jax.jit(lambda bb: solver(1e-6).run(x0, 1.0, A, bb))(b))
+    assert 0 < len(calls) <= iters + 2 + 16  # one evaluation per step, plus init; was 3001
+    # Under vmap every lane keeps its own iterations and status (tol=0 runs to maxiter).
+    out = jax.vmap(lambda bb, t: solver(t).run(x0, 1.0, A, bb))(jnp.stack([b, 2 * b]),
+                                                                  jnp.asarray([1e-6, 0.0]))
+    assert [int(s) for s in out.state.status] == [jl.Status.CONVERGED, jl.Status.MAX_ITER]
+    assert [int(i) for i in out.state.iter_num] == [iters, 3000]
+    np.testing.assert_allclose(out.params[0], ref.params, rtol=1e-12, atol=1e-14)
+    # Reverse mode through the chunked scan agrees with forward mode.
+    sol = lambda bb: solver(1e-6).run(x0, 1.0, A, bb).params
+    v = jnp.asarray(np.random.default_rng(2).standard_normal(b.shape))
+    w = jnp.asarray(np.random.default_rng(3).standard_normal(x0.shape))
+    _, jvp = jax.jvp(sol, (b,), (v,))
+    g = jax.grad(lambda bb: jnp.vdot(w, sol(bb)))(b)
+    np.testing.assert_allclose(jnp.vdot(g, v), jnp.vdot(w, jvp), rtol=1e-8)
+
+
 @pytest.mark.slow
 def test_unrolled_derivative_matches_finite_differences():
     A, b, x0 = _lsq(m=12, n=6, seed=1)

@@ -20,6 +20,8 @@ _STEPSIZES = ("short", "backtracking", "open_loop")
 # Backtracking (Pedregosa et al. 2020): each step tries the smoothness estimates
 # _ETA * L * _TAU**j, j < _CANDIDATES, all evaluated in one vmap, and keeps the first accepted.
 _ETA, _TAU, _CANDIDATES = 0.9, 2.0, 4
+# Unrolled runs scan over chunks of this many steps; a chunk after the stop is skipped.
+_CHUNK = 16
 
 
 class FrankWolfeState(NamedTuple):
@@ -91,9 +93,12 @@ class FrankWolfe(IterativeSolver):
     ``state.error`` is the Frank-Wolfe gap ``<grad f(x), x - s>``, which bounds
     ``f(x) - min_C f`` for convex ``f``. Derivatives: the solution of a polytope-constrained
     problem is only piecewise smooth in the data, so ``implicit_diff`` defaults to
-    ``False`` and ``run`` is differentiated through its iterations (a masked ``lax.scan``
-    of ``maxiter`` steps); pass ``unroll=False`` for a loop that stops at ``tol`` when no
-    reverse-mode derivative is needed.
+    ``False`` and ``run`` is differentiated through its iterations (a ``lax.scan``
+    over chunks of 16 steps, a chunk after the stop skipped by ``lax.cond``, so an
+    un-batched run costs the iterations it takes, rounded up to a chunk; under ``vmap``
+    every lane computes until the scan ends, with each lane's result and status its own);
+    pass ``unroll=False`` for a ``while_loop`` that stops at ``tol`` when no reverse-mode
+    derivative is needed.
 
     Args:
       fun: smooth objective ``fun(params, *args, **kwargs)``.
@@ -285,6 +290,32 @@ class FrankWolfe(IterativeSolver):
         new = FrankWolfeState(state.iter_num + 1, jnp.asarray(value, dtype), gap, grad, vertex, lip,
                               weights, aux, state.status)
         return OptStep(x_next, new)
+
+    def _run_loop(self, init_params, *args, **kwargs) -> OptStep:
+        if not (self.jit and self._adjoint().scan) or self.verbose:
+            return super()._run_loop(init_params, *args, **kwargs)
+        # Unrolled (a scan, for reverse mode): scan over chunks of _CHUNK masked steps, each
+        # chunk skipped by lax.cond once the run has stopped, so an un-batched run costs the
+        # iterations it takes (rounded up to a chunk) instead of maxiter. Under vmap the cond
+        # is a select (every lane computes every chunk); the per-step mask keeps each lane's
+        # result and status exact. A step that turns the iterate non-finite is not kept.
+        state = self.init_state(init_params, *args, **kwargs)
+
+        def masked_step(carry, _):
+            params, state = carry
+            new_params, new_state = self.update(params, state, *args, **kwargs)
+            bad = new_state.status == Status.NONFINITE
+            kept = state._replace(status=new_state.status, iter_num=new_state.iter_num)
+            new = (tu.tree_where(bad, params, new_params), tu.tree_where(bad, kept, new_state))
+            return tu.tree_where(state.status == Status.RUNNING, new, carry), None
+
+        def chunk(carry, _):
+            run_chunk = lambda c: jax.lax.scan(masked_step, c, None, length=_CHUNK)[0]
+            return jax.lax.cond(carry[1].status == Status.RUNNING, run_chunk, lambda c: c, carry), None
+
+        num_chunks = -(-self.maxiter // _CHUNK)
+        params, state = jax.lax.scan(chunk, (init_params, state), None, length=num_chunks)[0]
+        return OptStep(params, state)
 
     def _finalize(self, state, value=None):
         # The loop's stopping rule also checks the gradient: a NaN gradient with a finite
