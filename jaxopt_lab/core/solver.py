@@ -527,6 +527,15 @@ class IterativeSolver(JaxoptPositional):
         return resolve_adjoint(self.adjoint, self.implicit_diff, self.implicit_diff_solve, self.unroll,
                                defaults)
 
+    def _unrolled(self) -> bool:
+        """Whether ``run`` differentiates through its iterations (a scanning ``UnrollAdjoint``).
+
+        The loops inside a step (line searches, inner linear solves) are then masked
+        ``lax.scan``s too (:func:`jaxopt_lab.core.loop.bounded_while_loop`), so that the
+        whole unrolled run has reverse-mode derivatives.
+        """
+        return self._adjoint().scan
+
     def _implicit_solve(self) -> Callable:
         """The default linear solve of :class:`ImplicitAdjoint` (``solve=None``) for this solver."""
         if self.implicit_diff_solve is not None:

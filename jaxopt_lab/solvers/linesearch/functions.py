@@ -1,6 +1,7 @@
 """Line searches written for ``vmap``.
 
-Each line search is one ``lax.while_loop`` whose body makes exactly one
+Each line search is one ``lax.while_loop`` (a masked ``lax.scan`` of ``maxls`` steps when
+the solver differentiates by unrolling) whose body makes exactly one
 value-and-gradient evaluation, with every decision taken by arithmetic
 (``jnp.where``), never by ``lax.cond``. Under ``vmap`` a ``cond`` turns into a
 ``select`` that runs both branches, and nested data-dependent loops run every lane
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int, check_positive, is_concrete, uses_line_search
+from jaxopt_lab.core.loop import bounded_while_loop
 from jaxopt_lab.core.types import OptStep, Status
 
 
@@ -105,6 +107,7 @@ def strong_wolfe(
     maxls: int = 30,
     max_stepsize: float = 1e10,
     done=None,
+    unroll: bool = False,
 ) -> LineSearchResult:
     """Bracketing-and-zoom search for a step satisfying the strong Wolfe conditions.
 
@@ -135,6 +138,8 @@ def strong_wolfe(
       max_stepsize: largest step tried.
       done: optional boolean; when true the search makes no evaluation (a stopped
         lane under ``vmap``) and returns ``failed``.
+      unroll: run the loop as a masked ``lax.scan`` of ``maxls`` steps (same result,
+        reverse-mode differentiable; for solvers that differentiate by unrolling).
 
     Returns:
       A :class:`LineSearchResult`.
@@ -222,7 +227,7 @@ def strong_wolfe(
         lo_g=grad, lo_aux=aux, hi_t=inf, hi_f=inf, hi_d=inf, lo_ok=jnp.asarray(False),
         spread=zero, nan_grad=jnp.asarray(False), done=start_done, k=jnp.asarray(0),
     )
-    c = jax.lax.while_loop(lambda c: ~c.done & (c.k < maxls), body, init)
+    c = bounded_while_loop(lambda c: ~c.done & (c.k < maxls), body, init, maxls, unroll=unroll)
     # Out of evaluations, the low end is returned only if it has sufficient decrease.
     failed = (c.lo_t <= 0) | ~c.lo_ok
     lo_t = jnp.where(failed, zero, c.lo_t)
@@ -264,6 +269,7 @@ def backtracking(
     slope=None,
     step_fn: Callable | None = None,
     done=None,
+    unroll: bool = False,
 ) -> LineSearchResult:
     """Backtracking search for a step with sufficient decrease (Armijo).
 
@@ -287,6 +293,8 @@ def backtracking(
       step_fn: ``t -> y``, a trial point for step ``t`` (proximal condition).
       done: optional boolean; when true the search makes no evaluation (a stopped
         lane under ``vmap``) and returns ``failed``.
+      unroll: run the loop as a masked ``lax.scan`` of ``maxls`` steps (same result,
+        reverse-mode differentiable; for solvers that differentiate by unrolling).
 
     Returns:
       A :class:`LineSearchResult`.
@@ -327,7 +335,7 @@ def backtracking(
     start_done = jnp.asarray(False) if done is None else jnp.asarray(done, bool)
     init = _BtCarry(jnp.asarray(init_stepsize, dtype), params, f0, grad, aux, start_done,
                     jnp.asarray(0))
-    c = jax.lax.while_loop(lambda c: ~c.done & (c.k < maxls), body, init)
+    c = bounded_while_loop(lambda c: ~c.done & (c.k < maxls), body, init, maxls, unroll=unroll)
     failed = ~c.done | start_done
     t = jnp.where(failed, jnp.zeros_like(c.t), c.t)
     x = tu.tree_where(failed, params, c.x)
@@ -448,6 +456,7 @@ def more_thuente(
     maxls: int = 30,
     max_stepsize: float = 1e10,
     done=None,
+    unroll: bool = False,
 ) -> LineSearchResult:
     """Moré and Thuente's line search for a step satisfying the strong Wolfe conditions.
 
@@ -478,6 +487,8 @@ def more_thuente(
       max_stepsize: largest step tried.
       done: optional boolean; when true the search makes no evaluation (a stopped
         lane under ``vmap``) and returns ``failed``.
+      unroll: run the loop as a masked ``lax.scan`` of ``maxls`` steps (same result,
+        reverse-mode differentiable; for solvers that differentiate by unrolling).
 
     Returns:
       A :class:`LineSearchResult`.
@@ -566,7 +577,7 @@ def more_thuente(
         best_x=params, best_g=grad, best_aux=aux, accepted=jnp.asarray(False), spread=zero,
         nan_grad=jnp.asarray(False), done=start_done, k=jnp.asarray(0),
     )
-    c = jax.lax.while_loop(lambda c: ~c.done & (c.k < maxls), body, init)
+    c = bounded_while_loop(lambda c: ~c.done & (c.k < maxls), body, init, maxls, unroll=unroll)
     # Out of evaluations, the best step is returned only if it has sufficient decrease.
     ok = c.accepted | ((c.stx > 0) & (c.fx <= f0 + c.stx * gtest))
     failed = ~ok | start_done
@@ -746,10 +757,12 @@ class LineSearchOptions:
         if self.linesearch == "backtracking":
             factor = 0.5 if self.decrease_factor is None else self.decrease_factor
             return backtracking(value_and_grad, params, value, grad, direction, init_stepsize, aux,
-                                c1=self.c1, decrease_factor=factor, maxls=self.maxls, done=done)
+                                c1=self.c1, decrease_factor=factor, maxls=self.maxls, done=done,
+                                unroll=self._unrolled())  # type: ignore[attr-defined]
         search = more_thuente if self.linesearch == "more-thuente" else strong_wolfe
         return search(value_and_grad, params, value, grad, direction, init_stepsize, aux,
-                      c1=self.c1, c2=self.c2, maxls=self.maxls, max_stepsize=self.max_stepsize, done=done)
+                      c1=self.c1, c2=self.c2, maxls=self.maxls, max_stepsize=self.max_stepsize, done=done,
+                      unroll=self._unrolled())  # type: ignore[attr-defined]
 
 
 def _concrete_scalar(value) -> bool:
