@@ -13,6 +13,7 @@ from jaxopt_lab.core import loop, tree_util
 from jaxopt_lab.core.adjoint import ImplicitAdjoint, UnrollAdjoint
 from jaxopt_lab.core.types import KKTSolution, OptStep, Status, status_name
 from jaxopt_lab.linalg import implicit_diff, linear_solve
+from jaxopt_lab.linalg.mfac_static import MFACStatic, mfac_static
 from jaxopt_lab.ops import isotonic, lmo, loss, objective, perturbations, projection, prox
 from jaxopt_lab.solvers import *  # noqa: F401,F403
 from jaxopt_lab.solvers import __all__ as _solvers_all
@@ -60,6 +61,7 @@ __all__ = [
     "perturbations",
     "linear_solve",
     "linalg",
+    "MFACStatic", "mfac_static",
     "lmo",
     "loop",
     "ops",

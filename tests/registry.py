@@ -844,6 +844,16 @@ def _via_adjoint(inst, x):
     return jax.grad(prob.outer_fun, argnums=0)(x, y, data) - cross
 
 
+def _mfac_of(inst):
+    # Static M-FAC preconditioner from the inner Hessian A = I + (1/m) sum_i g_i g_i^T
+    # (eigenvalues of A are >= 1), so that it is A^{-1}.
+    import numpy as np
+
+    A = np.asarray(inst.data["A"])
+    s, Q = np.linalg.eigh(A - np.eye(A.shape[0]))
+    return jl.mfac_static((np.sqrt(A.shape[0] * np.clip(s, 0, None)) * Q).T, 1.0)
+
+
 HYPERGRADIENTS: list[HypergradEntry] = [
     HypergradEntry("hypergradient-implicit-cg", _hg("implicit"), covers=("hypergradient",)),
     HypergradEntry("hypergradient-implicit-gmres", _hg("implicit", adjoint_solver="gmres"),
@@ -856,6 +866,9 @@ HYPERGRADIENTS: list[HypergradEntry] = [
                    lambda inst, x: jax.grad(jl.bilevel.hyperobjective, argnums=1)(inst.problem, x, inst.y0,
                                                                                   inst.data)),
     HypergradEntry("adjoint_solve", _via_adjoint, accuracy=1e-8),
+    HypergradEntry("hypergradient-implicit-mfac_static",
+                   lambda inst, x: _hg("implicit", M=_mfac_of(inst))(inst, x),
+                   covers=("mfac_static", "MFACStatic")),
 ]
 
 
