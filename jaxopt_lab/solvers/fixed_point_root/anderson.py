@@ -204,9 +204,9 @@ class AndersonWrapperState(NamedTuple):
 class AndersonWrapper(IterativeSolver):
     """Anderson acceleration of another solver, its ``update`` taken as the map.
 
-    Best with solvers whose state carries no momentum (e.g. ``GradientDescent``
-    without acceleration, ``ProximalGradient``); the mixed point replaces the
-    wrapped solver's iterate while its state continues.
+    The mixed point replaces the wrapped solver's iterate and the wrapped solver's state
+    is restarted there (``init_state``), as in jaxopt, so solvers with momentum
+    (accelerated ``GradientDescent``, ``OptaxSolver`` with momentum) can be wrapped.
 
     Args:
       solver: a jaxopt_lab solver (its ``update`` is the fixed-point map).
@@ -293,9 +293,19 @@ class AndersonWrapper(IterativeSolver):
         fs = _put(state.map_history, k % m, image)
         valid = jnp.arange(m) < jnp.minimum(k + 1, m)
         mixed = anderson_mix(xs, fs, valid, self.beta, self.ridge)
-        new_params = tu.tree_where((k + 1) % self.mixing_frequency == 0, mixed, image)
+        mix = (k + 1) % self.mixing_frequency == 0
+        new_params = tu.tree_where(mix, mixed, image)
+        error = jnp.asarray(inner.error).astype(state.error.dtype)
+        # The wrapped state belongs to ``image``: after a mix it is restarted at the mixed
+        # point (as jaxopt does), so momentum or optimizer moments never point from ``image``
+        # while the iterate sits elsewhere (which diverges, e.g. for accelerated GD).
+        restart = lambda: self.solver.init_state(new_params, *args, **kwargs)
+        if self.mixing_frequency == 1:
+            inner = restart()
+        else:
+            inner = jax.lax.cond(mix, restart, lambda: inner)
         new_state = AndersonWrapperState(
-            iter_num=k + 1, error=jnp.asarray(inner.error).astype(state.error.dtype),
+            iter_num=k + 1, error=error,
             params_history=xs, map_history=fs, inner_state=inner, status=state.status,
         )
         return OptStep(new_params, new_state)

@@ -63,6 +63,8 @@ class StepSizeSGD(StochasticSolver):
 
     def __post_init__(self):
         super().__post_init__()
+        if isinstance(self.momentum, bool):  # jaxopt's own tests pass momentum=False (no momentum)
+            self.momentum = float(self.momentum)
         check_positive(self.max_stepsize, "max_stepsize")
         check_positive(self.momentum, "momentum", allow_zero=True)
 
