@@ -34,6 +34,11 @@ from jaxopt_lab.transforms import (  # noqa: F401  operators/helpers the transfo
     random_k_compressor,
     refined_schedule,
     soft_threshold,
+    sora_gate_mask,
+    sora_init,
+    sora_merge,
+    sora_prune,
+    sora_xi_schedule,
     top_k_compressor,
     topk_magnitude_mask,
 )

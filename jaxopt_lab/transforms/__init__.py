@@ -48,6 +48,16 @@ from jaxopt_lab.transforms.refined_schedule import refined_schedule  # noqa: F40
 from jaxopt_lab.transforms.root_optimizer import *  # noqa: F401,F403
 from jaxopt_lab.transforms.root_optimizer import __all__ as _root_all
 from jaxopt_lab.transforms.sophia import ScaleBySophiaState, scale_by_sophia, sophia
+from jaxopt_lab.transforms.sora import *  # noqa: F401,F403
+from jaxopt_lab.transforms.sora import HELPERS as _sora_helpers
+from jaxopt_lab.transforms.sora import __all__ as _sora_all
+from jaxopt_lab.transforms.sora import (  # noqa: F401 (HELPERS)
+    sora_gate_mask,
+    sora_init,
+    sora_merge,
+    sora_prune,
+    sora_xi_schedule,
+)
 from jaxopt_lab.transforms.zeroth_order import (
     ScaleByZoEstimateState,
     scale_by_zo_estimate,
@@ -61,7 +71,7 @@ __all__ = [
     "ScaleByZoEstimateState", "scale_by_zo_estimate", "zo_adam", "zo_sgd", "zo_signsgd",
     # First-order and proximal transforms.
     *_adamp_all, *_clip_all, *_diffgrad_all, *_perp_all, *_root_all, *_econtrol_all,
-    *_lowrank_dct_all, *_prox_update_all, *_abs_all, *_lna_all,
+    *_lowrank_dct_all, *_prox_update_all, *_abs_all, *_lna_all, *_sora_all,
     # Second-order transforms.
     "ScaleByAdaHessianState", "adahessian", "scale_by_adahessian", "ScaleByMfacState", "mfac",
     "scale_by_mfac", "ScaleBySophiaState", "scale_by_sophia", "sophia",
@@ -71,7 +81,7 @@ __all__ = [
 HELPERS = [
     "dct_basis", "group_envelope_prox_norms", "inner_product_test", "mfac_ihvp", "norm_test",
     "ns_schedule", "orthogonalize", "prox_group_envelope", "prox_topk", "random_k_compressor",
-    "refined_schedule", "soft_threshold", "top_k_compressor", "topk_magnitude_mask",
+    "refined_schedule", "soft_threshold", "top_k_compressor", "topk_magnitude_mask", *_sora_helpers,
 ]
 
 # Module path of earlier releases: ``transforms/root.py`` is now ``root_optimizer.py`` (the
