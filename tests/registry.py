@@ -196,6 +196,8 @@ SOLVERS += [
     SolverEntry("NewtonCG", jl.NewtonCG, dict(tol=1e-9, maxiter=200)),
     SolverEntry("RegularizedNewton", jl.RegularizedNewton, dict(tol=1e-9, maxiter=300),
                 numeric_option="hessian_lipschitz", numeric_values=(1.0, 2.0), rosenbrock=False),
+    SolverEntry("AdaptiveRegularizedNewton", jl.AdaptiveRegularizedNewton, dict(tol=1e-9, maxiter=300),
+                numeric_option="gamma_init", numeric_values=(1.0, 2.0), rosenbrock=False),
 ]
 
 
@@ -928,7 +930,7 @@ class SaddlePointEntry:
 SADDLE_POINT_SOLVERS: list[SaddlePointEntry] = [
     SaddlePointEntry("MirrorProx", jl.MirrorProx, dict(mirror="entropy", maxiter=5000, tol=1e-3), gap=1e-3),
     SaddlePointEntry("OptimisticMirrorDescent", jl.OptimisticMirrorDescent,
-                     dict(mirror="entropy", maxiter=5000, tol=2e-3), gap=2e-3),
+                     dict(mirror="entropy", maxiter=5000, tol=1e-3), gap=1e-3),
 ]
 
 
@@ -992,6 +994,7 @@ NOT_ALGORITHMS: dict[str, str] = {
         "FixedPointState", "GaussNewtonState", "IterativeRefinementState", "LbfgsState", "LbfgsbState",
         "LevenbergMarquardtState", "LineSearchState", "MirrorDescentState", "NewtonCGState",
         "NonlinearCGState", "OptaxState", "PolyakSGDState", "ProxGradState", "RegularizedNewtonState",
+        "AdaptiveRegularizedNewtonState",
         "GradientDescentState", "ProjectedGradientState", "ProximalGradientState")},
     "ScipyMinimizeInfo": "SciPy's result fields, the state of the SciPy wrappers",
     "projection_grad_simplex_kl": "a projection used as MirrorDescent's step (an operator, not a solver); "

@@ -38,7 +38,54 @@ class RegularizedNewtonState(NamedTuple):
 
 
 @dataclasses.dataclass(eq=False)
-class RegularizedNewton(NewtonSolver):
+class ApproxHessianNewton(NewtonSolver):
+    """Base of the regularized Newton solvers: the choice of curvature ``H`` (private).
+
+    ``H`` is the exact Hessian (``hessian="exact"``), the Gauss-Newton matrix ``J^T J`` of
+    ``residual_fun`` or the empirical Fisher ``(1/n) J^T J`` of ``per_example_fun``;
+    ``_matvec`` returns ``v -> H v`` at a point, and ``(H + lam I) s = g`` is solved by CG.
+
+    Attributes:
+      fun: the objective.
+      hessian: ``"exact"``, ``"gauss_newton"`` or ``"fisher"`` (static).
+      residual_fun: residuals for ``"gauss_newton"``.
+      per_example_fun: per-example losses for ``"fisher"``.
+      cg_tol: relative CG tolerance.
+    """
+
+    fun: Callable
+    _: dataclasses.KW_ONLY
+    hessian: str = "exact"
+    residual_fun: Callable | None = None
+    per_example_fun: Callable | None = None
+    cg_tol: float = 1e-10
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive(self.cg_tol, "cg_tol")
+        needs = {"exact": None, "gauss_newton": "residual_fun", "fisher": "per_example_fun"}
+        if self.hessian not in needs:
+            raise ValueError(f"`hessian` must be one of {sorted(needs)}, got {self.hessian!r}.")
+        if needs[self.hessian] is not None:
+            check_callable(getattr(self, needs[self.hessian]), needs[self.hessian])
+
+    def _matvec(self, params, args, kwargs) -> Callable:
+        if self.hessian == "exact":
+            grad = lambda x: self._value_and_grad_fun()(x, *args, **kwargs)[1]
+            return jax.linearize(grad, params)[1]
+        f = self.residual_fun if self.hessian == "gauss_newton" else self.per_example_fun
+        out, jvp = jax.linearize(lambda x: f(x, *args, **kwargs), params)
+        vjp = jax.linear_transpose(jvp, params)
+        n = 1 if self.hessian == "gauss_newton" else jnp.size(out)
+        return lambda v: tu.tree_scalar_mul(1.0 / n, vjp(jvp(v))[0])
+
+    def _solve_shifted(self, matvec, grad, lam):
+        """``(H + lam I)^{-1} grad`` by CG."""
+        return ls.solve_cg(matvec, grad, ridge=lam, tol=self.cg_tol, maxiter=self.cg_maxiter)
+
+
+@dataclasses.dataclass(eq=False)
+class RegularizedNewton(ApproxHessianNewton):
     """Newton steps regularized by the square root of the gradient norm.
 
     ``x+ = x - (H + sqrt(L ||g||) I)^{-1} g`` with ``L = hessian_lipschitz``
@@ -77,33 +124,12 @@ class RegularizedNewton(NewtonSolver):
 
     _state_cls = RegularizedNewtonState
 
-    fun: Callable
     _: dataclasses.KW_ONLY
-    hessian: str = "exact"
-    residual_fun: Callable | None = None
-    per_example_fun: Callable | None = None
     hessian_lipschitz: float = 1.0
-    cg_tol: float = 1e-10
 
     def __post_init__(self):
         super().__post_init__()
         check_positive(self.hessian_lipschitz, "hessian_lipschitz")
-        check_positive(self.cg_tol, "cg_tol")
-        needs = {"exact": None, "gauss_newton": "residual_fun", "fisher": "per_example_fun"}
-        if self.hessian not in needs:
-            raise ValueError(f"`hessian` must be one of {sorted(needs)}, got {self.hessian!r}.")
-        if needs[self.hessian] is not None:
-            check_callable(getattr(self, needs[self.hessian]), needs[self.hessian])
-
-    def _matvec(self, params, args, kwargs) -> Callable:
-        if self.hessian == "exact":
-            grad = lambda x: self._value_and_grad_fun()(x, *args, **kwargs)[1]
-            return jax.linearize(grad, params)[1]
-        f = self.residual_fun if self.hessian == "gauss_newton" else self.per_example_fun
-        out, jvp = jax.linearize(lambda x: f(x, *args, **kwargs), params)
-        vjp = jax.linear_transpose(jvp, params)
-        n = 1 if self.hessian == "gauss_newton" else jnp.size(out)
-        return lambda v: tu.tree_scalar_mul(1.0 / n, vjp(jvp(v))[0])
 
     def _extra_init(self, dtype) -> dict:
         return dict(regularization=jnp.zeros([], dtype))
@@ -111,8 +137,7 @@ class RegularizedNewton(NewtonSolver):
     def _newton_step(self, params, state: RegularizedNewtonState, args, kwargs):
         """The full step ``-(H + lam I)^{-1} g`` with ``lam = sqrt(L ||g||)`` (no line search)."""
         lam = jnp.sqrt(self.hessian_lipschitz * state.error)
-        step = ls.solve_cg(self._matvec(params, args, kwargs), state.grad, ridge=lam,
-                           tol=self.cg_tol, maxiter=self.cg_maxiter)
+        step = self._solve_shifted(self._matvec(params, args, kwargs), state.grad, lam)
         new = tu.tree_sub(params, step)
         return (new, self._value_and_grad_fun()(new, *args, **kwargs), False,
                 dict(regularization=lam.astype(state.error.dtype)))
