@@ -7,6 +7,9 @@ value-and-gradient evaluation, with every decision taken by arithmetic
 ``select`` that runs both branches, and nested data-dependent loops run every lane
 until the slowest finishes; here a lane that has accepted its step only waits, and
 the usual case (the first trial step accepted) costs one evaluation.
+
+Complex params work with jaxopt's convention: ``grad`` is the conjugate of what
+``jax.grad`` returns (the steepest-ascent direction) and slopes are ``Re <g, d>``.
 """
 
 from __future__ import annotations
@@ -150,7 +153,7 @@ def strong_wolfe(
       guaranteed descent and an efficient line search", SIAM J. Optim., 2005.
     """
     dtype = jnp.result_type(value)
-    d0 = tu.tree_vdot(grad, direction).astype(dtype)
+    d0 = jnp.real(tu.tree_vdot(grad, direction)).astype(dtype)
     f0 = jnp.asarray(value, dtype)
     zero = jnp.zeros([], dtype)
     inf = jnp.asarray(jnp.inf, dtype)
@@ -173,7 +176,7 @@ def strong_wolfe(
         x = tu.tree_add_scalar_mul(params, c.t, direction)
         (f, a), g = value_and_grad(x)
         f = jnp.asarray(f, dtype)
-        dphi = tu.tree_vdot(g, direction).astype(dtype)
+        dphi = jnp.real(tu.tree_vdot(g, direction)).astype(dtype)
         finite = jnp.isfinite(f) & jnp.isfinite(dphi)
         noise = in_noise(c.t)
         slack = jnp.where(noise, fnoise, zero)
@@ -310,13 +313,13 @@ def backtracking(
     slack = 10 * jnp.finfo(dtype).eps * jnp.abs(f0)
     slope_known = step_fn is None
     if step_fn is None:
-        d0 = tu.tree_vdot(grad, direction).astype(dtype) if slope is None else slope
+        d0 = jnp.real(tu.tree_vdot(grad, direction)).astype(dtype) if slope is None else slope
         step_fn = lambda t: tu.tree_add_scalar_mul(params, t, direction)
         test = lambda t, y, f: f <= f0 + c1 * t * d0 + slack
     else:
         def test(t, y, f):
             diff = tu.tree_sub(y, params)
-            model = f0 + tu.tree_vdot(grad, diff) + 0.5 / t * tu.tree_l2_norm(diff, True)
+            model = f0 + jnp.real(tu.tree_vdot(grad, diff)) + 0.5 / t * tu.tree_l2_norm(diff, True)
             return f <= model + slack
 
     def body(c: _BtCarry):
@@ -498,7 +501,7 @@ def more_thuente(
       ACM Trans. Math. Software 20(3), 1994.
     """
     dtype = jnp.result_type(value)
-    d0 = tu.tree_vdot(grad, direction).astype(dtype)
+    d0 = jnp.real(tu.tree_vdot(grad, direction)).astype(dtype)
     f0 = jnp.asarray(value, dtype)
     zero = jnp.zeros([], dtype)
     gtest = c1 * d0
@@ -511,7 +514,7 @@ def more_thuente(
         x = tu.tree_add_scalar_mul(params, c.t, direction)
         (f, a), g = value_and_grad(x)
         f = jnp.asarray(f, dtype)
-        dp = tu.tree_vdot(g, direction).astype(dtype)
+        dp = jnp.real(tu.tree_vdot(g, direction)).astype(dtype)
         finite = jnp.isfinite(f) & jnp.isfinite(dp)
         ftest = f0 + c.t * gtest
         suff = f <= ftest
