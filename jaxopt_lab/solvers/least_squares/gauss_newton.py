@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_callable
-from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.linalg import linear_solve as ls
+from jaxopt_lab.solvers.least_squares._step import (
+    LeastSquaresSolver,
+    half_squared_norm,
+)
 
 
 class GaussNewtonState(NamedTuple):
@@ -42,49 +43,8 @@ class GaussNewtonState(NamedTuple):
     status: jax.Array
 
 
-def residual_and_linearization(residual_fun: Callable, has_aux: bool, params, args, kwargs):
-    """``(r, aux, jvp, vjp)`` of a residual function at ``params``.
-
-    Args:
-      residual_fun: ``r(params, *args, **kwargs)`` (or ``(r, aux)`` with ``has_aux``).
-      has_aux: whether ``residual_fun`` returns auxiliary output.
-      params: the point.
-      args, kwargs: extra arguments of ``residual_fun``.
-
-    Returns:
-      The residual, the auxiliary output (or None), ``v -> J v`` and ``u -> J^T u``.
-    """
-    f = lambda p: residual_fun(p, *args, **kwargs)
-    if has_aux:
-        r, jvp, aux = jax.linearize(f, params, has_aux=True)
-    else:
-        (r, jvp), aux = jax.linearize(f, params), None
-    vjp = jax.linear_transpose(jvp, params)
-    return r, aux, jvp, lambda u: vjp(u)[0]
-
-
-def normal_gradient(residual_fun: Callable, has_aux: bool, params, args, kwargs):
-    """``J(params)^T r(params)``, the gradient of ``0.5 ||r||^2`` (zero at a solution).
-
-    Args:
-      residual_fun: ``r(params, *args, **kwargs)`` returning a pytree of residuals (or
-        ``(residuals, aux)`` with ``has_aux``).
-      has_aux: whether ``residual_fun`` also returns auxiliary data (discarded).
-      params: the point, a pytree.
-      args: positional arguments passed to ``residual_fun`` after ``params``.
-      kwargs: keyword arguments passed to ``residual_fun``.
-
-    Returns:
-      A pytree like ``params``, computed with one VJP.
-    """
-    f = (lambda p: residual_fun(p, *args, **kwargs)[0]) if has_aux else (
-        lambda p: residual_fun(p, *args, **kwargs))
-    r, vjp = jax.vjp(f, params)
-    return vjp(r)[0]
-
-
 @dataclasses.dataclass(eq=False)
-class GaussNewton(IterativeSolver):
+class GaussNewton(LeastSquaresSolver):
     """Gauss-Newton: each step solves the linearized problem ``min ||r + J d||``.
 
     The step solves the normal equations ``J^T J d = -J^T r`` matrix-free by
@@ -115,21 +75,15 @@ class GaussNewton(IterativeSolver):
         "jit", "unroll",
     )
 
-    residual_fun: Callable
     _: dataclasses.KW_ONLY
     maxiter: int = 30
     tol: float = 1e-5
-    has_aux: bool = False
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_callable(self.residual_fun, "residual_fun")
 
     def _state(self, params, r, aux, g, delta, iter_num, nfev):
         dtype = jnp.result_type(*jax.tree_util.tree_leaves(r))
         return GaussNewtonState(
             iter_num=jnp.asarray(iter_num, jnp.int32),
-            value=(0.5 * tu.tree_l2_norm(r, squared=True)).astype(dtype),
+            value=half_squared_norm(r, dtype),
             error=tu.tree_l2_norm(g).astype(dtype), residual=r, delta=delta, gradient=g,
             aux=aux, num_fun_eval=jnp.asarray(nfev, jnp.int32),
             status=jnp.asarray(Status.RUNNING, jnp.int32),
@@ -145,8 +99,7 @@ class GaussNewton(IterativeSolver):
         Returns:
           A :class:`GaussNewtonState`.
         """
-        r, aux, _, vjp = residual_and_linearization(self.residual_fun, self.has_aux, init_params,
-                                                    args, kwargs)
+        r, aux, _, vjp = self._linearize(init_params, args, kwargs)
         return self._state(init_params, r, aux, vjp(r), tu.tree_zeros_like(init_params), 0, 1)
 
     def update(self, params, state: GaussNewtonState, *args, **kwargs) -> OptStep:
@@ -160,24 +113,10 @@ class GaussNewton(IterativeSolver):
         Returns:
           ``OptStep(params, state)`` after the step.
         """
-        _, _, jvp, vjp = residual_and_linearization(self.residual_fun, self.has_aux, params,
-                                                    args, kwargs)
+        _, _, jvp, vjp = self._linearize(params, args, kwargs)
         delta = ls.solve_cg(lambda v: vjp(jvp(v)), tu.tree_negative(state.gradient))
         new_params = tu.tree_add(params, delta)
-        r, aux, _, vjp = residual_and_linearization(self.residual_fun, self.has_aux, new_params,
-                                                    args, kwargs)
+        r, aux, _, vjp = self._linearize(new_params, args, kwargs)
         new_state = self._state(new_params, r, aux, vjp(r), delta, state.iter_num + 1,
                                 state.num_fun_eval + 1)
         return OptStep(new_params, new_state)
-
-    def optimality_fun(self, params, *args, **kwargs):
-        """``J^T r``, the gradient of ``0.5 ||r||^2``.
-
-        Args:
-          params: a point.
-          *args, **kwargs: passed to ``residual_fun``.
-
-        Returns:
-          A pytree like ``params``.
-        """
-        return normal_gradient(self.residual_fun, self.has_aux, params, args, kwargs)

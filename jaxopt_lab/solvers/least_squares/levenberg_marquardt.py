@@ -12,10 +12,9 @@ from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_callable, check_positive
-from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.linalg import linear_solve as ls
-from jaxopt_lab.solvers.least_squares.gauss_newton import normal_gradient, residual_and_linearization
+from jaxopt_lab.solvers.least_squares._step import LeastSquaresSolver, half_squared_norm
 
 
 class LevenbergMarquardtState(NamedTuple):
@@ -54,7 +53,7 @@ def _dense_jacobian(f, params):
 
 
 @dataclasses.dataclass(eq=False)
-class LevenbergMarquardt(IterativeSolver):
+class LevenbergMarquardt(LeastSquaresSolver):
     """Levenberg-Marquardt for nonlinear least squares ``min 0.5 ||r(x)||^2``.
 
     Each step solves ``(J^T J + mu I) d = -J^T r``. The gain ratio
@@ -112,7 +111,6 @@ class LevenbergMarquardt(IterativeSolver):
         "implicit_diff_solve", "has_aux", "jit", "unroll",
     )
 
-    residual_fun: Callable
     _: dataclasses.KW_ONLY
     maxiter: int = 30
     damping_parameter: float = 1e-6
@@ -125,11 +123,9 @@ class LevenbergMarquardt(IterativeSolver):
     contribution_ratio_threshold: float = 0.75
     jac_fun: Callable | None = None
     materialize_jac: bool = False
-    has_aux: bool = False
 
     def __post_init__(self):
         super().__post_init__()
-        check_callable(self.residual_fun, "residual_fun")
         check_positive(self.damping_parameter, "damping_parameter")
         if self.stop_criterion != "grad-l2-norm":
             raise ValueError("`stop_criterion` must be 'grad-l2-norm' (the Madsen-Nielsen "
@@ -146,8 +142,7 @@ class LevenbergMarquardt(IterativeSolver):
     def _eval(self, params, args, kwargs):
         """Residual, aux, ``J^T r`` and a damped solve ``(mu, b) -> (J^T J + mu I)^{-1} b``."""
         if not self._dense():
-            r, aux, jvp, vjp = residual_and_linearization(self.residual_fun, self.has_aux,
-                                                          params, args, kwargs)
+            r, aux, jvp, vjp = self._linearize(params, args, kwargs)
             diag_max = None
 
             def solve(mu, b):
@@ -197,7 +192,7 @@ class LevenbergMarquardt(IterativeSolver):
             iter_num=jnp.asarray(0, jnp.int32),
             damping_factor=(self.damping_parameter * diag_max).astype(dtype),
             increase_factor=jnp.asarray(2.0, dtype), residual=r,
-            value=(0.5 * tu.tree_l2_norm(r, squared=True)).astype(dtype),
+            value=half_squared_norm(r, dtype),
             delta=tu.tree_zeros_like(init_params), error=tu.tree_l2_norm(g).astype(dtype),
             gradient=g, aux=aux, num_fun_eval=jnp.asarray(1, jnp.int32),
             status=jnp.asarray(Status.RUNNING, jnp.int32),
@@ -225,7 +220,7 @@ class LevenbergMarquardt(IterativeSolver):
             delta = tu.tree_add_scalar_mul(delta, 0.5, accel)
         trial = tu.tree_add(params, delta)
         r_t, aux_t, g_t, _, _, _ = self._eval(trial, args, kwargs)
-        value_t = (0.5 * tu.tree_l2_norm(r_t, squared=True)).astype(state.value.dtype)
+        value_t = half_squared_norm(r_t, state.value.dtype)
         predicted = 0.5 * tu.tree_vdot(delta, tu.tree_sub(tu.tree_scalar_mul(mu, delta), g))
         rho = (state.value - value_t) / jnp.where(predicted > 0, predicted, 1.0)
         accept = (predicted > 0) & (rho > 0) & jnp.isfinite(value_t) & trusted
@@ -253,15 +248,3 @@ class LevenbergMarquardt(IterativeSolver):
         f = (lambda p, f=f: f(p)[0]) if self.has_aux else f
         jv = lambda p: jax.jvp(f, (p,), (v,))[1]
         return jax.jvp(jv, (params,), (v,))[1]
-
-    def optimality_fun(self, params, *args, **kwargs):
-        """``J^T r``, the gradient of ``0.5 ||r||^2``.
-
-        Args:
-          params: a point.
-          *args, **kwargs: passed to ``residual_fun``.
-
-        Returns:
-          A pytree like ``params``.
-        """
-        return normal_gradient(self.residual_fun, self.has_aux, params, args, kwargs)
