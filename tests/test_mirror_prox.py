@@ -78,6 +78,28 @@ def test_mirror_prox_gap_is_o_one_over_t():
     assert errors[3999] <= 0.35 * errors[999]  # ~1/T from T = 1000 to 4000 (measured 0.26)
 
 
+def test_optimistic_mirror_descent_meets_the_target_with_its_certified_bound():
+    # Issue 19 target: gap <= 1e-3 on the 20 x 30 game in 5000 iterations (the old default,
+    # eta = min over secant estimates of 1/(2 L_t), ended at 1.75e-3).
+    A, x0, y0 = _game()
+    solver = jl.OptimisticMirrorDescent(_bilinear, mirror="entropy", tol=0.0)
+
+    def body(carry, _):
+        p, s = solver.update(*carry, A)
+        return (p, s), (s.error, s.weight_sum, s.credit, s.stepsize)
+
+    _, (errors, weights, credit, eta) = jax.jit(lambda: jax.lax.scan(
+        body, ((x0, y0), solver.init_state((x0, y0), A)), None, length=5000))()
+    errors, weights = np.asarray(errors), np.asarray(weights)
+    assert errors[-1] <= 1e-3
+    # The bound the step-size test certifies: gap <= max_u KL(u, z0) / sum_t eta_t.
+    bound = (np.log(20) + np.log(30)) / weights
+    assert np.all(errors[10:] <= bound[10:] * (1 + 1e-9))
+    assert float(jnp.max(credit)) <= 1e-12
+    # Never halved below 1/(6L), L = max |A_ij| (l1 -> l-infinity).
+    assert float(jnp.min(eta)) >= 1 / (6 * float(jnp.max(jnp.abs(A))))
+
+
 @pytest.mark.slow
 def test_optimistic_mirror_descent_gap_decreases_like_one_over_t():
     A, x0, y0 = _game()

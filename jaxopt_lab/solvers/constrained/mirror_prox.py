@@ -35,6 +35,9 @@ class SaddlePointState(NamedTuple):
         (:class:`OptimisticMirrorDescent`), else ``None``.
       stepsize: the current step size.
       weight_sum: sum of the step sizes of the accepted steps (the averaging weights).
+      credit: the sum, over the accepted steps, of the terms of the regret bound that the
+        step-size test keeps non-positive (:class:`OptimisticMirrorDescent` with the adaptive
+        step; ``<= 0``, zero otherwise).
       status: :class:`jaxopt_lab.Status` code.
     """
 
@@ -45,6 +48,7 @@ class SaddlePointState(NamedTuple):
     prediction: Any
     stepsize: jax.Array
     weight_sum: jax.Array
+    credit: jax.Array
     status: jax.Array
 
 
@@ -181,9 +185,10 @@ class _SaddlePointSolver(IterativeSolver):
         error = self._gap(z, args, kwargs, dtype)
         leading = (z, F) if prediction_too else (None, None)
         return SaddlePointState(jnp.asarray(0, jnp.int32), error, z, *leading, eta,
-                                jnp.zeros((), dtype), jnp.asarray(Status.RUNNING, jnp.int32))
+                                jnp.zeros((), dtype), jnp.zeros((), dtype),
+                                jnp.asarray(Status.RUNNING, jnp.int32))
 
-    def _advance(self, params, state, w, z_next, accepted, eta_next, leading, args, kwargs):
+    def _advance(self, params, state, w, z_next, accepted, eta_next, leading, args, kwargs, credit=None):
         """Average ``w`` in with weight ``eta`` if accepted; the new state at the averaged point."""
         dtype = state.stepsize.dtype
         eta = state.stepsize
@@ -192,8 +197,9 @@ class _SaddlePointSolver(IterativeSolver):
         avg = jax.tree_util.tree_map(lambda a, b: (1 - frac) * a + frac * b, tuple(params), w)
         z = tu.tree_where(accepted, z_next, state.iterate)
         error = self._gap(avg, args, kwargs, dtype)
+        credit = state.credit if credit is None else credit
         new = SaddlePointState(state.iter_num + 1, error, z, *leading, eta_next.astype(dtype),
-                               total.astype(dtype), state.status)
+                               total.astype(dtype), jnp.asarray(credit, dtype), state.status)
         return OptStep(avg, new)
 
     def _accept(self, state, w, Fw, z_next):
@@ -201,12 +207,15 @@ class _SaddlePointSolver(IterativeSolver):
         eta = state.stepsize
         lin = eta * tu.tree_vdot(Fw, tu.tree_sub(w, z_next))
         div = self._bregman(z_next, state.iterate)
-        # Rounding in both terms (once the iterates stop moving, both are at its level): a
-        # bound on the error of the inner products, sum |F| (|w| + |z+|).
-        mag = tu.tree_vdot(tu.tree_map(jnp.abs, Fw), tu.tree_add(tu.tree_map(jnp.abs, w),
-                                                                  tu.tree_map(jnp.abs, z_next)))
-        slack = 64 * jnp.finfo(eta.dtype).eps * (eta * mag + div)
-        return lin - div <= slack
+        return lin - div <= self._rounding(eta, Fw, w, z_next, div)
+
+    @staticmethod
+    def _rounding(eta, F, w, z_next, div):
+        """Rounding in a test's two terms (once the iterates stop moving, both are at its level):
+        a bound on the error of the inner products, ``sum |F| (|w| + |z+|)``."""
+        mag = tu.tree_vdot(tu.tree_map(jnp.abs, F), tu.tree_add(tu.tree_map(jnp.abs, w),
+                                                                 tu.tree_map(jnp.abs, z_next)))
+        return 64 * jnp.finfo(eta.dtype).eps * (eta * mag + div)
 
 
 @dataclasses.dataclass(eq=False)
@@ -300,14 +309,26 @@ class OptimisticMirrorDescent(_SaddlePointSolver):
 
     Mirror prox's leading step reuses the operator of the previous leading point as a
     prediction: ``w_t = prox_{z_t}(eta F(w_{t-1}))``, ``z_{t+1} = prox_{z_t}(eta F(w_t))``,
-    so each step costs one evaluation of ``F = (grad_x f, -grad_y f)`` instead of two. The
-    ``eta``-weighted average of the ``w_t`` has an ``O(1/T)`` duality gap for a step
-    ``eta <= 1/(2L)``.
+    so each step costs one evaluation of ``F = (grad_x f, -grad_y f)`` instead of two.
 
-    ``stepsize=None`` (default) estimates the local Lipschitz constant from consecutive
-    leading points, ``L_t = ||F(w_t) - F(w_{t-1})||_* / ||w_t - w_{t-1}||``, and keeps
-    ``eta_t = min(eta_{t-1}, 1 / (2 L_t))`` (nonincreasing, never below ``1/(2L)``); a number
-    gives a fixed step. ``mirror``, the projections and ``state.error`` are as in
+    Step sizes. With ``M_t = F(w_{t-1})``, the two mirror steps give, for every ``u``
+    (Rakhlin and Sridharan 2013, Lemma 1, with the Bregman three-point identity)
+    ``eta_t <F(w_t), w_t - u> <= D(u, z_t) - D(u, z_{t+1}) + e_t`` with
+    ``e_t = eta_t <F(w_t) - M_t, w_t - z_{t+1}> - D(z_{t+1}, w_t) - D(w_t, z_t)``. Summed,
+    the ``eta``-weighted average of the ``w_t`` has a duality gap at most
+    ``(max_u D(u, z_0) + sum_t e_t) / sum_t eta_t``. For an ``F`` that is ``L``-Lipschitz
+    (from the mirror's norm to its dual; ``D`` is 1-strongly convex), splitting
+    ``||w_t - w_{t-1}|| <= ||w_t - z_t|| + ||z_t - w_{t-1}||`` with Young's inequality bounds
+    ``e_t <= eta L D(z_t, w_{t-1}) - (1 - 2 eta L) D(z_{t+1}, w_t)``, so a fixed
+    ``stepsize <= 1/(3L)`` keeps every partial sum ``sum_{s<=t} e_s <= -D(z_{t+1}, w_t) / 3``
+    and gives an ``O(1/T)`` gap. ``stepsize=None`` (default) checks that inequality
+    instead of assuming ``L``: it starts from a secant estimate of ``1/L`` and keeps a step
+    while the running sum of the ``e_t`` (``state.credit``) stays ``<= -D(z_{t+1}, w_t) / 3``
+    (the reserve that pays for the next step); otherwise the step is rejected (iterate,
+    prediction and average unchanged) and ``eta`` halved (as ``eta -> 0`` the test passes).
+    The bound ``max_u D(u, z_0) / sum_t eta_t`` then holds with steps as large as the
+    iterates allow, never halved below ``1/(6L)``. A number gives a fixed step.
+    ``mirror``, the projections and ``state.error`` are as in
     :class:`MirrorProx`; derivatives go through the iterations by default.
 
     Args:
@@ -329,7 +350,7 @@ class OptimisticMirrorDescent(_SaddlePointSolver):
       for search of saddle points", 1980.
     """
 
-    _lipschitz_factor = 0.5
+    _lipschitz_factor = 1.0
 
     def init_state(self, init_params, *args, **kwargs) -> SaddlePointState:
         """Step size, gap and the first prediction ``F(x0, y0)``.
@@ -354,14 +375,22 @@ class OptimisticMirrorDescent(_SaddlePointSolver):
         Returns:
           ``OptStep((x_avg, y_avg), state)``.
         """
-        z, eta = state.iterate, state.stepsize
-        w = self._step(z, state.prediction, eta)
+        z, eta, M = state.iterate, state.stepsize, state.prediction
+        w = self._step(z, M, eta)
         Fw = self._operator(w, args, kwargs)
         z_next = self._step(z, Fw, eta)
-        eta_next = eta
         if self.stepsize is None:
-            # Secant between consecutive leading points: L_t = ||F(w_t) - F(w_{t-1})||_* / ||w_t - w_{t-1}||.
-            dz, dF = self._norms(tu.tree_sub(w, state.leading), tu.tree_sub(Fw, state.prediction))
-            est = dF / dz
-            eta_next = jnp.where(jnp.isfinite(est) & (est > 0), jnp.minimum(eta, 0.5 / est), eta)
-        return self._advance(params, state, w, z_next, jnp.asarray(True), eta_next, (w, Fw), args, kwargs)
+            # The step's term e_t of the regret bound (see the class docstring); the step is
+            # kept while the running sum of the e_t stays <= -D(z+, w) / 3, the reserve that
+            # pays for the next step's ||z+ - w|| part of ||w_{t+1} - w_t||; else eta is halved.
+            d_next = self._bregman(z_next, w)
+            div = d_next + self._bregman(w, z)
+            term = eta * tu.tree_vdot(tu.tree_sub(Fw, M), tu.tree_sub(w, z_next)) - div
+            credit = state.credit + term
+            accepted = credit + d_next / 3 <= self._rounding(eta, tu.tree_sub(Fw, M), w, z_next, div)
+            eta_next = jnp.where(accepted, eta, eta / 2)
+            credit = jnp.where(accepted, jnp.minimum(credit, 0), state.credit)
+        else:
+            accepted, eta_next, credit = jnp.asarray(True), eta, state.credit
+        leading = (tu.tree_where(accepted, w, state.leading), tu.tree_where(accepted, Fw, M))
+        return self._advance(params, state, w, z_next, accepted, eta_next, leading, args, kwargs, credit)
