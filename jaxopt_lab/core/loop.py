@@ -24,8 +24,20 @@ _RUNNING = Status.RUNNING
 _NONFINITE = Status.NONFINITE
 
 
-def _guarded_step(step: Callable, verbose, name: str, lookback: bool) -> Callable:
+def guarded_step(step: Callable, verbose, name: str, lookback: bool) -> Callable:
     """``(prev, params, state) -> (prev, params, state)``: one step that is undone if non-finite.
+
+    The body of :func:`run`'s loop, public so that drivers that iterate a solver in
+    segments (:func:`jaxopt_lab.batch_run`) run exactly the same step.
+
+    Args:
+      step: ``(params, state) -> (params, state)``.
+      verbose: print each step's iteration, error and status with ``jax.debug.print``.
+      name: label for verbose output.
+      lookback: the state returned by ``step(params_k, ...)`` describes ``params_k``.
+
+    Returns:
+      The guarded step ``(prev, params, state) -> (prev, params, state)``.
 
     Without ``lookback`` the state after a step describes the returned params (their value
     and error), so a NONFINITE step returns the input params with the input state, which
@@ -85,7 +97,7 @@ def run(
       ``(params, state)`` at the end, as an ``OptStep``.
     """
 
-    guarded = _guarded_step(step, verbose, name, lookback)
+    guarded = guarded_step(step, verbose, name, lookback)
     # Without lookback the carried "previous iterate" is never read: keep it empty.
     prev = params if lookback else None
 

@@ -154,7 +154,7 @@ def _lane_init(solver, x0, args, kwargs):
 def _lane_segment(solver, args, kwargs, carry, length):
     """Up to ``length`` guarded steps of one lane (the base loop's body), frozen once stopped."""
     step = lambda p, s: solver.update(p, s, *args, **kwargs)
-    guarded = _loop._guarded_step(step, solver.verbose, type(solver).__name__, solver._state_at_input)
+    guarded = _loop.guarded_step(step, solver.verbose, type(solver).__name__, solver._state_at_input)
 
     def cond(c):
         return (c[0] < length) & (c[1][2].status == _RUNNING)
