@@ -30,6 +30,12 @@ def guarded_step(step: Callable, verbose, name: str, lookback: bool) -> Callable
     The body of :func:`run`'s loop, public so that drivers that iterate a solver in
     segments (:func:`jaxopt_lab.batch_run`) run exactly the same step.
 
+    Without ``lookback`` the state after a step describes the returned params (their value
+    and error), so a NONFINITE step returns the input params with the input state, which
+    describes them. With ``lookback`` a step evaluates at its input params: a NONFINITE
+    step means the input is bad, and the previous iterate ``prev`` is returned with the
+    input state, which describes ``prev``.
+
     Args:
       step: ``(params, state) -> (params, state)``.
       verbose: print each step's iteration, error and status with ``jax.debug.print``.
@@ -38,12 +44,6 @@ def guarded_step(step: Callable, verbose, name: str, lookback: bool) -> Callable
 
     Returns:
       The guarded step ``(prev, params, state) -> (prev, params, state)``.
-
-    Without ``lookback`` the state after a step describes the returned params (their value
-    and error), so a NONFINITE step returns the input params with the input state, which
-    describes them. With ``lookback`` a step evaluates at its input params: a NONFINITE
-    step means the input is bad, and the previous iterate ``prev`` is returned with the
-    input state, which describes ``prev``.
     """
     def guarded(prev, params, state):
         new_params, new_state = step(params, state)
