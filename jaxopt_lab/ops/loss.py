@@ -221,3 +221,70 @@ def make_fenchel_young_loss(max_fun: Callable) -> Callable:
         return max_fun(scores, *args, **kwargs) - jnp.vdot(y_true, scores)
 
     return fy_loss
+
+
+def _stablemax_s(x):
+    # s(x) = x + 1 for x >= 0 and 1 / (1 - x) for x < 0; each branch evaluated where it is finite.
+    # (where, not maximum/minimum: those split the derivative at 0 between the branches; s' = 1 there)
+    pos = x >= 0
+    return jnp.where(pos, jnp.where(pos, x, 0) + 1.0, 1.0 / (1.0 - jnp.where(pos, 0, x)))
+
+
+def stablemax(logits, axis: int = -1) -> jax.Array:
+    """StableMax, a softmax replacement: ``s(x_i) / sum_j s(x_j)``.
+
+    ``s(x) = x + 1`` for ``x >= 0`` and ``1 / (1 - x)`` for ``x < 0`` grows linearly
+    instead of exponentially, so large logits do not round the probabilities to exactly
+    0 and 1 (softmax collapse) in float32.
+
+    Args:
+      logits: scores.
+      axis: the class axis.
+
+    Returns:
+      Probabilities of the same shape, summing to one along ``axis``.
+
+    References:
+      Prieto, Barsbey, Mediano, Birdal, "Grokking at the Edge of Numerical Stability", 2025
+      (arXiv:2501.04697).
+    """
+    s = _stablemax_s(jnp.asarray(logits))
+    return s / jnp.sum(s, axis=axis, keepdims=True)
+
+
+def log_stablemax(logits, axis: int = -1) -> jax.Array:
+    """``log stablemax(logits)``, computed as ``log s(x_i) - log sum_j s(x_j)``.
+
+    Args:
+      logits: scores.
+      axis: the class axis.
+
+    Returns:
+      Log-probabilities of the same shape.
+
+    References:
+      Prieto et al., "Grokking at the Edge of Numerical Stability", 2025 (arXiv:2501.04697).
+    """
+    s = _stablemax_s(jnp.asarray(logits))
+    return jnp.log(s) - jnp.log(jnp.sum(s, axis=axis, keepdims=True))
+
+
+def stablemax_cross_entropy(label, logits) -> jax.Array:
+    """StableMax cross-entropy ``-log stablemax(logits)[label]`` (jaxopt's ``loss(label, logits)``).
+
+    Batches: ``jax.vmap`` it, or pass ``logits`` of shape ``(..., k)`` with integer
+    ``label`` of shape ``(...)``.
+
+    Args:
+      label: integer class (array of them for a batch).
+      logits: scores, shape ``(..., k)``.
+
+    Returns:
+      The loss value(s), shape of ``label``.
+
+    References:
+      Prieto et al., "Grokking at the Edge of Numerical Stability", 2025 (arXiv:2501.04697).
+    """
+    logp = log_stablemax(logits)
+    label = jnp.asarray(label)
+    return -jnp.take_along_axis(logp, label[..., None].astype(jnp.int32), axis=-1)[..., 0]

@@ -1,4 +1,9 @@
-"""Perpendicular gradient: remove the component of the update along the weights (grokking paper)."""
+"""Perpendicular gradient: remove the component of the update along the weights (grokking paper).
+
+The paper's other remedy for softmax collapse, the StableMax loss, lives with the losses
+(:func:`jaxopt_lab.ops.loss.stablemax_cross_entropy`, :func:`~jaxopt_lab.ops.loss.stablemax`)
+and is importable from here too.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_lab.core.checks import check_update_args
+from jaxopt_lab.ops.loss import log_stablemax, stablemax, stablemax_cross_entropy  # noqa: F401
 
 
 def scale_by_perp_grad(eps: float = 1e-30) -> optax.GradientTransformation:
