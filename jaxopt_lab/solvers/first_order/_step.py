@@ -1,4 +1,4 @@
-"""The first-order family's states and step skeleton: :class:`FirstOrderSolver` (the term's
+"""The first-order family's step skeleton (states in ``_state.py``): :class:`FirstOrderSolver` (the term's
 hyperparameters after ``init_params``, the ``stepsize <= 0`` sentinel, the fixed-point
 residual) and :class:`ProxGradSolver`, the step ``x+ = prox(y - t grad f(y), hp, t)`` of
 GradientDescent, ProximalGradient and ProjectedGradient (FISTA momentum, restart hook, fixed
@@ -7,7 +7,6 @@ step or backtracking, ``STALLED`` when the step is lost to rounding)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,69 +16,8 @@ from jaxopt_lab.core.checks import uses_line_search
 from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.linalg import linear_solve as ls
+from jaxopt_lab.solvers.first_order._state import CompositeState, FirstOrderState, _Step
 from jaxopt_lab.solvers.linesearch import functions as _linesearch
-
-
-class CompositeState(NamedTuple):
-    """State of BlockCoordinateDescent and MirrorDescent (subclassed for their docs): ``iter_num``,
-    ``error`` (optimality error after the iteration), ``value`` (``f`` where evaluated),
-    ``aux`` and ``status``."""
-
-    iter_num: jax.Array
-    error: jax.Array
-    value: jax.Array
-    aux: Any
-    status: jax.Array
-
-
-class FirstOrderState(NamedTuple):
-    """State of the proximal-gradient solvers (subclassed per solver for its docs).
-
-    Attributes:
-      iter_num: iterations done.
-      stepsize: last step size used.
-      error: gradient-mapping norm ``||x_next - y|| / stepsize`` at the extrapolated point
-        ``y``: ``||grad f(y)||`` without a prox, and with one never below the unit-step
-        mapping ``||y - prox(y - s grad f(y), s)|| / s`` (``s = max(stepsize, 1)``) when that
-        is checked, so a step lost to rounding does not read as zero.
-      value: ``f`` at the extrapolated point ``y``.
-      aux: auxiliary output of ``fun``.
-      velocity: extrapolated point ``y`` (equal to params without acceleration).
-      t: momentum coefficient of the accelerated scheme.
-      num_fun_eval: evaluations so far.
-      status: :class:`jaxopt_lab.Status` code.
-      objective: ``f(x) + g(x)`` at the iterate with ProximalGradient's ``restart="function"``,
-        ``inf`` otherwise.
-      num_restarts: momentum restarts so far (0 without restarts).
-    """
-
-    iter_num: jax.Array
-    stepsize: jax.Array
-    error: jax.Array
-    value: jax.Array
-    aux: Any
-    velocity: Any
-    t: jax.Array
-    num_fun_eval: jax.Array
-    status: jax.Array
-    objective: jax.Array
-    num_restarts: jax.Array
-
-
-class _Step(NamedTuple):
-    """One forward-backward step (``f_next``: ``f(x_next)``, ``None`` with a fixed step)."""
-
-    hp: Any
-    y: Any
-    value: jax.Array
-    grad: Any
-    aux: Any
-    dtype: Any
-    stepsize: jax.Array
-    x_next: Any
-    num_evals: Any
-    failed: jax.Array
-    f_next: Any
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)

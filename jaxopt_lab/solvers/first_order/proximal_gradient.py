@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.ops import prox as prox_lib
-from jaxopt_lab.solvers.first_order._step import FirstOrderState
+from jaxopt_lab.solvers.first_order._state import FirstOrderState
 from jaxopt_lab.solvers.first_order.gradient_descent import GradientDescent
 
 _RESTARTS = ("none", "gradient", "function")
@@ -18,7 +18,7 @@ _RESTARTS = ("none", "gradient", "function")
 
 class ProximalGradientState(FirstOrderState):
     """State of :class:`ProximalGradient`: the fields of
-    :class:`jaxopt_lab.solvers.first_order._step.FirstOrderState` (``value`` is ``f`` at the
+    :class:`jaxopt_lab.solvers.first_order._state.FirstOrderState` (``value`` is ``f`` at the
     extrapolated point; ``objective`` is ``F(x) = f(x) + g(x)`` with ``restart="function"``).
 
     Attributes:
