@@ -36,8 +36,14 @@ def tree_map(f, tree, *rest, is_leaf=None):
     return jax.tree_util.tree_map(f, tree, *rest, is_leaf=is_leaf)
 
 
-def tree_add(tree_x: PyTree, tree_y: PyTree) -> PyTree:
-    """Leaf-wise ``x + y``.
+def _leafwise(op: Callable, symbol: str, name: str) -> Callable[[PyTree, PyTree], PyTree]:
+    """A public leaf-wise binary operation ``x <symbol> y`` on two pytrees of one structure."""
+
+    def binary(tree_x: PyTree, tree_y: PyTree) -> PyTree:
+        return jax.tree_util.tree_map(op, tree_x, tree_y)
+
+    binary.__name__ = binary.__qualname__ = name
+    binary.__doc__ = f"""Leaf-wise ``x {symbol} y``.
 
     Args:
       tree_x: a pytree of arrays.
@@ -46,46 +52,13 @@ def tree_add(tree_x: PyTree, tree_y: PyTree) -> PyTree:
     Returns:
       A pytree with the structure of ``tree_x``.
     """
-    return jax.tree_util.tree_map(operator.add, tree_x, tree_y)
+    return binary
 
 
-def tree_sub(tree_x: PyTree, tree_y: PyTree) -> PyTree:
-    """Leaf-wise ``x - y``.
-
-    Args:
-      tree_x: a pytree of arrays.
-      tree_y: a pytree with the same structure as ``tree_x``.
-
-    Returns:
-      A pytree with the structure of ``tree_x``.
-    """
-    return jax.tree_util.tree_map(operator.sub, tree_x, tree_y)
-
-
-def tree_mul(tree_x: PyTree, tree_y: PyTree) -> PyTree:
-    """Leaf-wise ``x * y``.
-
-    Args:
-      tree_x: a pytree of arrays.
-      tree_y: a pytree with the same structure as ``tree_x``.
-
-    Returns:
-      A pytree with the structure of ``tree_x``.
-    """
-    return jax.tree_util.tree_map(operator.mul, tree_x, tree_y)
-
-
-def tree_div(tree_x: PyTree, tree_y: PyTree) -> PyTree:
-    """Leaf-wise ``x / y``.
-
-    Args:
-      tree_x: a pytree of arrays.
-      tree_y: a pytree with the same structure as ``tree_x``.
-
-    Returns:
-      A pytree with the structure of ``tree_x``.
-    """
-    return jax.tree_util.tree_map(operator.truediv, tree_x, tree_y)
+tree_add = _leafwise(operator.add, "+", "tree_add")
+tree_sub = _leafwise(operator.sub, "-", "tree_sub")
+tree_mul = _leafwise(operator.mul, "*", "tree_mul")
+tree_div = _leafwise(operator.truediv, "/", "tree_div")
 
 
 def tree_scalar_mul(scalar, tree_x: PyTree) -> PyTree:
