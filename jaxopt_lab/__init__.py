@@ -22,6 +22,7 @@ from jaxopt_lab.transforms import *  # noqa: F401,F403
 from jaxopt_lab.transforms import HELPERS as _transform_helpers
 from jaxopt_lab.transforms import __all__ as _transforms_all
 from jaxopt_lab.transforms import (  # noqa: F401  operators/helpers the transforms use (not transforms)
+    coordinate_norm_test,
     dct_basis,
     group_envelope_prox_norms,
     inner_product_test,

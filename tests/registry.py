@@ -421,6 +421,12 @@ TRANSFORMS += [
                        jl.adaptive_batch_size(8, tolerance=tolerance), optax.sgd(learning_rate)),
                    learning_rate=0.1, kwargs=dict(tolerance=0.5), needs_per_example_grads=True,
                    checks_grads_tree=False),
+    TransformEntry("adaptive_batch_size-augmented-sgd",
+                   lambda learning_rate, tolerance: optax.chain(
+                       jl.adaptive_batch_size(8, tolerance=tolerance, test="augmented_inner_product"),
+                       optax.sgd(learning_rate)),
+                   learning_rate=0.1, kwargs=dict(tolerance=0.5), needs_per_example_grads=True,
+                   checks_grads_tree=False),
 ]
 
 # Second-order transforms (issue 4).
@@ -966,6 +972,7 @@ RECIPE_BLOCKS: dict[str, tuple[str, ...]] = {
 _TRANSFORM_COVERS = {
     "refined_schedule-sgd": ("refined_schedule",),
     "adaptive_batch_size-sgd": ("adaptive_batch_size",),
+    "adaptive_batch_size-augmented-sgd": ("adaptive_batch_size",),
 }
 
 _STATE = "state of an algorithm (a NamedTuple of arrays), tested through the algorithm's entry"
@@ -1014,6 +1021,7 @@ NOT_ALGORITHMS: dict[str, str] = {
     "dct_basis": "orthonormal DCT matrix used by lowrank_dct (linear algebra helper)",
     "group_envelope_prox_norms": "shrink factors inside prox_group_envelope (helper)",
     "inner_product_test": "batch-size test statistic used by adaptive_batch_size (helper)",
+    "coordinate_norm_test": "batch-size test statistic used by adaptive_batch_size (helper)",
     "norm_test": "batch-size test statistic used by adaptive_batch_size (helper)",
     "ns_schedule": "Newton-Schulz coefficient schedule used by orthogonalize (helper)",
     "orthogonalize": "Newton-Schulz polar factor used by root and layerwise_noise_adaptive (helper)",

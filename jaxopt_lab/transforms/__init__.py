@@ -27,7 +27,11 @@ from jaxopt_lab.transforms.adamp import *  # noqa: F401,F403
 from jaxopt_lab.transforms.adamp import __all__ as _adamp_all
 from jaxopt_lab.transforms.adaptive_batch_size import *  # noqa: F401,F403
 from jaxopt_lab.transforms.adaptive_batch_size import __all__ as _abs_all
-from jaxopt_lab.transforms.adaptive_batch_size import inner_product_test, norm_test  # noqa: F401
+from jaxopt_lab.transforms.adaptive_batch_size import (  # noqa: F401 (HELPERS)
+    coordinate_norm_test,
+    inner_product_test,
+    norm_test,
+)
 from jaxopt_lab.transforms.clip_by_coordinate import *  # noqa: F401,F403
 from jaxopt_lab.transforms.clip_by_coordinate import __all__ as _clip_all
 from jaxopt_lab.transforms.diffgrad import *  # noqa: F401,F403
@@ -79,7 +83,8 @@ __all__ = [
 
 # Operators, a schedule and single-transform helpers: importable from here, not transforms.
 HELPERS = [
-    "dct_basis", "group_envelope_prox_norms", "inner_product_test", "mfac_ihvp", "norm_test",
+    "coordinate_norm_test", "dct_basis", "group_envelope_prox_norms", "inner_product_test", "mfac_ihvp",
+    "norm_test",
     "ns_schedule", "orthogonalize", "prox_group_envelope", "prox_topk", "random_k_compressor",
     "refined_schedule", "soft_threshold", "top_k_compressor", "topk_magnitude_mask", *_sora_helpers,
 ]

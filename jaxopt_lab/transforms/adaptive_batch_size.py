@@ -1,4 +1,11 @@
-"""Adaptive batch-size tests (norm and augmented inner-product) as an optax meta-transform."""
+"""Adaptive batch-size tests (norm, coordinate-wise norm, augmented inner-product) as an optax meta-transform.
+
+Notation: ``g_i`` (``i = 1..b``) are the per-example gradients flattened over all leaves,
+``g = mean_i g_i`` the batch gradient, and every variance is the sample variance with the
+``b - 1`` denominator. Each test returns ``(passed, suggested_batch_size)`` where the
+suggested size is the smallest ``b`` for which the test, with the same variance estimate,
+would pass (clipped to the int32 range).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
+_INT_MAX = 2**31 - 1
+
 
 def _stats(per_example_grads):
     leaves = jax.tree_util.tree_leaves(per_example_grads)
-    b = leaves[0].shape[0]
-    if b < 2 or any(x.shape[0] != b for x in leaves):
+    if not leaves:
+        raise ValueError("per_example_grads must hold at least one array leaf.")
+    b = leaves[0].shape[0] if leaves[0].ndim else 0
+    if b < 2 or any(x.ndim == 0 or x.shape[0] != b for x in leaves):
         raise ValueError("per_example_grads must share a leading batch axis of size >= 2.")
     acc = lambda x: jnp.promote_types(x.dtype, jnp.float32)
     flat = jnp.concatenate([x.reshape(b, -1).astype(acc(x)) for x in leaves], 1)
@@ -20,11 +31,17 @@ def _stats(per_example_grads):
     return flat, mean, b
 
 
-def norm_test(per_example_grads: Any, eta: float) -> tuple[jax.Array, jax.Array]:
-    """Norm test: the batch is large enough if ``Var / b <= eta^2 ||g_bar||^2``.
+def _suggest(variance, target):
+    # smallest b with variance / b <= target
+    ratio = variance / jnp.maximum(target, jnp.finfo(target.dtype).tiny)
+    return jnp.ceil(jnp.minimum(ratio, _INT_MAX)).astype(jnp.int32)
 
-    ``Var = sum_i ||g_i - g_bar||^2 / (b - 1)`` is the sample variance of the per-example
-    gradients; the suggested batch size is ``ceil(Var / (eta^2 ||g_bar||^2))``.
+
+def norm_test(per_example_grads: Any, eta: float) -> tuple[jax.Array, jax.Array]:
+    """Norm test: the batch is large enough if ``sum_j Var_j / b <= eta^2 ||g||^2``.
+
+    ``Var_j = sum_i (g_ij - g_j)^2 / (b - 1)`` is the sample variance of coordinate ``j``;
+    the suggested batch size is ``ceil(sum_j Var_j / (eta^2 ||g||^2))``.
 
     Args:
       per_example_grads: pytree whose leaves have a leading batch axis ``b >= 2``.
@@ -41,15 +58,48 @@ def norm_test(per_example_grads: Any, eta: float) -> tuple[jax.Array, jax.Array]
     flat, mean, b = _stats(per_example_grads)
     var = jnp.sum((flat - mean) ** 2) / (b - 1)
     target = eta**2 * jnp.sum(mean**2)
-    return var / b <= target, jnp.ceil(var / jnp.maximum(target, 1e-30)).astype(jnp.int32)
+    return var / b <= target, _suggest(var, target)
 
 
-def inner_product_test(per_example_grads: Any, theta: float) -> tuple[jax.Array, jax.Array]:
-    """Augmented inner-product test: ``Var(<g_i, g_bar>) / b <= theta^2 ||g_bar||^4``.
+def coordinate_norm_test(per_example_grads: Any, eta: float) -> tuple[jax.Array, jax.Array]:
+    """Coordinate-wise norm test (for AdaGrad's per-coordinate steps): for every coordinate
+    ``j``, ``Var_j / b <= eta^2 g_j^2``.
+
+    The suggested batch size is ``max_j ceil(Var_j / (eta^2 g_j^2))``: the largest of the
+    per-coordinate norm tests (a coordinate with ``g_j = 0`` and ``Var_j > 0`` asks for the
+    int32 maximum; cap it with ``adaptive_batch_size``'s ``max_batch_size``).
 
     Args:
       per_example_grads: pytree whose leaves have a leading batch axis ``b >= 2``.
-      theta: tolerance (``> 0``).
+      eta: tolerance (``> 0``).
+
+    Returns:
+      ``(passed, suggested_batch_size)``.
+
+    References:
+      Lau, Liu, Kolar, "AdAdaGrad: Adaptive Batch Size Schemes for Adaptive Gradient Methods",
+      2024 (arXiv:2402.11215).
+    """
+    flat, mean, b = _stats(per_example_grads)
+    var = jnp.sum((flat - mean) ** 2, axis=0) / (b - 1)
+    target = eta**2 * mean**2
+    return jnp.all(var / b <= target), jnp.max(_suggest(var, target))
+
+
+def inner_product_test(per_example_grads: Any, theta: float, nu: float | None = None
+                       ) -> tuple[jax.Array, jax.Array]:
+    """(Augmented) inner-product test.
+
+    Inner-product test: ``Var(<g_i, g>) / b <= theta^2 ||g||^4``. With ``nu`` it is the
+    augmented test, which also asks the orthogonality test
+    ``sum_j Var_j(g_i - (<g_i, g> / ||g||^2) g) / b <= nu^2 ||g||^2`` (the per-example
+    gradients' components orthogonal to ``g``); the suggested batch size is then the larger
+    of the two tests' sizes.
+
+    Args:
+      per_example_grads: pytree whose leaves have a leading batch axis ``b >= 2``.
+      theta: inner-product tolerance (``> 0``).
+      nu: orthogonality tolerance (``> 0``), or ``None`` for the inner-product test alone.
 
     Returns:
       ``(passed, suggested_batch_size)``.
@@ -60,9 +110,16 @@ def inner_product_test(per_example_grads: Any, theta: float) -> tuple[jax.Array,
     """
     flat, mean, b = _stats(per_example_grads)
     sq = jnp.sum(mean**2)
-    var = jnp.sum((flat @ mean - sq) ** 2) / (b - 1)
+    inner = flat @ mean
+    var = jnp.sum((inner - sq) ** 2) / (b - 1)  # mean_i <g_i, g> = ||g||^2
     target = theta**2 * sq**2
-    return var / b <= target, jnp.ceil(var / jnp.maximum(target, 1e-30)).astype(jnp.int32)
+    passed, size = var / b <= target, _suggest(var, target)
+    if nu is None:
+        return passed, size
+    ortho = flat - jnp.outer(inner / jnp.maximum(sq, jnp.finfo(sq.dtype).tiny), mean)
+    var_o = jnp.sum((ortho - jnp.mean(ortho, 0)) ** 2) / (b - 1)
+    target_o = nu**2 * sq
+    return passed & (var_o / b <= target_o), jnp.maximum(size, _suggest(var_o, target_o))
 
 
 class AdaptiveBatchSizeState(NamedTuple):
@@ -80,7 +137,8 @@ class AdaptiveBatchSizeState(NamedTuple):
 
 
 def adaptive_batch_size(initial_batch_size: int, tolerance: float = 0.5, test: str = "norm",
-                        max_batch_size: int = 2**20) -> optax.GradientTransformationExtraArgs:
+                        max_batch_size: int = 2**20, orthogonality_tolerance: float | None = None
+                        ) -> optax.GradientTransformationExtraArgs:
     """Meta-transform that passes updates through and tracks the batch size to use next.
 
     ``update(updates, state, params=None, *, per_example_grads)`` runs the chosen test on the
@@ -90,9 +148,13 @@ def adaptive_batch_size(initial_batch_size: int, tolerance: float = 0.5, test: s
 
     Args:
       initial_batch_size: starting batch size (``>= 2``).
-      tolerance: ``eta`` of :func:`norm_test` or ``theta`` of :func:`inner_product_test`.
-      test: ``"norm"`` or ``"inner_product"``.
+      tolerance: ``eta`` of :func:`norm_test` / :func:`coordinate_norm_test`, or ``theta``
+        of :func:`inner_product_test`.
+      test: ``"norm"``, ``"coordinate_norm"`` (AdAdaGrad's coordinate-wise test),
+        ``"inner_product"`` or ``"augmented_inner_product"`` (inner-product and
+        orthogonality tests).
       max_batch_size: upper bound.
+      orthogonality_tolerance: ``nu`` of the augmented test (default: ``tolerance``).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` requiring ``per_example_grads=``.
@@ -101,8 +163,9 @@ def adaptive_batch_size(initial_batch_size: int, tolerance: float = 0.5, test: s
       Lau, Liu, Kolar, "AdAdaGrad: Adaptive Batch Size Schemes for Adaptive Gradient Methods",
       2024 (arXiv:2402.11215).
     """
-    if test not in ("norm", "inner_product"):
-        raise ValueError(f"test must be 'norm' or 'inner_product', got {test!r}.")
+    tests = ("norm", "coordinate_norm", "inner_product", "augmented_inner_product")
+    if test not in tests:
+        raise ValueError(f"test must be one of {tests}, got {test!r}.")
     if not isinstance(initial_batch_size, int) or initial_batch_size < 2:
         raise ValueError(f"initial_batch_size must be an int >= 2, got {initial_batch_size!r}.")
     if isinstance(tolerance, int | float) and tolerance <= 0:
@@ -110,7 +173,12 @@ def adaptive_batch_size(initial_batch_size: int, tolerance: float = 0.5, test: s
     if not isinstance(max_batch_size, int) or max_batch_size < initial_batch_size:
         raise ValueError(f"max_batch_size must be an int >= initial_batch_size={initial_batch_size}, "
                          f"got {max_batch_size!r}.")
-    run_test = norm_test if test == "norm" else inner_product_test
+    if isinstance(orthogonality_tolerance, int | float) and orthogonality_tolerance <= 0:
+        raise ValueError(f"orthogonality_tolerance must be positive, got {orthogonality_tolerance}.")
+    nu = tolerance if orthogonality_tolerance is None else orthogonality_tolerance
+    run_test = {"norm": norm_test, "coordinate_norm": coordinate_norm_test,
+                "inner_product": inner_product_test,
+                "augmented_inner_product": lambda g, theta: inner_product_test(g, theta, nu)}[test]
 
     def init(params):
         del params
