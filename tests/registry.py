@@ -940,6 +940,24 @@ SADDLE_POINT_SOLVERS: list[SaddlePointEntry] = [
 ]
 
 
+@dataclasses.dataclass(frozen=True)
+class TransportEntry:
+    """An entropic optimal-transport solver: ``make(epsilon=..., tol=..., **options)`` with
+    ``run((f0, g0), cost, a, b)`` and ``transport_plan(params, cost)``; checked in
+    test_optimal_transport.py (marginals, agreement with Sinkhorn, implicit derivatives)."""
+
+    name: str
+    make: Callable[..., Any]
+    options: dict = dataclasses.field(default_factory=dict)
+    covers: tuple = ()
+
+
+OT_SOLVERS: list[TransportEntry] = [
+    TransportEntry("Sinkhorn", jl.Sinkhorn, dict(maxiter=5000)),
+    TransportEntry("SinkhornNewtonSparse", jl.SinkhornNewtonSparse, dict(density=0.5, maxiter=300)),
+]
+
+
 # ---------------------------------------------------------------- what each entry covers
 # Recipes are chains of public blocks (as optax builds ``adam`` from ``scale_by_adam``): an
 # entry of the recipe runs the block too.
@@ -1001,7 +1019,7 @@ NOT_ALGORITHMS: dict[str, str] = {
         "FixedPointState", "GaussNewtonState", "IterativeRefinementState", "LbfgsState", "LbfgsbState",
         "LevenbergMarquardtState", "LineSearchState", "MirrorDescentState", "NewtonCGState",
         "NonlinearCGState", "OptaxState", "PolyakSGDState", "ProxGradState", "RegularizedNewtonState",
-        "AdaptiveRegularizedNewtonState",
+        "AdaptiveRegularizedNewtonState", "SinkhornState", "SinkhornNewtonSparseState",
         "GradientDescentState", "ProjectedGradientState", "ProximalGradientState")},
     "ScipyMinimizeInfo": "SciPy's result fields, the state of the SciPy wrappers",
     "projection_grad_simplex_kl": "a projection used as MirrorDescent's step (an operator, not a solver); "
@@ -1077,7 +1095,7 @@ def covered_names() -> dict[str, list[str]]:
         add(e.covers or _TRANSFORM_COVERS.get(e.name) or _public_name(e.recipe or e.make)
             or (e.name.split("-")[0],), e)
     for entries in (QP_SOLVERS, LINE_SEARCHES, ESTIMATORS, ORACLES, BILEVEL, HYPERGRADIENTS, SCALAR_ROOTS,
-                    SADDLE_POINT_SOLVERS):
+                    SADDLE_POINT_SOLVERS, OT_SOLVERS):
         for e in entries:
             add(e.covers or (e.name,), e)
     return out

@@ -17,6 +17,7 @@ from jaxopt_lab.solvers import (
     least_squares,
     linesearch,
     newton,
+    optimal_transport,
     qp,
     quasi_newton,
     stochastic,
@@ -28,6 +29,7 @@ from jaxopt_lab.solvers.host import *  # noqa: F401,F403
 from jaxopt_lab.solvers.least_squares import *  # noqa: F401,F403
 from jaxopt_lab.solvers.linesearch import *  # noqa: F401,F403
 from jaxopt_lab.solvers.newton import *  # noqa: F401,F403
+from jaxopt_lab.solvers.optimal_transport import *  # noqa: F401,F403
 from jaxopt_lab.solvers.qp import *  # noqa: F401,F403
 from jaxopt_lab.solvers.quasi_newton import *  # noqa: F401,F403
 from jaxopt_lab.solvers.stochastic import *  # noqa: F401,F403
@@ -43,6 +45,7 @@ __all__ = [
     *host.__all__,
     *linesearch.__all__,
     *constrained.__all__,
+    *optimal_transport.__all__,
 ]
 
 # Flat module paths of earlier releases -> the module in its family folder.
