@@ -75,6 +75,19 @@ def check_positive(value, name: str, allow_zero: bool = False) -> None:
         raise ValueError(f"`{name}` must be {rule}, got {value!r}.")
 
 
+def check_decay(value, name: str) -> None:
+    """Raise ``ValueError`` if a concrete ``value`` (a decay or momentum rate) is not in ``[0, 1)``.
+
+    Traced values and ``None`` are not checked.
+
+    Args:
+      value: a number.
+      name: the argument name used in the message.
+    """
+    if isinstance(value, int | float) and not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must lie in [0, 1), got {value}.")
+
+
 def _inject_hint(name: str) -> str:
     return (f"`{name}` sets array shapes or loop structure, so it must be a Python int; under "
             f"optax.inject_hyperparams list it in static_args (e.g. static_args=({name!r},)).")

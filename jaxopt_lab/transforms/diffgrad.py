@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_update_args
+from jaxopt_lab.core.checks import check_decay, check_positive, check_update_args
 
 
 class ScaleByDiffGradState(NamedTuple):
@@ -50,11 +50,9 @@ def scale_by_diffgrad(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> 
       Dubey, Chakraborty, Roy, Mukherjee, Singh, Chaudhuri, "diffGrad: An Optimization
       Method for Convolutional Neural Networks", 2019 (arXiv:1909.11015).
     """
-    for name, value in (("b1", b1), ("b2", b2)):
-        if isinstance(value, int | float) and not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} must lie in [0, 1), got {value}.")
-    if isinstance(eps, int | float) and eps < 0:
-        raise ValueError(f"eps must be non-negative, got {eps}.")
+    check_decay(b1, "b1")
+    check_decay(b2, "b2")
+    check_positive(eps, "eps", allow_zero=True)
 
     def init(params):
         zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # distinct buffers (donation)

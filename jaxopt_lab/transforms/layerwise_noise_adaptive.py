@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab.core.checks import check_update_args
+from jaxopt_lab.core.checks import check_decay, check_positive, check_update_args
 from jaxopt_lab.ops.orthogonalize import orthogonalize
 from jaxopt_lab.transforms._checks import check_matrix_leaves
 
@@ -76,11 +76,9 @@ def scale_by_layerwise_noise_adaptive(
     """
     if geometry not in _GEOMETRIES:
         raise ValueError(f"geometry must be one of {_GEOMETRIES}, got {geometry!r}.")
-    for name, value in (("b1", b1), ("b2", b2)):
-        if isinstance(value, int | float) and not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} must lie in [0, 1), got {value}.")
-    if isinstance(eps, int | float) and eps < 0:
-        raise ValueError(f"eps must be non-negative, got {eps}.")
+    check_decay(b1, "b1")
+    check_decay(b2, "b2")
+    check_positive(eps, "eps", allow_zero=True)
 
     def init(params):
         if geometry == "spectral":

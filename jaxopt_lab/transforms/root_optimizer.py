@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxopt_lab.core.checks import check_update_args
+from jaxopt_lab.core.checks import check_decay, check_update_args
 from jaxopt_lab.ops.orthogonalize import Coefficients, ns_schedule, orthogonalize
 from jaxopt_lab.transforms._checks import check_matrix_leaves
 
@@ -59,8 +59,7 @@ def scale_by_root(
     """
     if isinstance(threshold, int | float) and threshold <= 0:
         raise ValueError(f"threshold must be positive (or None), got {threshold}.")
-    if isinstance(beta, int | float) and not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must lie in [0, 1), got {beta}.")
+    check_decay(beta, "beta")
     schedule = ns_schedule if coefficients is None else coefficients
 
     def init(params):
