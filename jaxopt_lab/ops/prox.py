@@ -190,12 +190,8 @@ def prox_non_negative_ridge(x: PyTree, l2reg: float | None = 1.0, scaling: float
     References:
       Parikh and Boyd, "Proximal Algorithms", 2014.
     """
-    l2reg = 1.0 if l2reg is None else l2reg
-    _check_nonneg(scaling, "scaling")
-    _check_nonneg(l2reg, "l2reg")
-    return jax.tree_util.tree_map(
-        lambda a, r: jnp.maximum(a, 0) / (1 + scaling * r), x, _broadcast(l2reg, x)
-    )
+    # The penalty is separable and radial per coordinate: clip, then shrink.
+    return prox_ridge(jax.tree_util.tree_map(lambda a: jnp.maximum(a, 0), x), l2reg, scaling)
 
 
 def prox_box(x: PyTree, hyperparams: tuple | None = None, scaling: float = 1.0) -> PyTree:
