@@ -23,9 +23,9 @@ NOT_UNROLLED = {
 # become fixed-length masked scans when the solver unrolls (open work, issue 17 item 8).
 INNER_WHILE_LOOP = {
     "LBFGS", "LBFGS-backtracking", "GradientDescent", "GaussNewton", "LevenbergMarquardt", "Broyden",
-    "NewtonCG", "RegularizedNewton", "BFGS", "NonlinearCG", "LBFGSB", "ProximalGradient",
-    "ProximalGradient-norestart", "ProximalGradient-function", "ProjectedGradient", "ADMM",
-    "ConsensusADMM",
+    "NewtonCG", "RegularizedNewton", "AdaptiveRegularizedNewton", "BFGS", "NonlinearCG", "LBFGSB",
+    "ProximalGradient", "ProximalGradient-norestart", "ProximalGradient-function", "ProjectedGradient",
+    "ADMM", "ConsensusADMM",
 }
 
 ENTRIES = [e for e in SOLVERS if e.jittable and e.implicit_diff and e.name not in NOT_UNROLLED]
