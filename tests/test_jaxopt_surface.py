@@ -22,10 +22,6 @@ INTENTIONALLY_ABSENT = {
 # docs/migration.md).
 KEYWORDS_NOT_CARRIED = {
     "GradientDescent": {"prox": "inherited from jaxopt's ProximalGradient; use jaxopt_lab.ProximalGradient"},
-    "ZoomLineSearch": {k: "tuning constants of jaxopt's own zoom implementation" for k in
-                       ("c3", "increase_factor", "interval_threshold", "rel_tol_cubic", "rel_tol_quad")},
-    "HagerZhangLineSearch": {k: "the zoom search with Hager-Zhang's approximate Wolfe test is used"
-                             for k in ("expansion_factor", "shrinkage_factor")},
 }
 SUBMODULES = ["loss", "objective", "linear_solve", "tree_util", "prox", "projection", "isotonic",
               "perturbations", "implicit_diff"]

@@ -278,7 +278,15 @@ class ZoomLineSearch(_LineSearch):
       value_and_grad, has_aux: as in the solvers.
       maxiter: maximum evaluations.
       c1, c2: Wolfe constants ``0 < c1 < c2 < 1``.
-      max_stepsize: largest step.
+      max_stepsize: largest step (``None``, the default: ``2 ** maxiter``, as in jaxopt,
+        so the search may extrapolate beyond the first trial).
+      c3, rel_tol_cubic, rel_tol_quad, interval_threshold, increase_factor: jaxopt's
+        tuning constants of its own interpolation, accepted (and range-checked) for
+        drop-in use. They do not change which steps are acceptable (``c1``, ``c2`` do):
+        this search uses its own safeguarded interpolation and extrapolation
+        (:func:`jaxopt_lab.solvers.linesearch.functions.strong_wolfe`), and its approximate
+        Wolfe test applies only where ``f`` changes by its rounding error (stricter than
+        jaxopt's ``c3 |f|`` switch for any ``c3 >= 1e-12``).
 
     Returns:
       ``run`` and ``update`` return ``LineSearchStep(stepsize, LineSearchState)``.
@@ -292,6 +300,24 @@ class ZoomLineSearch(_LineSearch):
         "interval_threshold", "increase_factor", "tol", "maxiter", "max_stepsize", "verbose", "jit",
         "unroll",
     )
+
+    c3: float = 1e-6
+    rel_tol_cubic: float = 0.2
+    rel_tol_quad: float = 0.1
+    interval_threshold: float = 1e-6
+    increase_factor: float = 2.0
+    max_stepsize: float | None = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        if self.max_stepsize is None:
+            check_int(self.maxiter, "maxiter", minimum=1)
+            self.max_stepsize = float(2 ** self.maxiter)
+        super().__post_init__()
+        check_positive(self.c3, "c3", allow_zero=True)
+        _check_between(self.rel_tol_cubic, "rel_tol_cubic", 0.0, 0.5)
+        _check_between(self.rel_tol_quad, "rel_tol_quad", 0.0, 0.5)
+        check_positive(self.interval_threshold, "interval_threshold", allow_zero=True)
+        _check_between(self.increase_factor, "increase_factor", 1.0, None)
 
 
 @dataclasses.dataclass(eq=False)
@@ -310,6 +336,11 @@ class HagerZhangLineSearch(_LineSearch):
       maxiter: maximum evaluations.
       c1, c2: constants (jaxopt's defaults ``0.1`` and ``0.9``).
       max_stepsize: largest step.
+      expansion_factor, shrinkage_factor: jaxopt's constants of Hager and Zhang's
+        bracket expansion and secant shrinking, accepted (and range-checked:
+        ``expansion_factor > 1``, ``0 < shrinkage_factor < 1``) for drop-in use; the
+        search here brackets and interpolates as :class:`ZoomLineSearch` does, so they
+        do not change the steps (which meet the same conditions).
 
     Returns:
       ``run`` and ``update`` return ``LineSearchStep(stepsize, LineSearchState)``.
@@ -325,3 +356,22 @@ class HagerZhangLineSearch(_LineSearch):
     )
 
     c1: float = 0.1
+    expansion_factor: float = 5.0
+    shrinkage_factor: float = 0.66
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_between(self.expansion_factor, "expansion_factor", 1.0, None)
+        _check_between(self.shrinkage_factor, "shrinkage_factor", 0.0, 1.0)
+
+
+def _check_between(value, name: str, low: float, high: float | None) -> None:
+    """Raise ``ValueError`` unless a concrete ``value`` lies in ``(low, high)`` (``high``
+    ``None``: no upper end); traced values are not checked."""
+    check_positive(value, name, allow_zero=True)
+    if isinstance(value, jax.core.Tracer):
+        return
+    v = float(value)
+    if not (v > low and (high is None or v < high)):
+        rule = f"> {low}" if high is None else f"in ({low}, {high})"
+        raise ValueError(f"`{name}` must be {rule}, got {value!r}.")
