@@ -251,6 +251,13 @@ SOLVERS += [
     SolverEntry("BlockCoordinateDescent-greedy",
                 lambda fun, **kw: _FirstArg(jl.BlockCoordinateDescent(fun, jl.prox.prox_none, **kw), None),
                 dict(tol=1e-9, maxiter=20000, selection="greedy"), rosenbrock=False, pytree_params=False),
+    SolverEntry("BlockCoordinateDescent-gsl",
+                lambda fun, **kw: _FirstArg(jl.BlockCoordinateDescent(fun, jl.prox.prox_none, **kw), None),
+                dict(tol=1e-9, maxiter=20000, selection="gsl"), rosenbrock=False, pytree_params=False),
+    SolverEntry("BlockCoordinateDescent-gsq-active_set",
+                lambda fun, **kw: _FirstArg(jl.BlockCoordinateDescent(fun, jl.prox.prox_none, **kw), None),
+                dict(tol=1e-9, maxiter=2000, selection="gsq", block_fun=lambda x, hp: 0.0, active_set=True),
+                rosenbrock=False, pytree_params=False),
     # Euclidean mirror map: mirror descent is then gradient descent with a fixed step.
     SolverEntry("MirrorDescent",
                 lambda fun, **kw: _FirstArg(jl.MirrorDescent(fun, _euclidean_mirror_step, **kw), None),
