@@ -155,12 +155,34 @@ def value_and_grad_fun(fun: Callable, has_aux: bool = False, value_and_grad: boo
     """
     if value_and_grad:
         if has_aux:
-            return lambda *a, **k: (lambda r: ((r[0][0], r[0][1]), r[1]))(fun(*a, **k))
-        return lambda *a, **k: (lambda r: ((r[0], None), r[1]))(fun(*a, **k))
-    if has_aux:
-        return jax.value_and_grad(fun, has_aux=True)
-    vg = jax.value_and_grad(fun)
-    return lambda *a, **k: (lambda r: ((r[0], None), r[1]))(vg(*a, **k))
+            vg = lambda *a, **k: (lambda r: ((r[0][0], r[0][1]), r[1]))(fun(*a, **k))
+        else:
+            vg = lambda *a, **k: (lambda r: ((r[0], None), r[1]))(fun(*a, **k))
+    elif has_aux:
+        vg = jax.value_and_grad(fun, has_aux=True)
+    else:
+        vg_plain = jax.value_and_grad(fun)
+        vg = lambda *a, **k: (lambda r: ((r[0], None), r[1]))(vg_plain(*a, **k))
+    return _real_valued(vg)
+
+
+def _real_valued(vg: Callable) -> Callable:
+    """``vg`` raising a ``TypeError`` that names ``fun`` when the objective is complex-valued
+    (checked on dtypes at trace time; an objective of complex params must be real)."""
+    message = ("`fun` must return a real scalar, got a complex value; for complex params "
+               "minimize a real objective such as `jnp.sum(jnp.abs(residual) ** 2)`.")
+
+    def checked(*a, **k):
+        try:
+            (value, aux), grad = vg(*a, **k)
+        except TypeError as e:
+            if "real-valued outputs" in str(e):
+                raise TypeError(message) from e
+            raise
+        if jnp.iscomplexobj(value):
+            raise TypeError(message)
+        return (value, aux), grad
+    return checked
 
 
 # --------------------------------------------------------------------------- positional

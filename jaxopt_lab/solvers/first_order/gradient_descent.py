@@ -6,13 +6,14 @@ import dataclasses
 from collections.abc import Callable
 from typing import ClassVar
 
+from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int, check_positive
 from jaxopt_lab.solvers.first_order._step import FirstOrderState, ProxGradSolver
 
 
 class GradientDescentState(FirstOrderState):
     """State of :class:`GradientDescent`: the fields of
-    :class:`jaxopt_lab.solvers.first_order._step.FirstOrderState` (``objective`` is ``inf``
+    :class:`jaxopt_lab.solvers.first_order._state.FirstOrderState` (``objective`` is ``inf``
     and ``num_restarts`` 0: gradient descent does not restart).
 
     Attributes:
@@ -38,7 +39,8 @@ class GradientDescent(ProxGradSolver):
     step (so the step decreases monotonically, as in Beck and Teboulle).
 
     Args:
-      fun: objective ``fun(params, *args, **kwargs)``.
+      fun: objective ``fun(params, *args, **kwargs)``, real-valued (params may be
+        complex: the step is then along ``-conj(jax.grad(fun))``).
       value_and_grad: whether ``fun`` returns ``(value, grad)``.
       has_aux: whether ``fun`` returns ``(value, aux)``.
       stepsize: positive for a fixed step (may be traced), ``<= 0`` for
@@ -86,3 +88,14 @@ class GradientDescent(ProxGradSolver):
         super().__post_init__()
         check_int(self.maxls, "maxls", minimum=1)
         check_positive(self.decrease_factor, "decrease_factor")
+
+    def _value_and_grad_fun(self) -> Callable:
+        """``fun``'s value and the steepest-ascent direction: ``conj(jax.grad)`` for complex
+        leaves (jaxopt's convention for a real objective of complex params), the gradient
+        itself for real ones."""
+        vg = super()._value_and_grad_fun()
+
+        def conj_vg(*args, **kwargs):
+            out, grad = vg(*args, **kwargs)
+            return out, tu.tree_conj(grad)
+        return conj_vg

@@ -40,6 +40,9 @@ class QuasiNewtonState(NamedTuple):
       num_fun_eval, num_grad_eval: evaluations so far (a value and its gradient count once each).
       num_linesearch_iter: line-search evaluations so far.
       status: :class:`jaxopt_lab.Status` code.
+      num_no_progress: consecutive iterations without progress (a step at the rounding
+        level of ``x`` that lowered neither ``f`` beyond its rounding nor the error by
+        half); :data:`NO_PROGRESS_ITERS` of them end the solve ``STALLED``.
     """
 
     iter_num: jax.Array
@@ -54,6 +57,7 @@ class QuasiNewtonState(NamedTuple):
     num_grad_eval: jax.Array
     num_linesearch_iter: jax.Array
     status: jax.Array
+    num_no_progress: jax.Array
 
     def __getattr__(self, name: str):
         # Called only for names that are not fields: those of the approximation.
@@ -61,6 +65,68 @@ class QuasiNewtonState(NamedTuple):
             return getattr(self.approx, name)
         except AttributeError:
             raise AttributeError(f"{type(self).__name__} has no attribute {name!r}") from None
+
+
+# Iterations in a row without progress after which a solve ends STALLED.
+NO_PROGRESS_ITERS = 5
+
+
+def no_progress(x, x_new, value, new_value, error, new_error, failed, dtype) -> jax.Array:
+    """Whether an accepted step made no progress that the dtype can show.
+
+    True when the step is at the rounding level of ``x`` (``||x_new - x|| <= 10 eps ||x||``),
+    ``f`` did not decrease by more than four of its ulps and the error did not halve. In
+    ``f``'s rounding regime a line search can keep accepting (approximate-Wolfe) steps that
+    only move ``x`` by an ulp or not at all; a run of such steps is a stall, not progress.
+    A healthy solve has either a step above rounding or a shrinking error.
+
+    Args:
+      x, x_new: the points before and after the step (pytrees).
+      value, new_value: ``f`` there.
+      error, new_error: the stopping measure there.
+      failed: whether the line search failed (a failure is reported by its own status).
+      dtype: the real dtype of ``f``.
+
+    Returns:
+      A boolean scalar.
+    """
+    eps = jnp.finfo(dtype).eps
+    step = tu.tree_l2_norm(tu.tree_sub(x_new, x)).astype(dtype)
+    tiny_step = step <= 10 * eps * tu.tree_l2_norm(x).astype(dtype)
+    no_decrease = new_value >= value - 4 * eps * jnp.abs(value)
+    no_error_drop = ~(new_error < 0.5 * error)
+    return ~failed & tiny_step & no_decrease & no_error_drop
+
+
+class ComplexView:
+    """Complex params seen as real ones: each complex leaf becomes a real array with a
+    trailing axis of 2 (real part, imaginary part).
+
+    In this view the inner product is ``Re <x, y>`` and the gradient of a real ``f`` is
+    ``conj(jax.grad(f))`` (jaxopt's convention for complex inputs), so every real-valued
+    quasi-Newton formula applies unchanged.
+
+    Args:
+      like: a params pytree (its complex leaves are the ones converted).
+    """
+
+    def __init__(self, like):
+        self._complex = jax.tree_util.tree_map(jnp.iscomplexobj, like)
+
+    def to_real(self, tree):
+        """A params-shaped pytree in the real view."""
+        return jax.tree_util.tree_map(
+            lambda c, a: jnp.stack([jnp.real(a), jnp.imag(a)], axis=-1) if c else a, self._complex, tree)
+
+    def from_real(self, tree):
+        """A real-view pytree back as params."""
+        return jax.tree_util.tree_map(
+            lambda c, a: jax.lax.complex(a[..., 0], a[..., 1]) if c else a, self._complex, tree)
+
+
+def is_complex(tree) -> bool:
+    """Whether a pytree has a complex leaf."""
+    return any(jnp.iscomplexobj(leaf) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 def curvature_pair(x, x_new, g, g_new, failed, dtype):
@@ -140,9 +206,21 @@ class QuasiNewtonSolver(_linesearch.LineSearchOptions, IterativeSolver):
 
     # -- the space the step works in (overridden with bounds) -------------------------
     def _problem(self, params, args, kwargs):
-        """``(x, value_and_grad, ctx)``: the point, ``x -> ((f, aux), g)`` and extra data."""
+        """``(x, value_and_grad, ctx)``: the point, ``x -> ((f, aux), g)`` and extra data.
+
+        Complex params are iterated on in their real view (``ctx`` is then a
+        :class:`ComplexView`), with the gradient ``conj(jax.grad(f))`` and the inner product
+        ``Re <x, y>``.
+        """
         vg = self._value_and_grad_fun()
-        return params, lambda x: vg(x, *args, **kwargs), None
+        if not is_complex(params):
+            return params, lambda x: vg(x, *args, **kwargs), None
+        view = ComplexView(params)
+
+        def real_vg(x):
+            out, grad = vg(view.from_real(x), *args, **kwargs)
+            return out, view.to_real(tu.tree_conj(grad))
+        return view.to_real(params), real_vg, view
 
     def _init_status(self, ctx) -> jax.Array:
         del ctx
@@ -154,13 +232,20 @@ class QuasiNewtonSolver(_linesearch.LineSearchOptions, IterativeSolver):
 
     def _into(self, tree, ctx):
         """A params-shaped pytree in the step's space."""
-        del ctx
-        return tree
+        return tree if ctx is None else ctx.to_real(tree)
 
     def _out(self, x, ctx):
         """A point of the step's space as a params-shaped pytree."""
-        del ctx
-        return x
+        return x if ctx is None else ctx.from_real(x)
+
+    def _grad_into(self, grad, ctx):
+        """``state.grad`` (``jax.grad``'s convention) in the step's space."""
+        return self._into(tu.tree_conj(grad), ctx)
+
+    def _grad_out(self, grad, ctx):
+        """A gradient of the step's space as ``state.grad`` (``jax.grad``'s convention:
+        the conjugate of the steepest-ascent direction for complex leaves)."""
+        return tu.tree_conj(self._out(grad, ctx))
 
     def _error(self, x, grad, ctx) -> jax.Array:
         del x, ctx
@@ -173,16 +258,16 @@ class QuasiNewtonSolver(_linesearch.LineSearchOptions, IterativeSolver):
         dtype = jnp.result_type(value)
         one = jnp.asarray(1, jnp.int32)
         return self._state_class(
-            iter_num=jnp.asarray(0, jnp.int32), value=value, grad=self._out(grad, ctx),
+            iter_num=jnp.asarray(0, jnp.int32), value=value, grad=self._grad_out(grad, ctx),
             stepsize=jnp.asarray(1.0, dtype), error=self._error(x, grad, ctx).astype(dtype),
             approx=self._init_approx(x, value, grad), aux=aux, failed_linesearch=jnp.asarray(False),
             num_fun_eval=one, num_grad_eval=one, num_linesearch_iter=jnp.asarray(0, jnp.int32),
-            status=self._init_status(ctx).astype(jnp.int32),
+            status=self._init_status(ctx).astype(jnp.int32), num_no_progress=jnp.asarray(0, jnp.int32),
         )
 
     def _step(self, params, state, args, kwargs) -> OptStep:
         x, vg, ctx = self._problem(params, args, kwargs)
-        grad = self._into(state.grad, ctx)
+        grad = self._grad_into(state.grad, ctx)
         dtype = jnp.result_type(state.value)
         stopped = _linesearch.stopped(state.status)
         direction, init_t = self._direction(x, grad, state, ctx)
@@ -195,13 +280,22 @@ class QuasiNewtonSolver(_linesearch.LineSearchOptions, IterativeSolver):
         approx = tu.tree_where(restart, self._init_approx(x, state.value, grad), approx)
         status = jnp.where(restart & ~ls.nonfinite, Status.RUNNING, _linesearch.failure_status(ls))
         error = self._error(x_new, ls.grad, ctx).astype(dtype)
+        # A run of steps that neither move x beyond rounding nor lower f or the error ends
+        # the solve STALLED (tol below the dtype's reach), instead of running to maxiter.
+        idle = no_progress(x, x_new, state.value, jnp.asarray(ls.value, dtype), state.error, error,
+                           ls.failed, dtype)
+        count = jnp.where(idle, state.num_no_progress + 1, 0).astype(jnp.int32)
+        status = jnp.where((status == Status.RUNNING) & (count >= NO_PROGRESS_ITERS) & ~(error <= self.tol),
+                           Status.STALLED, status)
         new_state = self._state_class(
-            iter_num=state.iter_num + 1, value=jnp.asarray(ls.value, dtype), grad=self._out(ls.grad, ctx),
+            iter_num=state.iter_num + 1, value=jnp.asarray(ls.value, dtype),
+            grad=self._grad_out(ls.grad, ctx),
             stepsize=jnp.where(ls.failed, state.stepsize, ls.stepsize).astype(dtype),
             error=jnp.where(ls.failed & ls.nonfinite, jnp.nan, error), approx=approx, aux=ls.aux,
             failed_linesearch=ls.failed, num_fun_eval=state.num_fun_eval + evals,
             num_grad_eval=state.num_grad_eval + evals,
             num_linesearch_iter=state.num_linesearch_iter + evals, status=status.astype(jnp.int32),
+            num_no_progress=count,
         )
         new_state = self._adjust_status(state, new_state)
         return _linesearch.keep_if_stopped(stopped, params, state, self._out(x_new, ctx), new_state)
@@ -231,6 +325,8 @@ class QuasiNewtonSolver(_linesearch.LineSearchOptions, IterativeSolver):
           ``MAX_ITER`` comes back unchanged with no evaluation (a stopped lane costs
           nothing under ``vmap``). A failed line search ends the solve: ``STALLED`` when
           no decrease is representable in the dtype, ``NONFINITE`` for a NaN gradient
-          where ``f`` was finite, else ``LINESEARCH_FAILED``.
+          where ``f`` was finite, else ``LINESEARCH_FAILED``. :data:`NO_PROGRESS_ITERS`
+          accepted steps in a row without progress (see :func:`no_progress`) end it
+          ``STALLED`` too.
         """
         return self._step(params, state, args, kwargs)

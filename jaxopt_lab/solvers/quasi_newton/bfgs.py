@@ -33,7 +33,8 @@ class BfgsState(QuasiNewtonState):
 
     Attributes:
       iter_num, value, grad, stepsize, error, approx, aux, failed_linesearch, num_fun_eval,
-      num_grad_eval, num_linesearch_iter, status: as in :class:`QuasiNewtonState`.
+      num_grad_eval, num_linesearch_iter, status, num_no_progress: as in
+        :class:`QuasiNewtonState`.
     """
 
     __slots__ = ()
@@ -50,7 +51,8 @@ class BFGS(QuasiNewtonSolver):
     ``<s, y> / <y, y>`` before the first update (eq. 6.20).
 
     Args:
-      fun: objective ``fun(params, *args, **kwargs)``.
+      fun: objective ``fun(params, *args, **kwargs)``, real-valued; params may be complex
+        (as in :class:`jaxopt_lab.LBFGS`).
       value_and_grad, has_aux: as in :class:`jaxopt_lab.LBFGS`.
       maxiter, tol: iteration cap; stop when the gradient norm is ``<= tol``.
       stepsize, linesearch, linesearch_init, condition, maxls, c1, c2, decrease_factor,

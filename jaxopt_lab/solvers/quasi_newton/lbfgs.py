@@ -40,7 +40,8 @@ class LbfgsState(QuasiNewtonState):
 
     Attributes:
       iter_num, value, grad, stepsize, error, approx, aux, failed_linesearch, num_fun_eval,
-      num_grad_eval, num_linesearch_iter, status: as in :class:`QuasiNewtonState`.
+      num_grad_eval, num_linesearch_iter, status, num_no_progress: as in
+        :class:`QuasiNewtonState`.
     """
 
     __slots__ = ()
@@ -122,8 +123,10 @@ class LBFGS(QuasiNewtonSolver):
     (a hyperparameter sweep) costs about one batched evaluation per iteration.
 
     Args:
-      fun: objective ``fun(params, *args, **kwargs)`` returning a scalar (or
+      fun: objective ``fun(params, *args, **kwargs)`` returning a real scalar (or
         ``(value, aux)`` with ``has_aux``; ``(value, grad)`` with ``value_and_grad``).
+        Params may be complex (jaxopt's convention: the step is along
+        ``-conj(jax.grad(fun))``, inner products are ``Re <x, y>``).
       value_and_grad: whether ``fun`` returns the gradient too.
       has_aux: whether ``fun`` returns auxiliary output.
       maxiter: maximum iterations.

@@ -20,6 +20,7 @@ from jaxopt_lab.solvers.quasi_newton._step import (
     QuasiNewtonState,
     curvature_pair,
     first_stepsize,
+    is_complex,
 )
 
 
@@ -50,7 +51,8 @@ class LbfgsbState(QuasiNewtonState):
 
     Attributes:
       iter_num, value, grad, stepsize, error, approx, aux, failed_linesearch, num_fun_eval,
-      num_grad_eval, num_linesearch_iter, status: as in :class:`QuasiNewtonState`.
+      num_grad_eval, num_linesearch_iter, status, num_no_progress: as in
+        :class:`QuasiNewtonState`.
     """
 
     __slots__ = ()
@@ -190,6 +192,12 @@ class LBFGSB(QuasiNewtonSolver):
         if self.error_norm not in ("l2", "inf"):
             raise ValueError(f"`error_norm` must be 'l2' or 'inf', got {self.error_norm!r}.")
         check_positive(self.ftol, "ftol", allow_zero=True)
+
+    def _check_init_params(self, init_params) -> None:
+        super()._check_init_params(init_params)
+        if is_complex(init_params):
+            raise TypeError("`init_params` is complex; LBFGSB's bounds need real params (split a complex "
+                            "variable into its real and imaginary parts, or use LBFGS without bounds).")
 
     def _check_run_args(self, init_params, args, kwargs) -> None:
         super()._check_run_args(init_params, args, kwargs)

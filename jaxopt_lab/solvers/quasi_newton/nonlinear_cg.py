@@ -33,7 +33,8 @@ class NonlinearCGState(QuasiNewtonState):
 
     Attributes:
       iter_num, value, grad, stepsize, error, approx, aux, failed_linesearch, num_fun_eval,
-      num_grad_eval, num_linesearch_iter, status: as in :class:`QuasiNewtonState`.
+      num_grad_eval, num_linesearch_iter, status, num_no_progress: as in
+        :class:`QuasiNewtonState`.
     """
 
     __slots__ = ()
@@ -53,7 +54,8 @@ class NonlinearCG(QuasiNewtonSolver):
     gradient was NaN where ``f`` was finite, ``LINESEARCH_FAILED`` otherwise.
 
     Args:
-      fun: objective ``fun(params, *args, **kwargs)``.
+      fun: objective ``fun(params, *args, **kwargs)``, real-valued; params may be complex
+        (as in :class:`jaxopt_lab.LBFGS`).
       value_and_grad, has_aux: as in :class:`jaxopt_lab.LBFGS`.
       maxiter, tol: iteration cap; stop when the gradient norm is ``<= tol``.
       method: one of ``"polak-ribiere"`` (default), ``"fletcher-reeves"``,
