@@ -143,7 +143,9 @@ plt.show()
 
 # %% [markdown]
 # A black-box term inside a differentiable loss: `zo.blackbox` wraps a function
-# with a `custom_vjp` whose backward pass is a ZO estimate. Here a
+# with a `jax.custom_jvp` whose tangent is `<g, dparams>` for the ZO estimate `g`
+# (linear in the tangent, so `jax.grad` transposes it: forward and reverse mode see
+# the same estimate for the same key). Here a
 # non-differentiable penalty (the number of weights above 0.5 in magnitude, through
 # a smoothed surrogate evaluated only as values) sits next to an ordinary loss.
 
