@@ -119,7 +119,7 @@ class SinkhornNewtonSparse(Sinkhorn):
 
     _: dataclasses.KW_ONLY
     sinkhorn_steps: int = 20
-    density: float = 0.05
+    density: float = 0.1
     cg_maxiter: int = 100
     cg_tol: float = 1e-10
     num_steps: int = 30
