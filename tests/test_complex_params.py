@@ -178,3 +178,29 @@ def test_lbfgsb_rejects_complex_params_naming_init_params():
     fun, _ = _problem(jnp.complex128)
     with pytest.raises(TypeError, match="`init_params`"):
         jl.LBFGSB(fun).run(jnp.zeros(5, jnp.complex128), bounds=None)
+
+
+@pytest.mark.parametrize("name", ["ZoomLineSearch", "HagerZhangLineSearch", "BacktrackingLineSearch"])
+def test_line_search_classes_on_complex_params(name):
+    # Default direction -conj(grad); the accepted step meets the Wolfe conditions written
+    # with the real slope Re <conj(grad), d>; state.grad keeps jax.grad's convention.
+    fun, _ = _problem(jnp.complex128)
+    z0 = jnp.asarray(np.linspace(-1, 1, 5) + 0.5j, jnp.complex128)
+    g0 = jax.grad(fun)(z0)
+    d = -jnp.conj(g0)
+    slope0 = float(jnp.real(jnp.vdot(jnp.conj(g0), d)))
+    ours = getattr(jl, name)(fun, maxiter=30).run(1.0, z0)
+    t = float(ours.stepsize)
+    z1 = z0 + t * d
+    assert not bool(ours.state.failed) and t > 0
+    np.testing.assert_allclose(np.asarray(ours.state.params), np.asarray(z1), atol=1e-12)
+    np.testing.assert_allclose(np.asarray(ours.state.grad), np.asarray(jax.grad(fun)(z1)), atol=1e-9)
+    c1, c2 = float(getattr(jl, name)(fun).c1), float(getattr(jl, name)(fun).c2)
+    assert float(fun(z1)) <= float(fun(z0)) + c1 * t * slope0
+    slope1 = float(jnp.real(jnp.vdot(jnp.conj(jax.grad(fun)(z1)), d)))
+    assert abs(slope1) <= c2 * abs(slope0)
+    ref = getattr(jaxopt, name)(fun, maxiter=30).run(1.0, z0)
+    if name == "BacktrackingLineSearch":  # the same trial steps as jaxopt
+        np.testing.assert_allclose(t, float(ref.stepsize), rtol=1e-12)
+    # At least jaxopt's decrease, up to a factor (the Wolfe steps may differ).
+    assert float(fun(z0)) - float(fun(z1)) >= 0.5 * (float(fun(z0)) - float(ref.state.value))

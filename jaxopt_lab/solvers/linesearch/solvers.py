@@ -98,12 +98,17 @@ class _LineSearch(JaxoptPositional):
         return lambda x: (lambda r: ((r[0], None), r[1]))(jax.value_and_grad(f)(x))
 
     def _search(self, vg, params, value, grad, direction, t0, aux):
-        return _linesearch.strong_wolfe(vg, params, value, grad, direction, t0, aux, c1=self.c1, c2=self.c2,
-                                        maxls=self.maxiter, max_stepsize=self.max_stepsize)
+        # The search functions take conj(jax.grad) (the steepest ascent for complex params);
+        # the result's gradient goes back to jax.grad's convention.
+        conj_vg = lambda x: (lambda r: (r[0], tu.tree_conj(r[1])))(vg(x))
+        r = _linesearch.strong_wolfe(conj_vg, params, value, tu.tree_conj(grad), direction, t0, aux,
+                                     c1=self.c1, c2=self.c2, maxls=self.maxiter,
+                                     max_stepsize=self.max_stepsize)
+        return r._replace(grad=tu.tree_conj(r.grad))
 
     def run(self, init_stepsize, params, value=None, grad=None, descent_direction=None,
             fun_args: tuple | list = (), fun_kwargs: dict | None = None) -> LineSearchStep:
-        """Search along ``descent_direction`` (default ``-grad``) from ``params``.
+        """Search along ``descent_direction`` (default ``-conj(grad)``: ``-grad`` for real params).
 
         Args:
           init_stepsize: first trial step.
@@ -119,7 +124,8 @@ class _LineSearch(JaxoptPositional):
         aux = None
         if value is None or grad is None:
             (value, aux), grad = vg(params)
-        direction = tu.tree_negative(grad) if descent_direction is None else descent_direction
+        # Default: steepest descent, -conj(grad) for complex params (jaxopt's convention).
+        direction = tu.tree_negative(tu.tree_conj(grad)) if descent_direction is None else descent_direction
         t0 = jnp.minimum(jnp.asarray(init_stepsize, jnp.result_type(value)), self.max_stepsize)
         r = self._search(vg, params, value, grad, direction, t0, aux)
         status = jnp.where(r.failed, Status.LINESEARCH_FAILED, Status.CONVERGED).astype(jnp.int32)
