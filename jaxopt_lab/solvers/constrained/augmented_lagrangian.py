@@ -18,6 +18,7 @@ from jaxopt_lab.solvers.constrained import _step
 from jaxopt_lab.solvers.quasi_newton.lbfgs import LBFGS
 
 _STALLS_FOR_INFEASIBLE = 3  # outer iterations without feasibility progress at the penalty cap
+_PENALTY_CANDIDATES = 4  # Newton-KKT: penalties rho * penalty_growth**k, k < 4, tried in one vmap
 
 
 class AugmentedLagrangianState(NamedTuple):
@@ -66,11 +67,15 @@ class AugmentedLagrangian(IterativeSolver):
     ``z = max(0, z + rho g)`` and multiplies the penalty by ``penalty_growth`` only when
     the violation did not shrink by ``violation_decrease``.
 
-    ``method="newton_kkt"`` (equality constraints only) takes Newton steps on the KKT
-    system ``(grad_x L, h) = 0``, each solved inexactly by randomized iterative sketching
-    (:func:`jaxopt_lab.linear_solve.solve_sketch`), with a backtracking line search on
-    the exact augmented Lagrangian ``L + rho/2 |h|^2 + nu/2 |grad_x L|^2``; ``rho`` is
-    raised when the step is not a descent direction for it.
+    ``method="newton_kkt"`` takes semismooth Newton steps on the KKT residual
+    ``(grad_x L, h, min(z, -g)) = 0`` in ``(x, y, z)``: an inequality row is the linearized
+    constraint where it is active (``z_i > -g_i``) and ``dz_i = -z_i`` where it is not, so
+    the active set is re-chosen at every step. Each step is solved inexactly by randomized
+    iterative sketching (:func:`jaxopt_lab.linear_solve.solve_sketch`), with a backtracking
+    line search on the exact augmented Lagrangian
+    ``f + y.h + rho/2 |h|^2 + 1/(2 rho) sum(max(0, z + rho g)^2 - z^2) + nu/2 |grad_x L|^2``
+    (accepting also a step that reduces the KKT residual norm); ``rho`` is raised by
+    factors of ``penalty_growth`` until the step is a descent direction for it.
 
     The status is ``CONVERGED`` only when the KKT residual (stationarity, feasibility,
     complementarity) is ``<= tol``; ``INFEASIBLE`` when the violation stalls for several
@@ -112,7 +117,12 @@ class AugmentedLagrangian(IterativeSolver):
       Toint, "LANCELOT", 1992; Birgin and Martinez, "Practical Augmented Lagrangian
       Methods for Constrained Optimization", 2014; Hong, Na, Mahoney and Kolar,
       "Constrained Optimization via Exact Augmented Lagrangian and Randomized Iterative
-      Sketching", ICML 2023 (arXiv:2305.18379).
+      Sketching", ICML 2023 (arXiv:2305.18379); Na, Anitescu and Kolar, "Inequality
+      Constrained Stochastic Nonlinear Optimization via Active-Set Sequential Quadratic
+      Programming", Math. Program., 2023 (arXiv:2109.11502); Di Pillo and Grippo, "A New
+      Augmented Lagrangian Function for Inequality Constraints in Nonlinear Programming
+      Problems", J. Optim. Theory Appl., 1982; Qi and Sun, "A nonsmooth version of Newton's
+      method", Math. Program., 1993.
     """
 
     fun: Callable
@@ -139,9 +149,6 @@ class AugmentedLagrangian(IterativeSolver):
         _step.check_constraint_fun(self.ineq_fun, "ineq_fun")
         if self.method not in ("phr", "newton_kkt"):
             raise ValueError(f"`method` must be 'phr' or 'newton_kkt', got {self.method!r}.")
-        if self.method == "newton_kkt" and self.ineq_fun is not None:
-            raise ValueError("`ineq_fun` is not supported by method='newton_kkt' (equality constraints "
-                             "only); use method='phr'.")
         for name in ("penalty", "max_penalty", "merit_nu"):
             check_positive(getattr(self, name), name)
         check_positive(self.penalty_growth - 1.0, "penalty_growth - 1")
@@ -269,58 +276,61 @@ class AugmentedLagrangian(IterativeSolver):
         return KKTSolution(x_new, y, z), violation, inner_iters
 
     # ------------------------------------------------------------------ Newton-KKT iteration
+    def _exact_al(self, w, rho, args, kwargs):
+        """Exact augmented Lagrangian at ``w = (x, y, z)`` (Di Pillo and Grippo's merit):
+        ``f + y.h + rho/2 |h|^2 + 1/(2 rho) sum(max(0, z + rho g)^2 - z^2) + nu/2 |grad_x L|^2``."""
+        x, y, z = w
+        grad_l = jax.grad(lambda v: _step.lagrangian(self._value_fun(), self.eq_fun, self.ineq_fun,
+                                                     KKTSolution(v, y, z), *args, **kwargs))(x)
+        return self._al_value(x, y, z, rho, *args, **kwargs) + 0.5 * self.merit_nu * tu.tree_l2_norm(
+            grad_l, squared=True)
+
     def _newton_step(self, params, state, args, kwargs):
+        """A semismooth Newton step on the KKT residual, globalized by the exact augmented Lagrangian.
+
+        The residual ``F = (grad_x L, h, min(z, -g))`` is piecewise smooth; its Jacobian (by
+        ``jvp``) is an element of the generalized Jacobian: a row of ``min(z, -g)`` is
+        ``dz_i = -z_i`` where ``z_i < -g_i`` (inactive: the multiplier goes to zero) and the
+        linearized constraint ``-grad g_i . dx = g_i`` where ``z_i > -g_i`` (active). The step
+        is solved by randomized sketching; ``rho`` is raised (by factors of
+        ``penalty_growth``) until the step is a descent direction of the exact augmented
+        Lagrangian (steepest descent on it at the cap), and the step length backtracks until
+        the merit decreases sufficiently or ``|F|`` decreases.
+        """
         x, y, z = params
         dtype = state.value.dtype
-        rho = state.penalty
-        grad_l = lambda x_, y_: jax.grad(lambda v: _step.lagrangian(
-            self._value_fun(), self.eq_fun, None, KKTSolution(v, y_, None), *args, **kwargs))(x_)
-        h_of = (lambda x_: self.eq_fun(x_, *args, **kwargs)) if self.eq_fun is not None else None
-
-        def kkt(w):
-            x_, y_ = w
-            return (grad_l(x_, y_), None if h_of is None else h_of(x_))
-
-        def merit_parts(w):  # (merit without the penalty term, half squared violation)
-            x_, y_ = w
-            lag = _step.lagrangian(self._value_fun(), self.eq_fun, None, KKTSolution(x_, y_, None),
-                                   *args, **kwargs)
-            g = grad_l(x_, y_)
-            base = lag + 0.5 * self.merit_nu * tu.tree_l2_norm(g, squared=True)
-            pen = 0.0 if h_of is None else 0.5 * jnp.vdot(h_of(x_), h_of(x_))
-            return base, pen
-
-        w = (x, y)
+        w = (x, y, z)
+        kkt = lambda w_: tuple(self.optimality_fun(KKTSolution(*w_), *args, **kwargs))
         F = kkt(w)
         key = jax.random.fold_in(jax.random.PRNGKey(self.seed), state.iter_num)
         matvec = lambda v: jax.jvp(kkt, (w,), (v,))[1]
         d, info = ls.solve_sketch(matvec, tu.tree_negative(F), key, sketch_size=self.sketch_size,
                                   maxiter=self.sketch_maxiter, return_info=True)
-        (base, pen), vjp = jax.vjp(merit_parts, w)
-        g_base = vjp((jnp.ones((), dtype), jnp.zeros((), dtype)))[0]
-        g_pen = vjp((jnp.zeros((), dtype), jnp.ones((), dtype)))[0]
-        s_base = tu.tree_vdot(g_base, d).astype(dtype)
-        s_pen = tu.tree_vdot(g_pen, d).astype(dtype)
         dnorm2 = tu.tree_l2_norm(d, squared=True).astype(dtype)
         sigma = jnp.asarray(1e-8, dtype)
-        # Raise rho until d is a descent direction of the merit (when the violation term helps).
-        need = (s_base + rho * s_pen > -sigma * dnorm2) & (s_pen < 0)
-        rho_req = 2 * (s_base + sigma * dnorm2) / jnp.where(s_pen < 0, -s_pen, 1.0)
-        rho = jnp.where(need, jnp.clip(rho_req, rho, self.max_penalty), rho).astype(dtype)
-        grad_m = tu.tree_add_scalar_mul(g_base, rho, g_pen)
-        slope = tu.tree_vdot(grad_m, d).astype(dtype)
-        # Not a descent direction even so: steepest descent on the merit.
+        # Penalty candidates rho * growth^k, evaluated in one vmap; the first with descent wins.
+        ks = jnp.arange(_PENALTY_CANDIDATES, dtype=dtype)
+        rhos = jnp.minimum(state.penalty * self.penalty_growth ** ks, self.max_penalty).astype(dtype)
+        merit = lambda w_, r: self._exact_al(w_, r, args, kwargs)
+        grads = jax.vmap(lambda r: jax.grad(merit)(w, r))(rhos)
+        slopes = jax.vmap(lambda g: tu.tree_vdot(g, d))(grads).astype(dtype)
+        ok_rho = slopes < -sigma * dnorm2
+        pick = jnp.where(jnp.any(ok_rho), jnp.argmax(ok_rho), _PENALTY_CANDIDATES - 1)
+        rho = rhos[pick]
+        grad_m = jax.tree_util.tree_map(lambda g: g[pick], grads)
+        slope = slopes[pick]
+        # Not a descent direction even at the largest candidate: steepest descent on the merit.
         descent = slope < 0
         d = tu.tree_where(descent, d, tu.tree_negative(grad_m))
         slope = jnp.where(descent, slope, -tu.tree_l2_norm(grad_m, squared=True).astype(dtype))
-        m0 = base + rho * pen
+        m0 = merit(w, rho)
         f_norm0 = tu.tree_l2_norm(F)
 
         def trial(t):
             wt = tu.tree_add_scalar_mul(w, t, d)
-            b, p = merit_parts(wt)
-            ok = (b + rho * p <= m0 + 1e-4 * t * slope) | (tu.tree_l2_norm(kkt(wt)) < f_norm0)
-            return ok & jnp.isfinite(b + rho * p)
+            mt = merit(wt, rho)
+            ok = (mt <= m0 + 1e-4 * t * slope) | (tu.tree_l2_norm(kkt(wt)) < f_norm0)
+            return ok & jnp.isfinite(mt)
 
         def cond(c):
             t, ok, k = c
@@ -333,8 +343,8 @@ class AugmentedLagrangian(IterativeSolver):
 
         t, ok, _ = jax.lax.while_loop(cond, body, (jnp.ones((), dtype), trial(jnp.ones((), dtype)),
                                                    jnp.asarray(0)))
-        x_new, y_new = tu.tree_add_scalar_mul(w, jnp.where(ok, t, 0.0), d)
-        return KKTSolution(x_new, y_new, z), rho, ok, info.iterations
+        x_new, y_new, z_new = tu.tree_add_scalar_mul(w, jnp.where(ok, t, 0.0), d)
+        return KKTSolution(x_new, y_new, z_new), rho, ok, info.iterations
 
     # ------------------------------------------------------------------ update
     def update(self, params, state: AugmentedLagrangianState, *args, **kwargs) -> OptStep:
