@@ -130,6 +130,10 @@ def sora_gate(learning_rate: optax.ScalarOrSchedule, l1reg: float, gate_mask: An
               ) -> optax.GradientTransformation:
     """SoRA gate sparsification: SGD step, then soft thresholding of the gate leaves only.
 
+    Every leaf gets the SGD step; the gates are then thresholded at ``learning_rate * l1reg``.
+    :func:`jaxopt_lab.transforms.sora.sora` is the full method (a ``base`` optimizer on the
+    adapters, the ``xi`` schedule, and the parameterization and pruning helpers).
+
     Args:
       learning_rate: step size (also the prox scaling; scalar).
       l1reg: non-negative sparsity strength on the gates.
