@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab.core import tree_util as tu
+from jaxopt_lab.core.loop import bounded_while_loop
 
 PyTree = Any
 
@@ -70,6 +71,7 @@ def solve_cg(
     maxiter: int | None = None,
     M: Callable | None = None,
     return_info: bool = False,
+    unroll: bool = False,
 ):
     """Conjugate gradients for a symmetric positive definite operator.
 
@@ -86,6 +88,9 @@ def solve_cg(
       maxiter: maximum iterations (default: ``max(100, 2 * size(b))``).
       M: optional preconditioner ``v -> M^{-1} v`` (approximates ``A^{-1}``).
       return_info: also return a :class:`LinearSolveInfo`.
+      unroll: iterate in a masked ``lax.scan`` of ``maxiter`` steps instead of a
+        ``lax.while_loop``: the same ``x``, and reverse-mode derivatives through the
+        iterations (for solvers that differentiate by unrolling).
 
     Returns:
       ``x`` (and the info when ``return_info``).
@@ -126,7 +131,8 @@ def solve_cg(
         k = jnp.where(pAp > 0, k + 1, maxiter)
         return x, r, p, rz_new, k
 
-    x, r, _, _, k = jax.lax.while_loop(cond, body, (x0, r0, z0, rz0, jnp.asarray(0)))
+    x, r, _, _, k = bounded_while_loop(cond, body, (x0, r0, z0, rz0, jnp.asarray(0)), maxiter,
+                                       unroll=unroll)
     if return_info:
         return x, LinearSolveInfo(tu.tree_l2_norm(r), k.astype(jnp.int32))
     return x
@@ -175,7 +181,7 @@ def solve_normal_cg(
       ridge: optional ``lambda`` in ``(A^T A + lambda I) x = A^T b``.
       init: warm start.
       return_info: also return a :class:`LinearSolveInfo` (residual of ``A x = b``).
-      **kwargs: passed to :func:`solve_cg` (``tol``, ``maxiter``, ``M``).
+      **kwargs: passed to :func:`solve_cg` (``tol``, ``maxiter``, ``M``, ``unroll``).
 
     Returns:
       ``x`` (and the info when ``return_info``).

@@ -218,7 +218,8 @@ class ProxGradSolver(FirstOrderSolver):
             init_t = jnp.where(state.iter_num == 0, 1.0, state.stepsize).astype(dtype)
             ls_ = _linesearch.backtracking(
                 value_only, y, value, grad, None, init_t, aux, maxls=self.maxls,  # type: ignore[attr-defined]
-                decrease_factor=self.decrease_factor, step_fn=step_at)  # type: ignore[attr-defined]
+                decrease_factor=self.decrease_factor, step_fn=step_at,  # type: ignore[attr-defined]
+                unroll=self._unrolled())  # type: ignore[attr-defined]
             return _Step(hp, y, value, grad, aux, dtype, ls_.stepsize, ls_.params, ls_.num_evals,
                          ls_.failed, ls_.value)
         size = self.stepsize(state.iter_num) if callable(self.stepsize) else self.stepsize  # type: ignore

@@ -57,12 +57,19 @@ class LineSearchResult(NamedTuple):
 
 
 def _cubic_min(a, fa, da, b, fb, db):
-    """Minimizer of the cubic interpolating (f, f') at a and b (NaN if none)."""
-    d1 = da + db - 3.0 * (fa - fb) / (a - b)
+    """Minimizer of the cubic interpolating (f, f') at a and b (NaN if none).
+
+    Divisions and the square root see safe operands where their result is discarded,
+    so that reverse-mode derivatives of an unrolled search stay finite.
+    """
+    safe = lambda v: jnp.where(v != 0, v, 1.0)
+    d1 = da + db - 3.0 * (fa - fb) / safe(a - b)
     disc = d1 * d1 - da * db
-    d2 = jnp.sign(b - a) * jnp.sqrt(jnp.maximum(disc, 0.0))
-    t = b - (b - a) * (db + d2 - d1) / (db - da + 2.0 * d2)
-    return jnp.where((disc >= 0) & jnp.isfinite(t), t, jnp.nan)
+    root = jnp.where(disc > 0, jnp.sqrt(jnp.where(disc > 0, disc, 1.0)), 0.0)
+    d2 = jnp.sign(b - a) * root
+    den = db - da + 2.0 * d2
+    t = b - (b - a) * (db + d2 - d1) / safe(den)
+    return jnp.where((disc >= 0) & (a != b) & (den != 0) & jnp.isfinite(t), t, jnp.nan)
 
 
 class _ZoomCarry(NamedTuple):
@@ -162,9 +169,15 @@ def strong_wolfe(
 
     def interpolate(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d):
         # Cubic on (f, f') at both ends; in the rounding regime a secant on f' alone.
+        # Without a (finite) high end the result is discarded: finite stand-ins keep the
+        # reverse-mode derivatives of an unrolled search free of NaN.
+        hi_t = jnp.where(jnp.isfinite(hi_t), hi_t, lo_t + 1.0)
+        finite_hi = jnp.isfinite(hi_f) & jnp.isfinite(hi_d)
+        hi_f_s, hi_d_s = jnp.where(finite_hi, hi_f, lo_f), jnp.where(finite_hi, hi_d, lo_d + 1.0)
         width = hi_t - lo_t
-        cubic = _cubic_min(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d)
-        secant = lo_t - lo_d * width / jnp.where(hi_d != lo_d, hi_d - lo_d, 1.0)
+        cubic = _cubic_min(lo_t, lo_f, lo_d, hi_t, hi_f_s, hi_d_s)
+        cubic = jnp.where(finite_hi, cubic, jnp.nan)
+        secant = lo_t - lo_d * width / jnp.where(hi_d_s != lo_d, hi_d_s - lo_d, 1.0)
         secant = jnp.where((hi_d > lo_d) & jnp.isfinite(hi_d), secant, jnp.nan)
         trial = jnp.where(in_noise(jnp.abs(width)) | ~jnp.isfinite(cubic), secant, cubic)
         trial = jnp.where(jnp.isfinite(hi_f) | in_noise(jnp.abs(width)), trial, jnp.nan)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int, check_positive
+from jaxopt_lab.core.loop import bounded_while_loop
 from jaxopt_lab.solvers.newton.regularized_newton import ApproxHessianNewton
 
 
@@ -137,7 +138,8 @@ class AdaptiveRegularizedNewton(ApproxHessianNewton):
         keep = lambda c: (c[1] < self.max_search) & ~c[2]
         c0 = (state.gamma, jnp.asarray(0, jnp.int32), jnp.asarray(False), params,
               (state.value, state.aux), state.grad, state.regularization)
-        gamma, k, ok, new, value_aux, grad, lam = jax.lax.while_loop(keep, trial, c0)
+        gamma, k, ok, new, value_aux, grad, lam = bounded_while_loop(keep, trial, c0, self.max_search,
+                                                                     unroll=self._unrolled())
         # All trials rejected: stay at params (with its value and gradient) and report it.
         pick = lambda a, b: jax.tree_util.tree_map(lambda u, v: jnp.where(ok, u, v), a, b)
         new = pick(new, params)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int, check_positive
+from jaxopt_lab.core.loop import bounded_while_loop
 from jaxopt_lab.solvers.linesearch import functions as _linesearch
 from jaxopt_lab.solvers.newton._step import NewtonSolver
 
@@ -39,7 +40,7 @@ class NewtonCGState(NamedTuple):
     status: jax.Array
 
 
-def truncated_cg(hvp: Callable, grad, forcing, maxiter: int):
+def truncated_cg(hvp: Callable, grad, forcing, maxiter: int, unroll: bool = False):
     """Approximately solve ``H p = -g`` by CG until ``||H p + g|| <= forcing * ||g||``.
 
     Stops at the first direction of non-positive curvature, returning the iterate
@@ -50,6 +51,8 @@ def truncated_cg(hvp: Callable, grad, forcing, maxiter: int):
       grad: the gradient ``g``, a pytree.
       forcing: relative residual tolerance (may be traced).
       maxiter: maximum CG iterations, i.e. Hessian-vector products.
+      unroll: a masked ``lax.scan`` of ``maxiter`` steps instead of a ``lax.while_loop``
+        (same result, reverse-mode differentiable; when the solver unrolls).
 
     Returns:
       ``(p, num_hvp)``: the direction, a pytree like ``grad`` (``-g`` when no CG step was
@@ -77,7 +80,8 @@ def truncated_cg(hvp: Callable, grad, forcing, maxiter: int):
 
     init = (tu.tree_zeros_like(grad), r, r, tu.tree_l2_norm(r, True), jnp.asarray(0),
             gnorm == 0)
-    p, _, _, _, k, _ = jax.lax.while_loop(lambda c: ~c[5] & (c[4] < maxiter), body, init)
+    p, _, _, _, k, _ = bounded_while_loop(lambda c: ~c[5] & (c[4] < maxiter), body, init, maxiter,
+                                          unroll=unroll)
     p = tu.tree_where(k == 0, r, p)
     return p, k
 
@@ -140,10 +144,12 @@ class NewtonCG(NewtonSolver):
         _, hvp = jax.linearize(lambda x: vg(x)[1], params)
         gnorm = state.error
         eta = jnp.minimum(0.5, gnorm if self.forcing == "quadratic" else jnp.sqrt(gnorm))
-        direction, n_hvp = truncated_cg(hvp, state.grad, eta, self.cg_maxiter)
+        unroll = self._unrolled()
+        direction, n_hvp = truncated_cg(hvp, state.grad, eta, self.cg_maxiter, unroll=unroll)
         ls = _linesearch.backtracking(vg, params, state.value, state.grad, direction,
                                       jnp.asarray(1.0, state.value.dtype), state.aux, c1=self.c1,
-                                      decrease_factor=self.decrease_factor, maxls=self.maxls)
+                                      decrease_factor=self.decrease_factor, maxls=self.maxls,
+                                      unroll=unroll)
         extra = dict(stepsize=ls.stepsize.astype(state.error.dtype),
                      num_hvp=state.num_hvp + n_hvp.astype(jnp.int32))
         return ls.params, ((ls.value, ls.aux), ls.grad), ls.failed, extra

@@ -81,7 +81,8 @@ class ApproxHessianNewton(NewtonSolver):
 
     def _solve_shifted(self, matvec, grad, lam):
         """``(H + lam I)^{-1} grad`` by CG."""
-        return ls.solve_cg(matvec, grad, ridge=lam, tol=self.cg_tol, maxiter=self.cg_maxiter)
+        return ls.solve_cg(matvec, grad, ridge=lam, tol=self.cg_tol, maxiter=self.cg_maxiter,
+                           unroll=self._unrolled())
 
 
 @dataclasses.dataclass(eq=False)
