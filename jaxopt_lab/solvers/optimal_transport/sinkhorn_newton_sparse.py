@@ -41,6 +41,45 @@ class SinkhornNewtonSparseState(NamedTuple):
     status: jax.Array
 
 
+def largest_entries(P, nnz: int, steps: int = 60):
+    """The entries of ``P >= 0`` above a threshold that keeps at most ``nnz`` of them.
+
+    The threshold is found by bisection on ``log P`` (``steps`` passes counting the
+    entries above it, ``O(nm)`` each, no sort); the kept entries are gathered into
+    ``nnz`` slots (unused slots hold value 0). With distinct values this is the ``nnz``
+    largest entries.
+
+    Args:
+      P: non-negative ``(n, m)`` array.
+      nnz: slots (static).
+      steps: bisection steps (static).
+
+    Returns:
+      ``(values, rows, cols)``, each of shape ``(nnz,)``.
+    """
+    n, m = P.shape
+    flat = P.reshape(-1)
+    if nnz >= flat.size:
+        idx = jnp.arange(flat.size)
+        return flat, idx // m, idx % m
+    logp = jnp.log(jnp.maximum(flat, jnp.finfo(flat.dtype).tiny))
+    count = lambda t: jnp.sum(logp >= t)
+
+    def bisect(_, bounds):
+        lo, hi = bounds  # count(lo) > nnz >= count(hi)
+        mid = 0.5 * (lo + hi)
+        over = count(mid) > nnz
+        return jnp.where(over, mid, lo), jnp.where(over, hi, mid)
+
+    lo0 = jnp.min(logp) - 1.0
+    hi0 = jnp.max(logp) + 1.0
+    _, hi = jax.lax.fori_loop(0, steps, bisect, (lo0, hi0))
+    keep = logp >= hi
+    (idx,) = jnp.nonzero(keep, size=nnz, fill_value=0)
+    values = jnp.where(jnp.arange(nnz) < jnp.sum(keep), flat[idx], 0.0)
+    return values, idx // m, idx % m
+
+
 def sparse_hessian_matvec(P, rows_sum, cols_sum, nnz: int, epsilon, rho):
     """``v -> H v`` for the dual Hessian with ``P`` kept at its ``nnz`` largest entries.
 
@@ -64,8 +103,7 @@ def sparse_hessian_matvec(P, rows_sum, cols_sum, nnz: int, epsilon, rho):
       Sinkhorn Algorithm with Sparse Newton Iterations", ICLR 2024 (arXiv:2401.12253).
     """
     n, m = P.shape
-    vals, idx = jax.lax.top_k(P.reshape(-1), nnz)
-    rows, cols = idx // m, idx % m
+    vals, rows, cols = largest_entries(P, nnz)
 
     def matvec(v):
         vf, vg = v
@@ -86,7 +124,8 @@ class SinkhornNewtonSparse(Sinkhorn):
     where the plan is concentrated. Stage 2 takes Newton steps on the convex dual
     :func:`~jaxopt_lab.solvers.optimal_transport.sinkhorn.dual_objective`: the Hessian
     ``(1/epsilon) [[diag(P 1), P], [P^T, diag(P^T 1)]]`` is sparsified by keeping the
-    ``ceil(density * n * m)`` largest entries of ``P`` (:func:`sparse_hessian_matvec`),
+    ``ceil(density * n * m)`` largest entries of ``P`` (a threshold found by bisection,
+    :func:`largest_entries`; :func:`sparse_hessian_matvec`),
     the Newton system is solved by Jacobi-preconditioned CG (``O(nnz)`` per product) and
     the step size comes from an Armijo test on the dual objective over the steps
     ``1, 1/2, ..., 2^(1 - num_steps)``, all evaluated at once (``vmap``). Where no step
@@ -210,4 +249,4 @@ class SinkhornNewtonSparse(Sinkhorn):
                                                       jnp.asarray(state.status, jnp.int32)))
 
 
-__all__ = ["SinkhornNewtonSparse", "SinkhornNewtonSparseState", "sparse_hessian_matvec"]
+__all__ = ["SinkhornNewtonSparse", "SinkhornNewtonSparseState", "largest_entries", "sparse_hessian_matvec"]
