@@ -190,6 +190,22 @@ def test_float32_tolerance_below_precision_ends_stalled(name, problem):
     assert int(out.state.iter_num) < 2000
 
 
+def test_float32_no_progress_stall_is_per_lane_under_vmap():
+    # Lane 0 stalls at float32's rounding (gradient ~3e-7 > tol); lane 1, the same problem
+    # scaled by 1e-4, reaches tol. Each lane keeps its own counter and status, as solo.
+    f64 = _quadratic(6, 10.0, seed=2)
+    A = jax.hessian(f64)(jnp.zeros(6)).astype(jnp.float32)
+    b = (-jax.grad(f64)(jnp.zeros(6))).astype(jnp.float32)
+    solver = jl.LBFGS(lambda x, s: s * (0.5 * x @ (A @ x) - b @ x), tol=1e-10, maxiter=2000)
+    x0, scales = jnp.zeros(6, jnp.float32), jnp.asarray([1.0, 1e-4], jnp.float32)
+    out = jax.vmap(solver.run, in_axes=(None, 0))(x0, scales)
+    assert [int(v) for v in out.state.status] == [jl.Status.STALLED, jl.Status.CONVERGED]
+    for lane in range(2):
+        solo = solver.run(x0, scales[lane])
+        assert int(out.state.iter_num[lane]) == int(solo.state.iter_num) < 100
+        np.testing.assert_allclose(out.params[lane], solo.params, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("name", sorted(_F32_SOLVERS))
 def test_ascent_direction_far_from_optimum_stays_linesearch_failed(name):
     # A gradient of the wrong sign: every direction is an ascent one, far from the optimum.
