@@ -118,7 +118,11 @@ class NonlinearCG(QuasiNewtonSolver):
         # First trial: the step at which a quadratic with the last decrease f_{k-1} - f_k
         # and the current slope is minimal (Nocedal-Wright eq. 3.60), at most 1; on the
         # first iteration 1 / ||d||.
-        guess = 2.02 * (state.value - state.approx.prev_value) / jnp.where(slope < 0, slope, -1.0)
+        # (No previous value on the first iteration: a zero stand-in keeps the unrolled
+        # reverse-mode derivative of the discarded guess finite.)
+        decrease = state.value - state.approx.prev_value
+        decrease = jnp.where(jnp.isfinite(decrease), decrease, 0.0)
+        guess = 2.02 * decrease / jnp.where(slope < 0, slope, -1.0)
         first = first_stepsize(tu.tree_l2_norm(d), dtype)
         return d, jnp.minimum(1.0, jnp.where(jnp.isfinite(guess) & (guess > 0), guess, first))
 
