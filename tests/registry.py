@@ -821,6 +821,9 @@ BILEVEL: list[BilevelEntry] = [
                  dict(stepsize=0.5, maxiter=2000, tol=1e-8), accuracy=1e-6),
     BilevelEntry("PenaltyBilevel", _bilevel(jl.bilevel.PenaltyBilevel), _quadratic_bilevel,
                  dict(sigma=1e-3, stepsize=0.5, maxiter=3000, tol=1e-8), accuracy=1e-3),
+    BilevelEntry("StochasticPenaltyBilevel", _bilevel(jl.bilevel.StochasticPenaltyBilevel), _quadratic_bilevel,
+                 dict(sigma=1e-3, sigma0=1.0, sigma_decay=1.0, stepsize=0.5, stepsize_decay=0.0,
+                      inner_stepsize_decay=0.0, maxiter=4000, tol=1e-8), accuracy=1e-3),
     BilevelEntry("MAID", _bilevel(jl.bilevel.MAID), _quadratic_bilevel, dict(maxiter=500, tol=1e-7),
                  numeric_values=(1.0, 0.8)),
     BilevelEntry("BOREP", _bilevel(jl.bilevel.BOREP), _quadratic_bilevel,
@@ -1072,7 +1075,7 @@ NOT_ALGORITHMS: dict[str, str] = {
     # jaxopt_lab.bilevel
     "BilevelParams": _TYPE, "BilevelProblem": _TYPE, "HypergradDiagnostics": _TYPE,
     **{n: _STATE for n in ("BOREPState", "BSVRBState", "ImplicitBilevelState", "LVHBAState", "MAIDState",
-                           "PenaltyBilevelState")},
+                           "PenaltyBilevelState", "StochasticPenaltyBilevelState")},
 }
 
 

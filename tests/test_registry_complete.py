@@ -81,7 +81,7 @@ def test_solver_coverage_count():
     covered = covered_names()
     assert len(solvers) == 46 and all(n in covered for n in solvers), sorted(set(solvers) - set(covered))
     bilevel = [n for n in _public("bilevel") if n not in NOT_ALGORITHMS]
-    assert all(n in covered for n in bilevel) and len(bilevel) == 9
+    assert all(n in covered for n in bilevel) and len(bilevel) == 10
 
 
 # ------------------------------------------------------------------------ QP solvers

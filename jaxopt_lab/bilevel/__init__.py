@@ -13,6 +13,7 @@ from jaxopt_lab.bilevel.lvhba import LVHBA, LVHBAState
 from jaxopt_lab.bilevel.maid import MAID, MAIDState
 from jaxopt_lab.bilevel.penalty import PenaltyBilevel, PenaltyBilevelState
 from jaxopt_lab.bilevel.problem import BilevelParams, BilevelProblem
+from jaxopt_lab.bilevel.stochastic_penalty import StochasticPenaltyBilevel, StochasticPenaltyBilevelState
 
 __all__ = [
     "BOREP",
@@ -30,6 +31,8 @@ __all__ = [
     "MAIDState",
     "PenaltyBilevel",
     "PenaltyBilevelState",
+    "StochasticPenaltyBilevel",
+    "StochasticPenaltyBilevelState",
     "adjoint_solve",
     "hypergradient",
     "hyperobjective",
