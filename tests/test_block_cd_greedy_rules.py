@@ -4,6 +4,7 @@ column scales (their setting), and the active-set Newton phase."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -98,6 +99,16 @@ def test_active_set_phase_converges_in_few_sweeps_lasso_and_bounds():
                                  maxiter=500).run(jnp.ones(10), 0.0, jnp.asarray(X), jnp.asarray(y))
     assert np.any(ref == 0) and int(sol.state.iter_num) <= 6
     np.testing.assert_allclose(sol.params, ref, atol=1e-8)
+    # rows as blocks (group lasso): the prox Jacobian is a full block there; against FISTA
+    W0 = jnp.zeros((6, 3))
+    Xg, Yg = jnp.asarray(rng.normal(size=(25, 6))), jnp.asarray(rng.normal(size=(25, 3)))
+    fun = lambda W, X, Y: 0.5 * jnp.mean((X @ W - Y) ** 2)
+    cd = BlockCoordinateDescent(fun, jl.prox.prox_group_lasso, selection="gsl", active_set=True, tol=1e-10,
+                                maxiter=500).run(W0, 0.3, Xg, Yg)
+    row_prox = lambda W, lam, s: jax.vmap(jl.prox.prox_group_lasso, (0, None, None))(W, lam, s)
+    pg = jl.ProximalGradient(fun, prox=row_prox, tol=1e-12, maxiter=20000).run(W0, 0.3, Xg, Yg)
+    assert int(cd.state.status) == int(jl.Status.CONVERGED)
+    np.testing.assert_allclose(cd.params, pg.params, atol=1e-7)
 
 
 def test_float32_and_bad_options():
