@@ -94,10 +94,15 @@ def test_implicit_derivatives_match_finite_differences(entry):
     np.testing.assert_allclose(jvp, jnp.vdot(gC, dC), rtol=1e-8)
 
 
-def test_vmap_over_costs_keeps_per_problem_status():
+_HEAVY = [pytest.mark.slow]  # the Newton variants compile a larger program
+
+
+@pytest.mark.parametrize("entry", [pytest.param(e, id=e.name, marks=_HEAVY if e.name != "Sinkhorn" else [])
+                                   for e in OT_SOLVERS])
+def test_vmap_over_costs_keeps_per_problem_status(entry):
     C, a, b = _problem()
     Cs = jnp.stack([C, 2.0 * C, 0.5 * C])
-    solver = jl.Sinkhorn(epsilon=0.05, tol=1e-9, maxiter=2000)
+    solver = entry.make(epsilon=0.05, tol=1e-9, **entry.options)
     batched = jax.vmap(lambda C: solver.run(_zeros(C), C, a, b))(Cs)
     for k in range(3):
         single = solver.run(_zeros(C), Cs[k], a, b)
