@@ -80,13 +80,18 @@ def _check_admm_options(solver) -> None:
 
 
 def _inner_solver_for(solver, fun: Callable, tol) -> Any:
-    """The x-update solver on ``fun`` (L-BFGS by default), warm-started by the caller."""
+    """The x-update solver on ``fun`` (L-BFGS by default), warm-started by the caller.
+
+    It differentiates by unrolling: a ``lax.while_loop`` (forward mode), or a masked scan
+    when the ADMM solver itself unrolls (reverse mode through the inner iterations).
+    """
     spec = solver.inner_solver
+    unroll = solver._unrolled()
     if spec is None:
-        return LBFGS(fun, tol=tol, maxiter=solver.inner_maxiter, implicit_diff=False, unroll=False)
+        return LBFGS(fun, tol=tol, maxiter=solver.inner_maxiter, implicit_diff=False, unroll=unroll)
     if dataclasses.is_dataclass(spec) and hasattr(spec, "fun"):
         changes = {"fun": fun}
-        for name, value in (("tol", tol), ("implicit_diff", False), ("unroll", False)):
+        for name, value in (("tol", tol), ("implicit_diff", False), ("unroll", unroll)):
             if hasattr(spec, name):
                 changes[name] = value
         return dataclasses.replace(spec, **changes)

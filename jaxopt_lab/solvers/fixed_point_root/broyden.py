@@ -12,6 +12,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int, check_positive, uses_line_search
+from jaxopt_lab.core.loop import bounded_while_loop
 from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.linalg import linear_solve as ls
@@ -186,7 +187,8 @@ class Broyden(IterativeSolver):
             zeros = lambda s: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), s)
             init = (jnp.asarray(self.max_stepsize, x.dtype), zeros(val0), zeros(aux0),
                     jnp.asarray(False), jnp.asarray(0, jnp.int32))
-            t, value, aux, ok, nev = jax.lax.while_loop(cond, body, init)
+            t, value, aux, ok, nev = bounded_while_loop(cond, body, init, self.maxls,
+                                                        unroll=self._unrolled())
             failed = ~ok
         s = t * d
         y = ravel_pytree(value)[0] - fx

@@ -114,7 +114,8 @@ class GaussNewton(LeastSquaresSolver):
           ``OptStep(params, state)`` after the step.
         """
         _, _, jvp, vjp = self._linearize(params, args, kwargs)
-        delta = ls.solve_cg(lambda v: vjp(jvp(v)), tu.tree_negative(state.gradient))
+        delta = ls.solve_cg(lambda v: vjp(jvp(v)), tu.tree_negative(state.gradient),
+                            unroll=self._unrolled())
         new_params = tu.tree_add(params, delta)
         r, aux, _, vjp = self._linearize(new_params, args, kwargs)
         new_state = self._state(new_params, r, aux, vjp(r), delta, state.iter_num + 1,

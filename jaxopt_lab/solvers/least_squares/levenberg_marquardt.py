@@ -145,8 +145,13 @@ class LevenbergMarquardt(LeastSquaresSolver):
             r, aux, jvp, vjp = self._linearize(params, args, kwargs)
             diag_max = None
 
+            # Unrolling: the library's CG iterates in a masked scan (reverse-mode derivatives).
+            base = getattr(self.solver, "func", self.solver)  # functools.partial
+            unroll = self._unrolled() and base in (ls.solve_cg, ls.solve_normal_cg)
+            extra = {"unroll": True} if unroll else {}
+
             def solve(mu, b):
-                return self.solver(lambda v: tu.tree_add_scalar_mul(vjp(jvp(v)), mu, v), b)
+                return self.solver(lambda v: tu.tree_add_scalar_mul(vjp(jvp(v)), mu, v), b, **extra)
 
             return r, aux, vjp(r), solve, diag_max, vjp
         f = lambda p: self.residual_fun(p, *args, **kwargs)
