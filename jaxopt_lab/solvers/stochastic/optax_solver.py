@@ -152,6 +152,7 @@ class OptaxSolver(StochasticSolver):
         new_params = tu.tree_where(done, params, optax.apply_updates(params, updates))
         new_state = OptaxState(
             iter_num=state.iter_num + jnp.where(done, 0, 1).astype(jnp.int32), value=value,
-            error=error, internal_state=inner, aux=aux, key=key, status=state.status,
+            error=error, internal_state=tu.tree_where(done, state.internal_state, inner), aux=aux,
+            key=key, status=state.status,
         )
         return OptStep(new_params, new_state)
