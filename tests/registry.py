@@ -816,6 +816,10 @@ def _bsvrb(inst, **kw):
     return jl.bilevel.BSVRB(inst.problem, num_blocks_sampled=4, batch_size=8, key=jax.random.PRNGKey(0), **kw)
 
 
+def _bsvrb_tracking(inst, **kw):
+    return _bsvrb(inst, hessian_tracking=True, **kw)
+
+
 BILEVEL: list[BilevelEntry] = [
     BilevelEntry("ImplicitBilevel", _bilevel(jl.bilevel.ImplicitBilevel), _quadratic_bilevel,
                  dict(stepsize=0.5, maxiter=2000, tol=1e-8), accuracy=1e-6),
@@ -831,6 +835,8 @@ BILEVEL: list[BilevelEntry] = [
                  converges=False),
     BilevelEntry("BSVRB", _bsvrb, _multiblock_exact, dict(maxiter=400, tol=0.0), numeric_values=(0.05, 0.04),
                  accuracy=1e-4, converges=False),
+    BilevelEntry("BSVRB[hessian_tracking]", _bsvrb_tracking, _multiblock_exact, dict(maxiter=300, tol=0.0),
+                 numeric_values=(0.05, 0.04), accuracy=1e-6, converges=False, covers=("BSVRB",)),
     BilevelEntry("LVHBA", _lvhba, _constrained_toy, dict(maxiter=10000, tol=1e-7),
                  numeric_values=(0.02, 0.015), accuracy=1e-5),
 ]
