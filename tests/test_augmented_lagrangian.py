@@ -278,3 +278,23 @@ def test_bad_input_is_named():
         jl.AugmentedLagrangian(f, ineq_fun=lambda x: jnp.outer(x, x)).run(jnp.zeros(2))
     with pytest.raises(ValueError, match="dual_eq"):
         jl.AugmentedLagrangian(f, eq_fun=lambda x: x).run(KKTSolution(jnp.zeros(2), jnp.zeros(3)))
+
+
+@pytest.mark.slow
+def test_hs47_converges_to_a_feasible_local_minimum_below_the_published_optimum():
+    # The Hock-Schittkowski benchmark counts HS47 as "feasible, lower objective": check that the
+    # CONVERGED point is a genuine constrained local minimum (SLSQP started there stays) with
+    # f = -0.0267141827 < f* = 0 (the published point (1, 1, 1, 1, 1)).
+    scipy_opt = pytest.importorskip("scipy.optimize")
+    from jaxopt_lab.problems import hock_schittkowski as hs
+
+    p = next(q for q in hs.PROBLEMS if q.number == 47)
+    out = jl.AugmentedLagrangian(p.fun, p.eq, tol=1e-8, maxiter=200).run(jnp.asarray(p.x0))
+    x = np.asarray(out.params.primal)
+    assert int(out.state.status) == Status.CONVERGED and hs.violation(p, x) <= 1e-8
+    assert float(p.fun(x)) == pytest.approx(-0.0267141827, abs=1e-8)
+    eq = [{"type": "eq", "fun": lambda v: np.asarray(p.eq(v))}]
+    polish = scipy_opt.minimize(lambda v: float(p.fun(v)), x, jac=lambda v: np.asarray(jax.grad(p.fun)(v)),
+                                method="SLSQP", constraints=eq, options={"ftol": 1e-15, "maxiter": 500})
+    np.testing.assert_allclose(polish.x, x, atol=1e-6)
+    assert polish.fun == pytest.approx(float(p.fun(x)), abs=1e-8)
