@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.loop import bounded_while_loop
+from jaxopt_lab.core.control import bounded_while_loop
 
 PyTree = Any
 

@@ -12,7 +12,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int, check_positive, uses_line_search
-from jaxopt_lab.core.loop import bounded_while_loop
+from jaxopt_lab.core.control import bounded_while_loop
 from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.linalg import linear_solve as ls

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int, check_positive, is_concrete, uses_line_search
-from jaxopt_lab.core.loop import bounded_while_loop
+from jaxopt_lab.core.control import bounded_while_loop
 from jaxopt_lab.core.types import OptStep, Status
 
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int, check_positive
-from jaxopt_lab.core.loop import bounded_while_loop
+from jaxopt_lab.core.control import bounded_while_loop
 from jaxopt_lab.solvers.newton.regularized_newton import ApproxHessianNewton
 
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int, check_positive
-from jaxopt_lab.core.loop import bounded_while_loop
+from jaxopt_lab.core.control import bounded_while_loop
 from jaxopt_lab.solvers.linesearch import functions as _linesearch
 from jaxopt_lab.solvers.newton._step import NewtonSolver
 
