@@ -134,7 +134,7 @@ def test_nuclear_ball_matches_its_projection():
     assert float(f(out.params, M)) - float(f(X_ref, M)) <= 1e-6
 
 
-def test_unrolled_run_stops_at_tol_per_lane():
+def test_unrolled_run_stops_at_tol():
     # The default (unrolled, for reverse mode) run used to compute all maxiter steps after
     # reaching tol; now its work stops there (chunks of steps skipped by lax.cond).
     A, b, x0 = _lsq(m=12, n=6, seed=1)
@@ -155,6 +155,16 @@ def test_unrolled_run_stops_at_tol_per_lane():
     calls.clear()
     jax.block_until_ready(jax.jit(lambda bb: solver(1e-6).run(x0, 1.0, A, bb))(b))
     assert 0 < len(calls) <= iters + 2 + 16  # one evaluation per step, plus init; was 3001
+
+
+@pytest.mark.slow
+def test_unrolled_run_under_vmap_and_reverse_mode():
+    A, b, x0 = _lsq(m=12, n=6, seed=1)
+    lip = float(jnp.linalg.norm(A, 2) ** 2)
+    solver = lambda tol, **kw: jl.FrankWolfe(_fun, L.lmo_simplex, variant="pairwise", stepsize="short",
+                                             lipschitz=lip, tol=tol, maxiter=3000, **kw)
+    ref = solver(1e-6, unroll=False).run(x0, 1.0, A, b)
+    iters = int(ref.state.iter_num)
     # Under vmap every lane keeps its own iterations and status (tol=0 runs to maxiter).
     out = jax.vmap(lambda bb, t: solver(t).run(x0, 1.0, A, bb))(jnp.stack([b, 2 * b]),
                                                                   jnp.asarray([1e-6, 0.0]))
