@@ -264,8 +264,11 @@ mesh = sweep.mesh_for(4)
 out = jl.batch_run(solver, x0, lams, X, Y, in_axes=axes, segment_size=3, mesh=mesh)
 assert out.params.sharding.spec == jax.sharding.PartitionSpec("members"), out.params.sharding
 assert len(out.params.sharding.device_set) == 4
-for a, b in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(ref)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-10)
+for (path, b), a in zip(jax.tree_util.tree_flatten_with_path(ref)[0], jax.tree_util.tree_leaves(out)):
+    # Curvature histories and the scaling gamma (from s'y at rounding level near the
+    # solution: 8e-10 apart for a 2-lane bucket), as assert_same: 1e-6; the rest: 1e-10.
+    rtol = 1e-6 if any(k in jax.tree_util.keystr(path) for k in ("history", "gamma")) else 1e-10
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=1e-10)
 # Uneven split (6 members on 4 devices) and a sweep over the mesh.
 out6 = jl.batch_run(solver, x0, lams[:6], X, Y, in_axes=axes, segment_size=3, mesh=mesh)
 np.testing.assert_array_equal(out6.state.iter_num, ref.state.iter_num[:6])

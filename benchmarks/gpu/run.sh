@@ -50,7 +50,7 @@ else
   DEST="$RESULTS/gpu.md"
   L_LBFGS=${LIMIT_LBFGS:-45}; L_BATCH=${LIMIT_BATCH:-75}; L_HYPER=${LIMIT_HYPER:-35}
   L_STEP=${LIMIT_STEP:-35}; L_LM=${LIMIT_LM:-100}
-  BATCH_ARGS=(--repeats 3 --segment-sizes 10); STEP_ARGS=(--repeats 5); LM_ARGS=(--steps 400)
+  BATCH_ARGS=(--repeats 3 --segment-sizes 32); STEP_ARGS=(--repeats 5); LM_ARGS=(--steps 400)
 fi
 
 SECTIONS="$WORK/sections.md"

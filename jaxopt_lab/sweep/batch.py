@@ -2,13 +2,17 @@
 
 ``jax.vmap(solver.run)`` runs one ``while_loop`` for the whole batch: every lane
 pays for the iterations of the slowest one. :func:`batch_run` runs the same solves
-as compiled *segments* of ``segment_size`` ``update`` steps over a bucket of lanes.
-Between segments the host reads the lanes' status, writes the lanes that stopped
-out, refills their slots from the members still waiting (the rest of the batch and
-an optional queue) and, when the live lanes fit in a smaller bucket, repacks them
-into it. Bucket sizes come from a short fixed list (powers of two), and the segment
-program is compiled once per bucket size, so a sweep compiles a handful of
-programs and reuses them for every later sweep of the same shapes.
+as compiled *segments* of at most ``segment_size`` ``update`` steps over a bucket
+of lanes. A segment ends early, on the device, as soon as the lanes still running
+fit in the next smaller bucket (or, while members wait, as soon as an eighth of the
+slots can be refilled), so the lanes a bucket steps are mostly running ones and a
+sweep costs a few host round trips. Between segments the host reads the lanes'
+status, writes the lanes that stopped out, refills their slots from the members
+still waiting (the rest of the batch and an optional queue) and, when the live lanes
+fit in a smaller bucket, repacks them into it. Bucket sizes come from a short fixed
+list (powers of two from 8), and the segment program is compiled once per bucket
+size, so a sweep compiles a handful of programs and reuses them for every later
+sweep of the same shapes.
 
 Each lane runs exactly the loop of the base ``run``
 (:meth:`jaxopt_lab.core.solver.IterativeSolver.run`): ``init_state``, the
@@ -46,7 +50,10 @@ __all__ = ["batch_run"]
 _RUNNING = int(Status.RUNNING)
 # Status given to the empty slots of a bucket: any code but RUNNING freezes a lane.
 _EMPTY = int(Status.CONVERGED)
-DEFAULT_SEGMENT_SIZE = 10
+DEFAULT_SEGMENT_SIZE = 32
+# Default buckets stop at 8 lanes: below that a step costs about the same (dispatch and
+# per-op overhead), and each size is one more compiled program.
+_MIN_BUCKET = 8
 
 
 # --------------------------------------------------------------------------- one member's solve
@@ -151,18 +158,10 @@ def _lane_init(solver, x0, args, kwargs):
     return (x0 if solver._state_at_input else None, x0, state)
 
 
-def _lane_segment(solver, args, kwargs, carry, length):
-    """Up to ``length`` guarded steps of one lane (the base loop's body), frozen once stopped."""
+def _lane_step(solver, args, kwargs, carry):
+    """One guarded step of one lane (the base loop's body)."""
     step = lambda p, s: solver.update(p, s, *args, **kwargs)
-    guarded = _loop.guarded_step(step, solver.verbose, type(solver).__name__, solver._state_at_input)
-
-    def cond(c):
-        return (c[0] < length) & (c[1][2].status == _RUNNING)
-
-    def body(c):
-        return c[0] + 1, guarded(*c[1])
-
-    return jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), carry))[1]
+    return _loop.guarded_step(step, solver.verbose, type(solver).__name__, solver._state_at_input)(*carry)
 
 
 def _lane_result(solver, args, kwargs, carry) -> OptStep:
@@ -184,9 +183,15 @@ def _select(mask, new, old):
     return jax.tree_util.tree_map(pick, new, old)
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
-def _segment_program(spec: _Spec, dyn, carry, lanes, shared, fresh, live, length):
+@functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
+def _segment_program(spec: _Spec, dyn, carry, lanes, shared, fresh, live, length, target):
     """One segment over a bucket: initialize fresh lanes, step, and finish stopped lanes.
+
+    The bucket steps while fewer than ``length`` steps were taken and more than
+    ``target`` lanes are running: the host sets ``target`` so that the segment ends as
+    soon as the running lanes fit in the next smaller bucket (or, while members are
+    waiting, as soon as enough slots are free to refill). Both are traced, so one
+    program per bucket size serves every segment.
 
     Returns ``(carry, status, outputs)``; ``outputs`` holds the member outputs of the
     lanes that stopped (zeros elsewhere, and everywhere when no live lane stopped).
@@ -202,11 +207,21 @@ def _segment_program(spec: _Spec, dyn, carry, lanes, shared, fresh, live, length
     state = state._replace(status=jnp.where(live, state.status, _EMPTY).astype(state.status.dtype))
     carry = (prev, params, state)
 
-    def seg_one(c, lane):
+    def step_one(c, lane):
         solver, _, args, kwargs = _capture(spec, dyn, spec.full(lane, shared))
-        return _lane_segment(solver, args, kwargs, c, length)
+        return _lane_step(solver, args, kwargs, c)
 
-    carry = jax.vmap(seg_one)(carry, lanes)
+    def cond(loop):
+        k, c = loop
+        return (k < length) & (jnp.sum(c[2].status == _RUNNING) > target)
+
+    def body(loop):
+        # What a vmapped while_loop does, with a batch-level exit: every lane steps and
+        # the lanes that had stopped keep their carry.
+        k, c = loop
+        return k + 1, _select(c[2].status == _RUNNING, jax.vmap(step_one)(c, lanes), c)
+
+    carry = jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), carry))[1]
     status = carry[2].status
 
     def out_one(c, lane):
@@ -307,6 +322,10 @@ class _Members:
         return [np.stack([x[i] if i < self.n else self.extra[i][j] for i in ids])
                 for j, x in enumerate(self.stacked)]
 
+    def waiting(self) -> bool:
+        """Whether members may remain that have not started (an unread queue counts)."""
+        return self.next_id < self.n or bool(self.buffer) or self.queue is not None
+
     def drop(self, ids) -> None:
         for i in ids:
             self.extra.pop(int(i), None)
@@ -315,7 +334,7 @@ class _Members:
 def _bucket_sizes(buckets, per_device: int) -> tuple[int, ...]:
     if buckets is None:
         top = max(per_device, 1)
-        sizes = {top} | {1 << k for k in range(top.bit_length()) if (1 << k) < top}
+        sizes = {top} | {1 << k for k in range(top.bit_length()) if _MIN_BUCKET <= (1 << k) < top}
         return tuple(sorted(sizes))
     if isinstance(buckets, int | np.integer) and not isinstance(buckets, bool):
         buckets = (buckets,)
@@ -354,6 +373,19 @@ class _Pool:
         return self.ids >= 0
 
 
+def _target(p: _Pool, sizes: tuple[int, ...], waiting: bool) -> np.int32:
+    """Running lanes at which a segment of ``p`` ends (it also ends after ``segment_size`` steps).
+
+    While members wait, as soon as an eighth of the slots (at least one) can be refilled;
+    otherwise as soon as the running lanes fit in the next smaller bucket (never, in the
+    smallest: all lanes run to the end or to ``segment_size`` steps).
+    """
+    if waiting:
+        return np.int32(p.size - max(1, p.size // 8))
+    smaller = [s for s in sizes if s < p.size]
+    return np.int32(smaller[-1] if smaller else 0)
+
+
 def _put(tree, device):
     return jax.device_put(tree, device) if device is not None else jax.device_put(tree)
 
@@ -381,7 +413,7 @@ def _drive(spec: _Spec, dyn, members: _Members, shared: list, devices: list, siz
         for i in active:  # dispatch every device's segment before waiting on any
             p = pools[i]
             p.pending = _segment_program(spec, dyn_on[i], p.carry, p.lanes, shared_on[i],
-                                         p.fresh, p.live, length)
+                                         p.fresh, p.live, length, _target(p, sizes, members.waiting()))
         for i in active:
             p = pools[i]
             p.carry, status, out = p.pending
@@ -656,9 +688,10 @@ def batch_run(
     Returns what ``jax.vmap(solver.run, in_axes)(init_params, *args)`` returns (the
     stacked ``OptStep``: params and the whole state, each member's ``status`` and
     ``iter_num`` included), without making every member wait for the slowest. The
-    solves run as compiled segments of ``segment_size`` ``update`` steps over a
-    bucket of lanes (a ``lax.while_loop`` over the vmapped step; a lane that has
-    stopped is frozen by a mask). After each segment the lanes that stopped are
+    solves run as compiled segments of at most ``segment_size`` ``update`` steps
+    over a bucket of lanes (a ``lax.while_loop`` over the vmapped step; a lane that
+    has stopped is frozen by a mask), and a segment ends as soon as the lanes still
+    running fit in the next smaller bucket. After each segment the lanes that stopped are
     written out to the host, their slots are refilled from the members still
     waiting (the rest of the batch, then ``queue``), and when the live lanes fit in
     a smaller bucket they are repacked into it. The segment program is compiled once
@@ -683,10 +716,11 @@ def batch_run(
       in_axes: as in ``jax.vmap``: an int or None for every argument, or a tuple with
         one entry (int, None or a pytree prefix) per argument ``(init_params, *args)``.
         At least one argument must be mapped.
-      segment_size: ``update`` steps per compiled segment (how often finished lanes are
-        dropped; each segment boundary costs a host round trip).
+      segment_size: the most ``update`` steps in one compiled segment (each segment
+        boundary costs a host round trip; segments also end, on the device, when
+        enough lanes stopped to move to a smaller bucket or to refill slots).
       buckets: the bucket sizes (lanes per device); default: the members per device and
-        the powers of two below it.
+        the powers of two from 8 below it.
       queue: optional iterable of further members, each a tuple ``(init_params, *args)``
         holding one member's values of the mapped arguments (no member axis; entries
         of unmapped arguments are ignored). They fill the slots of finished lanes
