@@ -192,7 +192,7 @@ def main() -> int:
     lines += ["", "| solver | problems solved (with SciPy) | geo-mean iterations / SciPy's | "
               "max iterations / SciPy's | mean evals per iteration |", "|---|---|---|---|---|"]
     for s in names:
-        r = ratios[s]
+        r = ratios.get(s)
         if r:
             it = np.array([a for a, _ in r])
             ev = np.array([b for _, b in r])
