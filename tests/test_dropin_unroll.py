@@ -25,6 +25,10 @@ NOT_UNROLLED = {
 ENTRIES = [e for e in SOLVERS if e.jittable and e.implicit_diff and e.name not in NOT_UNROLLED]
 
 
+# The registry sweep compiles an unrolled run, its derivative and its finite differences
+# per solver (5-60 s each on 2 cores): slow suite. The default suite keeps the loop, line
+# search and early-stopping tests below (reverse mode through L-BFGS, GD and Newton-CG).
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["reverse", "forward"])
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
 def test_unrolled_derivative_matches_finite_differences(entry, mode):
