@@ -57,3 +57,15 @@ def write_section(name: str, text: str) -> str:
     with open(path, "w") as fh:
         fh.write(text.rstrip() + "\n")
     return path
+
+
+def run_section(main: Callable[[int], str], name: str, doc: str | None) -> None:
+    """The command line of a benchmark script: ``--repeats N``, run ``main(N)``, print its
+    markdown and write it to ``benchmarks/results/<name>.md``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(doc or name).splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    text = main(parser.parse_args().repeats)
+    print(text)
+    print(write_section(name, text))

@@ -11,7 +11,6 @@ trial, and median time (compile apart) to a gradient norm of 1e-8, for
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxopt_lab as jl  # noqa: E402
-from benchmarks._timing import machine, time_call, write_section  # noqa: E402
+from benchmarks._timing import machine, run_section, time_call  # noqa: E402
 
 N, D, SCALES, TOL = 2000, 50, (1.0, 10.0), 1e-8
 
@@ -85,8 +84,4 @@ def main(repeats: int) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    text = main(parser.parse_args().repeats)
-    print(text)
-    print(write_section("adaptive_newton", text))
+    run_section(main, "adaptive_newton", __doc__)

@@ -15,7 +15,6 @@ training loss of the ReLU network the solution defines, iterations and median ti
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ import numpy as np  # noqa: E402
 import scipy.linalg  # noqa: E402
 
 import jaxopt_lab as jl  # noqa: E402
-from benchmarks._timing import machine, time_call, write_section  # noqa: E402
+from benchmarks._timing import machine, run_section, time_call  # noqa: E402
 
 # (n samples, d features incl. bias, P gate patterns, beta)
 SIZES = ((12, 3, 4, 0.1), (60, 6, 8, 0.1))
@@ -156,8 +155,4 @@ def main(repeats: int) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    text = main(parser.parse_args().repeats)
-    print(text)
-    print(write_section("convex_relu", text))
+    run_section(main, "convex_relu", __doc__)

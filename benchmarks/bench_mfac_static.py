@@ -12,7 +12,6 @@ products.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxopt_lab as jl  # noqa: E402
-from benchmarks._timing import machine, time_call, write_section  # noqa: E402
+from benchmarks._timing import machine, run_section, time_call  # noqa: E402
 
 SIZES = ((2_000, 16), (100_000, 16), (100_000, 64), (1_000_000, 32))
 DAMPING = 1e-3
@@ -80,8 +79,4 @@ def main(repeats: int) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    text = main(parser.parse_args().repeats)
-    print(text)
-    print(write_section("mfac_static", text))
+    run_section(main, "mfac_static", __doc__)

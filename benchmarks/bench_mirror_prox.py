@@ -11,7 +11,6 @@ of 5000 iterations (compile time apart).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -28,7 +27,7 @@ import numpy as np  # noqa: E402
 from scipy.optimize import linprog  # noqa: E402
 
 import jaxopt_lab as jl  # noqa: E402
-from benchmarks._timing import machine, time_call, write_section  # noqa: E402
+from benchmarks._timing import machine, run_section, time_call  # noqa: E402
 
 M, N = 20, 30
 CHECKPOINTS = (10, 100, 1000, 5000, 10000)
@@ -105,8 +104,4 @@ def main(repeats: int) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    text = main(parser.parse_args().repeats)
-    print(text)
-    print(write_section("mirror_prox", text))
+    run_section(main, "mirror_prox", __doc__)

@@ -11,7 +11,6 @@ solve time (compile apart) and the largest difference between the two plans.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxopt_lab as jl  # noqa: E402
-from benchmarks._timing import machine, time_call, write_section  # noqa: E402
+from benchmarks._timing import machine, run_section, time_call  # noqa: E402
 
 N, TARGET, EPSILONS, DENSITIES, WARMUP = 200, 1e-8, (1e-2, 3e-3, 1e-3), (0.05, 0.1), 20
 
@@ -96,8 +95,4 @@ def main(repeats: int) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    text = main(parser.parse_args().repeats)
-    print(text)
-    print(write_section("optimal_transport", text))
+    run_section(main, "optimal_transport", __doc__)
