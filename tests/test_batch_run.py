@@ -26,14 +26,15 @@ X, Y = logistic_data(80, 6, seed=3)
 LAMS = jnp.logspace(-3, 0, 6)  # iteration counts differ by lane
 
 
-def assert_same(out, ref, rtol=1e-10, atol=1e-10, history_rtol=1e-6):
+def assert_same(out, ref, rtol=1e-10, atol=1e-10, history_rtol=1e-6, skip=()):
     """Leaf-by-leaf agreement of two stacked OptSteps (exact for integers and bools).
 
     Params and every state leaf agree to ``rtol``/``atol``, except quasi-Newton curvature
     histories (``rho = 1 / s'y`` with ``s'y`` at rounding level near the solution, where a
     batched dot product of another batch size changes the last bits) and OSQP's adaptive
     ``rho_bar`` (a ratio of residual norms: vmap over 5 or 8 lanes differs by 1e-9 there
-    while the params agree to 1e-15): ``history_rtol``.
+    while the params agree to 1e-15): ``history_rtol``. Leaves named in ``skip`` are not
+    compared (their value is rounding noise by construction; the caller says why).
     """
     ref_paths, ref_tree = jax.tree_util.tree_flatten_with_path(ref)
     out_leaves, out_tree = jax.tree_util.tree_flatten(out)
@@ -42,6 +43,8 @@ def assert_same(out, ref, rtol=1e-10, atol=1e-10, history_rtol=1e-6):
         a, b = np.asarray(a), np.asarray(b)
         name = jax.tree_util.keystr(path)
         assert a.shape == b.shape and a.dtype == b.dtype, name
+        if any(name.endswith(f".{k}") for k in skip):
+            continue
         if np.issubdtype(b.dtype, np.inexact):
             hist = any(k in name for k in ("history", "gamma", "rho_bar"))
             np.testing.assert_allclose(a, b, rtol=history_rtol if hist else rtol, atol=atol, err_msg=name)
@@ -144,9 +147,12 @@ def test_registry_solvers_match_vmap(name):
     axes = (None,) * (1 + len(first)) + (0, None, None)
     ref = vmapped(solver, axes, *full)
     out = jl.batch_run(solver, *full, in_axes=axes, segment_size=7, buckets=(8, 2))
-    # NonlinearCG's line-search decisions amplify rounding (registry: exact_replay=False).
-    tol = 1e-10 if name != "NonlinearCG" else 1e-6
-    assert_same(out, ref, rtol=tol, atol=tol)
+    # NonlinearCG's line-search decisions amplify rounding (registry: exact_replay=False),
+    # and its last trial step is 2.02 (f_{k-1} - f_k) / slope with a decrease at f's rounding
+    # level once converged: the step size is not compared, params and values are.
+    ncg = name == "NonlinearCG"
+    tol = 1e-6 if ncg else 1e-10
+    assert_same(out, ref, rtol=tol, atol=tol, skip=("stepsize",) if ncg else ())
 
 
 def test_wrapper_object_solver():
