@@ -219,3 +219,14 @@ def test_box_osqp_float32_data_with_float64_bounds_keeps_float32():
                                                   params_ineq=(l, u)).params.primal[0] ** 2))(u)
     assert g.dtype == jnp.float64
     np.testing.assert_allclose(g, g_ref, atol=1e-3)
+
+
+@pytest.mark.parametrize("make,name", [
+    (lambda: jl.EqualityConstrainedQP(3), "matvec_Q"),
+    (lambda: jl.EqualityConstrainedQP(matvec_A="A"), "matvec_A"),
+    (lambda: jl.BoxOSQP(matvec_Q=[1, 2]), "matvec_Q"),
+    (lambda: jl.OSQP(matvec_G=3), "matvec_G"),
+])
+def test_non_callable_matvec_raises_naming_it(make, name):
+    with pytest.raises(TypeError, match=name):
+        make()

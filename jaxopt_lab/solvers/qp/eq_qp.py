@@ -130,10 +130,9 @@ class EqualityConstrainedQP(IterativeSolver):
         # Not super().__post_init__(): ``fun`` is optional here (None is allowed).
         check_int(self.maxiter, "maxiter", minimum=1)
         check_positive(self.tol, "tol", allow_zero=True)
-        if self.fun is not None:
-            check_callable(self.fun, "fun")
-        if self.implicit_diff_solve is not None:
-            check_callable(self.implicit_diff_solve, "implicit_diff_solve")
+        for name in ("matvec_Q", "matvec_A", "fun", "implicit_diff_solve"):
+            if getattr(self, name) is not None:
+                check_callable(getattr(self, name), name)
         check_callable(self.solve, "solve")
         check_int(self.refine_maxiter, "refine_maxiter", minimum=0)
         check_positive(self.refine_regularization, "refine_regularization", allow_zero=True)

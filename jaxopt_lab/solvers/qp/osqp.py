@@ -319,6 +319,11 @@ class OSQP(BoxOSQP):
 
     matvec_G: Callable | None = None
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.matvec_G is not None:
+            check_callable(self.matvec_G, "matvec_G")
+
     def _A_op(self, params_eq):
         (A, G) = params_eq
         ops = []
