@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from jaxopt_lab.core.checks import check_update_args
+from jaxopt_lab.transforms._checks import check_stage
 
 
 class ScaleBySoraProxState(NamedTuple):
@@ -109,7 +110,10 @@ def sora(learning_rate: optax.ScalarOrSchedule, xi: optax.ScalarOrSchedule, gate
     stages = [] if gate_optimizer is None else [gate_optimizer]
     gate_tx = optax.chain(*stages, optax.scale_by_learning_rate(learning_rate),
                           scale_by_sora_prox(xi, learning_rate))
-    return optax.chain(optax.masked(gate_tx, gate_mask), optax.masked(base, _complement(gate_mask)))
+    # Checked first: optax.masked would otherwise fail on a mismatched tree with a bare
+    # pytree-structure message that names neither the argument nor the leaf.
+    return optax.chain(check_stage("sora", "updates"), optax.masked(gate_tx, gate_mask),
+                       optax.masked(base, _complement(gate_mask)))
 
 
 def sora_xi_schedule(xi_init: float, xi_max: float, num_stages: int, stage_steps: int,
