@@ -28,10 +28,10 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import scipy.linalg  # noqa: E402
 
 import jaxopt_lab as jl  # noqa: E402
 from benchmarks._timing import machine, run_section, time_call  # noqa: E402
+from jaxopt_lab.problems.convex_relu import convex_relu  # noqa: E402
 
 # (n samples, d features incl. bias, P gate patterns, beta)
 SIZES = ((12, 3, 4, 0.1), (60, 6, 8, 0.1))
@@ -41,32 +41,15 @@ MAXITER = 50000
 
 def problem(n: int, d: int, num_gates: int, beta: float, seed: int = 0) -> dict:
     """Data, the convex program's matrices and the prox of ``g`` (see the module docstring)."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d))
-    X[:, -1] = 1.0  # bias
-    y = np.sin(X[:, :-1] @ rng.standard_normal(d - 1)) + 0.1 * rng.standard_normal(n)
-    D = (X @ rng.standard_normal((d, num_gates)) >= 0).astype(float)
-    F = np.concatenate([D[:, [i]] * X for i in range(num_gates)] + [-D[:, [i]] * X for i in range(num_gates)],
-                       axis=1)
-    cones = [(2 * D[:, [i]] - 1) * X for i in range(num_gates)]
-    K = scipy.linalg.block_diag(*(cones + cones))
-    groups = 2 * num_gates
+    def target(rng, X):
+        return np.sin(X[:, :-1] @ rng.standard_normal(X.shape[1] - 1)) + 0.1 * rng.standard_normal(X.shape[0])
 
-    def prox(v, beta, scaling):
-        g = v[: groups * d].reshape(groups, d)
-        norms = jnp.linalg.norm(g, axis=1, keepdims=True)
-        g = g * jnp.maximum(1.0 - beta * scaling / jnp.maximum(norms, 1e-30), 0.0)
-        return jnp.concatenate([g.ravel(), jnp.maximum(v[groups * d:], 0.0)])
-
-    return dict(X=X, y=y, F=F, K=K, A=np.vstack([np.eye(groups * d), K]), prox=prox, beta=beta,
-                groups=groups, d=d)
+    return convex_relu(n, d, num_gates, beta, seed, target=target)
 
 
 def objective(pb: dict, u) -> float:
     """``1/2 ||F u - y||^2 + beta sum_j ||u_j||``."""
-    u = np.asarray(u)
-    return float(0.5 * np.sum((pb["F"] @ u - pb["y"]) ** 2)
-                 + pb["beta"] * np.sum(np.linalg.norm(u.reshape(pb["groups"], pb["d"]), axis=1)))
+    return float(pb["objective"](u))
 
 
 def network_loss(pb: dict, u) -> float:

@@ -16,6 +16,7 @@ import scipy.linalg
 import scipy.optimize
 
 import jaxopt_lab as jl
+from jaxopt_lab.problems.convex_relu import convex_relu
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,35 +83,8 @@ def test_nonnegative_least_squares_matches_scipy_nnls():
 
 # ------------------------------------------------------- convex two-layer ReLU network training
 def _relu_problem(n=12, d=3, num_gates=4, beta=0.1, seed=0):
-    """Pilanci and Ergen's convex program for a two-layer ReLU network with sampled gates.
-
-    ``min_u 1/2 ||F u - y||^2 + beta sum_j ||u_j||`` s.t. ``K u >= 0``, ``u = (v_1..v_P, w_1..w_P)``,
-    ``F = [D_i X, ..., -D_i X, ...]``, ``K = blockdiag((2 D_i - I) X)`` (each gate pattern's cone).
-    As ADMM: ``fun`` = the squared loss, ``A = [I; K]``, ``g`` = group norm (+) indicator of
-    ``t >= 0`` (Bai, Gautam and Sojoudi 2022).
-    """
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d))
-    X[:, -1] = 1.0  # bias
-    y = rng.standard_normal(n)
-    D = (X @ rng.standard_normal((d, num_gates)) >= 0).astype(float)
-    F = np.concatenate([D[:, [i]] * X for i in range(num_gates)] + [-D[:, [i]] * X for i in range(num_gates)],
-                       axis=1)
-    cones = [(2 * D[:, [i]] - 1) * X for i in range(num_gates)]
-    K = scipy.linalg.block_diag(*(cones + cones))
-    groups = 2 * num_gates
-
-    def prox(v, beta, scaling):
-        g = v[: groups * d].reshape(groups, d)
-        norms = jnp.linalg.norm(g, axis=1, keepdims=True)
-        g = g * jnp.maximum(1.0 - beta * scaling / jnp.maximum(norms, 1e-30), 0.0)
-        return jnp.concatenate([g.ravel(), jnp.maximum(v[groups * d:], 0.0)])
-
-    def objective(u):
-        return 0.5 * np.sum((F @ u - y) ** 2) + beta * np.sum(np.linalg.norm(u.reshape(groups, d), axis=1))
-
-    return dict(F=F, y=y, K=K, A=np.vstack([np.eye(groups * d), K]), prox=prox, beta=beta,
-                objective=objective, groups=groups, d=d, X=X, D=D)
+    """The convex two-layer ReLU program (:func:`jaxopt_lab.problems.convex_relu.convex_relu`)."""
+    return convex_relu(n, d, num_gates, beta, seed)
 
 
 def _squared_loss(u, F, y):
