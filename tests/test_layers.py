@@ -9,8 +9,11 @@ The floors, bottom up (see the "Layers" section of the design notes):
 - ``ops/``: core and linalg;
 - ``curvature/``, ``zeroth_order/``, ``transforms/``: the floors below, each other's public modules
   (curvature below zeroth-order below transforms), never ``core.solver``;
-- ``solvers/<family>/``: core, linalg, ops, the oracles and ``solvers/linesearch``; another family
-  only through its public modules (never its private ``_x.py``), never bilevel, transforms, sweep;
+- ``solvers/<family>/``: core, linalg, ops, the oracles, its own folder and ``solvers/linesearch``
+  (the shared floor of the line searches, which imports no family); never bilevel, transforms,
+  sweep, never the ``solvers`` aggregator. Families are siblings: one imports another only along an
+  edge of ``FAMILY_EDGES`` (a family built on top of another one's public solvers), never into
+  its private ``_x.py``;
 - ``bilevel/``: everything below, solvers included; ``problems/`` (test problems) up to bilevel;
 - ``sweep/``: everything below it; the jobs (``cli.py``, ``demo.py``) and the compatibility facade
   (``jaxopt_lab/__init__``, ``base.py``, ``sweep_cli.py``) anything.
@@ -54,6 +57,15 @@ _LAYER_OF_HEAD = {
     "sweep": "sweep", "cli": "jobs", "demo": "jobs", "base": "facade", "sweep_cli": "facade",
 }
 _CORE_FLOOR = {f"{ROOT}.core.types", f"{ROOT}.core.tree_util", f"{ROOT}.core.checks", f"{ROOT}.core.control"}
+
+# Solver families that may import another family's public modules, and why. Every other import
+# between two folders of ``solvers/`` is sideways (``linesearch`` is the floor every family uses).
+FAMILY_EDGES: dict[tuple[str, str], str] = {
+    # The augmented Lagrangian and ADMM solve their unconstrained subproblems with an inner
+    # solver, L-BFGS by default: constrained solvers are built on top of the unconstrained ones.
+    ("constrained", "quasi_newton"): "default inner solver of the constrained solvers",
+}
+SHARED_FAMILIES = {"linesearch"}
 
 _BELOW_ORACLES = {"core_floor", "linalg", "core", "ops"}
 _LIBRARY = _BELOW_ORACLES | {"curvature", "zeroth_order", "transforms", "solvers", "bilevel"}
@@ -189,6 +201,10 @@ def violation(imp: Import, modules) -> str | None:
             return f"a solver family imports the solvers aggregator ({dst})"
         if src_family == "linesearch" and dst_family not in (None, "linesearch"):
             return f"the line searches (shared by every family) import the {dst_family} family"
+        if (src_family is not None and dst_family not in (None, src_family)
+                and dst_family not in SHARED_FAMILIES and (src_family, dst_family) not in FAMILY_EDGES):
+            return (f"solver family {src_family} imports family {dst_family} sideways ({dst}): share the "
+                    "code one floor down (core, linalg, ops) or list the edge in FAMILY_EDGES")
     return None
 
 
@@ -204,7 +220,8 @@ def violations() -> dict[tuple[str, str], list[str]]:
     for imp in imports:
         why = violation(imp, modules)
         if why:
-            out.setdefault((imp.source, imp.target), []).append(f"{why} (line {imp.line})")
+            where = modules[imp.source].relative_to(PACKAGE_DIR.parent)
+            out.setdefault((imp.source, imp.target), []).append(f"{why} ({where}:{imp.line})")
     return out
 
 
@@ -308,6 +325,18 @@ def _check(source, target, names=()):
     ("jaxopt_lab.bilevel.maid", "jaxopt_lab.core.solver", ("_Static",)),
     ("jaxopt_lab.sweep.placement", "jaxopt_lab.cli", ()),
     ("jaxopt_lab.ops.prox", "jaxopt_lab.solvers.lbfgs", ()),  # an alias path, not a file
+    # Upward: the floors below the solvers, and the solvers into what is built on them.
+    ("jaxopt_lab.core.solver", "jaxopt_lab.solvers.quasi_newton.lbfgs", ()),
+    ("jaxopt_lab.linalg.implicit_diff", "jaxopt_lab.solvers.qp.eq_qp", ()),
+    ("jaxopt_lab.ops.projection_solvers", "jaxopt_lab.solvers.linesearch.functions", ()),
+    ("jaxopt_lab.solvers.newton.newton_cg", "jaxopt_lab.bilevel.hypergradient", ()),
+    ("jaxopt_lab.solvers.qp.osqp", "jaxopt_lab.sweep.batch", ()),
+    # Sideways: one solver family into another (public modules too).
+    ("jaxopt_lab.solvers.newton.newton_cg", "jaxopt_lab.solvers.quasi_newton.lbfgs", ()),
+    ("jaxopt_lab.solvers.newton.newton_cg", "jaxopt_lab.solvers.quasi_newton", ()),
+    ("jaxopt_lab.solvers.least_squares.gauss_newton", "jaxopt_lab.solvers.newton._step", ()),
+    ("jaxopt_lab.solvers.quasi_newton.lbfgs", "jaxopt_lab.solvers.constrained.admm", ()),
+    ("jaxopt_lab.solvers.constrained.admm", "jaxopt_lab.solvers.quasi_newton._step", ()),
 ])
 def test_checker_flags_a_bad_import(source, target, names):
     assert _check(source, target, names) is not None
@@ -320,9 +349,22 @@ def test_checker_flags_a_bad_import(source, target, names):
     ("jaxopt_lab.solvers.first_order.block_cd", "jaxopt_lab.solvers.first_order._step"),
     ("jaxopt_lab.bilevel.hypergradient", "jaxopt_lab.solvers.quasi_newton.lbfgs"),
     ("jaxopt_lab.sweep.placement", "jaxopt_lab.solvers.quasi_newton.lbfgs"),
+    ("jaxopt_lab.solvers.newton.newton_cg", "jaxopt_lab.solvers.linesearch.functions"),
+    ("jaxopt_lab.solvers.newton.adaptive_regularized_newton", "jaxopt_lab.solvers.newton.regularized_newton"),
+    ("jaxopt_lab.solvers.constrained.admm", "jaxopt_lab.solvers.quasi_newton.lbfgs"),  # FAMILY_EDGES
 ])
 def test_checker_accepts_a_downward_import(source, target):
     assert _check(source, target) is None
+
+
+def test_family_edges_still_occur():
+    """An edge of ``FAMILY_EDGES`` that no import uses any more is removed (the table only shrinks)."""
+    _, imports = _all_imports()
+    used = {(imp.source.split(".")[2], imp.target.split(".")[2]) for imp in imports
+            if imp.source.count(".") >= 2 and imp.target.count(".") >= 2
+            and layer(imp.source) == layer(imp.target) == "solvers"}
+    stale = sorted(edge for edge in FAMILY_EDGES if edge not in used)
+    assert not stale, f"no import uses these edges any more, remove them from FAMILY_EDGES: {stale}"
 
 
 def test_cycle_finder_finds_a_cycle():
