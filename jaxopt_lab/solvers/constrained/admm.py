@@ -60,44 +60,6 @@ class ADMMState(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- shared pieces
-def _check_admm_options(solver) -> None:
-    """Argument checks shared by :class:`ADMM` and ``ConsensusADMM``."""
-    check_callable(solver.prox, "prox")
-    check_positive(solver.rho, "rho")
-    for name, low, high in (("alpha", 0.0, 2.0), ("mu", 1.0, np.inf), ("tau", 1.0, np.inf)):
-        value = getattr(solver, name)
-        if isinstance(value, jax.core.Tracer):
-            continue
-        if not np.all((np.asarray(value) > low) & (np.asarray(value) < high)):
-            raise ValueError(f"`{name}` must be in ({low:g}, {high:g}), got {value!r}.")
-    if solver.atol is not None:
-        check_positive(solver.atol, "atol", allow_zero=True)
-    check_int(solver.inner_maxiter, "inner_maxiter", minimum=1)
-    spec = solver.inner_solver
-    if spec is not None and not (hasattr(spec, "run") or callable(spec)):
-        raise TypeError("`inner_solver` must be a solver with `run` or a factory "
-                        f"`inner_solver(fun) -> solver`, got {type(spec).__name__}.")
-
-
-def _inner_solver_for(solver, fun: Callable, tol) -> Any:
-    """The x-update solver on ``fun`` (L-BFGS by default), warm-started by the caller.
-
-    It differentiates by unrolling: a ``lax.while_loop`` (forward mode), or a masked scan
-    when the ADMM solver itself unrolls (reverse mode through the inner iterations).
-    """
-    spec = solver.inner_solver
-    unroll = solver._unrolled()
-    if spec is None:
-        return LBFGS(fun, tol=tol, maxiter=solver.inner_maxiter, implicit_diff=False, unroll=unroll)
-    if dataclasses.is_dataclass(spec) and hasattr(spec, "fun"):
-        changes = {"fun": fun}
-        for name, value in (("tol", tol), ("implicit_diff", False), ("unroll", unroll)):
-            if hasattr(spec, name):
-                changes[name] = value
-        return dataclasses.replace(spec, **changes)
-    return spec(fun)
-
-
 def _relative_residual(r, s, scale_p, scale_d, size_p, size_d, tol, atol, dtype):
     """Boyd's test as one number: ``error <= tol`` iff ``r <= eps_pri`` and ``s <= eps_dual``.
 
@@ -115,25 +77,127 @@ def _relative_residual(r, s, scale_p, scale_d, size_p, size_d, tol, atol, dtype)
     return jnp.maximum(r / den_p, s / den_d).astype(dtype)
 
 
-def _balance_rho(rho, r, s, mu, tau, enabled: bool):
-    """Residual balancing (Boyd et al. 2011, eq. 3.13): ``rho * tau`` if ``r > mu s``,
-    ``rho / tau`` if ``s > mu r``, else ``rho``."""
-    if not enabled:
-        return rho
-    return jnp.where(r > mu * s, rho * tau, jnp.where(s > mu * r, rho / tau, rho)).astype(rho.dtype)
+@dataclasses.dataclass(eq=False)
+class _ADMMBase(IterativeSolver):
+    """What :class:`ADMM` and ``ConsensusADMM`` share: the options and their checks, the
+    inner x-update solver, the quadratic data and factor, and the stopping test with the
+    residual-balanced ``rho`` and the adaptive inner tolerance."""
 
+    fun: Callable
+    prox: Callable
+    _: dataclasses.KW_ONLY
+    rho: float = 1.0
+    alpha: float = 1.0
+    quadratic: bool = False
+    residual_balancing: bool = True
+    mu: float = 10.0
+    tau: float = 2.0
+    atol: float | None = None
+    inner_solver: Any = None
+    inner_maxiter: int = 100
+    maxiter: int = 1000
+    tol: float = 1e-4
 
-def _adaptive_inner_tol(prev, r, s, rho, eps_dual, dtype):
-    """Next inner tolerance: ``0.1 (||s|| + rho ||r||)``, non-increasing, floored at ``0.1 eps_dual``."""
-    return jnp.maximum(0.1 * eps_dual, jnp.minimum(prev, 0.1 * (s + rho * r))).astype(dtype)
+    def __post_init__(self):
+        super().__post_init__()
+        check_callable(self.prox, "prox")
+        check_positive(self.rho, "rho")
+        for name, low, high in (("alpha", 0.0, 2.0), ("mu", 1.0, np.inf), ("tau", 1.0, np.inf)):
+            value = getattr(self, name)
+            if isinstance(value, jax.core.Tracer):
+                continue
+            if not np.all((np.asarray(value) > low) & (np.asarray(value) < high)):
+                raise ValueError(f"`{name}` must be in ({low:g}, {high:g}), got {value!r}.")
+        if self.atol is not None:
+            check_positive(self.atol, "atol", allow_zero=True)
+        check_int(self.inner_maxiter, "inner_maxiter", minimum=1)
+        spec = self.inner_solver
+        if spec is not None and not (hasattr(spec, "run") or callable(spec)):
+            raise TypeError("`inner_solver` must be a solver with `run` or a factory "
+                            f"`inner_solver(fun) -> solver`, got {type(spec).__name__}.")
 
+    def _inner_solver_for(self, fun: Callable, tol) -> Any:
+        """The x-update solver on ``fun`` (L-BFGS by default), warm-started by the caller.
 
-def _empty(dtype):
-    return jnp.zeros((0, 0), dtype), jnp.zeros((0,), dtype)
+        It differentiates by unrolling: a ``lax.while_loop`` (forward mode), or a masked scan
+        when the ADMM solver itself unrolls (reverse mode through the inner iterations).
+        """
+        spec = self.inner_solver
+        unroll = self._unrolled()
+        if spec is None:
+            return LBFGS(fun, tol=tol, maxiter=self.inner_maxiter, implicit_diff=False, unroll=unroll)
+        if dataclasses.is_dataclass(spec) and hasattr(spec, "fun"):
+            changes = {"fun": fun}
+            for name, value in (("tol", tol), ("implicit_diff", False), ("unroll", unroll)):
+                if hasattr(spec, name):
+                    changes[name] = value
+            return dataclasses.replace(spec, **changes)
+        return spec(fun)
+
+    def _quadratic_data(self, x, args, kwargs):
+        """``(Q, c)`` of ``fun(., *args, **kwargs) = 0.5 x'Qx + c'x + const``, read at zero."""
+        f = lambda v: self._value_fun()(v, *args, **kwargs)
+        zero = jnp.zeros_like(x)
+        return jax.hessian(f)(zero), jax.grad(f)(zero)
+
+    def _current_factor(self, state):
+        """The Cholesky factor for ``state.rho``: the stored one unless ``rho`` has changed."""
+        return jax.lax.cond(state.rho != state.factor_rho, lambda: self._factor(state.hessian, state.rho),
+                            lambda: state.factor)
+
+    def _initial_fields(self, rho, grad, quadratic_data, dtype) -> dict:
+        """The state fields both solvers share, before the first iteration.
+
+        Args:
+          rho: the initial penalty.
+          grad: the gradient of the objective at the initial point (the first inner
+            tolerance is a tenth of its norm).
+          quadratic_data: ``(Q, c)`` (``quadratic=True``; the factor of ``Q + rho I`` or
+            ``Q + rho A^T A`` is made here) or ``None``.
+          dtype: the state's floating dtype.
+        """
+        if quadratic_data is None:
+            Q = factor = jnp.zeros((0, 0), dtype)
+            c = jnp.zeros((0,), dtype)
+        else:
+            Q, c = quadratic_data
+            factor = self._factor(Q, rho)
+        inf = jnp.asarray(jnp.inf, dtype)
+        return dict(iter_num=jnp.asarray(0, jnp.int32), error=inf, primal_residual=inf, dual_residual=inf,
+                    rho=rho, inner_tol=(0.1 * tu.tree_l2_norm(grad)).astype(dtype),
+                    inner_iter_num=jnp.asarray(0, jnp.int32), factor=factor, factor_rho=rho, hessian=Q,
+                    linear=c, status=jnp.asarray(Status.RUNNING, jnp.int32))
+
+    def _next_fields(self, state, r, s, scales, sizes, inner, factor, factor_rho) -> dict:
+        """The state fields both solvers share, after an iteration with residuals ``r``, ``s``.
+
+        The error is Boyd's test as one number (``error <= tol`` iff ``r <= eps_pri`` and
+        ``s <= eps_dual``, with ``scales = (scale_p, scale_d)`` and ``sizes = (size_p,
+        size_d)``); the next inner tolerance is ``0.1 (s + rho r)``, non-increasing and
+        floored at ``0.1 eps_dual``; ``rho`` is residual-balanced (Boyd et al. 2011, eq.
+        3.13: ``rho * tau`` if ``r > mu s``, ``rho / tau`` if ``s > mu r``) when
+        ``residual_balancing`` is on.
+        """
+        rho, dtype = state.rho, state.rho.dtype
+        (scale_p, scale_d), (size_p, size_d) = scales, sizes
+        error = _relative_residual(r, s, scale_p, scale_d, size_p, size_d, self.tol, self.atol, dtype)
+        atol = self.tol if self.atol is None else self.atol
+        eps_dual = np.sqrt(size_d) * atol + self.tol * scale_d
+        inner_tol = jnp.maximum(0.1 * eps_dual, jnp.minimum(state.inner_tol, 0.1 * (s + rho * r)))
+        if self.residual_balancing:
+            rho = jnp.where(r > self.mu * s, rho * self.tau,
+                            jnp.where(s > self.mu * r, rho / self.tau, rho)).astype(dtype)
+        return dict(iter_num=state.iter_num + 1, error=error, primal_residual=r, dual_residual=s, rho=rho,
+                    inner_tol=inner_tol.astype(dtype), inner_iter_num=state.inner_iter_num + inner,
+                    factor=factor, factor_rho=jnp.asarray(factor_rho, dtype), hessian=state.hessian,
+                    linear=state.linear, status=state.status)
+
+    def _implicit_solve(self) -> Callable:
+        return self.implicit_diff_solve or _step.solve_kkt_implicit
 
 
 @dataclasses.dataclass(eq=False)
-class ADMM(IterativeSolver):
+class ADMM(_ADMMBase):
     """Alternating direction method of multipliers for ``min fun(x, *args) + g(A x)``.
 
     ``g`` is known through its proximal operator ``prox(v, hyperparams_prox, scaling)``
@@ -229,25 +293,11 @@ class ADMM(IterativeSolver):
       Quadratic-time Algorithms and Adversarial Training", 2022 (arXiv:2201.01965).
     """
 
-    fun: Callable
-    prox: Callable
     _: dataclasses.KW_ONLY
     A: Any = None
-    rho: float = 1.0
-    alpha: float = 1.0
-    quadratic: bool = False
-    residual_balancing: bool = True
-    mu: float = 10.0
-    tau: float = 2.0
-    atol: float | None = None
-    inner_solver: Any = None
-    inner_maxiter: int = 100
-    maxiter: int = 1000
-    tol: float = 1e-4
 
     def __post_init__(self):
         super().__post_init__()
-        _check_admm_options(self)
         if self.A is not None:
             if callable(self.A) or isinstance(self.A, str):
                 raise TypeError(f"`A` must be None or a 2-D array, got {type(self.A).__name__}.")
@@ -279,11 +329,6 @@ class ADMM(IterativeSolver):
         ax_v = tu.tree_sub(self._Ax(x), v)
         return self._value_fun()(x, *args, **kwargs) + 0.5 * rho * tu.tree_l2_norm(ax_v, squared=True)
 
-    def _quadratic_data(self, x, args, kwargs):
-        f = lambda v: self._value_fun()(v, *args, **kwargs)
-        zero = jnp.zeros_like(x)
-        return jax.hessian(f)(zero), jax.grad(f)(zero)
-
     def _factor(self, Q, rho):
         M = Q + rho * (jnp.eye(Q.shape[0], dtype=Q.dtype) if self.A is None else self.A.T @ self.A)
         return jnp.linalg.cholesky(M)
@@ -292,12 +337,11 @@ class ADMM(IterativeSolver):
         """``argmin fun(x) + rho/2 ||Ax - v||^2``: (x, inner iterations, factor, factor_rho)."""
         rho = state.rho
         if self.quadratic:
-            factor = jax.lax.cond(rho != state.factor_rho, lambda: self._factor(state.hessian, rho),
-                                  lambda: state.factor)
+            factor = self._current_factor(state)
             rhs = rho * self._ATy(v) - state.linear
             x_new = jax.scipy.linalg.cho_solve((factor, True), rhs)
             return x_new, jnp.asarray(0, jnp.int32), factor, rho
-        out = _inner_solver_for(self, self._x_objective, state.inner_tol).run(x, v, rho, *args, **kwargs)
+        out = self._inner_solver_for(self._x_objective, state.inner_tol).run(x, v, rho, *args, **kwargs)
         inner = jnp.asarray(getattr(out.state, "iter_num", 0), jnp.int32)
         return out.params, inner, state.factor, state.factor_rho
 
@@ -317,22 +361,11 @@ class ADMM(IterativeSolver):
         x = init_params
         value = self._value_fun()(x, *args, **kwargs)
         dtype = jnp.result_type(*jax.tree_util.tree_leaves(x))
-        rho = jnp.asarray(self.rho, dtype)
         z = self._Ax(x)
-        if self.quadratic:
-            Q, c = self._quadratic_data(x, args, kwargs)
-            factor = self._factor(Q, rho)
-        else:
-            factor, c = _empty(dtype)
-            Q = factor
         grad = jax.grad(self._value_fun())(x, *args, **kwargs)
-        inner_tol = (0.1 * tu.tree_l2_norm(grad)).astype(dtype)
-        inf = jnp.asarray(jnp.inf, dtype)
-        return ADMMState(
-            iter_num=jnp.asarray(0, jnp.int32), value=jnp.asarray(value, dtype), error=inf,
-            primal_residual=inf, dual_residual=inf, z=z, dual=tu.tree_zeros_like(z), rho=rho,
-            inner_tol=inner_tol, inner_iter_num=jnp.asarray(0, jnp.int32), factor=factor,
-            factor_rho=rho, hessian=Q, linear=c, status=jnp.asarray(Status.RUNNING, jnp.int32))
+        quadratic_data = self._quadratic_data(x, args, kwargs) if self.quadratic else None
+        shared = self._initial_fields(jnp.asarray(self.rho, dtype), grad, quadratic_data, dtype)
+        return ADMMState(value=jnp.asarray(value, dtype), z=z, dual=tu.tree_zeros_like(z), **shared)
 
     def update(self, params, state: ADMMState, hyperparams_prox=None, *args, **kwargs) -> OptStep:
         """One ADMM iteration (x-, z- and dual update, then residual balancing).
@@ -361,18 +394,10 @@ class ADMM(IterativeSolver):
         scale_d = tu.tree_l2_norm(self._ATy(y)).astype(dtype)
         size_p = sum(jnp.size(leaf) for leaf in jax.tree_util.tree_leaves(z))
         size_d = sum(jnp.size(leaf) for leaf in jax.tree_util.tree_leaves(x))
-        error = _relative_residual(r, s, scale_p, scale_d, size_p, size_d, self.tol, self.atol, dtype)
-        atol = self.tol if self.atol is None else self.atol
-        eps_dual = np.sqrt(size_d) * atol + self.tol * scale_d
-        inner_tol = _adaptive_inner_tol(state.inner_tol, r, s, rho, eps_dual, dtype)
+        sizes = (size_p, size_d)
+        shared = self._next_fields(state, r, s, (scale_p, scale_d), sizes, inner, factor, factor_rho)
         value = jnp.asarray(self._value_fun()(x, *args, **kwargs), dtype)
-        new_state = ADMMState(
-            iter_num=state.iter_num + 1, value=value, error=error, primal_residual=r, dual_residual=s,
-            z=z, dual=y, rho=_balance_rho(rho, r, s, self.mu, self.tau, self.residual_balancing),
-            inner_tol=inner_tol, inner_iter_num=state.inner_iter_num + inner, factor=factor,
-            factor_rho=jnp.asarray(factor_rho, dtype), hessian=state.hessian, linear=state.linear,
-            status=state.status)
-        return OptStep(x, new_state)
+        return OptStep(x, ADMMState(value=value, z=z, dual=y, **shared))
 
     def optimality_fun(self, params, hyperparams_prox=None, *args, **kwargs):
         """Residual that vanishes at a solution.
@@ -404,9 +429,6 @@ class ADMM(IterativeSolver):
         ax = self.A @ x
         stationarity = grad(x, *args, **kwargs) + self.A.T @ y
         return KKTSolution(stationarity, ax - self.prox(ax + s * y, hyperparams_prox, s))
-
-    def _implicit_solve(self) -> Callable:
-        return self.implicit_diff_solve or _step.solve_kkt_implicit
 
     # With ``A`` the implicit system is in (x, y): the loop returns both and ``run`` drops y.
     def _run_loop(self, init_params, *args, **kwargs) -> OptStep:

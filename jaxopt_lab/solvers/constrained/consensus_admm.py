@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -13,16 +12,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.solver import IterativeSolver
-from jaxopt_lab.core.types import OptStep, Status
-from jaxopt_lab.solvers.constrained import _step
-from jaxopt_lab.solvers.constrained.admm import (
-    _adaptive_inner_tol,
-    _balance_rho,
-    _check_admm_options,
-    _inner_solver_for,
-    _relative_residual,
-)
+from jaxopt_lab.core.types import OptStep
+from jaxopt_lab.solvers.constrained.admm import _ADMMBase
 
 
 class ConsensusADMMState(NamedTuple):
@@ -68,7 +59,7 @@ def _stack(tree, n):
 
 
 @dataclasses.dataclass(eq=False)
-class ConsensusADMM(IterativeSolver):
+class ConsensusADMM(_ADMMBase):
     """Global-consensus ADMM for ``min_x sum_i fun(x, *args_i) + g(x)``.
 
     The data ``*args`` carry a leading block axis of size ``N`` (``in_axes`` as in
@@ -113,27 +104,13 @@ class ConsensusADMM(IterativeSolver):
       Trends in Machine Learning, 2011, chapter 7.
     """
 
-    fun: Callable
-    prox: Callable
     _: dataclasses.KW_ONLY
     in_axes: Any = 0
     mesh: Mesh | None = None
     axis_name: str | None = None
-    rho: float = 1.0
-    alpha: float = 1.0
-    quadratic: bool = False
-    residual_balancing: bool = True
-    mu: float = 10.0
-    tau: float = 2.0
-    atol: float | None = None
-    inner_solver: Any = None
-    inner_maxiter: int = 100
-    maxiter: int = 1000
-    tol: float = 1e-4
 
     def __post_init__(self):
         super().__post_init__()
-        _check_admm_options(self)
         if self.mesh is not None:
             if not isinstance(self.mesh, Mesh):
                 raise TypeError("`mesh` must be a jax.sharding.Mesh or None, got "
@@ -209,12 +186,11 @@ class ConsensusADMM(IterativeSolver):
     def _x_update(self, x_blocks, v_blocks, state, args, kwargs):
         rho = state.rho
         if self.quadratic:
-            factor = jax.lax.cond(rho != state.factor_rho, lambda: self._factor(state.hessian, rho),
-                                  lambda: state.factor)
+            factor = self._current_factor(state)
             solve = lambda L, b: jax.scipy.linalg.cho_solve((L, True), b)
             x_new = jax.vmap(solve)(factor, rho * v_blocks - state.linear)
             return x_new, jnp.asarray(0, jnp.int32), factor, rho
-        solver = _inner_solver_for(self, self._x_objective, state.inner_tol)
+        solver = self._inner_solver_for(self._x_objective, state.inner_tol)
 
         def block(x, v, a):
             out = solver.run(x, v, rho, *a, **kwargs)
@@ -239,26 +215,15 @@ class ConsensusADMM(IterativeSolver):
         z = init_params
         n = self._num_blocks(args)
         dtype = jnp.result_type(*jax.tree_util.tree_leaves(z))
-        rho = jnp.asarray(self.rho, dtype)
         x_blocks = self._constrain(_stack(z, n))
+        quadratic_data = None
         if self.quadratic:
-            def data(a):
-                f = lambda v: self._value_fun()(v, *a, **kwargs)
-                zero = jnp.zeros_like(z)
-                return jax.hessian(f)(zero), jax.grad(f)(zero)
-            Q, c = jax.vmap(data, in_axes=(self._args_axes(args),))(args)
-            factor = self._factor(Q, rho)
-        else:
-            Q = factor = jnp.zeros((0, 0), dtype)
-            c = jnp.zeros((0,), dtype)
+            data = lambda a: self._quadratic_data(z, a, kwargs)
+            quadratic_data = jax.vmap(data, in_axes=(self._args_axes(args),))(args)
         grad = jax.grad(lambda v: self._total_value(v, args, kwargs))(z)
-        inf = jnp.asarray(jnp.inf, dtype)
-        return ConsensusADMMState(
-            iter_num=jnp.asarray(0, jnp.int32), value=self._total_value(z, args, kwargs).astype(dtype),
-            error=inf, primal_residual=inf, dual_residual=inf, x_blocks=x_blocks,
-            dual=tu.tree_zeros_like(x_blocks), rho=rho, inner_tol=(0.1 * tu.tree_l2_norm(grad)).astype(dtype),
-            inner_iter_num=jnp.asarray(0, jnp.int32), factor=factor, factor_rho=rho, hessian=Q, linear=c,
-            status=jnp.asarray(Status.RUNNING, jnp.int32))
+        shared = self._initial_fields(jnp.asarray(self.rho, dtype), grad, quadratic_data, dtype)
+        return ConsensusADMMState(value=self._total_value(z, args, kwargs).astype(dtype), x_blocks=x_blocks,
+                                  dual=tu.tree_zeros_like(x_blocks), **shared)
 
     def update(self, params, state: ConsensusADMMState, hyperparams_prox=None, *args,
                **kwargs) -> OptStep:
@@ -292,18 +257,9 @@ class ConsensusADMM(IterativeSolver):
         scale_p = jnp.maximum(tu.tree_l2_norm(x), np.sqrt(n) * tu.tree_l2_norm(z)).astype(dtype)
         scale_d = tu.tree_l2_norm(y).astype(dtype)
         size = sum(jnp.size(leaf) for leaf in jax.tree_util.tree_leaves(x))
-        error = _relative_residual(r, s, scale_p, scale_d, size, size, self.tol, self.atol, dtype)
-        atol = self.tol if self.atol is None else self.atol
-        inner_tol = _adaptive_inner_tol(state.inner_tol, r, s, rho, np.sqrt(size) * atol + self.tol * scale_d,
-                                       dtype)
-        new_state = ConsensusADMMState(
-            iter_num=state.iter_num + 1, value=self._total_value(z, args, kwargs).astype(dtype), error=error,
-            primal_residual=r, dual_residual=s, x_blocks=x, dual=y,
-            rho=_balance_rho(rho, r, s, self.mu, self.tau, self.residual_balancing), inner_tol=inner_tol,
-            inner_iter_num=state.inner_iter_num + inner, factor=factor,
-            factor_rho=jnp.asarray(factor_rho, dtype), hessian=state.hessian, linear=state.linear,
-            status=state.status)
-        return OptStep(z, new_state)
+        shared = self._next_fields(state, r, s, (scale_p, scale_d), (size, size), inner, factor, factor_rho)
+        value = self._total_value(z, args, kwargs).astype(dtype)
+        return OptStep(z, ConsensusADMMState(value=value, x_blocks=x, dual=y, **shared))
 
     def optimality_fun(self, params, hyperparams_prox=None, *args, **kwargs):
         """``z - prox(z - s sum_i grad fun(z, *args_i), hyperparams_prox, s)``, ``s = 1 / (N rho)``.
@@ -320,9 +276,6 @@ class ConsensusADMM(IterativeSolver):
         s = 1.0 / (n * jnp.asarray(self.rho))
         grad = jax.grad(lambda v: self._total_value(v, args, kwargs))(params)
         return tu.tree_sub(params, self.prox(tu.tree_add_scalar_mul(params, -s, grad), hyperparams_prox, s))
-
-    def _implicit_solve(self) -> Callable:
-        return self.implicit_diff_solve or _step.solve_kkt_implicit
 
     def run(self, init_params, hyperparams_prox=None, *args, **kwargs) -> OptStep:
         """Run consensus ADMM from ``init_params``.
