@@ -261,6 +261,11 @@ def strong_wolfe(
     return LineSearchResult(lo_t, lo_x, lo_f, lo_g, lo_aux, failed, c.k, stalled, nonfinite)
 
 
+# A grown step is trusted only when the test's allowance exceeds this many eps |f|
+# (ten times the rounding slack): then it passes or fails on f, not on rounding.
+GROWTH_MARGIN = 100.0
+
+
 class _BtCarry(NamedTuple):
     t: Any
     x: Any
@@ -286,13 +291,22 @@ def backtracking(
     step_fn: Callable | None = None,
     done=None,
     unroll: bool = False,
+    strict_first=False,
 ) -> LineSearchResult:
     """Backtracking search for a step with sufficient decrease (Armijo).
 
     Tries ``t, t * decrease_factor, ...`` until
     ``f(x + t d) <= f(x) + c1 t <g, d>`` (or, with ``step_fn``, until
     ``f(y) <= f(x) + <g, y - x> + ||y - x||^2 / (2 t)`` for ``y = step_fn(t)``, the
-    condition of proximal gradient methods).
+    condition of proximal gradient methods). Near a minimizer ``f`` changes by less
+    than its rounding, so the test allows a slack of ``10 eps |f(x)|``.
+
+    The slack would accept an arbitrarily long step once every change of ``f`` is
+    rounding noise, so a step grown beyond the last accepted one (``strict_first``)
+    must pass on its own: its first trial is accepted only when the test holds
+    without slack and the allowance the verdict hinges on (``||y - x||^2 / (2 t)``
+    with ``step_fn``, ``-c1 t <g, d>`` otherwise) exceeds ``GROWTH_MARGIN eps |f(x)|``.
+    Otherwise the search goes on to ``t * decrease_factor`` under the usual test.
 
     Args:
       value_and_grad: ``x -> ((value, aux), grad)``; ``grad`` may be ``None``
@@ -311,6 +325,8 @@ def backtracking(
         lane under ``vmap``) and returns ``failed``.
       unroll: run the loop as a masked ``lax.scan`` of ``maxls`` steps (same result,
         reverse-mode differentiable; for solvers that differentiate by unrolling).
+      strict_first: boolean (may be traced): the first trial is a grown step, judged
+        by the strict test above.
 
     Returns:
       A :class:`LineSearchResult`.
@@ -325,21 +341,29 @@ def backtracking(
     # Rounding slack: near a minimizer f changes by less than its own precision.
     slack = 10 * jnp.finfo(dtype).eps * jnp.abs(f0)
     slope_known = step_fn is None
+    strict_first = jnp.asarray(strict_first, bool)
+    # A grown first trial: no slack, and an allowance well above f's rounding.
+    margin_floor = GROWTH_MARGIN * jnp.finfo(dtype).eps * jnp.abs(f0)
+
+    def judge(f, bound, allowance, strict):
+        lenient = f <= bound + slack
+        return jnp.where(strict, (f <= bound) & (allowance > margin_floor), lenient)
+
     if step_fn is None:
         d0 = jnp.real(tu.tree_vdot(grad, direction)).astype(dtype) if slope is None else slope
         step_fn = lambda t: tu.tree_add_scalar_mul(params, t, direction)
-        test = lambda t, y, f: f <= f0 + c1 * t * d0 + slack
+        test = lambda t, y, f, strict: judge(f, f0 + c1 * t * d0, -c1 * t * d0, strict)
     else:
-        def test(t, y, f):
+        def test(t, y, f, strict):
             diff = tu.tree_sub(y, params)
-            model = f0 + jnp.real(tu.tree_vdot(grad, diff)) + 0.5 / t * tu.tree_l2_norm(diff, True)
-            return f <= model + slack
+            prox_term = 0.5 / t * tu.tree_l2_norm(diff, True)
+            return judge(f, f0 + jnp.real(tu.tree_vdot(grad, diff)) + prox_term, prox_term, strict)
 
     def body(c: _BtCarry):
         y = step_fn(c.t)
         (f, a), g = value_and_grad(y)
         f = jnp.asarray(f, dtype)
-        ok = jnp.isfinite(f) & test(c.t, y, f)
+        ok = jnp.isfinite(f) & test(c.t, y, f, strict_first & (c.k == 0))
         keep = lambda new, old: tu.tree_where(c.done, old, new)
         return _BtCarry(
             t=keep(jnp.where(ok, c.t, c.t * decrease_factor), c.t),
