@@ -54,7 +54,14 @@ class SaddlePointState(NamedTuple):
 
 @dataclasses.dataclass(eq=False)
 class _SaddlePointSolver(IterativeSolver):
-    """What mirror prox and optimistic mirror descent share: mirror steps, divergences, the gap."""
+    """What mirror prox and optimistic mirror descent share: mirror steps, divergences, the gap,
+    and the step itself. A subclass writes where the leading step's operator comes from
+    (:meth:`_prediction`) and the adaptive step's acceptance test (:meth:`_test`)."""
+
+    # Whether the state carries the previous leading point and its operator (optimistic).
+    _optimistic = False
+    # The initial step is this factor over a secant estimate of the Lipschitz constant.
+    _lipschitz_factor = 1.0
 
     fun: Callable
     _: dataclasses.KW_ONLY
@@ -177,30 +184,73 @@ class _SaddlePointSolver(IterativeSolver):
         est = dF / dz
         return jnp.where(jnp.isfinite(est) & (est > 0), factor / est, 1).astype(dtype)
 
-    def _state(self, init_params, args, kwargs, prediction_too):
+    def init_state(self, init_params, *args, **kwargs) -> SaddlePointState:
+        """Step size and gap at ``init_params = (x0, y0)``.
+
+        Args:
+          init_params: the pair ``(x0, y0)``.
+          *args, **kwargs: passed to ``fun``.
+
+        Returns:
+          A :class:`SaddlePointState`; for :class:`OptimisticMirrorDescent` its
+          ``prediction`` is ``F`` at ``init_params``.
+        """
         z = tuple(init_params)
         dtype = jnp.result_type(*jax.tree_util.tree_leaves(z))
         F = self._operator(z, args, kwargs)
         eta = self._initial_stepsize(z, F, args, kwargs, dtype, self._lipschitz_factor)
         error = self._gap(z, args, kwargs, dtype)
-        leading = (z, F) if prediction_too else (None, None)
+        leading = (z, F) if self._optimistic else (None, None)
         return SaddlePointState(jnp.asarray(0, jnp.int32), error, z, *leading, eta,
                                 jnp.zeros((), dtype), jnp.zeros((), dtype),
                                 jnp.asarray(Status.RUNNING, jnp.int32))
 
-    def _advance(self, params, state, w, z_next, accepted, eta_next, leading, args, kwargs, credit=None):
-        """Average ``w`` in with weight ``eta`` if accepted; the new state at the averaged point."""
-        dtype = state.stepsize.dtype
-        eta = state.stepsize
+    def update(self, params, state: SaddlePointState, *args, **kwargs) -> OptStep:
+        """One step: the leading point ``w``, the actual step ``z+``, the step-size test.
+
+        ``w = prox_z(eta M)`` with ``M`` from :meth:`_prediction`, ``z+ = prox_z(eta F(w))``.
+        With the adaptive step a rejected trial halves ``eta`` and leaves the iterate, the
+        prediction and the average unchanged; an accepted one averages ``w`` in with weight
+        ``eta``.
+
+        Args:
+          params: the current averaged point ``(x, y)``.
+          state: current :class:`SaddlePointState`.
+          *args, **kwargs: passed to ``fun``.
+
+        Returns:
+          ``OptStep((x_avg, y_avg), state)``.
+        """
+        z, eta = state.iterate, state.stepsize
+        M = self._prediction(z, state, args, kwargs)
+        w = self._step(z, M, eta)
+        Fw = self._operator(w, args, kwargs)
+        z_next = self._step(z, Fw, eta)
+        if self.stepsize is None:
+            accepted, credit = self._test(state, M, w, Fw, z_next)
+            eta_next = jnp.where(accepted, eta, eta / 2)
+        else:
+            accepted, eta_next, credit = jnp.asarray(True), eta, state.credit
+        leading = (None, None)
+        if self._optimistic:
+            leading = (tu.tree_where(accepted, w, state.leading), tu.tree_where(accepted, Fw, M))
+        dtype = eta.dtype
         total = state.weight_sum + jnp.where(accepted, eta, 0)
         frac = jnp.where(accepted, eta / jnp.where(total > 0, total, 1), 0).astype(dtype)
         avg = jax.tree_util.tree_map(lambda a, b: (1 - frac) * a + frac * b, tuple(params), w)
         z = tu.tree_where(accepted, z_next, state.iterate)
         error = self._gap(avg, args, kwargs, dtype)
-        credit = state.credit if credit is None else credit
         new = SaddlePointState(state.iter_num + 1, error, z, *leading, eta_next.astype(dtype),
                                total.astype(dtype), jnp.asarray(credit, dtype), state.status)
         return OptStep(avg, new)
+
+    def _prediction(self, z, state, args, kwargs):
+        """The operator value the leading step ``w = prox_z(eta M)`` moves along."""
+        raise NotImplementedError
+
+    def _test(self, state, M, w, Fw, z_next):
+        """The adaptive step's test: ``(accepted, credit)`` (``credit``: the new ``state.credit``)."""
+        raise NotImplementedError
 
     def _accept(self, state, w, Fw, z_next):
         """Nemirovski's test ``eta <F(w), w - z+> - D(z+, z) <= 0`` (up to rounding)."""
@@ -266,41 +316,12 @@ class MirrorProx(_SaddlePointSolver):
       saddle points and other problems", 1976.
     """
 
-    _lipschitz_factor = 1.0
+    def _prediction(self, z, state, args, kwargs):
+        # The extragradient step: the operator at the current iterate (a second call).
+        return self._operator(z, args, kwargs)
 
-    def init_state(self, init_params, *args, **kwargs) -> SaddlePointState:
-        """Step size and gap at ``init_params = (x0, y0)``.
-
-        Args:
-          init_params: the pair ``(x0, y0)``.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          A :class:`SaddlePointState`.
-        """
-        return self._state(init_params, args, kwargs, prediction_too=False)
-
-    def update(self, params, state: SaddlePointState, *args, **kwargs) -> OptStep:
-        """One mirror-prox step (or a rejected trial, which halves the step).
-
-        Args:
-          params: the current averaged point ``(x, y)``.
-          state: current :class:`SaddlePointState`.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          ``OptStep((x_avg, y_avg), state)``.
-        """
-        z, eta = state.iterate, state.stepsize
-        w = self._step(z, self._operator(z, args, kwargs), eta)
-        Fw = self._operator(w, args, kwargs)
-        z_next = self._step(z, Fw, eta)
-        if self.stepsize is None:
-            accepted = self._accept(state, w, Fw, z_next)
-            eta_next = jnp.where(accepted, eta, eta / 2)
-        else:
-            accepted, eta_next = jnp.asarray(True), eta
-        return self._advance(params, state, w, z_next, accepted, eta_next, (None, None), args, kwargs)
+    def _test(self, state, M, w, Fw, z_next):
+        return self._accept(state, w, Fw, z_next), state.credit
 
 
 @dataclasses.dataclass(eq=False)
@@ -332,17 +353,11 @@ class OptimisticMirrorDescent(_SaddlePointSolver):
     :class:`MirrorProx`; derivatives go through the iterations by default.
 
     Args:
-      fun: ``fun(x, y, *args, **kwargs)``, convex in ``x`` and concave in ``y``.
-      mirror: ``"euclidean"``, ``"entropy"`` or a pair of them (static).
-      projection_x, projection_y: Euclidean projections onto each player's set.
-      stepsize: a fixed step ``> 0`` (may be traced), or ``None`` for the adaptive one.
-      maxiter: maximum iterations.
-      tol: stop when ``state.error <= tol``.
-      implicit_diff, implicit_diff_solve, jit, unroll, verbose: see
-        :class:`jaxopt_lab.IterativeSolver`.
+      fun, mirror, projection_x, projection_y, stepsize, maxiter, tol, implicit_diff,
+        implicit_diff_solve, jit, unroll, verbose: as for :class:`MirrorProx`.
 
     Returns:
-      ``run((x0, y0), *args, **kwargs)`` returns ``OptStep((x_avg, y_avg), SaddlePointState)``.
+      ``run((x0, y0), *args, **kwargs)``, as for :class:`MirrorProx`.
 
     References:
       Rakhlin and Sridharan, "Optimization, Learning, and Games with Predictable Sequences",
@@ -350,47 +365,20 @@ class OptimisticMirrorDescent(_SaddlePointSolver):
       for search of saddle points", 1980.
     """
 
-    _lipschitz_factor = 1.0
+    _optimistic = True
 
-    def init_state(self, init_params, *args, **kwargs) -> SaddlePointState:
-        """Step size, gap and the first prediction ``F(x0, y0)``.
+    def _prediction(self, z, state, args, kwargs):
+        # The operator at the previous leading point, kept in the state: no second call.
+        return state.prediction
 
-        Args:
-          init_params: the pair ``(x0, y0)``.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          A :class:`SaddlePointState`; its ``prediction`` is ``F`` at ``init_params``.
-        """
-        return self._state(init_params, args, kwargs, prediction_too=True)
-
-    def update(self, params, state: SaddlePointState, *args, **kwargs) -> OptStep:
-        """One optimistic step.
-
-        Args:
-          params: the current averaged point ``(x, y)``.
-          state: current :class:`SaddlePointState`.
-          *args, **kwargs: passed to ``fun``.
-
-        Returns:
-          ``OptStep((x_avg, y_avg), state)``.
-        """
-        z, eta, M = state.iterate, state.stepsize, state.prediction
-        w = self._step(z, M, eta)
-        Fw = self._operator(w, args, kwargs)
-        z_next = self._step(z, Fw, eta)
-        if self.stepsize is None:
-            # The step's term e_t of the regret bound (see the class docstring); the step is
-            # kept while the running sum of the e_t stays <= -D(z+, w) / 3, the reserve that
-            # pays for the next step's ||z+ - w|| part of ||w_{t+1} - w_t||; else eta is halved.
-            d_next = self._bregman(z_next, w)
-            div = d_next + self._bregman(w, z)
-            term = eta * tu.tree_vdot(tu.tree_sub(Fw, M), tu.tree_sub(w, z_next)) - div
-            credit = state.credit + term
-            accepted = credit + d_next / 3 <= self._rounding(eta, tu.tree_sub(Fw, M), w, z_next, div)
-            eta_next = jnp.where(accepted, eta, eta / 2)
-            credit = jnp.where(accepted, jnp.minimum(credit, 0), state.credit)
-        else:
-            accepted, eta_next, credit = jnp.asarray(True), eta, state.credit
-        leading = (tu.tree_where(accepted, w, state.leading), tu.tree_where(accepted, Fw, M))
-        return self._advance(params, state, w, z_next, accepted, eta_next, leading, args, kwargs, credit)
+    def _test(self, state, M, w, Fw, z_next):
+        # The step's term e_t of the regret bound (see the class docstring); the step is
+        # kept while the running sum of the e_t stays <= -D(z+, w) / 3, the reserve that
+        # pays for the next step's ||z+ - w|| part of ||w_{t+1} - w_t||; else eta is halved.
+        eta, z = state.stepsize, state.iterate
+        d_next = self._bregman(z_next, w)
+        div = d_next + self._bregman(w, z)
+        term = eta * tu.tree_vdot(tu.tree_sub(Fw, M), tu.tree_sub(w, z_next)) - div
+        credit = state.credit + term
+        accepted = credit + d_next / 3 <= self._rounding(eta, tu.tree_sub(Fw, M), w, z_next, div)
+        return accepted, jnp.where(accepted, jnp.minimum(credit, 0), state.credit)
