@@ -2,7 +2,9 @@
 
 Notation: ``g_i`` (``i = 1..b``) are the per-example gradients flattened over all leaves,
 ``g = mean_i g_i`` the batch gradient, and every variance is the sample variance with the
-``b - 1`` denominator. Each test returns ``(passed, suggested_batch_size)`` where the
+``b - 1`` denominator. Inner products and projections are taken over the whole flattened
+gradient, as the tests are stated, not leaf by leaf (a per-leaf sum drops the cross-leaf
+covariances of ``<g_i, g>``). Each test returns ``(passed, suggested_batch_size)`` where the
 suggested size is the smallest ``b`` for which the test, with the same variance estimate,
 would pass (clipped to the int32 range).
 """
