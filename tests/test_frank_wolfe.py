@@ -222,6 +222,24 @@ def test_stochastic_frank_wolfe_with_minibatches():
     assert float(_fun(full.params, A, b)) - f_ref <= 1.5e-2
 
 
+def test_stochastic_frank_wolfe_run_iterator_stops_on_a_nonfinite_batch():
+    # run_iterator is the stochastic solvers' driver: a NaN batch returns the last finite
+    # iterate, which equals a run over the clean batches before it, and the state counts
+    # the failed update as the run loop does; a non-iterable is a TypeError naming it.
+    A, b, x0 = _lsq()
+    fun = lambda x, data: _fun(x, *data)
+    clean = [(A, b)] * 4
+    solver = jl.StochasticFrankWolfe(fun, L.lmo_simplex, tol=0.0, maxiter=50)
+    out = solver.run_iterator(x0, 1.0, iter(clean + [(A * np.nan, b)] + clean))
+    ref = solver.run_iterator(x0, 1.0, iter(clean))
+    assert int(out.state.status) == jl.Status.NONFINITE
+    assert int(out.state.iter_num) == int(ref.state.iter_num) + 1 == 4
+    np.testing.assert_array_equal(out.params, ref.params)
+    np.testing.assert_array_equal(out.state.value, ref.state.value)
+    with pytest.raises(TypeError, match="`iterator`"):
+        solver.run_iterator(x0, 1.0, 3)
+
+
 def test_bad_input_names_the_argument():
     A, b, x0 = _lsq()
     with pytest.raises(ValueError, match="`lmo`"):

@@ -7,7 +7,8 @@ of ``maxiter`` steps whose finished steps are masked). Under ``vmap`` the
 while-loop's batched predicate freezes finished lanes, so each lane's result and
 status are exact. A step that turns the iterate non-finite is not kept: the loop
 returns the last finite iterate, with the state that describes it (its value and
-error), and the ``NONFINITE`` status.
+error), and the ``NONFINITE`` status. ``run_batches`` drives a solver the same way over
+the mini-batches of a Python iterator (``run_iterator`` of the stochastic solvers).
 """
 
 from __future__ import annotations
@@ -210,3 +211,77 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val, maxiter: int, u
         return val
 
     return bounded_while_loop(cond_fun, body_fun, init_val, int(maxiter), unroll=True)
+
+
+def _init_state(solver, params, args, kwargs):
+    return solver.init_state(params, *args, **kwargs)
+
+
+def _update(solver, params, state, args, kwargs):
+    return solver.update(params, state, *args, **kwargs)
+
+
+# The solver is an argument (a pytree whose numeric options are leaves): one compile per
+# solver structure and batch shape, reused across tolerances and step sizes.
+_jitted_init_state = jax.jit(_init_state)
+_jitted_update = jax.jit(_update)
+_EXHAUSTED = object()
+
+
+def run_batches(solver, init_params, iterator, args: tuple = (), kwargs: dict | None = None) -> OptStep:
+    """Run ``solver.update`` once per mini-batch of a Python iterator (jaxopt's ``run_iterator``).
+
+    The first batch goes to ``init_state`` only; each later batch to one ``update``, as
+    ``fun(params, *args, data=batch, **kwargs)``, for at most ``solver.maxiter`` updates.
+    The loop stops when the state's status leaves ``RUNNING`` (read before the next batch
+    is drawn, so a stop leaves the rest of the iterator unread). A ``NONFINITE`` update
+    returns the last finite iterate with the state that describes it, as :func:`run` does
+    (the previous iterate when ``solver._state_at_input``). ``init_state`` and ``update``
+    are jitted once each with ``solver.jit``; the iterator runs in Python.
+
+    Args:
+      solver: an iterative solver (``init_state``, ``update``, ``maxiter``, ``jit``).
+      init_params: initial point (a pytree).
+      iterator: an iterable of mini-batches (a generator, a data loader, a list).
+      args: positional arguments passed with every batch (after ``params``).
+      kwargs: keyword arguments passed with every batch (not ``data``).
+
+    Returns:
+      ``OptStep(params, state)``.
+
+    Raises:
+      ValueError: ``kwargs`` already holds ``data``, or ``iterator`` yields no batch.
+      TypeError: ``iterator`` is not iterable.
+    """
+    kwargs = {} if kwargs is None else kwargs
+    if "data" in kwargs:
+        raise ValueError("run_iterator passes each batch as `data=`; do not pass `data` in **kwargs.")
+    try:
+        batches = iter(iterator)
+    except TypeError:
+        raise TypeError("`iterator` must be an iterable of batches, got "
+                        f"{type(iterator).__name__}.") from None
+    solver._check_run_args(init_params, args, kwargs)
+    try:
+        first = next(batches)
+    except StopIteration:
+        raise ValueError("`iterator` yielded no batch (run_iterator needs at least one, "
+                         "for init_state).") from None
+    init, step = (_jitted_init_state, _jitted_update) if solver.jit else (_init_state, _update)
+    lookback = solver._state_at_input
+    state = init(solver, init_params, args, {**kwargs, "data": first})
+    params = prev = init_params
+    for _ in range(solver.maxiter):
+        if int(state.status) != _RUNNING:
+            break
+        batch = next(batches, _EXHAUSTED)
+        if batch is _EXHAUSTED:
+            break
+        new_params, new_state = step(solver, params, state, args, {**kwargs, "data": batch})
+        if int(new_state.status) == _NONFINITE:
+            # As in guarded_step: the input state describes the iterate kept.
+            params = prev if lookback else params
+            state = state._replace(status=new_state.status, iter_num=new_state.iter_num)
+            break
+        prev, params, state = params, new_params, new_state
+    return OptStep(params, state)

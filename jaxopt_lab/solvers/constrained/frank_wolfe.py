@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxopt_lab.core import loop as _loop
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_callable, check_positive
 from jaxopt_lab.core.solver import IterativeSolver
@@ -383,7 +384,8 @@ class StochasticFrankWolfe(FrankWolfe):
         """Run over the mini-batches of ``iterator``: the first for ``init_state``, then one per ``update``.
 
         Each batch is passed as ``fun(params, *args, data=batch, **kwargs)``, for at most
-        ``maxiter`` updates or until the status leaves ``RUNNING``.
+        ``maxiter`` updates or until the status leaves ``RUNNING``; a ``NONFINITE`` update
+        returns the last finite iterate (see :func:`jaxopt_lab.core.loop.run_batches`).
 
         Args:
           init_params: initial point in the set.
@@ -396,37 +398,6 @@ class StochasticFrankWolfe(FrankWolfe):
 
         Raises:
           ValueError: ``kwargs`` holds ``data``, or ``iterator`` yields no batch.
+          TypeError: ``iterator`` is not iterable.
         """
-        if "data" in kwargs:
-            raise ValueError("run_iterator passes each batch as `data=`; do not pass `data` in **kwargs.")
-        batches = iter(iterator)
-        try:
-            first = next(batches)
-        except StopIteration:
-            raise ValueError("`iterator` yielded no batch (run_iterator needs one for init_state).") from None
-        self._check_run_args(init_params, (hyperparams_lmo, *args), kwargs)
-        init, step = (_jitted_init_state, _jitted_update) if self.jit else (_init_state, _update)
-        state = init(self, init_params, (hyperparams_lmo, *args), {**kwargs, "data": first})
-        params = init_params
-        for batch in batches:
-            if int(state.status) != Status.RUNNING:
-                break
-            new_params, new_state = step(self, params, state, (hyperparams_lmo, *args),
-                                         {**kwargs, "data": batch})
-            if int(new_state.status) == Status.NONFINITE:
-                state = state._replace(status=new_state.status)
-                break
-            params, state = new_params, new_state
-        return OptStep(params, state)
-
-
-def _init_state(solver, params, args, kwargs):
-    return solver.init_state(params, *args, **kwargs)
-
-
-def _update(solver, params, state, args, kwargs):
-    return solver.update(params, state, *args, **kwargs)
-
-
-_jitted_init_state = jax.jit(_init_state)
-_jitted_update = jax.jit(_update)
+        return _loop.run_batches(self, init_params, iterator, (hyperparams_lmo, *args), kwargs)

@@ -7,28 +7,12 @@ loader), as jaxopt's ``StochasticSolver.run_iterator`` does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
-import jax
-
+from jaxopt_lab.core import loop as _loop
 from jaxopt_lab.core.solver import IterativeSolver
-from jaxopt_lab.core.types import OptStep, Status
-
-
-def _init_state(solver, params, args, kwargs):
-    return solver.init_state(params, *args, **kwargs)
-
-
-def _update(solver, params, state, args, kwargs):
-    return solver.update(params, state, *args, **kwargs)
-
-
-# The solver is an argument (a pytree whose numeric options are leaves): one compile per
-# solver structure and batch shape, reused across tolerances and step sizes.
-_jitted_init_state = jax.jit(_init_state)
-_jitted_update = jax.jit(_update)
-_EXHAUSTED = object()
+from jaxopt_lab.core.types import OptStep
 
 
 class StochasticSolver(IterativeSolver):
@@ -66,36 +50,4 @@ class StochasticSolver(IterativeSolver):
           ValueError: ``kwargs`` already holds ``data``, or ``iterator`` yields no batch.
           TypeError: ``iterator`` is not iterable.
         """
-        if "data" in kwargs:
-            raise ValueError("run_iterator passes each batch as `data=`; do not pass `data` "
-                             "in **kwargs.")
-        try:
-            batches: Iterator = iter(iterator)
-        except TypeError:
-            raise TypeError(f"`iterator` must be an iterable of batches, got "
-                            f"{type(iterator).__name__}.") from None
-        self._check_run_args(init_params, args, kwargs)
-        try:
-            first = next(batches)
-        except StopIteration:
-            raise ValueError("`iterator` yielded no batch (run_iterator needs at least one, "
-                             "for init_state).") from None
-        init, step = (_jitted_init_state, _jitted_update) if self.jit else (_init_state, _update)
-        state = init(self, init_params, args, {**kwargs, "data": first})
-        params = prev = init_params
-        for _ in range(self.maxiter):
-            # The status is read before the next batch is drawn: a stop leaves it unread.
-            if int(state.status) != Status.RUNNING:
-                break
-            batch = next(batches, _EXHAUSTED)
-            if batch is _EXHAUSTED:
-                break
-            new_params, new_state = step(self, params, state, args, {**kwargs, "data": batch})
-            if int(new_state.status) == Status.NONFINITE:
-                # update evaluates at its input: ``params`` is bad on this batch, so the
-                # previous iterate is returned, with the state that describes it.
-                params = prev
-                state = state._replace(status=new_state.status, iter_num=new_state.iter_num)
-                break
-            prev, params, state = params, new_params, new_state
-        return OptStep(params, state)
+        return _loop.run_batches(self, init_params, iterator, args, kwargs)
