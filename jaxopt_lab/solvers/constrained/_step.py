@@ -1,4 +1,5 @@
-"""What the constrained solvers share: constraint checks, the KKT residual, the implicit solve.
+"""What the constrained solvers share: constraint checks, the KKT residual, the implicit solve,
+the inner solver of the augmented Lagrangian and ADMM subproblems.
 
 A problem is ``min fun(x, *args)`` subject to ``eq_fun(x, *args) == 0`` and
 ``ineq_fun(x, *args) <= 0``, both returning 1-D arrays; its primal-dual point is a
@@ -7,7 +8,9 @@ A problem is ``min fun(x, *args)`` subject to ``eq_fun(x, *args) == 0`` and
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +19,7 @@ from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_callable
 from jaxopt_lab.core.types import KKTSolution
 from jaxopt_lab.linalg import linear_solve as ls
+from jaxopt_lab.solvers.quasi_newton.lbfgs import LBFGS
 
 # Up to this many unknowns (primal plus duals) the implicit KKT system is solved densely.
 DENSE_IMPLICIT_MAX = 512
@@ -30,6 +34,40 @@ def check_constraint_fun(fn, name: str) -> None:
     """
     if fn is not None:
         check_callable(fn, name)
+
+
+def check_inner_solver(spec) -> None:
+    """Raise ``TypeError`` unless the ``inner_solver`` option is ``None``, a solver or a factory."""
+    if spec is not None and not (hasattr(spec, "run") or callable(spec)):
+        raise TypeError("`inner_solver` must be a solver with `run` or a factory "
+                        f"`inner_solver(fun) -> solver`, got {type(spec).__name__}.")
+
+
+def inner_solver(spec, fun: Callable, tol, maxiter: int, unroll: bool) -> Any:
+    """The subproblem solver on ``fun``, warm-started by the caller, differentiated by unrolling.
+
+    Args:
+      spec: the ``inner_solver`` option: ``None`` (L-BFGS), a solver dataclass whose
+        ``fun`` (and ``tol``, ``implicit_diff``, ``unroll`` where it has them) is replaced,
+        or a factory ``spec(fun) -> solver``.
+      fun: the subproblem objective.
+      tol: its tolerance.
+      maxiter: L-BFGS's iteration cap (``spec=None``).
+      unroll: ``True``: a masked scan (reverse mode through the inner iterations);
+        ``False``: a ``lax.while_loop`` (forward mode).
+
+    Returns:
+      A solver with ``run``.
+    """
+    if spec is None:
+        return LBFGS(fun, tol=tol, maxiter=maxiter, implicit_diff=False, unroll=unroll)
+    if dataclasses.is_dataclass(spec) and hasattr(spec, "fun"):
+        changes = {"fun": fun}
+        for name, value in (("tol", tol), ("implicit_diff", False), ("unroll", unroll)):
+            if hasattr(spec, name):
+                changes[name] = value
+        return dataclasses.replace(spec, **changes)
+    return spec(fun)
 
 
 def constraint_shape(fn, name: str, primal, args, kwargs) -> tuple[int, ...] | None:

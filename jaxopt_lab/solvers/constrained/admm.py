@@ -15,7 +15,6 @@ from jaxopt_lab.core.checks import check_callable, check_int, check_positive
 from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import KKTSolution, OptStep, Status
 from jaxopt_lab.solvers.constrained import _step
-from jaxopt_lab.solvers.quasi_newton.lbfgs import LBFGS
 
 
 class ADMMState(NamedTuple):
@@ -111,10 +110,7 @@ class _ADMMBase(IterativeSolver):
         if self.atol is not None:
             check_positive(self.atol, "atol", allow_zero=True)
         check_int(self.inner_maxiter, "inner_maxiter", minimum=1)
-        spec = self.inner_solver
-        if spec is not None and not (hasattr(spec, "run") or callable(spec)):
-            raise TypeError("`inner_solver` must be a solver with `run` or a factory "
-                            f"`inner_solver(fun) -> solver`, got {type(spec).__name__}.")
+        _step.check_inner_solver(self.inner_solver)
 
     def _inner_solver_for(self, fun: Callable, tol) -> Any:
         """The x-update solver on ``fun`` (L-BFGS by default), warm-started by the caller.
@@ -122,17 +118,7 @@ class _ADMMBase(IterativeSolver):
         It differentiates by unrolling: a ``lax.while_loop`` (forward mode), or a masked scan
         when the ADMM solver itself unrolls (reverse mode through the inner iterations).
         """
-        spec = self.inner_solver
-        unroll = self._unrolled()
-        if spec is None:
-            return LBFGS(fun, tol=tol, maxiter=self.inner_maxiter, implicit_diff=False, unroll=unroll)
-        if dataclasses.is_dataclass(spec) and hasattr(spec, "fun"):
-            changes = {"fun": fun}
-            for name, value in (("tol", tol), ("implicit_diff", False), ("unroll", unroll)):
-                if hasattr(spec, name):
-                    changes[name] = value
-            return dataclasses.replace(spec, **changes)
-        return spec(fun)
+        return _step.inner_solver(self.inner_solver, fun, tol, self.inner_maxiter, self._unrolled())
 
     def _quadratic_data(self, x, args, kwargs):
         """``(Q, c)`` of ``fun(., *args, **kwargs) = 0.5 x'Qx + c'x + const``, read at zero."""

@@ -15,7 +15,6 @@ from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import KKTSolution, OptStep, Status
 from jaxopt_lab.linalg import linear_solve as ls
 from jaxopt_lab.solvers.constrained import _step
-from jaxopt_lab.solvers.quasi_newton.lbfgs import LBFGS
 
 _STALLS_FOR_INFEASIBLE = 3  # outer iterations without feasibility progress at the penalty cap
 _PENALTY_CANDIDATES = 4  # Newton-KKT: penalties rho * penalty_growth**k, k < 4, tried in one vmap
@@ -157,10 +156,7 @@ class AugmentedLagrangian(IterativeSolver):
         for name in ("inner_maxiter", "sketch_size", "sketch_maxiter"):
             check_int(getattr(self, name), name, minimum=1)
         check_int(self.seed, "seed", minimum=0)
-        spec = self.inner_solver
-        if spec is not None and not (hasattr(spec, "run") or callable(spec)):
-            raise TypeError("`inner_solver` must be a solver with `run` or a factory "
-                            f"`inner_solver(fun) -> solver`, got {type(self.inner_solver).__name__}.")
+        _step.check_inner_solver(self.inner_solver)
 
     # ------------------------------------------------------------------ problem pieces
     def _shapes(self, primal, args, kwargs):
@@ -248,23 +244,12 @@ class AugmentedLagrangian(IterativeSolver):
             value = value + (jnp.vdot(shifted, shifted) - jnp.vdot(z, z)) / (2 * penalty)
         return value
 
-    def _inner(self, tol):
-        al = self._al_value
-        spec = self.inner_solver
-        if spec is None:
-            return LBFGS(al, tol=tol, maxiter=self.inner_maxiter, implicit_diff=False, unroll=False)
-        if dataclasses.is_dataclass(spec) and hasattr(spec, "fun"):
-            changes = {"fun": al}
-            for name, value in (("tol", tol), ("implicit_diff", False), ("unroll", False)):
-                if hasattr(spec, name):
-                    changes[name] = value
-            return dataclasses.replace(spec, **changes)
-        return spec(al)
-
     def _phr_step(self, params, state, args, kwargs):
         x, y, z = params
         rho = state.penalty
-        out = self._inner(state.inner_tol).run(x, y, z, rho, *args, **kwargs)
+        inner = _step.inner_solver(self.inner_solver, self._al_value, state.inner_tol, self.inner_maxiter,
+                                   unroll=False)
+        out = inner.run(x, y, z, rho, *args, **kwargs)
         x_new = out.params
         inner_iters = getattr(out.state, "iter_num", jnp.asarray(0, jnp.int32))
         # Feasibility measured with the multipliers used in the subproblem.
