@@ -228,6 +228,7 @@ def _euclidean_mirror_step(x, g, stepsize, hyperparams_proj):
 
 SOLVERS += [
     SolverEntry("BFGS", jl.BFGS, dict(tol=1e-9, maxiter=500)),
+    SolverEntry("DFP", jl.DFP, dict(tol=1e-9, maxiter=500)),
     # Below a ~1e-8 gradient, f is flat to rounding and CG's line searches may fail.
     SolverEntry("NonlinearCG", jl.NonlinearCG, dict(tol=1e-7, maxiter=2000), numeric_values=(1e-6, 1e-7),
                 exact_replay=False),

@@ -3,45 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
-import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 
-from jaxopt_lab.solvers.quasi_newton._step import (
-    QuasiNewtonSolver,
-    QuasiNewtonState,
-    curvature_pair,
-    first_stepsize,
-)
+from jaxopt_lab.solvers.quasi_newton._dense import DenseApprox, DenseQuasiNewton
+from jaxopt_lab.solvers.quasi_newton._step import QuasiNewtonState
 
-
-class BfgsApprox(NamedTuple):
-    """BFGS's Hessian approximation.
-
-    Attributes:
-      H: dense inverse-Hessian approximation, shape ``(n, n)`` for ``n`` parameters.
-    """
-
-    H: jax.Array
-
-
-class BfgsState(QuasiNewtonState):
-    """State of :class:`BFGS`: a :class:`QuasiNewtonState` whose ``approx`` is a
-    :class:`BfgsApprox` (``state.H`` reads the inverse-Hessian approximation).
-
-    Attributes:
-      iter_num, value, grad, stepsize, error, approx, aux, failed_linesearch, num_fun_eval,
-      num_grad_eval, num_linesearch_iter, status, num_no_progress: as in
-        :class:`QuasiNewtonState`.
-    """
-
-    __slots__ = ()
+BfgsApprox = DenseApprox  # BFGS's approximation (its name in earlier releases)
+BfgsState = QuasiNewtonState  # BFGS's state (its name in earlier releases and in jaxopt)
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
-class BFGS(QuasiNewtonSolver):
+class BFGS(DenseQuasiNewton):
     """The Broyden-Fletcher-Goldfarb-Shanno quasi-Newton method.
 
     Keeps a dense inverse-Hessian approximation ``H``, steps along ``-H g`` with a
@@ -61,7 +35,8 @@ class BFGS(QuasiNewtonSolver):
         fixes the step; the first trial step is 1, the quasi-Newton step).
 
     Returns:
-      ``run`` returns an ``OptStep(params, BfgsState)``.
+      ``run`` returns an ``OptStep(params, QuasiNewtonState)`` (``BfgsState``; ``state.H``
+      is the inverse-Hessian approximation).
 
     References:
       Nocedal and Wright, "Numerical Optimization", 2nd ed., 2006, Algorithm 6.1;
@@ -74,31 +49,7 @@ class BFGS(QuasiNewtonSolver):
         "min_stepsize", "implicit_diff", "implicit_diff_solve", "jit", "unroll", "verbose",
     )
 
-    maxiter: int = 500
-    tol: float = 1e-3
-
-    _state_class = BfgsState
-
-    def _init_approx(self, x, value, grad) -> BfgsApprox:
-        n = ravel_pytree(x)[0].shape[0]
-        return BfgsApprox(jnp.eye(n, dtype=jnp.result_type(value)))
-
-    def _direction(self, x, grad, state, ctx):
-        g_flat, unravel = ravel_pytree(grad)
-        H = state.approx.H
-        d_flat = -(H @ g_flat.astype(H.dtype))
-        d_flat = jnp.where(jnp.dot(d_flat, g_flat) < 0, d_flat, -g_flat)  # not descent: -g
-        first = state.iter_num == 0
-        init_t = jnp.where(first, first_stepsize(state.error, H.dtype), 1.0)
-        return unravel(d_flat.astype(g_flat.dtype)), init_t
-
-    def _update_approx(self, state, x, grad, direction, ls, x_new) -> BfgsApprox:
-        H = state.approx.H
-        dtype = H.dtype
-        s, y, sy, yy, good = curvature_pair(x, x_new, grad, ls.grad, ls.failed, dtype)
-        s, y = ravel_pytree(s)[0].astype(dtype), ravel_pytree(y)[0].astype(dtype)
-        eye = jnp.eye(s.shape[0], dtype=dtype)
-        rho = 1.0 / jnp.where(good, sy, 1.0)
-        H0 = jnp.where(state.iter_num == 0, sy / jnp.where(good, yy, 1.0) * eye, H)
-        V = eye - rho * jnp.outer(s, y)
-        return BfgsApprox(jnp.where(good, V @ H0 @ V.T + rho * jnp.outer(s, s), H))
+    def _inverse_update(self, H, s, y, sy):
+        rho = 1.0 / sy
+        V = jnp.eye(s.shape[0], dtype=H.dtype) - rho * jnp.outer(s, y)
+        return V @ H @ V.T + rho * jnp.outer(s, s)

@@ -10,12 +10,10 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int
-from jaxopt_lab.solvers.quasi_newton._step import (
-    QuasiNewtonSolver,
-    QuasiNewtonState,
-    curvature_pair,
-    first_stepsize,
-)
+from jaxopt_lab.solvers.quasi_newton._helpers import curvature_pair, first_stepsize
+from jaxopt_lab.solvers.quasi_newton._step import QuasiNewtonSolver, QuasiNewtonState
+
+LbfgsState = QuasiNewtonState  # L-BFGS's state (its name in earlier releases and in jaxopt)
 
 
 class LbfgsApprox(NamedTuple):
@@ -32,19 +30,6 @@ class LbfgsApprox(NamedTuple):
     y_history: Any
     rho_history: jax.Array
     gamma: jax.Array
-
-
-class LbfgsState(QuasiNewtonState):
-    """State of :class:`LBFGS`: a :class:`QuasiNewtonState` whose ``approx`` is an
-    :class:`LbfgsApprox` (``state.s_history``, ``state.gamma``, ... read its fields).
-
-    Attributes:
-      iter_num, value, grad, stepsize, error, approx, aux, failed_linesearch, num_fun_eval,
-      num_grad_eval, num_linesearch_iter, status, num_no_progress: as in
-        :class:`QuasiNewtonState`.
-    """
-
-    __slots__ = ()
 
 
 def _history_dot(hist, tree, m):
@@ -150,7 +135,8 @@ class LBFGS(QuasiNewtonSolver):
         :class:`jaxopt_lab.IterativeSolver`.
 
     Returns:
-      ``run`` returns an ``OptStep(params, LbfgsState)``.
+      ``run`` returns an ``OptStep(params, QuasiNewtonState)`` (``LbfgsState``; its
+      ``approx`` is an :class:`LbfgsApprox`, whose fields read as the state's own).
 
     References:
       Liu and Nocedal, "On the limited memory BFGS method for large scale
@@ -169,8 +155,6 @@ class LBFGS(QuasiNewtonSolver):
     history_size: int = 10
     use_gamma: bool = True
     stop_if_linesearch_fails: bool = True
-
-    _state_class = LbfgsState
 
     def __post_init__(self):
         super().__post_init__()

@@ -15,13 +15,10 @@ from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int, check_positive, is_concrete
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.linalg import linear_solve as ls_lib
-from jaxopt_lab.solvers.quasi_newton._step import (
-    QuasiNewtonSolver,
-    QuasiNewtonState,
-    curvature_pair,
-    first_stepsize,
-    is_complex,
-)
+from jaxopt_lab.solvers.quasi_newton._helpers import curvature_pair, first_stepsize, is_complex
+from jaxopt_lab.solvers.quasi_newton._step import QuasiNewtonSolver, QuasiNewtonState
+
+LbfgsbState = QuasiNewtonState  # L-BFGS-B's state (its name in earlier releases and in jaxopt)
 
 
 class LbfgsbApprox(NamedTuple):
@@ -42,20 +39,6 @@ class LbfgsbApprox(NamedTuple):
     ss_history: jax.Array
     theta: jax.Array
     num_pairs: jax.Array
-
-
-class LbfgsbState(QuasiNewtonState):
-    """State of :class:`LBFGSB`: a :class:`QuasiNewtonState` whose ``approx`` is an
-    :class:`LbfgsbApprox`; ``error`` is the norm (``error_norm``) of the projected
-    gradient step ``x - P(x - g)`` and ``stepsize`` the step along ``x_bar - x``.
-
-    Attributes:
-      iter_num, value, grad, stepsize, error, approx, aux, failed_linesearch, num_fun_eval,
-      num_grad_eval, num_linesearch_iter, status, num_no_progress: as in
-        :class:`QuasiNewtonState`.
-    """
-
-    __slots__ = ()
 
 
 def _middle_matrix(SY, SS, theta, ptr):
@@ -156,7 +139,9 @@ class LBFGSB(QuasiNewtonSolver):
         ``x - P(x - g)`` has a non-symmetric Jacobian at active bounds).
 
     Returns:
-      ``run`` returns an ``OptStep(params, LbfgsbState)``.
+      ``run`` returns an ``OptStep(params, QuasiNewtonState)`` (``LbfgsbState``; its
+      ``approx`` is an :class:`LbfgsbApprox`, ``error`` the norm (``error_norm``) of the
+      projected gradient step ``x - P(x - g)`` and ``stepsize`` the step along ``x_bar - x``).
 
     References:
       Byrd, Lu, Nocedal and Zhu, "A limited memory algorithm for bound constrained
@@ -234,8 +219,6 @@ class LBFGSB(QuasiNewtonSolver):
     def _error(self, x, g, lo, up):
         pg = x - jnp.clip(x - g, lo, up)
         return jnp.max(jnp.abs(pg)) if self.error_norm == "inf" else jnp.linalg.norm(pg)
-
-    _state_class = LbfgsbState
 
     def _problem(self, params, args, kwargs):
         bounds, args = args[0], args[1:]

@@ -10,7 +10,10 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.solvers.linesearch import functions as _linesearch
-from jaxopt_lab.solvers.quasi_newton._step import QuasiNewtonSolver, QuasiNewtonState, first_stepsize
+from jaxopt_lab.solvers.quasi_newton._helpers import first_stepsize
+from jaxopt_lab.solvers.quasi_newton._step import QuasiNewtonSolver, QuasiNewtonState
+
+NonlinearCGState = QuasiNewtonState  # NonlinearCG's state (its name in earlier releases and in jaxopt)
 
 _METHODS = ("polak-ribiere", "fletcher-reeves", "hestenes-stiefel", "dai-yuan")
 
@@ -25,19 +28,6 @@ class NonlinearCGApprox(NamedTuple):
 
     descent_direction: Any
     prev_value: jax.Array
-
-
-class NonlinearCGState(QuasiNewtonState):
-    """State of :class:`NonlinearCG`: a :class:`QuasiNewtonState` whose ``approx`` is a
-    :class:`NonlinearCGApprox` (``state.descent_direction`` reads the search direction).
-
-    Attributes:
-      iter_num, value, grad, stepsize, error, approx, aux, failed_linesearch, num_fun_eval,
-      num_grad_eval, num_linesearch_iter, status, num_no_progress: as in
-        :class:`QuasiNewtonState`.
-    """
-
-    __slots__ = ()
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -67,7 +57,8 @@ class NonlinearCG(QuasiNewtonSolver):
         exact than quasi-Newton methods; ``stepsize > 0`` fixes the step).
 
     Returns:
-      ``run`` returns an ``OptStep(params, NonlinearCGState)``.
+      ``run`` returns an ``OptStep(params, QuasiNewtonState)`` (``NonlinearCGState``;
+      ``state.descent_direction`` is the search direction).
 
     References:
       Hager and Zhang, "A survey of nonlinear conjugate gradient methods", Pacific
@@ -92,8 +83,6 @@ class NonlinearCG(QuasiNewtonSolver):
         super().__post_init__()
         if self.method not in _METHODS:
             raise ValueError(f"`method` must be one of {_METHODS}, got {self.method!r}.")
-
-    _state_class = NonlinearCGState
 
     def _init_approx(self, x, value, grad) -> NonlinearCGApprox:
         return NonlinearCGApprox(tu.tree_negative(grad), jnp.asarray(jnp.nan, jnp.result_type(value)))
