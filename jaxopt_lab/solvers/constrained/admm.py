@@ -80,7 +80,9 @@ def _relative_residual(r, s, scale_p, scale_d, size_p, size_d, tol, atol, dtype)
 class _ADMMBase(IterativeSolver):
     """What :class:`ADMM` and ``ConsensusADMM`` share: the options and their checks, the
     inner x-update solver, the quadratic data and factor, and the stopping test with the
-    residual-balanced ``rho`` and the adaptive inner tolerance."""
+    residual-balanced ``rho`` and the adaptive inner tolerance. A subclass writes its
+    x-update, ``_factor(Q, rho)`` (the Cholesky factor of its x-update system) and its
+    state, built from :meth:`_initial_fields` and :meth:`_next_fields`."""
 
     fun: Callable
     prox: Callable
