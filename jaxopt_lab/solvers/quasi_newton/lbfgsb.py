@@ -216,10 +216,6 @@ class LBFGSB(QuasiNewtonSolver):
 
         return flat(bounds[0], -jnp.inf).astype(x.dtype), flat(bounds[1], jnp.inf).astype(x.dtype)
 
-    def _error(self, x, g, lo, up):
-        pg = x - jnp.clip(x - g, lo, up)
-        return jnp.max(jnp.abs(pg)) if self.error_norm == "inf" else jnp.linalg.norm(pg)
-
     def _problem(self, params, args, kwargs):
         bounds, args = args[0], args[1:]
         x, unravel = ravel_pytree(params)
