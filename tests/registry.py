@@ -49,6 +49,9 @@ class SolverEntry:
         iterate to rounding; SciPy's BFGS and L-BFGS-B test sufficient decrease on function
         values, which stops resolving progress once the gradient norm is near
         ``sqrt(eps |f| L)`` (1e-9 to 1e-7 on these problems, ``|f*|`` = 22 for ridge).
+      cond20_options: options replacing ``options`` on the condition-20 quadratic of the
+        slow suite, for solvers whose rate cannot reach ``options["tol"]`` there within
+        ``maxiter`` (None: ``options``).
     """
 
     name: str
@@ -65,6 +68,7 @@ class SolverEntry:
     stepwise: bool = True
     pytree_params: bool = True
     tol_floor: float = 0.0
+    cond20_options: dict | None = None
     covers: tuple = ()
 
 
@@ -926,11 +930,13 @@ SOLVERS += [
                                             100.0),
                 dict(tol=1e-12, maxiter=3000), numeric_values=(1e-11, 1e-12), rosenbrock=False,
                 implicit_diff=False, exact_replay=False, covers=("FrankWolfe",)),
-    # O(1/k) with averaged gradients: a loose gap and accuracy.
+    # Averaged gradients: O(k^(-1/3)) in expectation, a loose gap and accuracy. On the
+    # condition-20 quadratic the gap after 20000 steps is 5e-3 (tol 1e-3 would need ~1e6).
     SolverEntry("StochasticFrankWolfe",
                 lambda fun, **kw: _FirstArg(jl.StochasticFrankWolfe(fun, jl.lmo.lmo_l1_ball, **kw), 10.0),
                 dict(tol=1e-3, maxiter=20000), numeric_values=(1e-3, 2e-3), accuracy=3e-2, rosenbrock=False,
-                implicit_diff=False, covers=("StochasticFrankWolfe",)),
+                implicit_diff=False, cond20_options=dict(tol=1e-2, maxiter=20000),
+                covers=("StochasticFrankWolfe",)),
 ]
 
 

@@ -184,7 +184,7 @@ def test_solver_implicit_derivatives_match_closed_form_and_fd(entry):
 @pytest.mark.parametrize("entry", SOLVERS, ids=solver_ids)
 def test_solver_converges_on_quadratic_in_jit(entry):
     fun, x0, x_star = P.quadratic(8, cond=20.0)
-    solver = entry.make(fun, **entry.options)
+    solver = entry.make(fun, **(entry.cond20_options or entry.options))
     out = (jax.jit(solver.run) if entry.jittable else solver.run)(x0)
     assert int(out.state.status) == jl.Status.CONVERGED
     np.testing.assert_allclose(out.params, x_star, atol=entry.accuracy)
