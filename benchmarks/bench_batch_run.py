@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 import jaxopt_lab as jl  # noqa: E402
 from benchmarks._timing import machine, write_section  # noqa: E402
 from jaxopt_lab.problems.logreg import logreg_loss  # noqa: E402
+from jaxopt_lab.sweep import batch as batch_mod  # noqa: E402
 
 
 def ar1_logistic(n: int, d: int, rho: float = 0.9, seed: int = 0, dtype=jnp.float64):
@@ -95,6 +96,47 @@ def interleaved(fns: dict, repeats: int) -> dict:
     return out
 
 
+def segment_counts(run):
+    """``(program calls, lane-steps, [(widths, steps per stage)])`` of one ``batch_run`` call.
+
+    Lane-steps are the batched work: each stage's width times the steps it took.
+    """
+    calls = []
+    program = batch_mod._segment_program
+
+    def spy(spec, widths, *rest):
+        out = program(spec, widths, *rest)
+        calls.append((widths, np.asarray(out[-1]).tolist()))
+        return out
+
+    batch_mod._segment_program = spy
+    try:
+        jax.block_until_ready(run())
+    finally:
+        batch_mod._segment_program = program
+    lane_steps = sum(int(np.dot(w, st)) for w, st in calls)
+    return len(calls), lane_steps, calls
+
+
+def step_cost(solver, x0, lams, X, y, repeats: int):
+    """``(one batched guarded L-BFGS step, one batched f+g)`` in seconds, at the sweep's width.
+
+    Both are timed as 10 iterations of a ``fori_loop`` in one program (no dispatch), from the
+    state after 3 steps (the line search takes one trial there, as in most iterations).
+    """
+    lane = lambda c, lam: batch_mod._lane_step(solver, (lam, X, y), {}, c)
+    init = jax.jit(jax.vmap(lambda lam: batch_mod._lane_init(solver, x0, (lam, X, y), {})))
+    steps = jax.jit(lambda c, k: jax.lax.fori_loop(0, k, lambda i, c: jax.vmap(lane)(c, lams), c),
+                    static_argnums=1)
+    carry = steps(init(lams), 3)
+    vg = jax.vmap(jax.value_and_grad(logreg_loss), in_axes=(0, 0, None, None))
+    fg = jax.jit(lambda W: jax.lax.fori_loop(0, 10, lambda i, W: W - 1e-7 * vg(W, lams, X, y)[1], W))
+    W = carry[1]
+    t_step, _, _ = timed(lambda: steps(carry, 10), max(repeats, 5) * 4)
+    t_fg, _, _ = timed(lambda: fg(W), max(repeats, 5) * 4)
+    return t_step / 10, t_fg / 10
+
+
 def part(title, n_solves, n, d, tol, dtype, repeats, segment_sizes, maxiter=500):
     X, y = ar1_logistic(n, d, dtype=dtype)
     lams = jnp.logspace(-4, 0, n_solves).astype(dtype)
@@ -109,6 +151,10 @@ def part(title, n_solves, n, d, tol, dtype, repeats, segment_sizes, maxiter=500)
         fns[f"jaxopt_lab.batch_run (segment_size={seg})"] = (
             lambda seg=seg: jl.batch_run(solver, x0, lams, X, y, in_axes=axes, segment_size=seg))
     rows = interleaved(fns, repeats)
+    seg_best = min(segment_sizes, key=lambda g: rows[f"jaxopt_lab.batch_run (segment_size={g})"][0])
+    n_calls, lane_steps, calls = segment_counts(
+        lambda: jl.batch_run(solver, x0, lams, X, y, in_axes=axes, segment_size=seg_best))
+    t_step, t_fg1 = step_cost(solver, x0, lams, X, y, repeats)
     ref = rows["jit(vmap(LBFGS.run))"][2]
     # The limit: total f+g evaluations x one evaluation's cost in a full batch.
     vg = jax.jit(jax.vmap(jax.value_and_grad(logreg_loss), in_axes=(0, 0, None, None)))
@@ -153,6 +199,15 @@ def part(title, n_solves, n, d, tol, dtype, repeats, segment_sizes, maxiter=500)
         lines.append(f"| {label} | {best_t:.3f} | {med:.3f} | {comp:.1f} | {loop_t / best_t:.2f}x "
                      f"| {vmap_t / best_t:.2f}x | {cpu:.3f} |")
     best = min(v[0] for k, v in rows.items() if k.startswith("jaxopt_lab.batch_run"))
+    compacted = lane_steps * t_step / n_solves
+    lines += ["", f"Work of one batch_run (segment_size={seg_best}): {n_calls} segment program call(s) "
+              f"(stage widths x steps: {'; '.join(f'{list(w)} x {st}' for w, st in calls)}), "
+              f"{lane_steps} lane-steps for {int(iters.sum())} iterations "
+              f"({lane_steps / iters.sum():.2f}x). One batched L-BFGS step at width {n_solves}: "
+              f"{1e3 * t_step:.3f} ms = {t_step / t_fg1:.1f}x one batched f+g ({1e3 * t_fg1:.3f} ms, both "
+              f"in a fori_loop); lane-steps x step cost / width = **{compacted:.3f} s** (what this "
+              f"compaction costs with no host or dispatch overhead; best batch_run {best / compacted:.2f}x "
+              "that)."]
     lines += ["", f"Limit: {int(evals.sum())} evaluations x {1e3 * t_fg / n_solves:.3f} ms (one f+g in a "
               f"batch of {n_solves}: {1e3 * t_fg:.2f} ms; `logaddexp` of {n}x{n_solves} values alone: "
               f"{1e3 * t_lae:.2f} ms) = **{limit:.3f} s**; best batch_run {best:.3f} s = "

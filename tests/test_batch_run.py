@@ -56,6 +56,20 @@ def vmapped(solver, in_axes, *full):
     return jax.jit(jax.vmap(solver.run, in_axes=in_axes))(*full)
 
 
+def spy_segments(monkeypatch):
+    """Record ``(widths, steps per stage)`` of every segment program call."""
+    calls = []
+    program = batch_mod._segment_program
+
+    def spy(spec, widths, *rest):
+        out = program(spec, widths, *rest)
+        calls.append((widths, np.asarray(out[-1]).tolist()))
+        return out
+
+    monkeypatch.setattr(batch_mod, "_segment_program", spy)
+    return calls
+
+
 def test_lbfgs_matches_vmap_and_compacts(monkeypatch):
     solver = jl.LBFGS(logreg_loss, tol=1e-8, maxiter=200)
     x0 = jnp.zeros(6)
@@ -63,19 +77,46 @@ def test_lbfgs_matches_vmap_and_compacts(monkeypatch):
     ref = vmapped(solver, axes, x0, LAMS, X, Y)
     iters = np.asarray(ref.state.iter_num)
     assert iters.max() - iters.min() >= 4  # lanes stop at different segments
-    sizes = []
-    program = batch_mod._segment_program
-
-    def spy(spec, dyn, carry, lanes, *rest):
-        sizes.append(int(np.shape(jax.tree_util.tree_leaves(lanes)[0])[0]))
-        return program(spec, dyn, carry, lanes, *rest)
-
-    monkeypatch.setattr(batch_mod, "_segment_program", spy)
+    calls = spy_segments(monkeypatch)
     out = jl.batch_run(solver, x0, LAMS, X, Y, in_axes=axes, segment_size=3, buckets=(8, 2))
     assert_same(out, ref)
     assert np.all(np.asarray(out.state.status) == Status.CONVERGED)
-    # The first bucket holds all six members; the last lanes run in the small bucket.
-    assert sizes[0] == 8 and sizes[-1] == 2
+    # One bucket of 8 slots stepped in two stages: all six members, then (once two or
+    # fewer run) only the first two slots, where the device moved the running lanes.
+    assert all(widths == (8, 2) for widths, _ in calls)
+    steps = np.asarray([s for _, s in calls])
+    assert steps.sum(axis=1).max() <= 3 and steps.sum() == iters.max()
+    assert steps[:, 0].sum() == np.sort(iters)[-3] and steps[:, 1].sum() == iters.max() - np.sort(iters)[-3]
+
+
+def test_one_program_call_compacts_on_the_device(monkeypatch):
+    # Regression (issue 18): lanes used to be written out and repacked by the host
+    # between segments; now one program call runs the whole cascade of buckets when
+    # segment_size allows, with every member's result equal to its vmap result.
+    solver = jl.LBFGS(logreg_loss, tol=1e-8, maxiter=200)
+    x0 = jnp.zeros(6)
+    axes = (None, 0, None, None)
+    lams = jnp.logspace(-4, 1, 16)
+    ref = vmapped(solver, axes, x0, lams, X, Y)
+    iters = np.sort(np.asarray(ref.state.iter_num))
+    program = batch_mod._segment_program
+    calls = spy_segments(monkeypatch)
+    out = jl.batch_run(solver, x0, lams, X, Y, in_axes=axes, segment_size=500, buckets=(16, 8, 4, 2, 1))
+    assert_same(out, ref)
+    assert len(calls) == 1
+    widths, steps = calls[0]
+    assert widths == (16, 8, 4, 2, 1)
+    # Stage i runs until the running lanes fit in stage i + 1: its steps end at the
+    # iteration count of the member that leaves (16 - width of the next stage) stopped.
+    ends = np.cumsum(steps)
+    assert ends.tolist() == [iters[-9], iters[-5], iters[-3], iters[-2], iters[-1]]
+    # Other data of the same shapes: the same program, nothing compiled.
+    calls.clear()
+    cached = program._cache_size()
+    lams2, X2, Y2 = lams * 1.5, X[::-1], 1.0 - Y
+    out2 = jl.batch_run(solver, x0, lams2, X2, Y2, in_axes=axes, segment_size=500, buckets=(16, 8, 4, 2, 1))
+    assert_same(out2, vmapped(solver, axes, x0, lams2, X2, Y2))
+    assert len(calls) == 1 and program._cache_size() == cached
 
 
 def test_gradient_descent_lookback_nonfinite_and_maxiter():

@@ -3,16 +3,19 @@
 ``jax.vmap(solver.run)`` runs one ``while_loop`` for the whole batch: every lane
 pays for the iterations of the slowest one. :func:`batch_run` runs the same solves
 as compiled *segments* of at most ``segment_size`` ``update`` steps over a bucket
-of lanes. A segment ends early, on the device, as soon as the lanes still running
-fit in the next smaller bucket (or, while members wait, as soon as an eighth of the
-slots can be refilled), so the lanes a bucket steps are mostly running ones and a
-sweep costs a few host round trips. Between segments the host reads the lanes'
-status, writes the lanes that stopped out, refills their slots from the members
-still waiting (the rest of the batch and an optional queue) and, when the live lanes
-fit in a smaller bucket, repacks them into it. Bucket sizes come from a short fixed
-list (powers of two from 8), and the segment program is compiled once per bucket
-size, so a sweep compiles a handful of programs and reuses them for every later
-sweep of the same shapes.
+of lanes, and compacts the batch on the device: a segment program steps the bucket
+in stages of decreasing width (the bucket sizes below it), and as soon as the lanes
+still running fit in the next width it moves them to the first slots (an index
+gather of the carry, the lanes and the member ids) and steps only those. A sweep
+whose members all start at once therefore runs as one program call, down to the
+smallest bucket, with one small read of the status and ids per call. Outputs of
+the lanes that stopped are written on the device into a results buffer in member
+order. Between calls (when ``segment_size`` steps were taken, or while members
+wait) the host refills the free slots from the members still waiting (the rest of
+the batch and an optional queue). Bucket sizes come from a short fixed list (powers
+of two from 8), and the segment program is compiled once per top bucket size, so a
+sweep compiles a handful of programs and reuses them for every later sweep of the
+same shapes.
 
 Each lane runs exactly the loop of the base ``run``
 (:meth:`jaxopt_lab.core.solver.IterativeSolver.run`): ``init_state``, the
@@ -183,45 +186,69 @@ def _select(mask, new, old):
     return jax.tree_util.tree_map(pick, new, old)
 
 
-@functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(2,))
-def _segment_program(spec: _Spec, dyn, carry, lanes, shared, fresh, live, length, target):
-    """One segment over a bucket: initialize fresh lanes, step, and finish stopped lanes.
+def _take(tree, idx):
+    return jax.tree_util.tree_map(lambda x: x[idx], tree)
 
-    The bucket steps while fewer than ``length`` steps were taken and more than
-    ``target`` lanes are running: the host sets ``target`` so that the segment ends as
-    soon as the running lanes fit in the next smaller bucket (or, while members are
-    waiting, as soon as enough slots are free to refill). Both are traced, so one
-    program per bucket size serves every segment.
 
-    Returns ``(carry, status, outputs)``; ``outputs`` holds the member outputs of the
-    lanes that stopped (zeros elsewhere, and everywhere when no live lane stopped).
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(3, 4))
+def _segment_program(spec: _Spec, widths: tuple[int, ...], dyn, carry, lanes, shared, ids, fresh, budget,
+                     targets):
+    """One segment over a bucket: initialize fresh lanes, step, compact on the device, finish.
+
+    The bucket has ``widths[0]`` slots. Stage ``i`` steps the first ``widths[i]`` slots
+    while fewer than ``budget`` steps were taken in all and more than ``targets[i]``
+    lanes are running; then the slots are reordered (running lanes first, on the
+    device: an index gather of the carry, the lanes and the member ids), so that the
+    next stage steps only the first ``widths[i + 1]`` of them. With ``targets[i] =
+    widths[i + 1]`` a stage ends as soon as the running lanes fit in the next one, so
+    one program runs a whole sweep down to the smallest bucket without a host round
+    trip; the host sets a higher first target (and disables the later stages) while
+    members wait to refill slots. ``budget`` and ``targets`` are traced: one program per
+    bucket size serves every segment.
+
+    Returns ``(carry, lanes, ids, status, written, outputs, steps)`` in the new slot
+    order: ``ids`` with the lanes that stopped set to -1, ``written`` the member index of
+    each such lane (-1 elsewhere), ``outputs`` the member outputs (zeros where nothing is
+    written, everywhere when nothing is) and ``steps`` the steps taken per stage.
     """
 
     def init_one(lane):
         solver, x0, args, kwargs = _capture(spec, dyn, spec.full(lane, shared))
         return _lane_init(solver, x0, args, kwargs)
 
-    carry = jax.lax.cond(jnp.any(fresh), lambda: _select(fresh, jax.vmap(init_one)(lanes), carry),
-                         lambda: carry)
-    prev, params, state = carry
-    state = state._replace(status=jnp.where(live, state.status, _EMPTY).astype(state.status.dtype))
-    carry = (prev, params, state)
-
     def step_one(c, lane):
         solver, _, args, kwargs = _capture(spec, dyn, spec.full(lane, shared))
         return _lane_step(solver, args, kwargs, c)
 
-    def cond(loop):
-        k, c = loop
-        return (k < length) & (jnp.sum(c[2].status == _RUNNING) > target)
+    carry = jax.lax.cond(jnp.any(fresh), lambda: _select(fresh, jax.vmap(init_one)(lanes), carry),
+                         lambda: carry)
+    prev, params, state = carry
+    state = state._replace(status=jnp.where(ids >= 0, state.status, _EMPTY).astype(state.status.dtype))
+    carry = (prev, params, state)
+    k = jnp.asarray(0, jnp.int32)
+    steps = []
+    for i, w in enumerate(widths):
+        # Slots from w on hold no running lane (the reorder below put them first).
+        part = carry if i == 0 else _take(carry, slice(0, w))
+        part_lanes = lanes if i == 0 else _take(lanes, slice(0, w))
 
-    def body(loop):
-        # What a vmapped while_loop does, with a batch-level exit: every lane steps and
-        # the lanes that had stopped keep their carry.
-        k, c = loop
-        return k + 1, _select(c[2].status == _RUNNING, jax.vmap(step_one)(c, lanes), c)
+        def cond(loop, i=i):
+            k, c = loop
+            return (k < budget) & (jnp.sum(c[2].status == _RUNNING) > targets[i])
 
-    carry = jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), carry))[1]
+        def body(loop, part_lanes=part_lanes):
+            # What a vmapped while_loop does, with a batch-level exit: every lane steps and
+            # the lanes that had stopped keep their carry.
+            k, c = loop
+            return k + 1, _select(c[2].status == _RUNNING, jax.vmap(step_one)(c, part_lanes), c)
+
+        k0 = k
+        k, part = jax.lax.while_loop(cond, body, (k, part))
+        steps.append(k - k0)
+        carry = part if i == 0 else jax.tree_util.tree_map(lambda x, p, w=w: x.at[:w].set(p), carry, part)
+        if i + 1 < len(widths):
+            order = jnp.argsort(carry[2].status != _RUNNING, stable=True)
+            carry, lanes, ids = _take(carry, order), _take(lanes, order), ids[order]
     status = carry[2].status
 
     def out_one(c, lane):
@@ -236,28 +263,50 @@ def _segment_program(spec: _Spec, dyn, carry, lanes, shared, fresh, live, length
         shapes = jax.eval_shape(outputs)
         return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-    stopped = live & (status != _RUNNING)
+    stopped = (ids >= 0) & (status != _RUNNING)
     out = jax.lax.cond(jnp.any(stopped), outputs, zeros)
-    return carry, status, out
+    written = jnp.where(stopped, ids, -1)
+    return carry, lanes, jnp.where(stopped, -1, ids), status, written, out, jnp.stack(steps)
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def _write(results, outputs, written):
+    """``results`` with row ``written[j]`` set to ``outputs[j]`` (slots with -1 write nothing)."""
+    n = jax.tree_util.tree_leaves(results)[0].shape[0]
+    idx = jnp.where(written >= 0, written, n)  # out of bounds: dropped
+    return jax.tree_util.tree_map(lambda r, o: r.at[idx].set(o, mode="drop"), results, outputs)
 
 
 @jax.jit
-def _repack(carry, lanes, idx, new_lanes, refill):
-    """``carry[idx]`` and ``lanes[idx]`` with the ``refill`` slots' lanes replaced by ``new_lanes``."""
-    take = lambda t: jax.tree_util.tree_map(lambda x: x[idx], t)
-    return take(carry), _select(refill, new_lanes, take(lanes))
+def _refill(lanes, new_lanes, refill):
+    """``lanes`` with the ``refill`` slots replaced by ``new_lanes``'s."""
+    return _select(refill, new_lanes, lanes)
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
-def _zero_carry(spec: _Spec, dyn, lanes, shared):
-    """A carry of zeros with the structure of a bucket of ``lanes`` (all slots get initialized)."""
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _zero_buffers(spec: _Spec, dyn, lanes, shared, capacity: int):
+    """Zeros shaped like a bucket's carry, and like ``capacity`` members' outputs."""
 
     def init_one(lane):
         solver, x0, args, kwargs = _capture(spec, dyn, spec.full(lane, shared))
         return _lane_init(solver, x0, args, kwargs)
 
-    shapes = jax.eval_shape(jax.vmap(init_one), lanes)
-    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    def out_one(c, lane):
+        full = spec.full(lane, shared)
+        solver, _, args, kwargs = _capture(spec, dyn, full)
+        return _replay(spec, dyn, full, _lane_result(solver, args, kwargs, c))
+
+    carry = jax.eval_shape(jax.vmap(init_one), lanes)
+    out = jax.eval_shape(jax.vmap(out_one), carry, lanes)
+    zeros = lambda t, lead: jax.tree_util.tree_map(lambda s: jnp.zeros(lead + s.shape[1:], s.dtype), t)
+    return zeros(carry, (jax.tree_util.tree_leaves(carry)[0].shape[0],)), zeros(out, (capacity,))
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _grow(results, capacity: int):
+    """``results`` padded with zero rows to ``capacity`` members."""
+    return jax.tree_util.tree_map(
+        lambda r: jnp.concatenate([r, jnp.zeros((capacity - r.shape[0],) + r.shape[1:], r.dtype)]), results)
 
 
 # --------------------------------------------------------------------------- members and buckets
@@ -357,33 +406,38 @@ def _fit(sizes: tuple[int, ...], k: int) -> int:
 
 
 class _Pool:
-    """The lanes of one device: a bucket of slots, each holding one member (or empty)."""
+    """The lanes of one device: a bucket of slots, each holding one member (or empty).
+
+    Members are numbered per pool in the order they start (``members[j]`` is the global
+    id of the pool's member ``j``); their outputs are written, on the device, to row ``j``
+    of ``results``.
+    """
 
     def __init__(self, device):
         self.device = device
         self.size = 0
+        self.widths: tuple[int, ...] = ()
         self.carry = None
         self.lanes = None
-        self.ids = np.zeros(0, np.int64)        # member id per slot (-1: empty)
+        self.results = None
+        self.capacity = 0
+        self.members: list[int] = []
+        self.ids = np.zeros(0, np.int32)        # pool member number per slot (-1: empty)
         self.fresh = np.zeros(0, bool)          # slot needs init_state before its next segment
-        self.pending = None                     # (carry, status, out) of the segment in flight
-
-    @property
-    def live(self) -> np.ndarray:
-        return self.ids >= 0
+        self.pending = None                     # the outputs of the segment in flight
 
 
-def _target(p: _Pool, sizes: tuple[int, ...], waiting: bool) -> np.int32:
-    """Running lanes at which a segment of ``p`` ends (it also ends after ``segment_size`` steps).
+def _targets(p: _Pool, waiting: bool) -> np.ndarray:
+    """Running lanes at which each stage of a segment of ``p`` ends (it also ends after
+    ``segment_size`` steps in all).
 
-    While members wait, as soon as an eighth of the slots (at least one) can be refilled;
-    otherwise as soon as the running lanes fit in the next smaller bucket (never, in the
-    smallest: all lanes run to the end or to ``segment_size`` steps).
+    Normally stage ``i`` ends as soon as the running lanes fit in the next width (the last
+    runs its lanes to the end). While members wait: as soon as an eighth of the slots (at
+    least one) can be refilled, and the later stages take no step.
     """
     if waiting:
-        return np.int32(p.size - max(1, p.size // 8))
-    smaller = [s for s in sizes if s < p.size]
-    return np.int32(smaller[-1] if smaller else 0)
+        return np.asarray([p.size - max(1, p.size // 8)] + [p.size] * (len(p.widths) - 1), np.int32)
+    return np.asarray(list(p.widths[1:]) + [0], np.int32)
 
 
 def _put(tree, device):
@@ -392,46 +446,54 @@ def _put(tree, device):
 
 def _drive(spec: _Spec, dyn, members: _Members, shared: list, devices: list, sizes: tuple[int, ...],
            segment_size: int):
-    """The host loop: segments on every device's bucket, lanes written out as they stop."""
+    """The host loop: segments on every device's bucket, outputs written on the device.
+
+    Returns ``(out_tree, leaves)``: the output leaves with a leading member axis, in
+    member order.
+    """
     pools = [_Pool(d) for d in devices]
     shared_on = [_put(_device_leaves(shared), p.device) for p in pools]
     dyn_on = [_put(dyn, p.device) for p in pools]
-    length = np.int32(segment_size)
-    written_ids: list[np.ndarray] = []
-    written: list[list[np.ndarray]] = []
-    out_tree = None
+    budget = np.int32(segment_size)
+    share = -(-members.n // len(pools)) if members.n else 0
 
     # First buckets: the stacked members split evenly over the devices (queue-only: full buckets).
-    first = _fit(sizes, -(-members.n // len(pools))) if members.n else sizes[-1]
+    first = _fit(sizes, share) if members.n else sizes[-1]
     for i, p in enumerate(pools):
-        _start(p, spec, dyn_on[i], members, members.pull(first), sizes, shared_on[i])
+        _start(p, spec, dyn_on[i], members, members.pull(first), sizes, shared_on[i], share)
 
     while True:
         active = [i for i, p in enumerate(pools) if p.size]
         if not active:
             break
+        waiting = members.waiting()
         for i in active:  # dispatch every device's segment before waiting on any
             p = pools[i]
-            p.pending = _segment_program(spec, dyn_on[i], p.carry, p.lanes, shared_on[i],
-                                         p.fresh, p.live, length, _target(p, sizes, members.waiting()))
+            p.pending = _segment_program(spec, p.widths, dyn_on[i], p.carry, p.lanes, shared_on[i],
+                                         _put(p.ids, p.device), _put(p.fresh, p.device), budget,
+                                         _put(_targets(p, waiting), p.device))
+            p.carry, p.lanes = p.pending[:2]
+            p.results = _write(p.results, p.pending[5], p.pending[4])
         for i in active:
             p = pools[i]
-            p.carry, status, out = p.pending
+            ids, written = jax.device_get((p.pending[2], p.pending[4]))
             p.pending = None
-            status = np.asarray(status)
-            p.fresh = np.zeros(p.size, bool)
-            stopped = p.live & (status != _RUNNING)
-            if stopped.any():
-                leaves, out_tree = jax.tree_util.tree_flatten(out)
-                slots = np.flatnonzero(stopped)
-                written_ids.append(p.ids[slots])
-                written.append([np.asarray(x)[slots] for x in leaves])
-                members.drop(p.ids[slots])
-                p.ids = np.where(stopped, -1, p.ids)
-            _compact(p, spec, members, sizes, dyn_on[i], shared_on[i])
+            members.drop([p.members[j] for j in written[written >= 0]])
+            p.ids, p.fresh = np.array(ids), np.zeros(p.size, bool)
+            _refill_pool(p, members)
 
-    order = np.argsort(np.concatenate(written_ids), kind="stable")
-    leaves = [np.concatenate([w[j] for w in written])[order] for j in range(out_tree.num_leaves)]
+    out_tree = jax.tree_util.tree_structure(pools[0].results)
+    if len(pools) == 1 and pools[0].members == list(range(len(pools[0].members))):
+        p = pools[0]
+        leaves = jax.tree_util.tree_leaves(p.results)
+        if p.capacity != len(p.members):
+            leaves = [x[:len(p.members)] for x in leaves]
+        return out_tree, leaves
+    ids = np.concatenate([np.asarray(p.members, np.int64) for p in pools])
+    order = np.argsort(ids, kind="stable")
+    parts = [[np.asarray(x)[:len(p.members)] for x in jax.tree_util.tree_leaves(p.results)]
+             for p in pools if p.members]
+    leaves = [np.concatenate([part[j] for part in parts])[order] for j in range(out_tree.num_leaves)]
     return out_tree, leaves
 
 
@@ -441,50 +503,41 @@ def _device_leaves(shared: list) -> list:
             for x in shared]
 
 
-def _start(p: _Pool, spec, dyn, members: _Members, ids: list[int], sizes, shared) -> None:
+def _start(p: _Pool, spec, dyn, members: _Members, ids: list[int], sizes, shared, share: int) -> None:
     if not ids:
         return
     size = _fit(sizes, len(ids))
-    slot_ids = np.full(size, -1, np.int64)
-    slot_ids[:len(ids)] = ids
-    rows = members.rows(ids + [ids[0]] * (size - len(ids)))
-    p.size, p.ids = size, slot_ids
-    p.lanes = _put(rows, p.device)
-    p.carry = _zero_carry(spec, dyn, p.lanes, shared)
-    p.fresh = slot_ids >= 0
+    p.size, p.widths = size, tuple(s for s in reversed(sizes) if s <= size)
+    p.ids = np.full(size, -1, np.int32)
+    p.ids[:len(ids)] = np.arange(len(ids))
+    p.members = list(ids)
+    p.lanes = _put(members.rows(ids + [ids[0]] * (size - len(ids))), p.device)
+    p.capacity = max(share, size)
+    p.carry, p.results = _zero_buffers(spec, dyn, p.lanes, shared, p.capacity)
+    p.fresh = p.ids >= 0
 
 
-def _compact(p: _Pool, spec, members: _Members, sizes, dyn, shared) -> None:
-    """Refill the empty slots from the waiting members, then move to the smallest fitting bucket."""
-    live = np.flatnonzero(p.live)
-    free = p.size - live.size
-    new_ids = members.pull(free) if free else []
-    total = live.size + len(new_ids)
-    if total == 0:
-        p.size, p.carry, p.lanes = 0, None, None
-        p.ids, p.fresh = np.zeros(0, np.int64), np.zeros(0, bool)
+def _refill_pool(p: _Pool, members: _Members) -> None:
+    """Fill the empty slots of ``p`` from the members that have not started; drop an empty pool."""
+    free = np.flatnonzero(p.ids < 0)
+    new_ids = members.pull(free.size) if free.size else []
+    if not new_ids:
+        if not np.any(p.ids >= 0):
+            p.size, p.carry, p.lanes = 0, None, None
         return
-    size = _fit(sizes, total)
-    if size == p.size and not new_ids:
-        return  # stopped lanes stay frozen in place: nothing to move
-    # Slot plan: live lanes first, then the new members, then empty slots.
-    fill = live[0] if live.size else 0
-    idx = np.full(size, fill, np.int64)
-    idx[:live.size] = live
-    slot_ids = np.full(size, -1, np.int64)
-    slot_ids[:live.size] = p.ids[live]
-    slot_ids[live.size:total] = new_ids
-    refill = np.zeros(size, bool)
-    refill[live.size:total] = True
-    if new_ids:
-        src = list(new_ids) + [new_ids[0]] * (size - len(new_ids))
-        rows = members.rows(src)
-        new_lanes = [np.roll(r, live.size, axis=0) for r in rows]  # new members at slots live.size..
-    else:
-        new_lanes = jax.tree_util.tree_map(lambda x: np.zeros((size,) + x.shape[1:], x.dtype), p.lanes)
-    p.carry, p.lanes = _repack(p.carry, p.lanes, _put(idx, p.device), _put(new_lanes, p.device),
-                               _put(refill, p.device))
-    p.size, p.ids, p.fresh = size, slot_ids, refill
+    slots = free[:len(new_ids)]
+    first = len(p.members)
+    p.members.extend(new_ids)
+    if len(p.members) > p.capacity:
+        p.capacity = max(2 * p.capacity, len(p.members))
+        p.results = _grow(p.results, p.capacity)
+    p.ids[slots] = np.arange(first, first + len(new_ids), dtype=np.int32)
+    refill = np.zeros(p.size, bool)
+    refill[slots] = True
+    src = np.full(p.size, new_ids[0], np.int64)
+    src[slots] = new_ids
+    p.lanes = _refill(p.lanes, _put(members.rows(src.tolist()), p.device), _put(refill, p.device))
+    p.fresh = refill
 
 
 # --------------------------------------------------------------------------- arguments
@@ -690,16 +743,18 @@ def batch_run(
     ``iter_num`` included), without making every member wait for the slowest. The
     solves run as compiled segments of at most ``segment_size`` ``update`` steps
     over a bucket of lanes (a ``lax.while_loop`` over the vmapped step; a lane that
-    has stopped is frozen by a mask), and a segment ends as soon as the lanes still
-    running fit in the next smaller bucket. After each segment the lanes that stopped are
-    written out to the host, their slots are refilled from the members still
-    waiting (the rest of the batch, then ``queue``), and when the live lanes fit in
-    a smaller bucket they are repacked into it. The segment program is compiled once
-    per bucket size and reused by later calls with the same shapes (numeric solver
-    options and data are traced). Each member's result equals its ``vmap`` result up
-    to the rounding of a batched computation (same ``iter_num`` and ``status``): the
-    lanes run the base ``run`` loop, with its non-finite guard, the look-back of
-    solvers whose state describes the step's input and their ``_finish_run``.
+    has stopped is frozen by a mask). Inside a segment the batch is compacted on the
+    device: as soon as the lanes still running fit in the next smaller bucket size,
+    they are gathered into the first slots and only those are stepped, down to the
+    smallest bucket. Stopped lanes are written to a results buffer on the device;
+    between segments the host reads the lanes' status and refills free slots from
+    the members still waiting (the rest of the batch, then ``queue``). The segment
+    program is compiled once per top bucket size and reused by later calls with the
+    same shapes (numeric solver options and data are traced). Each member's result
+    equals its ``vmap`` result up to the rounding of a batched computation (same
+    ``iter_num`` and ``status``): the lanes run the base ``run`` loop, with its
+    non-finite guard, the look-back of solvers whose state describes the step's
+    input and their ``_finish_run``.
 
     Not differentiable: the host reads the status between segments, so ``batch_run``
     raises ``TypeError`` when its inputs are traced (under ``jax.grad``, ``jit`` or
@@ -717,10 +772,11 @@ def batch_run(
         one entry (int, None or a pytree prefix) per argument ``(init_params, *args)``.
         At least one argument must be mapped.
       segment_size: the most ``update`` steps in one compiled segment (each segment
-        boundary costs a host round trip; segments also end, on the device, when
-        enough lanes stopped to move to a smaller bucket or to refill slots).
-      buckets: the bucket sizes (lanes per device); default: the members per device and
-        the powers of two from 8 below it.
+        boundary costs a host round trip; while members wait to start, segments also
+        end, on the device, as soon as an eighth of the slots can be refilled).
+      buckets: the bucket sizes (lanes per device): the widths a segment steps, from
+        the largest down; default: the members per device and the powers of two from 8
+        below it.
       queue: optional iterable of further members, each a tuple ``(init_params, *args)``
         holding one member's values of the mapped arguments (no member axis; entries
         of unmapped arguments are ignored). They fill the slots of finished lanes
