@@ -77,9 +77,9 @@ class _ZoomCarry(NamedTuple):
     lo_t: Any
     lo_f: Any
     lo_d: Any
-    lo_x: Any
-    lo_g: Any
-    lo_aux: Any
+    best_x: Any
+    best_g: Any
+    best_aux: Any
     hi_t: Any
     hi_f: Any
     hi_d: Any
@@ -102,6 +102,91 @@ def _step_below_ulp(params, direction, t, dtype):
         jnp.max(jnp.abs(v)).astype(dtype) for v in jax.tree_util.tree_leaves(tree)]))
     xmax, dmax = amax(params), amax(direction)
     return t * dmax <= jnp.finfo(dtype).eps * xmax
+
+
+def _start_done(done) -> jax.Array:
+    """``done`` as a boolean array (``False`` when not given)."""
+    return jnp.asarray(False) if done is None else jnp.asarray(done, bool)
+
+
+def _search_loop(body: Callable, init, maxls: int, unroll: bool):
+    """Run ``body`` (one evaluation each) until the carry is ``done`` or ``maxls`` are made."""
+    return bounded_while_loop(lambda c: ~c.done & (c.k < maxls), body, init, maxls, unroll=unroll)
+
+
+def _fall_back(failed, start_point, point):
+    """``point = (t, x, f, g, aux)``, or the starting point with ``t = 0`` where ``failed``.
+
+    ``aux`` is kept as is when the start has none (``fun`` without auxiliary output).
+    """
+    t, x, f, g, a = point
+    _, x0, f0, g0, a0 = start_point
+    return (jnp.where(failed, jnp.zeros_like(t), t), tu.tree_where(failed, x0, x),
+            jnp.where(failed, f0, f), tu.tree_where(failed, g0, g),
+            a if a0 is None else tu.tree_where(failed, a0, a))
+
+
+class _WolfeStart(NamedTuple):
+    """What the strong-Wolfe searches measure at ``x``: the dtype, ``f(x)``, the slope
+    ``<g, d>`` and the rounding error of ``f`` (see :func:`_rounding_scale`)."""
+
+    dtype: Any
+    f0: jax.Array
+    d0: jax.Array
+    fnoise: jax.Array
+
+    @classmethod
+    def at(cls, value, grad, direction) -> _WolfeStart:
+        dtype = jnp.result_type(value)
+        f0 = jnp.asarray(value, dtype)
+        d0 = jnp.real(tu.tree_vdot(grad, direction)).astype(dtype)
+        return cls(dtype, f0, d0, _rounding_scale(f0, dtype))
+
+    def in_noise(self, t):
+        """Whether the predicted change ``t |<g, d>|`` is within a hundred rounding errors of ``f``."""
+        return t * jnp.abs(self.d0) <= 100 * self.fnoise
+
+    def trial(self, value_and_grad: Callable, params, direction, t):
+        """``(x, f, aux, g, slope, finite)`` at ``x = params + t d`` (one evaluation)."""
+        x = tu.tree_add_scalar_mul(params, t, direction)
+        (f, a), g = value_and_grad(x)
+        f = jnp.asarray(f, self.dtype)
+        slope = jnp.real(tu.tree_vdot(g, direction)).astype(self.dtype)
+        return x, f, a, g, slope, jnp.isfinite(f) & jnp.isfinite(slope)
+
+    def accept(self, t, f, slope, finite, suff, c1, c2):
+        """The strong Wolfe test, with Hager and Zhang's approximate one in the rounding regime."""
+        approx = self.in_noise(t) & (f <= self.f0 + self.fnoise) & (slope <= (2 * c1 - 1) * self.d0)
+        return finite & (suff | approx) & (jnp.abs(slope) <= c2 * jnp.abs(self.d0))
+
+    def tally(self, c, take, x, g, a, f, slope, finite, stop) -> dict:
+        """The carry fields both searches update alike after a trial: the best point
+        (replaced where ``take``), the spread of values seen, NaN gradients, ``done`` and ``k``.
+        A lane already ``done`` keeps them."""
+        skip = c.done | ~take
+        spread = jnp.maximum(c.spread, jnp.where(finite, jnp.abs(f - self.f0), jnp.inf))
+        return dict(
+            best_x=tu.tree_where(skip, c.best_x, x),
+            best_g=tu.tree_where(skip, c.best_g, g),
+            best_aux=c.best_aux if a is None else tu.tree_where(skip, c.best_aux, a),
+            spread=jnp.where(c.done, c.spread, spread),
+            nan_grad=c.nan_grad | (~c.done & jnp.isfinite(f) & ~jnp.isfinite(slope)),
+            done=c.done | stop,
+            k=c.k + jnp.where(c.done, 0, 1),
+        )
+
+    def result(self, c, failed, t, f, start_point, direction, hi_t, unrepresentable) -> LineSearchResult:
+        """The search's result from its final carry: the best point, or the start where
+        ``failed``; ``stalled`` where no decrease is representable (all values within
+        rounding, ``unrepresentable`` as the search sees it, or no step up to ``hi_t``
+        moves an entry of ``x``) along a descent direction; ``nonfinite`` after a NaN gradient."""
+        point = _fall_back(failed, start_point, (t, c.best_x, f, c.best_g, c.best_aux))
+        params = start_point[1]
+        unrepresentable = ((c.spread <= 10 * self.fnoise) | unrepresentable
+                           | _step_below_ulp(params, direction, hi_t, self.dtype))
+        nonfinite = failed & c.nan_grad
+        stalled = failed & ~nonfinite & (c.k > 0) & (self.d0 < 0) & unrepresentable
+        return LineSearchResult(*point, failed, c.k, stalled, nonfinite)
 
 
 def strong_wolfe(
@@ -159,13 +244,10 @@ def strong_wolfe(
       3.5 and 3.6; Hager and Zhang, "A new conjugate gradient method with
       guaranteed descent and an efficient line search", SIAM J. Optim., 2005.
     """
-    dtype = jnp.result_type(value)
-    d0 = jnp.real(tu.tree_vdot(grad, direction)).astype(dtype)
-    f0 = jnp.asarray(value, dtype)
+    w = _WolfeStart.at(value, grad, direction)
+    dtype, f0, d0, fnoise, in_noise = w.dtype, w.f0, w.d0, w.fnoise, w.in_noise
     zero = jnp.zeros([], dtype)
     inf = jnp.asarray(jnp.inf, dtype)
-    fnoise = _rounding_scale(f0, dtype)
-    in_noise = lambda t: t * jnp.abs(d0) <= 100 * fnoise
 
     def interpolate(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d):
         # Cubic on (f, f') at both ends; in the rounding regime a secant on f' alone.
@@ -186,16 +268,11 @@ def strong_wolfe(
         return jnp.where(jnp.isfinite(trial), safe, lo_t + 0.5 * width)
 
     def body(c: _ZoomCarry):
-        x = tu.tree_add_scalar_mul(params, c.t, direction)
-        (f, a), g = value_and_grad(x)
-        f = jnp.asarray(f, dtype)
-        dphi = jnp.real(tu.tree_vdot(g, direction)).astype(dtype)
-        finite = jnp.isfinite(f) & jnp.isfinite(dphi)
+        x, f, a, g, dphi, finite = w.trial(value_and_grad, params, direction, c.t)
         noise = in_noise(c.t)
         slack = jnp.where(noise, fnoise, zero)
         suff = f <= f0 + c1 * c.t * d0
-        approx = noise & (f <= f0 + fnoise) & (dphi <= (2 * c1 - 1) * d0)
-        accept = finite & (suff | approx) & (jnp.abs(dphi) <= c2 * jnp.abs(d0))
+        accept = w.accept(c.t, f, dphi, finite, suff, c1, c2)
         # A new low end: (nearly) sufficient decrease, no worse than the low end, slope < 0.
         to_lo = finite & (suff | (f <= f0 + slack)) & (f <= c.lo_f + slack) & (dphi < 0)
         hi_t = jnp.where(to_lo, c.hi_t, c.t)
@@ -224,41 +301,25 @@ def strong_wolfe(
             lo_t=keep(jnp.where(accept, c.t, lo_t), c.lo_t),
             lo_f=keep(jnp.where(accept, f, lo_f), c.lo_f),
             lo_d=keep(jnp.where(accept, dphi, lo_d), c.lo_d),
-            lo_x=tu.tree_where(c.done | ~take, c.lo_x, x),
-            lo_g=tu.tree_where(c.done | ~take, c.lo_g, g),
-            lo_aux=c.lo_aux if a is None else tu.tree_where(c.done | ~take, c.lo_aux, a),
             hi_t=keep(hi_t, c.hi_t),
             hi_f=keep(hi_f, c.hi_f),
             hi_d=keep(hi_d, c.hi_d),
             lo_ok=keep(jnp.where(take, accept | suff, c.lo_ok), c.lo_ok),
-            spread=keep(jnp.maximum(c.spread, jnp.where(finite, jnp.abs(f - f0), inf)), c.spread),
-            nan_grad=c.nan_grad | (~c.done & jnp.isfinite(f) & ~jnp.isfinite(dphi)),
-            done=c.done | stop,
-            k=c.k + jnp.where(c.done, 0, 1),
+            **w.tally(c, take, x, g, a, f, dphi, finite, stop),
         )
 
-    start_done = jnp.asarray(False) if done is None else jnp.asarray(done, bool)
     init = _ZoomCarry(
-        t=jnp.asarray(init_stepsize, dtype), lo_t=zero, lo_f=f0, lo_d=d0, lo_x=params,
-        lo_g=grad, lo_aux=aux, hi_t=inf, hi_f=inf, hi_d=inf, lo_ok=jnp.asarray(False),
-        spread=zero, nan_grad=jnp.asarray(False), done=start_done, k=jnp.asarray(0),
+        t=jnp.asarray(init_stepsize, dtype), lo_t=zero, lo_f=f0, lo_d=d0, best_x=params,
+        best_g=grad, best_aux=aux, hi_t=inf, hi_f=inf, hi_d=inf, lo_ok=jnp.asarray(False),
+        spread=zero, nan_grad=jnp.asarray(False), done=_start_done(done), k=jnp.asarray(0),
     )
-    c = bounded_while_loop(lambda c: ~c.done & (c.k < maxls), body, init, maxls, unroll=unroll)
+    c = _search_loop(body, init, maxls, unroll)
     # Out of evaluations, the low end is returned only if it has sufficient decrease.
     failed = (c.lo_t <= 0) | ~c.lo_ok
-    lo_t = jnp.where(failed, zero, c.lo_t)
-    lo_x = tu.tree_where(failed, params, c.lo_x)
-    lo_f = jnp.where(failed, f0, c.lo_f)
-    lo_g = tu.tree_where(failed, grad, c.lo_g)
-    lo_aux = c.lo_aux if aux is None else tu.tree_where(failed, aux, c.lo_aux)
-    # No representable decrease: every value tried equals f up to rounding, the bracket
-    # lies in the rounding regime with a non-negative slope at its top (a function
-    # consistent with its gradient), or no step moves an entry of x.
-    unrepresentable = ((c.spread <= 10 * fnoise) | (in_noise(c.hi_t) & (c.hi_d >= 0))
-                       | _step_below_ulp(params, direction, c.hi_t, dtype))
-    nonfinite = failed & c.nan_grad
-    stalled = failed & ~nonfinite & (c.k > 0) & (d0 < 0) & unrepresentable
-    return LineSearchResult(lo_t, lo_x, lo_f, lo_g, lo_aux, failed, c.k, stalled, nonfinite)
+    # No representable decrease also where the bracket lies in the rounding regime with a
+    # non-negative slope at its top (a function consistent with its gradient).
+    return w.result(c, failed, c.lo_t, c.lo_f, (zero, params, f0, grad, aux), direction, c.hi_t,
+                    in_noise(c.hi_t) & (c.hi_d >= 0))
 
 
 # A grown step is trusted only when the test's allowance exceeds this many eps |f|
@@ -372,16 +433,12 @@ def backtracking(
             done=c.done | ok, k=c.k + jnp.where(c.done, 0, 1),
         )
 
-    start_done = jnp.asarray(False) if done is None else jnp.asarray(done, bool)
+    start_done = _start_done(done)
     init = _BtCarry(jnp.asarray(init_stepsize, dtype), params, f0, grad, aux, start_done,
                     jnp.asarray(0))
-    c = bounded_while_loop(lambda c: ~c.done & (c.k < maxls), body, init, maxls, unroll=unroll)
+    c = _search_loop(body, init, maxls, unroll)
     failed = ~c.done | start_done
-    t = jnp.where(failed, jnp.zeros_like(c.t), c.t)
-    x = tu.tree_where(failed, params, c.x)
-    f = jnp.where(failed, f0, c.f)
-    g = tu.tree_where(failed, grad, c.g)
-    a = c.aux if aux is None else tu.tree_where(failed, aux, c.aux)
+    t, x, f, g, a = _fall_back(failed, (None, params, f0, grad, aux), (c.t, c.x, c.f, c.g, c.aux))
     stalled = jnp.asarray(False)
     if direction is not None and slope_known:
         # The last trial step (twice the step now in c.t) was below f's rounding or x's.
@@ -537,26 +594,17 @@ def more_thuente(
       Moré and Thuente, "Line search algorithms with guaranteed sufficient decrease",
       ACM Trans. Math. Software 20(3), 1994.
     """
-    dtype = jnp.result_type(value)
-    d0 = jnp.real(tu.tree_vdot(grad, direction)).astype(dtype)
-    f0 = jnp.asarray(value, dtype)
+    w = _WolfeStart.at(value, grad, direction)
+    dtype, f0, d0 = w.dtype, w.f0, w.d0
     zero = jnp.zeros([], dtype)
     gtest = c1 * d0
-    fnoise = _rounding_scale(f0, dtype)
-    in_noise = lambda t: t * jnp.abs(d0) <= 100 * fnoise
     xtol = 10 * jnp.finfo(dtype).eps
     stpmax = jnp.asarray(max_stepsize, dtype)
 
     def body(c: _MTCarry):
-        x = tu.tree_add_scalar_mul(params, c.t, direction)
-        (f, a), g = value_and_grad(x)
-        f = jnp.asarray(f, dtype)
-        dp = jnp.real(tu.tree_vdot(g, direction)).astype(dtype)
-        finite = jnp.isfinite(f) & jnp.isfinite(dp)
-        ftest = f0 + c.t * gtest
-        suff = f <= ftest
-        approx = in_noise(c.t) & (f <= f0 + fnoise) & (dp <= (2 * c1 - 1) * d0)
-        accept = finite & (suff | approx) & (jnp.abs(dp) <= c2 * jnp.abs(d0))
+        x, f, a, g, dp, finite = w.trial(value_and_grad, params, direction, c.t)
+        suff = f <= f0 + c.t * gtest
+        accept = w.accept(c.t, f, dp, finite, suff, c1, c2)
         stage2 = c.stage2 | (finite & suff & (dp >= 0))
         # First stage: steps chosen on psi (f shifted by the sufficient-decrease line)
         # while f is lower than at stx but the decrease is not sufficient.
@@ -597,18 +645,11 @@ def more_thuente(
             dx=keep(jnp.where(took, dp, dx), c.dx), sty=keep(sty, c.sty), fy=keep(fy, c.fy),
             dy=keep(dy, c.dy), brackt=keep(brackt, c.brackt), stage2=keep(stage2, c.stage2),
             stmin=keep(stmin, c.stmin), stmax=keep(stmax, c.stmax), width=keep(width, c.width),
-            width1=keep(width1, c.width1),
-            best_x=tu.tree_where(c.done | ~best, c.best_x, x),
-            best_g=tu.tree_where(c.done | ~best, c.best_g, g),
-            best_aux=c.best_aux if a is None else tu.tree_where(c.done | ~best, c.best_aux, a),
-            accepted=c.accepted | (~c.done & took),
-            spread=keep(jnp.maximum(c.spread, jnp.where(finite, jnp.abs(f - f0), jnp.inf)), c.spread),
-            nan_grad=c.nan_grad | (~c.done & jnp.isfinite(f) & ~jnp.isfinite(dp)),
-            done=c.done | took | collapsed,
-            k=c.k + jnp.where(c.done, 0, 1),
+            width1=keep(width1, c.width1), accepted=c.accepted | (~c.done & took),
+            **w.tally(c, best, x, g, a, f, dp, finite, took | collapsed),
         )
 
-    start_done = jnp.asarray(False) if done is None else jnp.asarray(done, bool)
+    start_done = _start_done(done)
     t0 = jnp.minimum(jnp.asarray(init_stepsize, dtype), stpmax)
     width = stpmax
     init = _MTCarry(
@@ -617,20 +658,12 @@ def more_thuente(
         best_x=params, best_g=grad, best_aux=aux, accepted=jnp.asarray(False), spread=zero,
         nan_grad=jnp.asarray(False), done=start_done, k=jnp.asarray(0),
     )
-    c = bounded_while_loop(lambda c: ~c.done & (c.k < maxls), body, init, maxls, unroll=unroll)
+    c = _search_loop(body, init, maxls, unroll)
     # Out of evaluations, the best step is returned only if it has sufficient decrease.
     ok = c.accepted | ((c.stx > 0) & (c.fx <= f0 + c.stx * gtest))
     failed = ~ok | start_done
-    t = jnp.where(failed, zero, c.stx)
-    x = tu.tree_where(failed, params, c.best_x)
-    f = jnp.where(failed, f0, c.fx)
-    g = tu.tree_where(failed, grad, c.best_g)
-    a = c.best_aux if aux is None else tu.tree_where(failed, aux, c.best_aux)
-    hi = jnp.maximum(c.sty, c.t)
-    unrepresentable = (c.spread <= 10 * fnoise) | _step_below_ulp(params, direction, hi, dtype)
-    nonfinite = failed & c.nan_grad
-    stalled = failed & ~nonfinite & (c.k > 0) & (d0 < 0) & unrepresentable
-    return LineSearchResult(t, x, f, g, a, failed, c.k, stalled, nonfinite)
+    return w.result(c, failed, c.stx, c.fx, (zero, params, f0, grad, aux), direction,
+                    jnp.maximum(c.sty, c.t), False)
 
 
 def stopped(status) -> jax.Array:
