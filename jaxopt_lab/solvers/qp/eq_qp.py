@@ -57,6 +57,27 @@ def quadratic_operators(matvec_Q, fun, params_obj):
     return (lambda v: matvec_Q(Q, v)), (lambda x: c)
 
 
+def check_qp_options(solver) -> None:
+    """The option checks shared by the QP solvers given ``matvec_Q`` / ``matvec_A`` / ``fun``.
+
+    Not ``IterativeSolver.__post_init__``: ``fun`` is optional here (``None`` means the
+    problem comes as matrices), and so are ``matvec_Q``, ``matvec_A`` and
+    ``implicit_diff_solve``; each one given must be callable.
+
+    Args:
+      solver: an :class:`EqualityConstrainedQP` or :class:`jaxopt_lab.BoxOSQP`.
+
+    Raises:
+      ValueError: ``maxiter < 1`` or ``tol < 0``.
+      TypeError: one of the optional functions is given but not callable.
+    """
+    check_int(solver.maxiter, "maxiter", minimum=1)
+    check_positive(solver.tol, "tol", allow_zero=True)
+    for name in ("matvec_Q", "matvec_A", "fun", "implicit_diff_solve"):
+        if getattr(solver, name) is not None:
+            check_callable(getattr(solver, name), name)
+
+
 def linear_operator(matvec, A):
     """``v -> A v`` from a matrix or a ``matvec(A, v)``.
 
@@ -127,12 +148,7 @@ class EqualityConstrainedQP(IterativeSolver):
     tol: float = 1e-5
 
     def __post_init__(self):
-        # Not super().__post_init__(): ``fun`` is optional here (None is allowed).
-        check_int(self.maxiter, "maxiter", minimum=1)
-        check_positive(self.tol, "tol", allow_zero=True)
-        for name in ("matvec_Q", "matvec_A", "fun", "implicit_diff_solve"):
-            if getattr(self, name) is not None:
-                check_callable(getattr(self, name), name)
+        check_qp_options(self)
         check_callable(self.solve, "solve")
         check_int(self.refine_maxiter, "refine_maxiter", minimum=0)
         check_positive(self.refine_regularization, "refine_regularization", allow_zero=True)

@@ -15,7 +15,7 @@ from jaxopt_lab.core.checks import check_callable, check_int, check_positive, is
 from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import KKTSolution, OptStep, Status
 from jaxopt_lab.linalg import linear_solve as ls
-from jaxopt_lab.solvers.qp.eq_qp import linear_operator, quadratic_operators
+from jaxopt_lab.solvers.qp.eq_qp import check_qp_options, linear_operator, quadratic_operators
 
 
 class BoxOSQPState(NamedTuple):
@@ -122,12 +122,7 @@ class BoxOSQP(IterativeSolver):
     termination_check_frequency: int = 5
 
     def __post_init__(self):
-        # Not super().__post_init__(): ``fun`` is optional here (None is allowed).
-        check_int(self.maxiter, "maxiter", minimum=1)
-        check_positive(self.tol, "tol", allow_zero=True)
-        for name in ("matvec_Q", "matvec_A", "fun", "implicit_diff_solve"):
-            if getattr(self, name) is not None:
-                check_callable(getattr(self, name), name)
+        check_qp_options(self)
         if self.eq_qp_solve not in ("cg", "cholesky"):
             raise ValueError(f"`eq_qp_solve` must be 'cg' or 'cholesky', got {self.eq_qp_solve!r}.")
         if self.eq_qp_solve == "cholesky" and (self.matvec_Q or self.matvec_A or self.fun):
