@@ -285,36 +285,18 @@ def materialize(matvec: Callable, example: PyTree) -> tuple[jax.Array, Callable]
     return A, unravel
 
 
-def _dense_solve(decompose: Callable, matvec, b, ridge, return_info):
-    _check_callable(matvec)
-    A_op = _with_ridge(matvec, ridge)
-    A, unravel = materialize(A_op, b)
-    x = unravel(decompose(A, ravel_pytree(b)[0]))
-    return _finish(x, A_op, b, 0, return_info)
+def _dense_solver(decompose: Callable, name: str, summary: str) -> Callable:
+    """A dense solver: materialize the operator (``n`` JVPs), then ``decompose(A, b)``."""
 
+    def solve(matvec: Callable, b: PyTree, ridge: float | None = None, return_info: bool = False, **_):
+        _check_callable(matvec)
+        A_op = _with_ridge(matvec, ridge)
+        A, unravel = materialize(A_op, b)
+        x = unravel(decompose(A, ravel_pytree(b)[0]))
+        return _finish(x, A_op, b, 0, return_info)
 
-def solve_cholesky(
-    matvec: Callable, b: PyTree, ridge: float | None = None, return_info: bool = False, **_
-):
-    """Dense Cholesky solve of a symmetric positive definite operator.
-
-    Args:
-      matvec: the operator (materialized with ``n`` JVPs).
-      b: right-hand side.
-      ridge: optional diagonal shift.
-      return_info: also return a :class:`LinearSolveInfo`.
-
-    Returns:
-      ``x`` (and the info when ``return_info``).
-    """
-    return _dense_solve(
-        lambda A, v: jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(A), v),
-        matvec, b, ridge, return_info,
-    )
-
-
-def solve_lu(matvec: Callable, b: PyTree, ridge: float | None = None, return_info: bool = False, **_):
-    """Dense LU solve of a general square operator.
+    solve.__name__ = solve.__qualname__ = name
+    solve.__doc__ = f"""{summary}
 
     Args:
       matvec: the operator (materialized with ``n`` JVPs).
@@ -325,42 +307,21 @@ def solve_lu(matvec: Callable, b: PyTree, ridge: float | None = None, return_inf
     Returns:
       ``x`` (and the info when ``return_info``).
     """
-    return _dense_solve(jnp.linalg.solve, matvec, b, ridge, return_info)
+    return solve
 
 
-def solve_inv(matvec: Callable, b: PyTree, ridge: float | None = None, return_info: bool = False, **_):
-    """Dense solve through the explicit inverse (for small, tested references).
-
-    Args:
-      matvec: the operator.
-      b: right-hand side.
-      ridge: optional diagonal shift.
-      return_info: also return a :class:`LinearSolveInfo`.
-
-    Returns:
-      ``x`` (and the info when ``return_info``).
-    """
-    return _dense_solve(lambda A, v: jnp.linalg.inv(A) @ v, matvec, b, ridge, return_info)
+def _qr_solve(A, v):
+    q, r = jnp.linalg.qr(A)
+    return jax.scipy.linalg.solve_triangular(r, q.T @ v)
 
 
-def solve_qr(matvec: Callable, b: PyTree, ridge: float | None = None, return_info: bool = False, **_):
-    """Dense QR solve of a general square operator.
-
-    Args:
-      matvec: the operator.
-      b: right-hand side.
-      ridge: optional diagonal shift.
-      return_info: also return a :class:`LinearSolveInfo`.
-
-    Returns:
-      ``x`` (and the info when ``return_info``).
-    """
-
-    def qr_solve(A, v):
-        q, r = jnp.linalg.qr(A)
-        return jax.scipy.linalg.solve_triangular(r, q.T @ v)
-
-    return _dense_solve(qr_solve, matvec, b, ridge, return_info)
+solve_cholesky = _dense_solver(
+    lambda A, v: jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(A), v),
+    "solve_cholesky", "Dense Cholesky solve of a symmetric positive definite operator.")
+solve_lu = _dense_solver(jnp.linalg.solve, "solve_lu", "Dense LU solve of a general square operator.")
+solve_inv = _dense_solver(lambda A, v: jnp.linalg.inv(A) @ v, "solve_inv",
+                          "Dense solve through the explicit inverse (for small, tested references).")
+solve_qr = _dense_solver(_qr_solve, "solve_qr", "Dense QR solve of a general square operator.")
 
 
 SYMMETRIC_SOLVERS = (solve_cg, solve_cholesky)
