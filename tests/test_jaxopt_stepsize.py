@@ -94,7 +94,8 @@ def test_sentinel_stays_static_under_jit_and_positive_steps_stay_traced(logreg):
     eager = jl.GradientDescent(P.logistic_fun, stepsize=-1.0, maxiter=30).run(w0, LAM, X, y)
     jitted = run(jl.GradientDescent(P.logistic_fun, stepsize=-1.0, maxiter=30))
     np.testing.assert_allclose(jitted.params, eager.params, rtol=1e-12)
-    assert int(jitted.state.num_fun_eval) > 31  # the backtracking search ran
+    # The backtracking search ran: evaluations beyond one value-and-gradient per iteration.
+    assert int(jitted.state.num_fun_eval) > int(jitted.state.iter_num) + 1
     assert jax.tree_util.tree_leaves(jl.GradientDescent(P.logistic_fun, stepsize=-1.0)).count(-1.0) == 0
     assert 0.3 in jax.tree_util.tree_leaves(jl.GradientDescent(P.logistic_fun, stepsize=0.3))
 

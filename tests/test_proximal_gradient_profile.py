@@ -39,10 +39,12 @@ def test_two_evaluations_per_iteration_and_sklearn_accuracy(lasso):
     assert int(out.state.status) == jl.Status.CONVERGED
     np.testing.assert_allclose(out.params, coef, atol=1e-6)
     # One value-and-gradient at the extrapolated point and one value per backtracking trial;
-    # the step settles after the first iterations, so about two evaluations per iteration.
+    # the step settles after the first iterations, so about two evaluations per iteration,
+    # plus one for each grown trial that fails (growth is tried only where the curvature
+    # along the last step predicts it passes; measured 203 evaluations for 92 iterations).
     assert calls[0] == int(out.state.num_fun_eval)
-    assert 2 * iters <= calls[0] <= 2 * iters + 10, (calls[0], iters)
-    # Beck and Teboulle's non-increasing backtracking keeps t >= decrease_factor / L
-    # (L = largest eigenvalue of X^T X / n), starting from t = 1.
+    assert 2 * iters <= calls[0] <= 2.5 * iters + 10, (calls[0], iters)
+    # Backtracking keeps t >= decrease_factor / L (L = largest eigenvalue of X^T X / n), and
+    # a grown step must pass the test without rounding slack (here t <= 1, f quadratic).
     L = float(np.linalg.eigvalsh(np.asarray(X.T @ X) / X.shape[0]).max())
     assert 0.5 / L <= float(out.state.stepsize) <= 1.0

@@ -27,6 +27,13 @@ class FirstOrderState(NamedTuple):
     Attributes:
       iter_num: iterations done.
       stepsize: last step size used.
+      next_stepsize: first trial of the next backtracking search (jaxopt's
+        ``state.stepsize``): ``stepsize / decrease_factor`` after a step whose
+        sufficient-decrease test was decided above the rounding of ``f``, ``stepsize``
+        otherwise (and with a fixed step).
+      can_grow: whether the step may still grow: with acceleration a grown trial that
+        fails costs momentum (see ``GradientDescent``), so growth stops after the first
+        failure until the momentum restarts; always true without acceleration.
       error: gradient-mapping norm ``||x_next - y|| / stepsize`` at the extrapolated point
         ``y``: ``||grad f(y)||`` without a prox, and with one never below the unit-step
         mapping ``||y - prox(y - s grad f(y), s)|| / s`` (``s = max(stepsize, 1)``) when that
@@ -44,6 +51,8 @@ class FirstOrderState(NamedTuple):
 
     iter_num: jax.Array
     stepsize: jax.Array
+    next_stepsize: jax.Array
+    can_grow: jax.Array
     error: jax.Array
     value: jax.Array
     aux: Any

@@ -2,7 +2,8 @@
 hyperparameters after ``init_params``, the ``stepsize <= 0`` sentinel, the fixed-point
 residual) and :class:`ProxGradSolver`, the step ``x+ = prox(y - t grad f(y), hp, t)`` of
 GradientDescent, ProximalGradient and ProjectedGradient (FISTA momentum, restart hook, fixed
-step or backtracking, ``STALLED`` when the step is lost to rounding)."""
+step or backtracking that grows the step where ``f`` validates it, ``STALLED`` when the step is
+lost to rounding)."""
 
 from __future__ import annotations
 
@@ -120,7 +121,9 @@ class ProxGradSolver(FirstOrderSolver):
         dtype = jnp.result_type(value)
         one, zero = jnp.asarray(1.0, dtype), jnp.asarray(0, jnp.int32)
         return self._state_cls(
-            iter_num=zero, stepsize=one, error=jnp.asarray(jnp.inf, dtype), value=value, aux=aux,
+            iter_num=zero, stepsize=one, next_stepsize=one, can_grow=jnp.asarray(True),
+            error=jnp.asarray(jnp.inf, dtype),
+            value=value, aux=aux,
             velocity=init_params, t=one, num_fun_eval=zero + 1, status=zero + Status.RUNNING,
             objective=self._objective(value, init_params, hp), num_restarts=zero)
 
@@ -138,11 +141,21 @@ class ProxGradSolver(FirstOrderSolver):
         s = self._forward_backward_step(params, state, args, kwargs)
         x_next, t, velocity = s.x_next, state.t, s.x_next
         objective, reset = state.objective, jnp.asarray(False)
+        # A grown first trial that the search rejected; with momentum this stops growth.
+        grown = (state.iter_num > 0) & (state.next_stepsize > state.stepsize)
+        grow_failed = grown & (s.stepsize < state.next_stepsize)
+        can_grow = state.can_grow & ~(grow_failed & self.acceleration)  # type: ignore[attr-defined]
+        next_stepsize = jnp.where(can_grow, self._next_stepsize(s), s.stepsize)
         if self.acceleration:  # type: ignore[attr-defined]
-            t = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * state.t ** 2))
+            # t_{k+1}^2 - t_{k+1} = (s_k / s0_{k+1}) t_k^2 with s0_{k+1} the next search's first
+            # trial: every step s_{k+1} <= s0_{k+1} it accepts keeps the FISTA estimate
+            # s_{k+1} (t_{k+1}^2 - t_{k+1}) <= s_k t_k^2 (Scheinberg, Goldfarb and Bai 2014).
+            theta = s.stepsize / jnp.where(next_stepsize > 0, next_stepsize, s.stepsize)
+            t = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * theta * state.t ** 2))
             velocity = tu.tree_add_scalar_mul(x_next, (state.t - 1.0) / t, tu.tree_sub(x_next, params))
             objective, reset = self._restart(params, state, s)
             t = jnp.where(reset, 1.0, t)
+            can_grow = can_grow | reset
             velocity = tu.tree_where(reset, x_next, velocity)
         step_error, error = self._errors(s)
         # The step read as converged but the rounding-free measure is above tol (and the
@@ -152,10 +165,34 @@ class ProxGradSolver(FirstOrderSolver):
                            jnp.where(stalled, Status.STALLED, Status.RUNNING))
         return OptStep(x_next, self._state_cls(
             iter_num=state.iter_num + 1, stepsize=jnp.where(s.failed, state.stepsize, s.stepsize),
+            next_stepsize=jnp.where(s.failed, state.next_stepsize, next_stepsize).astype(s.dtype),
+            can_grow=can_grow,
             error=error, value=s.value, aux=s.aux, velocity=velocity, t=jnp.asarray(t, s.dtype),
             num_fun_eval=state.num_fun_eval + 1 + s.num_evals, status=status.astype(jnp.int32),
             objective=jnp.asarray(objective, s.dtype),
             num_restarts=state.num_restarts + reset.astype(jnp.int32)))
+
+    def _next_stepsize(self, s: _Step):
+        """The next search's first trial: ``t / decrease_factor`` (``t`` the accepted step) when
+
+        * the sufficient-decrease test was decided above rounding: its allowance
+          ``q = ||x_next - y||^2 / (2 t)`` exceeds ``GROWTH_MARGIN eps |f(y)|`` (below that, f
+          cannot tell a good step from an over-long one), and
+        * the quadratic model of ``f`` along the step predicts that the grown step passes:
+          the curvature term ``f(x_next) - f(y) - <grad f(y), x_next - y>`` is at most
+          ``decrease_factor * q`` (it scales as ``(t'/t)^2``, ``q`` as ``t'/t``);
+
+        ``t`` otherwise (always with a fixed step)."""
+        t = s.stepsize
+        if not self._line_search():
+            return t
+        diff = tu.tree_sub(s.x_next, s.y)
+        allowance = 0.5 * tu.tree_l2_norm(diff, True) / jnp.where(t > 0, t, 1.0)
+        curvature = s.f_next - s.value - jnp.real(tu.tree_vdot(s.grad, diff))
+        floor = _linesearch.GROWTH_MARGIN * jnp.finfo(s.dtype).eps * jnp.abs(s.value)
+        df = self.decrease_factor  # type: ignore[attr-defined]
+        grow = ~s.failed & (allowance > floor) & (curvature <= df * allowance)
+        return jnp.where(grow, t / df, t).astype(s.dtype)
 
     def _errors(self, s: _Step):
         """``(step_error, error)``: jaxopt's ``||x_next - y|| / t``, which reads 0 once ``t grad
@@ -215,11 +252,14 @@ class ProxGradSolver(FirstOrderSolver):
         step_at = lambda t: self._prox(tu.tree_add_scalar_mul(y, -t, grad), hp, t)
         if self._line_search():
             value_only = lambda x: (vg(x, *fun_args, **kwargs)[0], None)
-            init_t = jnp.where(state.iter_num == 0, 1.0, state.stepsize).astype(dtype)
+            first = state.iter_num == 0
+            init_t = jnp.where(first, 1.0, state.next_stepsize).astype(dtype)
+            # A grown first trial must pass the test on its own, not on rounding slack.
+            grown = ~first & (state.next_stepsize > state.stepsize)
             ls_ = _linesearch.backtracking(
                 value_only, y, value, grad, None, init_t, aux, maxls=self.maxls,  # type: ignore[attr-defined]
                 decrease_factor=self.decrease_factor, step_fn=step_at,  # type: ignore[attr-defined]
-                unroll=self._unrolled())  # type: ignore[attr-defined]
+                unroll=self._unrolled(), strict_first=grown)  # type: ignore[attr-defined]
             return _Step(hp, y, value, grad, aux, dtype, ls_.stepsize, ls_.params, ls_.num_evals,
                          ls_.failed, ls_.value)
         size = self.stepsize(state.iter_num) if callable(self.stepsize) else self.stepsize  # type: ignore

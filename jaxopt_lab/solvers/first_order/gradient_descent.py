@@ -35,8 +35,22 @@ class GradientDescent(ProxGradSolver):
     ``y_k = x_k + (t_{k-1} - 1) / t_k (x_k - x_{k-1})``, which gives the optimal
     ``O(1/k^2)`` rate on smooth convex problems. A step size ``<= 0`` selects
     backtracking on the sufficient-decrease condition
-    ``f(x+) <= f(y) + <g, x+ - y> + ||x+ - y||^2 / (2 t)``, started from the previous
-    step (so the step decreases monotonically, as in Beck and Teboulle).
+    ``f(x+) <= f(y) + <g, x+ - y> + ||x+ - y||^2 / (2 t)`` (with a slack of
+    ``10 eps |f(y)|`` for rounding), started from ``state.next_stepsize``: the last
+    accepted step ``t``, grown to ``t / decrease_factor`` (as jaxopt does) when that step's
+    test was decided above the rounding of ``f`` (``||x+ - y||^2 / (2 t) > 100 eps |f(y)|``)
+    and the quadratic model of ``f`` along it predicts that the grown step passes
+    (``f(x+) - f(y) - <g, x+ - y> <= decrease_factor ||x+ - y||^2 / (2 t)``). A grown
+    trial is accepted only on the test without slack; if it fails, the search falls back
+    to ``t``. So the step follows the local curvature in both directions, while near
+    the minimizer, where every change of ``f`` is rounding noise, it never exceeds a
+    step that ``f`` itself validated, and tight tolerances stay reachable. With
+    acceleration, the momentum follows Scheinberg, Goldfarb and Bai:
+    ``t_{k+1} = (1 + sqrt(1 + 4 (s_k / s0_{k+1}) t_k^2)) / 2`` for the accepted step ``s_k``
+    and the next search's first trial ``s0_{k+1}``, which keeps FISTA's estimate
+    ``s_{k+1} (t_{k+1}^2 - t_{k+1}) <= s_k t_k^2`` when steps grow. A grown trial that
+    is rejected has cost momentum for nothing, so with acceleration the step stops
+    growing after the first rejection (``state.can_grow``) until the momentum restarts.
 
     Args:
       fun: objective ``fun(params, *args, **kwargs)``, real-valued (params may be
@@ -52,7 +66,7 @@ class GradientDescent(ProxGradSolver):
         without a prox), is ``<= tol``; when the step ``x_next - y`` is lost to rounding
         (it reads ``<= tol`` while the true norm is above) the solve ends ``STALLED``.
       acceleration: use the accelerated (FISTA) scheme.
-      decrease_factor: backtracking shrink factor.
+      decrease_factor: backtracking shrink factor (its inverse is the growth factor).
       implicit_diff, implicit_diff_solve, jit, unroll, verbose: see
         :class:`jaxopt_lab.IterativeSolver`.
 
@@ -62,7 +76,9 @@ class GradientDescent(ProxGradSolver):
     References:
       Nesterov, "A method for solving the convex programming problem with
       convergence rate O(1/k^2)", 1983; Beck and Teboulle, "A fast iterative
-      shrinkage-thresholding algorithm for linear inverse problems", 2009.
+      shrinkage-thresholding algorithm for linear inverse problems", 2009;
+      Scheinberg, Goldfarb and Bai, "Fast first-order methods for composite convex
+      optimization with backtracking", 2014 (arXiv:1109.5997).
     """
     # jaxopt's constructor parameters, in jaxopt's order (positional use).
     _positional: ClassVar[tuple[str, ...]] = (
