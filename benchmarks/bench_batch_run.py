@@ -126,8 +126,8 @@ def step_cost(solver, x0, lams, X, y, repeats: int):
     """
     lane = lambda c, lam: batch_mod._lane_step(solver, (lam, X, y), {}, c)
     init = jax.jit(jax.vmap(lambda lam: batch_mod._lane_init(solver, x0, (lam, X, y), {})))
-    steps = jax.jit(lambda c, k: jax.lax.fori_loop(0, k, lambda i, c: jax.vmap(lane)(c, lams), c),
-                    static_argnums=1)
+    # One program for both step counts (a traced bound: a while loop, no unrolling).
+    steps = jax.jit(lambda c, k: jax.lax.fori_loop(0, k, lambda i, c: jax.vmap(lane)(c, lams), c))
     carry = steps(init(lams), 3)
     vg = jax.vmap(jax.value_and_grad(logreg_loss), in_axes=(0, 0, None, None))
     fg = jax.jit(lambda W: jax.lax.fori_loop(0, 10, lambda i, W: W - 1e-7 * vg(W, lams, X, y)[1], W))
