@@ -17,6 +17,7 @@ Run: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_backtracking_growth.py`` (
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import pathlib
 
@@ -78,8 +79,8 @@ def main() -> None:
         "# Backtracking that grows its step (GradientDescent / ProximalGradient, `stepsize <= 0`)",
         "",
         "Command: `OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_backtracking_growth.py` "
-        f"(CPU, jax {jax.__version__}, jaxopt {jaxopt.__version__}). Start at 0, maxiter 5000, "
-        "decrease_factor 0.5, `restart='gradient'` (ours' ProximalGradient default).",
+        f"(CPU, jax {jax.__version__}, jaxopt {importlib.metadata.version('jaxopt')}). Start at 0, "
+        "maxiter 5000, decrease_factor 0.5, `restart='gradient'` (ours' ProximalGradient default).",
         "",
         "`opt err`: unit-step gradient mapping of the returned point (`||grad f||` without l1), "
         "in float64. `evals`: ours' `num_fun_eval` (one value-and-gradient per iteration plus one "
