@@ -1,6 +1,6 @@
-"""The first-order family's step skeleton (states in ``_state.py``): :class:`FirstOrderSolver` (the term's
-hyperparameters after ``init_params``, the ``stepsize <= 0`` sentinel, the fixed-point
-residual) and :class:`ProxGradSolver`, the step ``x+ = prox(y - t grad f(y), hp, t)`` of
+"""The first-order family's step skeleton (states in ``_state.py``, the family base
+:class:`FirstOrderSolver` in ``_base.py``, the step-growth rule in ``_growth.py``):
+:class:`ProxGradSolver`, the step ``x+ = prox(y - t grad f(y), hp, t)`` of
 GradientDescent, ProximalGradient and ProjectedGradient (FISTA momentum, restart hook, fixed
 step or backtracking that grows the step where ``f`` validates it, ``STALLED`` when the step is
 lost to rounding)."""
@@ -14,65 +14,11 @@ import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import uses_line_search
-from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import OptStep, Status
-from jaxopt_lab.linalg import linear_solve as ls
-from jaxopt_lab.solvers.first_order._state import CompositeState, FirstOrderState, _Step
+from jaxopt_lab.solvers.first_order._base import FirstOrderSolver
+from jaxopt_lab.solvers.first_order._growth import next_first_trial
+from jaxopt_lab.solvers.first_order._state import FirstOrderState, _Step
 from jaxopt_lab.solvers.linesearch import functions as _linesearch
-
-
-@dataclasses.dataclass(eq=False, kw_only=True)
-class FirstOrderSolver(IterativeSolver):
-    """Base of the family (private). ``_hyperparams_name`` (``None``: no term) names the
-    argument after ``init_params``; a solver with a term defines ``_unit_step(x, g, hp)``,
-    the step of size 1 whose fixed points are the solutions."""
-
-    _state_cls = CompositeState
-    _hyperparams_name = None
-
-    def _static_option(self, name, value) -> bool:
-        return name == "stepsize" and uses_line_search(value)
-
-    def _implicit_solve(self):
-        # The fixed-point residual's Jacobian is not symmetric: normal-equation CG.
-        if self.implicit_diff_solve is not None or self._hyperparams_name is None:
-            return super()._implicit_solve()
-        return ls.solve_normal_cg
-
-    def _split_args(self, args):
-        """``(hyperparams, fun_args)``; ``hyperparams`` is ``None`` without a term."""
-        if self._hyperparams_name is None:
-            return None, args
-        if not args:
-            raise TypeError(f"{type(self).__name__}.run needs `{self._hyperparams_name}` after "
-                            "`init_params` (None if unused).")
-        return args[0], args[1:]
-
-    def _check_run_args(self, init_params, args, kwargs) -> None:
-        super()._check_run_args(init_params, args, kwargs)
-        self._split_args(args)
-
-    def _state(self, iter_num, error, value, aux, dtype):
-        """A RUNNING :class:`CompositeState` with ``error`` in ``dtype``."""
-        return self._state_cls(iter_num=iter_num, error=jnp.asarray(error).astype(dtype), value=value,
-                               aux=aux, status=jnp.asarray(Status.RUNNING, jnp.int32))
-
-    def optimality_fun(self, params, *args, **kwargs):
-        """The residual that is zero exactly at solutions.
-
-        Args:
-          params: a point.
-          *args, **kwargs: as in ``run`` (the term's hyperparameters first, if any).
-
-        Returns:
-          ``grad f(params)`` without a term; otherwise the fixed-point residual
-          ``params - step(params, grad f(params), hyperparams, 1)``.
-        """
-        hp, fun_args = self._split_args(args)
-        grad = self._value_and_grad_fun()(params, *fun_args, **kwargs)[1]
-        if self._hyperparams_name is None:
-            return grad
-        return tu.tree_sub(params, self._unit_step(params, grad, hp))
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -173,26 +119,10 @@ class ProxGradSolver(FirstOrderSolver):
             num_restarts=state.num_restarts + reset.astype(jnp.int32)))
 
     def _next_stepsize(self, s: _Step):
-        """The next search's first trial: ``t / decrease_factor`` (``t`` the accepted step) when
-
-        * the sufficient-decrease test was decided above rounding: its allowance
-          ``q = ||x_next - y||^2 / (2 t)`` exceeds ``GROWTH_MARGIN eps |f(y)|`` (below that, f
-          cannot tell a good step from an over-long one), and
-        * the quadratic model of ``f`` along the step predicts that the grown step passes:
-          the curvature term ``f(x_next) - f(y) - <grad f(y), x_next - y>`` is at most
-          ``decrease_factor * q`` (it scales as ``(t'/t)^2``, ``q`` as ``t'/t``);
-
-        ``t`` otherwise (always with a fixed step)."""
-        t = s.stepsize
+        """The next search's first trial (:func:`next_first_trial`; ``t`` with a fixed step)."""
         if not self._line_search():
-            return t
-        diff = tu.tree_sub(s.x_next, s.y)
-        allowance = 0.5 * tu.tree_l2_norm(diff, True) / jnp.where(t > 0, t, 1.0)
-        curvature = s.f_next - s.value - jnp.real(tu.tree_vdot(s.grad, diff))
-        floor = _linesearch.GROWTH_MARGIN * jnp.finfo(s.dtype).eps * jnp.abs(s.value)
-        df = self.decrease_factor  # type: ignore[attr-defined]
-        grow = ~s.failed & (allowance > floor) & (curvature <= df * allowance)
-        return jnp.where(grow, t / df, t).astype(s.dtype)
+            return s.stepsize
+        return next_first_trial(s, self.decrease_factor)  # type: ignore[attr-defined]
 
     def _errors(self, s: _Step):
         """``(step_error, error)``: jaxopt's ``||x_next - y|| / t``, which reads 0 once ``t grad

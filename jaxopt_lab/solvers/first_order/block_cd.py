@@ -12,7 +12,8 @@ import numpy as np
 
 from jaxopt_lab.core.checks import check_callable, uses_line_search
 from jaxopt_lab.core.types import OptStep
-from jaxopt_lab.solvers.first_order._step import CompositeState, FirstOrderSolver
+from jaxopt_lab.solvers.first_order._base import FirstOrderSolver
+from jaxopt_lab.solvers.first_order._state import CompositeState
 
 
 class BlockCDState(CompositeState):

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_callable, check_positive
 from jaxopt_lab.core.types import OptStep
-from jaxopt_lab.solvers.first_order._step import CompositeState, FirstOrderSolver
+from jaxopt_lab.solvers.first_order._base import FirstOrderSolver
+from jaxopt_lab.solvers.first_order._state import CompositeState
 
 
 class MirrorDescentState(CompositeState):
