@@ -186,7 +186,8 @@ class _WolfeStart(NamedTuple):
                            | _step_below_ulp(params, direction, hi_t, self.dtype))
         nonfinite = failed & c.nan_grad
         stalled = failed & ~nonfinite & (c.k > 0) & (self.d0 < 0) & unrepresentable
-        return LineSearchResult(*point, failed, c.k, stalled, nonfinite)
+        step, x, value, grad, aux = point
+        return LineSearchResult(step, x, value, grad, aux, failed, c.k, stalled, nonfinite)
 
 
 def strong_wolfe(
