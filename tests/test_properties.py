@@ -119,8 +119,11 @@ def _option_cases():
         for f in dataclasses.fields(cls):
             if f.name in INT_OPTIONS and isinstance(f.default, int):
                 cases += [(cls, f.name, v) for v in (0, -1, 2.5)]
+            elif f.name == "stepsize" and isinstance(f.default, float) and f.default <= 0:
+                # ``stepsize <= 0`` is jaxopt's documented sentinel (line search, these
+                # classes' default): only NaN is bad.
+                cases += [(cls, f.name, float("nan"))]
             elif f.name in POSITIVE_OPTIONS and isinstance(f.default, float):
-                # Zero is a documented sentinel for ``stepsize`` (line search).
                 cases += [(cls, f.name, v) for v in (-1.0, float("nan"))]
             elif f.name == "tol":
                 cases += [(cls, "tol", v) for v in (-1e-3, float("nan"))]
