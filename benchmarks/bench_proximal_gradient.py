@@ -175,8 +175,10 @@ def main():
         "",
         f"Iterations after which the iterate stays within {TARGET:g} of scikit-learn's solution "
         "(FISTA's iterates oscillate): " + ", ".join(f"{k} {v}" for k, v in settle.items()) + ". "
-        "jaxopt lets the step grow (each iteration first tries the previous step / decrease_factor), "
-        "jaxopt_lab keeps Beck and Teboulle's non-increasing backtracking step; `restart=\"gradient\"` "
+        "jaxopt lets the step grow (each iteration first tries the previous step / decrease_factor); "
+        "jaxopt_lab grows it the same way only after a step whose sufficient-decrease test was decided "
+        "above f's rounding and whose curvature predicts the grown step passes, with "
+        "Scheinberg-Goldfarb-Bai momentum; `restart=\"gradient\"` "
         "(O'Donoghue and Candes' adaptive restart, the default) resets the momentum when "
         "<y - x+, x+ - x> > 0.",
         "",
