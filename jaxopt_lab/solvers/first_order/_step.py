@@ -88,8 +88,7 @@ class ProxGradSolver(FirstOrderSolver):
         x_next, t, velocity = s.x_next, state.t, s.x_next
         objective, reset = state.objective, jnp.asarray(False)
         # A grown first trial that the search rejected; with momentum this stops growth.
-        grown = (state.iter_num > 0) & (state.next_stepsize > state.stepsize)
-        grow_failed = grown & (s.stepsize < state.next_stepsize)
+        grow_failed = self._grown(state) & (s.stepsize < state.next_stepsize)
         can_grow = state.can_grow & ~(grow_failed & self.acceleration)  # type: ignore[attr-defined]
         next_stepsize = jnp.where(can_grow, self._next_stepsize(s), s.stepsize)
         if self.acceleration:  # type: ignore[attr-defined]
@@ -117,6 +116,11 @@ class ProxGradSolver(FirstOrderSolver):
             num_fun_eval=state.num_fun_eval + 1 + s.num_evals, status=status.astype(jnp.int32),
             objective=jnp.asarray(objective, s.dtype),
             num_restarts=state.num_restarts + reset.astype(jnp.int32)))
+
+    @staticmethod
+    def _grown(state):
+        """Whether this step's first trial is larger than the last accepted step."""
+        return (state.iter_num > 0) & (state.next_stepsize > state.stepsize)
 
     def _next_stepsize(self, s: _Step):
         """The next search's first trial (:func:`next_first_trial`; ``t`` with a fixed step)."""
@@ -182,14 +186,12 @@ class ProxGradSolver(FirstOrderSolver):
         step_at = lambda t: self._prox(tu.tree_add_scalar_mul(y, -t, grad), hp, t)
         if self._line_search():
             value_only = lambda x: (vg(x, *fun_args, **kwargs)[0], None)
-            first = state.iter_num == 0
-            init_t = jnp.where(first, 1.0, state.next_stepsize).astype(dtype)
+            init_t = jnp.where(state.iter_num == 0, 1.0, state.next_stepsize).astype(dtype)
             # A grown first trial must pass the test on its own, not on rounding slack.
-            grown = ~first & (state.next_stepsize > state.stepsize)
             ls_ = _linesearch.backtracking(
                 value_only, y, value, grad, None, init_t, aux, maxls=self.maxls,  # type: ignore[attr-defined]
                 decrease_factor=self.decrease_factor, step_fn=step_at,  # type: ignore[attr-defined]
-                unroll=self._unrolled(), strict_first=grown)  # type: ignore[attr-defined]
+                unroll=self._unrolled(), strict_first=self._grown(state))  # type: ignore[attr-defined]
             return _Step(hp, y, value, grad, aux, dtype, ls_.stepsize, ls_.params, ls_.num_evals,
                          ls_.failed, ls_.value)
         size = self.stepsize(state.iter_num) if callable(self.stepsize) else self.stepsize  # type: ignore
