@@ -20,8 +20,8 @@ class LbfgsApprox(NamedTuple):
     """L-BFGS's memory.
 
     Attributes:
-      s_history, y_history: ring buffers of the last ``history_size`` parameter
-        and gradient differences (leading axis ``history_size``).
+      s_history, y_history: the last ``history_size`` parameter and gradient
+        differences (leading axis ``history_size``), oldest first, newest last.
       rho_history: ``1 / <s, y>`` for each stored pair (0 for empty slots).
       gamma: initial inverse-Hessian scaling ``<s, y> / <y, y>``.
     """
@@ -32,69 +32,67 @@ class LbfgsApprox(NamedTuple):
     gamma: jax.Array
 
 
-def _history_dot(hist, tree, m):
-    """``(m,)`` inner products of every stored pair with ``tree``."""
-    parts = [h.reshape(m, -1) @ x.reshape(-1) for h, x in
+def _leaf_dot(a, b):
+    """``<a, b>`` of two arrays as a multiply and a sum (under ``vmap`` a fused reduction,
+    where ``jnp.vdot`` would be a batched matrix product of 1 x n by n x 1 blocks)."""
+    return jnp.sum(a * b)
+
+
+def _pair_dot(hist, i, tree, dtype):
+    """``<hist_i, tree>`` summed over the leaves, in ``dtype``."""
+    parts = [_leaf_dot(h[i], x).astype(dtype) for h, x in
              zip(jax.tree_util.tree_leaves(hist), jax.tree_util.tree_leaves(tree), strict=True)]
     return sum(parts[1:], parts[0])
 
 
-def _history_gram(hist_a, hist_b, m):
-    """``(m, m)`` matrix of inner products ``<a_i, b_j>``."""
-    parts = [a.reshape(m, -1) @ b.reshape(m, -1).T for a, b in
-             zip(jax.tree_util.tree_leaves(hist_a), jax.tree_util.tree_leaves(hist_b), strict=True)]
-    return sum(parts[1:], parts[0])
+def _axpy(tree, coef, hist, i):
+    """``tree + coef * hist_i`` leaf by leaf (dtype of ``tree`` kept)."""
+    return jax.tree_util.tree_map(lambda x, h: (x + coef.astype(x.dtype) * h[i]).astype(x.dtype), tree, hist)
 
 
-def _history_combine(hist, coef):
-    """``sum_i coef_i * hist_i`` as a pytree."""
-    return jax.tree_util.tree_map(lambda h: jnp.tensordot(coef.astype(h.dtype), h, axes=1), hist)
+def inverse_hessian_product(grad, s_hist, y_hist, rho_hist, gamma, ptr=0):
+    """``H g`` for the L-BFGS inverse-Hessian approximation, by the two-loop recursion.
 
-
-def inverse_hessian_product(grad, s_hist, y_hist, rho_hist, gamma, ptr):
-    """``H g`` for the L-BFGS inverse-Hessian approximation, in compact form.
-
-    Uses ``H = gamma I + [S, gamma Y] M [S, gamma Y]^T`` with
-    ``M = [[R^-T (D + gamma Y^T Y) R^-1, -R^-T], [-R^-1, 0]]``, ``R`` the upper
-    triangle of ``S^T Y`` and ``D`` its diagonal, in chronological order. Every
-    step is a dense product or an ``m x m`` triangular solve: no loop over the
-    history and no indexing by a traced position, so under ``vmap`` (where each
-    lane has its own ring position) it stays a few batched matrix products
-    instead of gathers and scatters. Empty or skipped slots (``rho = 0``, zero
-    pairs) decouple exactly.
+    The recursion runs over the ``m`` stored pairs in chronological order with the slot
+    order known when tracing (``ptr`` a Python int; the solver keeps its memory in
+    chronological order, ``ptr = 0``), so it unrolls into ``2 m`` inner products and
+    vector updates on static slices: no triangular solves, no ``m x m`` Gram matrices and
+    no indexing by a traced position, which under ``vmap`` would become per-lane solves
+    or gathers. A traced ``ptr`` rotates the buffers first. Empty or skipped slots
+    (``rho = 0``, zero pairs) are exact no-ops.
 
     Args:
       grad: the vector ``g`` (a pytree).
-      s_hist, y_hist: ring buffers of pairs (leading axis ``m``).
+      s_hist, y_hist: buffers of pairs (leading axis ``m``; pytrees like ``grad``).
       rho_hist: ``1 / <s_i, y_i>`` (0 for empty slots).
       gamma: initial scaling ``H_0 = gamma I``.
-      ptr: the next write position (the oldest pair).
+      ptr: position of the oldest pair (a ring buffer's next write position); 0 when
+        the buffers are in chronological order (oldest first).
 
     Returns:
       ``H g``, a pytree like ``grad``.
 
     References:
-      Byrd, Nocedal and Schnabel, "Representations of quasi-Newton matrices and
-      their use in limited memory methods", Math. Programming, 1994.
+      Nocedal, "Updating quasi-Newton matrices with limited storage", Math. Comp., 1980;
+      Nocedal and Wright, "Numerical Optimization", 2nd ed., 2006, Algorithm 7.4.
     """
     m = rho_hist.shape[0]
     dtype = rho_hist.dtype
-    # Permutation matrix from storage to chronological order (oldest first).
-    chron = (ptr + jnp.arange(m)) % m
-    P = jax.nn.one_hot(chron, m, dtype=dtype)
-    empty = P @ (rho_hist == 0).astype(dtype)
-    sy = P @ _history_gram(s_hist, y_hist, m).astype(dtype) @ P.T
-    yy = P @ _history_gram(y_hist, y_hist, m).astype(dtype) @ P.T
-    u = P @ _history_dot(s_hist, grad, m).astype(dtype)
-    w = gamma * (P @ _history_dot(y_hist, grad, m).astype(dtype))
-    diag = jnp.diagonal(sy) * (1 - empty)
-    R = jnp.triu(sy, 1) + jnp.diag(diag + empty)
-    r = jax.scipy.linalg.solve_triangular(R, u, lower=False)
-    v = diag * r + gamma * (yy @ r) - w
-    p = jax.scipy.linalg.solve_triangular(R.T, v, lower=True)
-    p_st, r_st = P.T @ p, P.T @ r
-    out = tu.tree_add(tu.tree_scalar_mul(gamma, grad), _history_combine(s_hist, p_st))
-    return tu.tree_add_scalar_mul(out, -gamma, _history_combine(y_hist, r_st))
+    if isinstance(ptr, int):
+        order = [(ptr + k) % m for k in range(m)]  # oldest first
+    else:
+        roll = lambda h: jnp.roll(h, -ptr, axis=0)
+        s_hist, y_hist = jax.tree_util.tree_map(roll, s_hist), jax.tree_util.tree_map(roll, y_hist)
+        rho_hist, order = roll(rho_hist), list(range(m))
+    q, alpha = grad, {}
+    for i in reversed(order):  # newest first
+        alpha[i] = rho_hist[i] * _pair_dot(s_hist, i, q, dtype)
+        q = _axpy(q, -alpha[i], y_hist, i)
+    r = jax.tree_util.tree_map(lambda x: (gamma * x).astype(x.dtype), q)
+    for i in order:  # oldest first
+        beta = rho_hist[i] * _pair_dot(y_hist, i, r, dtype)
+        r = _axpy(r, alpha[i] - beta, s_hist, i)
+    return r
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -171,8 +169,7 @@ class LBFGS(QuasiNewtonSolver):
         mem = state.approx
         dtype = mem.rho_history.dtype
         gamma = mem.gamma if self.use_gamma else jnp.asarray(1.0, dtype)
-        hd = inverse_hessian_product(grad, mem.s_history, mem.y_history, mem.rho_history, gamma,
-                                     state.iter_num % self.history_size)
+        hd = inverse_hessian_product(grad, mem.s_history, mem.y_history, mem.rho_history, gamma)
         direction = tu.tree_negative(hd)
         # Fall back to steepest descent if the quasi-Newton direction is not a descent one.
         descent = tu.tree_vdot(grad, direction) < 0
@@ -181,16 +178,17 @@ class LBFGS(QuasiNewtonSolver):
         return direction, jnp.where(first, first_stepsize(state.error, dtype), 1.0)
 
     def _update_approx(self, state, x, grad, direction, ls, x_new) -> LbfgsApprox:
-        mem, m = state.approx, self.history_size
-        s, y, sy, yy, good = curvature_pair(x, x_new, grad, ls.grad, ls.failed, mem.rho_history.dtype)
-        # A skipped pair leaves an empty slot (rho = 0), so the ring order stays exact. Writes
-        # by a one-hot mask rather than .at[ptr]: under vmap a traced position would turn
-        # into a scatter.
-        slot = jnp.arange(m) == state.iter_num % m
+        mem = state.approx
+        dtype = mem.rho_history.dtype
+        s, y, sy, yy, good = curvature_pair(x, x_new, grad, ls.grad, ls.failed, dtype)
+        # The buffers stay in chronological order (newest last): every step shifts them by
+        # one slot and writes the new pair at the end, one concatenation per leaf, so the
+        # direction needs no ring position. A skipped pair enters as an empty slot (rho = 0,
+        # zero vectors), as in a ring buffer.
         put = lambda hist, v: jax.tree_util.tree_map(
-            lambda h, a: jnp.where(slot.reshape((m,) + (1,) * a.ndim),
-                                   jnp.where(good, a, 0).astype(h.dtype)[None], h), hist, v)
-        rho = jnp.where(slot, jnp.where(good, 1.0 / jnp.where(good, sy, 1.0), 0.0), mem.rho_history)
+            lambda h, a: jnp.concatenate([h[1:], jnp.where(good, a, 0).astype(h.dtype)[None]]), hist, v)
+        rho = jnp.concatenate([mem.rho_history[1:],
+                               jnp.where(good, 1.0 / jnp.where(good, sy, 1.0), 0.0)[None].astype(dtype)])
         gamma = jnp.where(good, sy / jnp.where(good, yy, 1.0), mem.gamma)
         return LbfgsApprox(put(mem.s_history, s), put(mem.y_history, y), rho, gamma)
 
