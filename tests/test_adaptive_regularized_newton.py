@@ -60,6 +60,30 @@ def test_mutated_acceptance_test_breaks_it(monkeypatch):
     assert int(out.state.status) != jl.Status.CONVERGED
 
 
+def test_acceptance_rule_and_gamma_schedule_on_closed_forms():
+    # accept_step: f(x) - f(x+) >= ||grad f(x+)||^2 / (8 lam). With ||grad f(x+)||^2 = 4 and
+    # lam = 0.5 the boundary is a decrease of 1 (the rounding slack, 4 eps |f|, is far below 1e-3).
+    assert bool(arn.accept_step(1.0, -1e-3, 4.0, 0.5))
+    assert not bool(arn.accept_step(1.0, 1e-3, 4.0, 0.5))
+    # f = ||x||^2 / 2 (H = I), ||x0|| = 1, gamma_init = 0.5: lam = ||g|| / gamma = 2 and the step
+    # (H + lam I)^{-1} g gives x+ = x0 lam / (1 + lam); the trial passes, so gamma doubles.
+    x0 = jnp.array([0.6, -0.8])
+    solver = jl.AdaptiveRegularizedNewton(lambda x: 0.5 * jnp.sum(x**2), gamma_init=0.5, tol=0.0, maxiter=3)
+    new, state = solver.update(x0, solver.init_state(x0))
+    np.testing.assert_allclose(new, x0 * 2.0 / 3.0, rtol=1e-6)
+    assert float(state.regularization) == pytest.approx(2.0, rel=1e-6)
+    assert float(state.gamma) == pytest.approx(1.0, rel=1e-6)
+    # sqrt(1 + x^2) from 3 with gamma_init = 1e6: the first trials fail, each halves gamma; the
+    # accepted one doubles it: gamma+ = 2 * 1e6 / 2^(trials - 1).
+    solver = jl.AdaptiveRegularizedNewton(_huber, gamma_init=1e6, tol=0.0, maxiter=3)
+    x0 = jnp.full(3, 3.0)
+    init = solver.init_state(x0)
+    _, state = solver.update(x0, init)
+    trials = int(state.num_fun_eval) - int(init.num_fun_eval)
+    assert trials > 1
+    assert float(state.gamma) == pytest.approx(2.0 * 1e6 / 2.0 ** (trials - 1), rel=1e-6)
+
+
 def test_every_accepted_step_satisfies_the_test_and_gamma_doubles():
     fun, _, d = _logistic(scale=3.0, n=60, d=5, seed=1)
     solver = jl.AdaptiveRegularizedNewton(fun, tol=0.0, maxiter=6, gamma_init=0.01)
