@@ -83,17 +83,21 @@ def _np_penalty_run(solver, x, y, steps, sigma, sigma0, p, alpha0, a, gamma0, c,
     return out
 
 
-def test_iterates_follow_the_documented_schedules_and_sampling():
+@pytest.mark.parametrize("exponents", ["explicit", "default"])
+def test_iterates_follow_the_documented_schedules_and_sampling(exponents):
     """Six iterations against the NumPy transcription of the docstring's rule: the three
     schedules with their exponents, gamma_k on both inner sequences, 1/sigma_k in the x step and
     one fresh sample per inner step plus one for the x step. A swapped exponent, a sigma_k that
-    ignores its floor or schedule, or a reused sample fails it."""
-    opts = dict(sigma=0.3, sigma0=2.0, p=0.5, alpha0=0.2, a=0.6, gamma0=0.15, c=0.4, inner_steps=2)
+    ignores its floor or schedule, or a reused sample fails it. ``"default"`` leaves the exponents
+    to the solver: the documented a = 5/7, c = 4/7, p = a - c = 1/7 (Kwon et al.)."""
+    decays = dict(p=0.5, a=0.6, c=0.4) if exponents == "explicit" else dict(p=1 / 7, a=5 / 7, c=4 / 7)
+    opts = dict(sigma=0.3, sigma0=2.0, alpha0=0.2, gamma0=0.15, inner_steps=2, **decays)
+    given = (dict(sigma_decay=opts["p"], stepsize_decay=opts["a"], inner_stepsize_decay=opts["c"])
+             if exponents == "explicit" else {})
     solver = bl.StochasticPenaltyBilevel(
         Q.problem, sampler=_noisy, key=jax.random.PRNGKey(7), sigma=opts["sigma"], sigma0=opts["sigma0"],
-        sigma_decay=opts["p"], stepsize=opts["alpha0"], stepsize_decay=opts["a"],
-        inner_stepsize=opts["gamma0"], inner_stepsize_decay=opts["c"], inner_steps=opts["inner_steps"],
-        maxiter=100, tol=0.0)
+        stepsize=opts["alpha0"], inner_stepsize=opts["gamma0"], inner_steps=opts["inner_steps"],
+        maxiter=100, tol=0.0, **given)
     x0, y0 = Q.x0 + 0.5, Q.y0 - 0.3
     params = bl.BilevelParams(x0, y0)
     state = jax.jit(solver.init_state)(params, Q.data)
@@ -107,7 +111,7 @@ def test_iterates_follow_the_documented_schedules_and_sampling():
         np.testing.assert_allclose(state.y_penalty, y_r, rtol=2e-5, atol=2e-6)
         assert float(state.sigma) == pytest.approx(s_r, rel=1e-6)
         sigmas.append(s_r)
-    # the schedule is exercised on both sides of its floor: 2, 1.41, 1.15, 1, 0.89, 0.82 > 0.3,
+    # the schedule decreases above its floor (p = 0.5: 2, 1.41, 1.15, 1, 0.89, 0.82 > 0.3),
     # and the floor binds for a later start
     assert sigmas[0] == 2.0 and all(s1 < s0 for s0, s1 in zip(sigmas, sigmas[1:], strict=False))
     floored = bl.StochasticPenaltyBilevel(Q.problem, sigma=1.5, sigma0=2.0, sigma_decay=0.5)
