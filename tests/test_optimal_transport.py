@@ -126,15 +126,29 @@ def test_sparse_hessian_is_the_thresholded_dual_hessian():
     H = jax.hessian(lambda z: dual_objective(split(z), C, a, b, eps))(flat(params))
     dense = jax.vmap(lambda e: flat(mv(split(e))))(jnp.eye(n + m))
     np.testing.assert_allclose(dense, H, rtol=1e-10, atol=1e-12)
-    # k entries kept: the off-diagonal blocks are P with all but its k largest entries zeroed.
-    k = 10
-    mv, diag = sparse_hessian_matvec(P, P.sum(1), P.sum(0), k, eps, rho)
-    S = np.where(np.asarray(P) >= np.sort(np.asarray(P).ravel())[-k], np.asarray(P), 0.0)
+
+
+def test_sparse_hessian_keeps_the_k_largest_entries_and_the_gauge_term():
+    # k entries kept: the off-diagonal blocks are P with all but its k largest entries zeroed; the
+    # diagonal keeps the exact row and column sums; the gauge penalty adds rho u u^T, u = (1, -1).
+    rng = np.random.default_rng(6)
+    n, m, k, eps, rho = 7, 6, 10, 0.1, 0.3
+    P = jnp.asarray(rng.random((n, m)) + 0.01, jnp.float64)
+
+    @jax.jit
+    def dense(P):
+        mv, diag = sparse_hessian_matvec(P, P.sum(1), P.sum(0), k, eps, rho)
+        cols = jax.vmap(lambda e: jnp.concatenate(mv((e[:n], e[n:]))))(jnp.eye(n + m, dtype=P.dtype))
+        return cols, jnp.concatenate(diag)
+
+    got, diag = dense(P)
+    Pn = np.asarray(P)
+    S = np.where(Pn >= np.sort(Pn.ravel())[-k], Pn, 0.0)
+    assert np.count_nonzero(S) == k
     u = np.concatenate([np.ones(n), -np.ones(m)])
-    want = np.block([[np.diag(P.sum(1)), S], [S.T, np.diag(P.sum(0))]]) / eps + rho * np.outer(u, u)
-    dense = jax.vmap(lambda e: flat(mv(split(e))))(jnp.eye(n + m))
-    np.testing.assert_allclose(dense, want, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(flat(diag), np.diag(want), rtol=1e-12)
+    want = np.block([[np.diag(Pn.sum(1)), S], [S.T, np.diag(Pn.sum(0))]]) / eps + rho * np.outer(u, u)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(diag, np.diag(want), rtol=1e-12)
 
 
 @pytest.mark.slow
