@@ -137,6 +137,27 @@ def step_cost(solver, x0, lams, X, y, repeats: int):
     return t_step / 10, t_fg / 10
 
 
+def trial_counts(solver, x0, lams, X, y):
+    """``(vmap steps, sum over steps of the most trials of a running lane, of the mean)``.
+
+    Under ``vmap`` a line search's while loop runs until its slowest lane is done, so a
+    batched step costs the max over running lanes of f+g trials, not the mean.
+    """
+    init = jax.jit(jax.vmap(lambda lam: batch_mod._lane_init(solver, x0, (lam, X, y), {})))
+    lane = lambda c, lam: batch_mod._lane_step(solver, (lam, X, y), {}, c)
+    one = jax.jit(lambda c: jax.vmap(lane)(c, lams))
+    carry, steps, most, mean = init(lams), 0, 0, 0.0
+    while True:
+        st = carry[2]
+        running = (np.asarray(st.status) == jl.Status.RUNNING) & (np.asarray(st.iter_num) < solver.maxiter)
+        if not running.any():
+            return steps, most, mean
+        before = np.asarray(st.num_fun_eval)
+        carry = one(carry)
+        trials = (np.asarray(carry[2].num_fun_eval) - before)[running]
+        steps, most, mean = steps + 1, most + int(trials.max()), mean + float(trials.mean())
+
+
 def part(title, n_solves, n, d, tol, dtype, repeats, segment_sizes, maxiter=500):
     X, y = ar1_logistic(n, d, dtype=dtype)
     lams = jnp.logspace(-4, 0, n_solves).astype(dtype)
@@ -155,6 +176,7 @@ def part(title, n_solves, n, d, tol, dtype, repeats, segment_sizes, maxiter=500)
     n_calls, lane_steps, calls = segment_counts(
         lambda: jl.batch_run(solver, x0, lams, X, y, in_axes=axes, segment_size=seg_best))
     t_step, t_fg1 = step_cost(solver, x0, lams, X, y, repeats)
+    vm_steps, most, mean = trial_counts(solver, x0, lams, X, y)
     ref = rows["jit(vmap(LBFGS.run))"][2]
     # The limit: total f+g evaluations x one evaluation's cost in a full batch.
     vg = jax.jit(jax.vmap(jax.value_and_grad(logreg_loss), in_axes=(0, 0, None, None)))
@@ -207,7 +229,9 @@ def part(title, n_solves, n, d, tol, dtype, repeats, segment_sizes, maxiter=500)
               f"{1e3 * t_step:.3f} ms = {t_step / t_fg1:.1f}x one batched f+g ({1e3 * t_fg1:.3f} ms, both "
               f"in a fori_loop); lane-steps x step cost / width = **{compacted:.3f} s** (what this "
               f"compaction costs with no host or dispatch overhead; best batch_run {best / compacted:.2f}x "
-              "that)."]
+              "that). Line-search trials under vmap: over its "
+              f"{vm_steps} steps the slowest running lane took {most} f+g trials in all, the mean lane "
+              f"{mean:.1f} ({most / mean:.2f}x: a batched step pays the max over lanes)."]
     lines += ["", f"Limit: {int(evals.sum())} evaluations x {1e3 * t_fg / n_solves:.3f} ms (one f+g in a "
               f"batch of {n_solves}: {1e3 * t_fg:.2f} ms; `logaddexp` of {n}x{n_solves} values alone: "
               f"{1e3 * t_lae:.2f} ms) = **{limit:.3f} s**; best batch_run {best:.3f} s = "
