@@ -7,6 +7,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxopt_lab.core import tree_util as tu
 from jaxopt_lab.core.checks import check_int
@@ -54,7 +55,7 @@ def inverse_hessian_product(grad, s_hist, y_hist, rho_hist, gamma, ptr=0):
     """``H g`` for the L-BFGS inverse-Hessian approximation, by the two-loop recursion.
 
     The recursion runs over the ``m`` stored pairs in chronological order with the slot
-    order known when tracing (``ptr`` a Python int; the solver keeps its memory in
+    order known when tracing (``ptr`` a Python or NumPy int; the solver keeps its memory in
     chronological order, ``ptr = 0``), so it unrolls into ``2 m`` inner products and
     vector updates on static slices: no triangular solves, no ``m x m`` Gram matrices and
     no indexing by a traced position, which under ``vmap`` would become per-lane solves
@@ -78,7 +79,7 @@ def inverse_hessian_product(grad, s_hist, y_hist, rho_hist, gamma, ptr=0):
     """
     m = rho_hist.shape[0]
     dtype = rho_hist.dtype
-    if isinstance(ptr, int):
+    if isinstance(ptr, int | np.integer):
         order = [(ptr + k) % m for k in range(m)]  # oldest first
     else:
         roll = lambda h: jnp.roll(h, -ptr, axis=0)
