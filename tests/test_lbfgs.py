@@ -44,6 +44,34 @@ def test_unrolled_product_matches_two_loop_with_empty_slot_and_wrapped_ring():
         np.testing.assert_allclose(traced, out, rtol=1e-10)
 
 
+@pytest.mark.parametrize("ptr", [0, 7, "traced"])
+def test_large_memory_product_runs_rolled_and_matches_two_loop(ptr):
+    # m > 16 runs the recursion as fori_loops (compile time independent of m).
+    rng = np.random.default_rng(1)
+    m, d = 20, 6
+    A = rng.standard_normal((d, d))
+    A = A @ A.T + np.eye(d)
+    S = rng.standard_normal((m, d))
+    Y = S @ A
+    S[3] = Y[3] = 0.0
+    rho = np.array([0.0 if i == 3 else 1.0 / (S[i] @ Y[i]) for i in range(m)])
+    g = rng.standard_normal(d)
+    p = 5 if ptr == "traced" else ptr
+    fn = jax.jit(inverse_hessian_product) if ptr == "traced" else inverse_hessian_product
+    out = fn(jnp.asarray(g), jnp.asarray(S), jnp.asarray(Y), jnp.asarray(rho), 0.7, p)
+    np.testing.assert_allclose(out, _two_loop_reference(g, S, Y, rho, 0.7, p), rtol=1e-10)
+
+
+def test_large_memory_trace_size_does_not_grow_with_m():
+    # An unrolled recursion would trace 2 m inner products (history_size=100 took a minute
+    # to compile); the rolled one traces the same program for every m above the threshold.
+    def n_eqns(m):
+        z = jnp.zeros((m, 5))
+        return len(jax.make_jaxpr(inverse_hessian_product)(jnp.ones(5), z, z, jnp.zeros(m), 1.0).eqns)
+
+    assert n_eqns(32) == n_eqns(128)
+
+
 def test_iterations_and_solution_match_scipy_lbfgsb():
     X, y = P.logistic_data(n=200, d=10)
     fun = lambda w: P.logistic_fun(w, 1e-2, X, y)

@@ -33,6 +33,11 @@ class LbfgsApprox(NamedTuple):
     gamma: jax.Array
 
 
+# Memories up to this size unroll the two-loop recursion (fastest, no loop overhead); larger
+# ones run it as two fori_loops, so that tracing and compile time do not grow with m.
+_UNROLL_MAX = 16
+
+
 def _leaf_dot(a, b):
     """``<a, b>`` of two arrays as a multiply and a sum (under ``vmap`` a fused reduction,
     where ``jnp.vdot`` would be a batched matrix product of 1 x n by n x 1 blocks)."""
@@ -40,15 +45,16 @@ def _leaf_dot(a, b):
 
 
 def _pair_dot(hist, i, tree, dtype):
-    """``<hist_i, tree>`` summed over the leaves, in ``dtype``."""
-    parts = [_leaf_dot(h[i], x).astype(dtype) for h, x in
+    """``<hist_i, tree>`` summed over the leaves, in ``dtype`` (``hist`` itself if ``i`` is None)."""
+    parts = [_leaf_dot(h if i is None else h[i], x).astype(dtype) for h, x in
              zip(jax.tree_util.tree_leaves(hist), jax.tree_util.tree_leaves(tree), strict=True)]
     return sum(parts[1:], parts[0])
 
 
 def _axpy(tree, coef, hist, i):
-    """``tree + coef * hist_i`` leaf by leaf (dtype of ``tree`` kept)."""
-    return jax.tree_util.tree_map(lambda x, h: (x + coef.astype(x.dtype) * h[i]).astype(x.dtype), tree, hist)
+    """``tree + coef * hist_i`` leaf by leaf, dtype of ``tree`` kept (``hist`` itself if ``i`` is None)."""
+    return jax.tree_util.tree_map(
+        lambda x, h: (x + coef.astype(x.dtype) * (h if i is None else h[i])).astype(x.dtype), tree, hist)
 
 
 def inverse_hessian_product(grad, s_hist, y_hist, rho_hist, gamma, ptr=0):
@@ -59,8 +65,9 @@ def inverse_hessian_product(grad, s_hist, y_hist, rho_hist, gamma, ptr=0):
     chronological order, ``ptr = 0``), so it unrolls into ``2 m`` inner products and
     vector updates on static slices: no triangular solves, no ``m x m`` Gram matrices and
     no indexing by a traced position, which under ``vmap`` would become per-lane solves
-    or gathers. A traced ``ptr`` rotates the buffers first. Empty or skipped slots
-    (``rho = 0``, zero pairs) are exact no-ops.
+    or gathers. A traced ``ptr`` rotates the buffers first. Memories larger than 16 pairs
+    run the same recursion as two ``fori_loop``s (compile time independent of ``m``).
+    Empty or skipped slots (``rho = 0``, zero pairs) are exact no-ops.
 
     Args:
       grad: the vector ``g`` (a pytree).
@@ -79,12 +86,14 @@ def inverse_hessian_product(grad, s_hist, y_hist, rho_hist, gamma, ptr=0):
     """
     m = rho_hist.shape[0]
     dtype = rho_hist.dtype
-    if isinstance(ptr, int | np.integer):
-        order = [(ptr + k) % m for k in range(m)]  # oldest first
-    else:
+    static = isinstance(ptr, int | np.integer)
+    if not static or (m > _UNROLL_MAX and ptr % m):
         roll = lambda h: jnp.roll(h, -ptr, axis=0)
         s_hist, y_hist = jax.tree_util.tree_map(roll, s_hist), jax.tree_util.tree_map(roll, y_hist)
-        rho_hist, order = roll(rho_hist), list(range(m))
+        rho_hist, ptr = roll(rho_hist), 0
+    if m > _UNROLL_MAX:
+        return _two_loop_rolled(grad, s_hist, y_hist, rho_hist, gamma, dtype)
+    order = [(ptr + k) % m for k in range(m)]  # oldest first
     q, alpha = grad, {}
     for i in reversed(order):  # newest first
         alpha[i] = rho_hist[i] * _pair_dot(s_hist, i, q, dtype)
@@ -94,6 +103,28 @@ def inverse_hessian_product(grad, s_hist, y_hist, rho_hist, gamma, ptr=0):
         beta = rho_hist[i] * _pair_dot(y_hist, i, r, dtype)
         r = _axpy(r, alpha[i] - beta, s_hist, i)
     return r
+
+
+def _two_loop_rolled(grad, s_hist, y_hist, rho_hist, gamma, dtype):
+    """The two-loop recursion over chronological buffers as two ``fori_loop``s."""
+    m = rho_hist.shape[0]
+    pick = lambda hist, i: jax.tree_util.tree_map(
+        lambda h: jax.lax.dynamic_index_in_dim(h, i, keepdims=False), hist)
+
+    def newest_first(k, carry):
+        q, alpha = carry
+        i = m - 1 - k
+        a = rho_hist[i] * _pair_dot(pick(s_hist, i), None, q, dtype)
+        return _axpy(q, -a, pick(y_hist, i), None), alpha.at[i].set(a)
+
+    q, alpha = jax.lax.fori_loop(0, m, newest_first, (grad, jnp.zeros((m,), dtype)))
+
+    def oldest_first(i, r):
+        beta = rho_hist[i] * _pair_dot(pick(y_hist, i), None, r, dtype)
+        return _axpy(r, alpha[i] - beta, pick(s_hist, i), None)
+
+    r = jax.tree_util.tree_map(lambda x: (gamma * x).astype(x.dtype), q)
+    return jax.lax.fori_loop(0, m, oldest_first, r)
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
