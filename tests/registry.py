@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 import optax
 
 import jaxopt_lab as jl
@@ -881,7 +882,6 @@ def _via_adjoint(inst, x):
 def _mfac_of(inst):
     # Static M-FAC preconditioner from the inner Hessian A = I + (1/m) sum_i g_i g_i^T
     # (eigenvalues of A are >= 1), so that it is A^{-1}.
-    import numpy as np
 
     A = np.asarray(inst.data["A"])
     s, Q = np.linalg.eigh(A - np.eye(A.shape[0]))
@@ -979,6 +979,98 @@ class TransportEntry:
 OT_SOLVERS: list[TransportEntry] = [
     TransportEntry("Sinkhorn", jl.Sinkhorn, dict(maxiter=5000)),
     TransportEntry("SinkhornNewtonSparse", jl.SinkhornNewtonSparse, dict(density=0.5, maxiter=300)),
+]
+
+
+
+@dataclasses.dataclass(frozen=True)
+class LossEntry:
+    """A public loss of :mod:`jaxopt_lab.loss` with an independent NumPy reference.
+
+    Attributes:
+      name: the public name (``make`` defaults to ``getattr(jl.loss, name)``).
+      example: ``rng -> tuple`` of float64 NumPy arguments for one example; the last one
+        is the prediction (the argument the loss is differentiated in).
+      reference: ``(*example) -> float or array``, written in NumPy from the formula.
+      make: builds the loss (for factories such as ``make_fenchel_young_loss``).
+      smooth: differentiable at the examples drawn (checked against finite differences).
+    """
+
+    name: str
+    example: Callable[..., tuple]
+    reference: Callable[..., Any]
+    make: Callable[[], Callable] | None = None
+    smooth: bool = True
+    covers: tuple = ()
+
+    def fn(self) -> Callable:
+        return self.make() if self.make is not None else getattr(jl.loss, self.name)
+
+
+def _np_sparse_plus(x):
+    return np.where(x <= -1, 0.0, np.where(x >= 1, x, (x + 1) ** 2 / 4))
+
+
+def _np_simplex_projection(s):
+    """Projection of s on the simplex by bisection on the threshold (not the sort formula)."""
+    lo, hi = s.min() - 1.0, s.max()
+    for _ in range(200):
+        tau = 0.5 * (lo + hi)
+        lo, hi = (tau, hi) if np.maximum(s - tau, 0).sum() > 1 else (lo, tau)
+    return np.maximum(s - 0.5 * (lo + hi), 0)
+
+
+def _np_stablemax(x):
+    s = np.where(x >= 0, x + 1, 1 / (1 - np.minimum(x, 0)))
+    return s / s.sum()
+
+
+def _scalar(rng):
+    # away from the kinks at -1, 0 and 1 (hinge, perceptron, sparse_plus, huber)
+    return (float(rng.choice([-1, 1]) * rng.uniform(0.1, 0.9) + rng.choice([-2.0, 0.0, 2.0])),)
+
+
+def _binary(rng):
+    return (float(rng.integers(0, 2)), *_scalar(rng))
+
+
+def _multiclass(rng):
+    return (int(rng.integers(0, 5)), rng.normal(size=5) * 2.0)
+
+
+def _logits(rng):
+    return (rng.normal(size=5) * 3.0,)
+
+
+def _fy_logsumexp():
+    return jl.loss.make_fenchel_young_loss(jax.nn.logsumexp)
+
+
+def _np_logsumexp(s):
+    return np.log(np.exp(s - s.max()).sum()) + s.max()
+
+
+LOSSES: list[LossEntry] = [
+    LossEntry("sparse_plus", _scalar, _np_sparse_plus),
+    LossEntry("sparse_sigmoid", _scalar, lambda x: min(max((x + 1) / 2, 0.0), 1.0)),
+    LossEntry("binary_logistic_loss", _binary, lambda y, z: np.log1p(np.exp(z)) - y * z),
+    LossEntry("binary_sparsemax_loss", _binary, lambda y, z: _np_sparse_plus(z) - y * z),
+    LossEntry("binary_hinge_loss", _binary, lambda y, z: max(0.0, 1 - (2 * y - 1) * z)),
+    LossEntry("binary_perceptron_loss", _binary, lambda y, z: max(0.0, -(2 * y - 1) * z)),
+    LossEntry("huber_loss", lambda rng: (float(rng.normal()), *_scalar(rng)),
+              lambda t, p: 0.5 * (p - t) ** 2 if abs(p - t) <= 1 else abs(p - t) - 0.5),
+    LossEntry("multiclass_logistic_loss", _multiclass, lambda y, s: _np_logsumexp(s) - s[y]),
+    LossEntry("multiclass_sparsemax_loss", _multiclass,
+              lambda y, s: (lambda p: p @ s - 0.5 * p @ p + 0.5 - s[y])(_np_simplex_projection(s))),
+    LossEntry("multiclass_hinge_loss", _multiclass,
+              lambda y, s: max(s[j] + (j != y) for j in range(len(s))) - s[y]),
+    LossEntry("multiclass_perceptron_loss", _multiclass, lambda y, s: s.max() - s[y]),
+    LossEntry("make_fenchel_young_loss-logsumexp",
+              lambda rng: (np.eye(5)[rng.integers(0, 5)], rng.normal(size=5) * 2.0),
+              lambda y, s: _np_logsumexp(s) - y @ s, make=_fy_logsumexp, covers=("make_fenchel_young_loss",)),
+    LossEntry("stablemax", _logits, _np_stablemax),
+    LossEntry("log_stablemax", _logits, lambda x: np.log(_np_stablemax(x))),
+    LossEntry("stablemax_cross_entropy", _multiclass, lambda y, x: -np.log(_np_stablemax(x)[y])),
 ]
 
 
