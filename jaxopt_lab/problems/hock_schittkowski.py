@@ -6,6 +6,12 @@ inequalities as ``c(x) >= 0``; here they are negated to the ``<= 0`` convention.
 Starting points and optimal values ``f_star`` are the book's. :func:`ineq_with_bounds`
 turns finite bounds into extra inequality rows for solvers without bound support.
 
+A published optimum is not always a local minimum: HS47's ``f_star = 0`` at
+``(1, 1, 1, 1, 1)`` is a KKT point, but along the constraint curve through
+``1 + t (-1, -1, 1, 3, 1)`` the objective is ``-8 t^3 + O(t^4)``; a feasible strict local
+minimum lies nearby at ``f = -0.0267141827``. :func:`is_solved` compares with the
+published value, so a solver that descends past it is scored unsolved there.
+
 References:
   Hock and Schittkowski, "Test Examples for Nonlinear Programming Codes", Lecture
   Notes in Economics and Mathematical Systems 187, Springer, 1981.
