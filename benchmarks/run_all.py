@@ -17,10 +17,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def main(argv: list[str]) -> int:
     scripts = sorted(glob.glob(os.path.join(HERE, "bench_*.py")))
+    names = [os.path.basename(s)[6:-3] for s in scripts]
+    if argv in (["-h"], ["--help"]):
+        print(__doc__.strip(), "\n\nbenchmarks:", " ".join(names))
+        return 0
+    unknown = [a for a in argv if a not in names and a != "--assemble"]
+    if unknown:  # before anything runs or RESULTS.md is rewritten
+        print(f"run_all.py: unknown benchmark(s) {unknown}; known: {' '.join(names)}", file=sys.stderr)
+        return 2
     if argv == ["--assemble"]:
         scripts = []
     elif argv:
-        scripts = [s for s in scripts if os.path.basename(s)[6:-3] in argv]
+        scripts = [s for s, n in zip(scripts, names, strict=True) if n in argv]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(HERE)}
     failed = []
     for script in scripts:
