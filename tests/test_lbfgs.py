@@ -24,16 +24,21 @@ def _two_loop_reference(g, S, Y, rho, gamma, ptr):
     return r
 
 
-def test_unrolled_product_matches_two_loop_with_empty_slot_and_wrapped_ring():
-    rng = np.random.default_rng(0)
-    m, d = 5, 8
+def _memory(seed, m, d, skipped):
+    """Curvature pairs of a random SPD quadratic (``y = A s``), slot ``skipped`` empty; and a gradient."""
+    rng = np.random.default_rng(seed)
     A = rng.standard_normal((d, d))
     A = A @ A.T + np.eye(d)
     S = rng.standard_normal((m, d))
     Y = S @ A
-    S[1] = Y[1] = 0.0  # a skipped pair
-    rho = np.array([0.0 if i == 1 else 1.0 / (S[i] @ Y[i]) for i in range(m)])
-    g = rng.standard_normal(d)
+    S[skipped] = Y[skipped] = 0.0  # a skipped pair
+    rho = np.array([0.0 if i == skipped else 1.0 / (S[i] @ Y[i]) for i in range(m)])
+    return S, Y, rho, rng.standard_normal(d)
+
+
+def test_unrolled_product_matches_two_loop_with_empty_slot_and_wrapped_ring():
+    m = 5
+    S, Y, rho, g = _memory(0, m, 8, skipped=1)
     for ptr in range(m):
         out = inverse_hessian_product(jnp.asarray(g), jnp.asarray(S), jnp.asarray(Y),
                                       jnp.asarray(rho), 0.7, ptr)
@@ -47,15 +52,8 @@ def test_unrolled_product_matches_two_loop_with_empty_slot_and_wrapped_ring():
 @pytest.mark.parametrize("ptr", [0, 7, "traced"])
 def test_large_memory_product_runs_rolled_and_matches_two_loop(ptr):
     # m > 16 runs the recursion as fori_loops (compile time independent of m).
-    rng = np.random.default_rng(1)
-    m, d = 20, 6
-    A = rng.standard_normal((d, d))
-    A = A @ A.T + np.eye(d)
-    S = rng.standard_normal((m, d))
-    Y = S @ A
-    S[3] = Y[3] = 0.0
-    rho = np.array([0.0 if i == 3 else 1.0 / (S[i] @ Y[i]) for i in range(m)])
-    g = rng.standard_normal(d)
+    m = 20
+    S, Y, rho, g = _memory(1, m, 6, skipped=3)
     p = 5 if ptr == "traced" else ptr
     fn = jax.jit(inverse_hessian_product) if ptr == "traced" else inverse_hessian_product
     out = fn(jnp.asarray(g), jnp.asarray(S), jnp.asarray(Y), jnp.asarray(rho), 0.7, p)
