@@ -267,6 +267,45 @@ def test_bad_tol_is_rejected_naming_tol(make, tol):
         make(lambda x: jnp.sum(x ** 2), tol)
 
 
+def _classes_with_tol():
+    import inspect
+
+    out = []
+    for name in jl.solvers.__all__:
+        cls = getattr(jl.solvers, name)
+        if inspect.isclass(cls) and "tol" in inspect.signature(cls).parameters:
+            out.append(name)
+    return out
+
+
+def _build_with_tol(name, tol):
+    """``jl.<name>(..., tol=tol)`` with placeholder functions for its required arguments."""
+    import inspect
+
+    cls = getattr(jl, name)
+    f = lambda x, *a: jnp.sum(x ** 2)  # noqa: E731
+    special = {"AndersonWrapper": dict(solver=jl.GradientDescent(f)),
+               "Bisection": dict(optimality_fun=f, lower=-1.0, upper=1.0),
+               "OptaxSolver": dict(fun=f, opt=optax.sgd(0.1)),
+               "ProjectedGradient": dict(fun=f, projection=jl.projection.projection_box),
+               "ScipyRootFinding": dict(optimality_fun=f)}
+    kwargs = special.get(name) or {
+        p.name: f for p in inspect.signature(cls).parameters.values()
+        if p.default is inspect.Parameter.empty and p.name != "tol"
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return cls(**kwargs, tol=tol)
+
+
+@pytest.mark.parametrize("tol", [np.inf, np.nan])
+@pytest.mark.parametrize("name", _classes_with_tol())
+def test_every_solver_rejects_a_nonfinite_tol_naming_it(name, tol):
+    # tol=inf would report CONVERGED at once; NaN would never stop (EqualityConstrainedQP,
+    # OSQP, BoxOSQP and the line-search classes accepted inf before).
+    _build_with_tol(name, 1e-3)  # the placeholders make a valid solver
+    with pytest.raises(ValueError, match="`tol`"):
+        _build_with_tol(name, tol)
+
+
 def _quad_fun():
     return P.quadratic(4, cond=3.0)[0]
 

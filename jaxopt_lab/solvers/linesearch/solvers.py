@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_callable, check_int, check_positive
+from jaxopt_lab.core.checks import check_callable, check_int, check_positive, check_tolerance
 from jaxopt_lab.core.solver import JaxoptPositional
 from jaxopt_lab.core.types import Status
 from jaxopt_lab.solvers.linesearch import functions as _linesearch
@@ -76,6 +76,7 @@ class _LineSearch(JaxoptPositional):
     def __post_init__(self):
         check_callable(self.fun, "fun")
         check_int(self.maxiter, "maxiter", minimum=1)
+        check_tolerance(self.tol, "tol")
         check_positive(self.c1, "c1")
         check_positive(self.c2, "c2")
         check_positive(self.max_stepsize, "max_stepsize")

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab.core import tree_util as tu
-from jaxopt_lab.core.checks import check_callable, check_int, check_positive
+from jaxopt_lab.core.checks import check_callable, check_int, check_positive, check_tolerance
 from jaxopt_lab.core.solver import IterativeSolver
 from jaxopt_lab.core.types import KKTSolution, OptStep, Status
 from jaxopt_lab.linalg import linear_solve as ls
@@ -68,11 +68,11 @@ def check_qp_options(solver) -> None:
       solver: an :class:`EqualityConstrainedQP` or :class:`jaxopt_lab.BoxOSQP`.
 
     Raises:
-      ValueError: ``maxiter < 1`` or ``tol < 0``.
+      ValueError: ``maxiter < 1``, or ``tol`` negative, NaN or infinite.
       TypeError: one of the optional functions is given but not callable.
     """
     check_int(solver.maxiter, "maxiter", minimum=1)
-    check_positive(solver.tol, "tol", allow_zero=True)
+    check_tolerance(solver.tol, "tol")
     for name in ("matvec_Q", "matvec_A", "fun", "implicit_diff_solve"):
         if getattr(solver, name) is not None:
             check_callable(getattr(solver, name), name)
