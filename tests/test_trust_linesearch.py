@@ -198,12 +198,31 @@ def test_float32_no_progress_stall_is_per_lane_under_vmap():
     b = (-jax.grad(f64)(jnp.zeros(6))).astype(jnp.float32)
     solver = jl.LBFGS(lambda x, s: s * (0.5 * x @ (A @ x) - b @ x), tol=1e-10, maxiter=2000)
     x0, scales = jnp.zeros(6, jnp.float32), jnp.asarray([1.0, 1e-4], jnp.float32)
-    out = jax.vmap(solver.run, in_axes=(None, 0))(x0, scales)
+    run = jax.vmap(solver.run, in_axes=(None, 0))
+    out = run(x0, scales)
     assert [int(v) for v in out.state.status] == [jl.Status.STALLED, jl.Status.CONVERGED]
+    # A lane's run does not depend on the other lane: in the same batch program with the
+    # other member replaced by a copy of itself, or with the lanes swapped, each lane gets
+    # the same iterates, counter and status bit for bit.
+    swapped = run(x0, scales[::-1])
+    for lane in range(2):
+        copies = run(x0, jnp.stack([scales[lane], scales[lane]]))
+        for alt, alt_lane in ((copies, 0), (copies, 1), (swapped, 1 - lane)):
+            np.testing.assert_array_equal(alt.params[alt_lane], out.params[lane])
+            assert int(alt.state.iter_num[alt_lane]) == int(out.state.iter_num[lane])
+            assert int(alt.state.status[alt_lane]) == int(out.state.status[lane])
+    # Against the unbatched solve: same status, both at the solution as far as float32
+    # resolves it. The unbatched program rounds differently; where a lane stalls at rounding
+    # the step that ends it differs with it (16 vs 19 iterations here), so only the
+    # converging lane's count must match exactly.
+    x_star = np.linalg.solve(np.asarray(A, np.float64), np.asarray(b, np.float64))
     for lane in range(2):
         solo = solver.run(x0, scales[lane])
-        assert int(out.state.iter_num[lane]) == int(solo.state.iter_num) < 100
-        np.testing.assert_allclose(out.params[lane], solo.params, rtol=1e-6, atol=1e-7)
+        assert int(solo.state.status) == int(out.state.status[lane])
+        assert int(out.state.iter_num[lane]) < 100 and int(solo.state.iter_num) < 100
+        for params in (out.params[lane], solo.params):
+            np.testing.assert_allclose(params, x_star, atol=1e-6 * np.abs(x_star).max())
+    assert int(out.state.iter_num[1]) == int(solver.run(x0, scales[1]).state.iter_num)
 
 
 @pytest.mark.parametrize("name", sorted(_F32_SOLVERS))
