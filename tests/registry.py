@@ -882,7 +882,6 @@ def _via_adjoint(inst, x):
 def _mfac_of(inst):
     # Static M-FAC preconditioner from the inner Hessian A = I + (1/m) sum_i g_i g_i^T
     # (eigenvalues of A are >= 1), so that it is A^{-1}.
-
     A = np.asarray(inst.data["A"])
     s, Q = np.linalg.eigh(A - np.eye(A.shape[0]))
     return jl.mfac_static((np.sqrt(A.shape[0] * np.clip(s, 0, None)) * Q).T, 1.0)
@@ -982,7 +981,6 @@ OT_SOLVERS: list[TransportEntry] = [
 ]
 
 
-
 @dataclasses.dataclass(frozen=True)
 class LossEntry:
     """A public loss of :mod:`jaxopt_lab.loss` with an independent NumPy reference.
@@ -993,14 +991,12 @@ class LossEntry:
         is the prediction (the argument the loss is differentiated in).
       reference: ``(*example) -> float or array``, written in NumPy from the formula.
       make: builds the loss (for factories such as ``make_fenchel_young_loss``).
-      smooth: differentiable at the examples drawn (checked against finite differences).
     """
 
     name: str
     example: Callable[..., tuple]
     reference: Callable[..., Any]
     make: Callable[[], Callable] | None = None
-    smooth: bool = True
     covers: tuple = ()
 
     def fn(self) -> Callable:

@@ -222,7 +222,8 @@ def test_float32_no_progress_stall_is_per_lane_under_vmap():
         assert int(out.state.iter_num[lane]) < 100 and int(solo.state.iter_num) < 100
         for params in (out.params[lane], solo.params):
             np.testing.assert_allclose(params, x_star, atol=1e-6 * np.abs(x_star).max())
-    assert int(out.state.iter_num[1]) == int(solver.run(x0, scales[1]).state.iter_num)
+        if lane == 1:  # the converging lane
+            assert int(out.state.iter_num[lane]) == int(solo.state.iter_num)
 
 
 @pytest.mark.parametrize("name", sorted(_F32_SOLVERS))
