@@ -97,16 +97,16 @@ def interleaved(fns: dict, repeats: int) -> dict:
 
 
 def segment_counts(run):
-    """``(program calls, lane-steps, [(widths, steps per stage)])`` of one ``batch_run`` call.
+    """``(program calls, lane-steps, [(block, [steps, lane-steps])])`` of one ``batch_run`` call.
 
-    Lane-steps are the batched work: each stage's width times the steps it took.
+    Lane-steps are the batched work: the slots stepped (whole blocks), summed over the steps.
     """
     calls = []
     program = batch_mod._segment_program
 
-    def spy(spec, widths, *rest):
-        out = program(spec, widths, *rest)
-        calls.append((widths, np.asarray(out[-1]).tolist()))
+    def spy(spec, block, *rest):
+        out = program(spec, block, *rest)
+        calls.append((block, np.asarray(out[-1]).tolist()))
         return out
 
     batch_mod._segment_program = spy
@@ -114,27 +114,40 @@ def segment_counts(run):
         jax.block_until_ready(run())
     finally:
         batch_mod._segment_program = program
-    lane_steps = sum(int(np.dot(w, st)) for w, st in calls)
+    lane_steps = sum(int(work[1]) for _, work in calls)
     return len(calls), lane_steps, calls
 
 
-def step_cost(solver, x0, lams, X, y, repeats: int):
-    """``(one batched guarded L-BFGS step, one batched f+g)`` in seconds, at the sweep's width.
+def step_cost(solver, x0, lams, X, y, repeats: int, block: int):
+    """``(batched guarded L-BFGS step, the same in blocks of block lanes, batched f+g)`` in
+    seconds, each over all the sweep's lanes.
 
-    Both are timed as 10 iterations of a ``fori_loop`` in one program (no dispatch), from the
-    state after 3 steps (the line search takes one trial there, as in most iterations).
+    Timed as 10 iterations of a ``fori_loop`` in one program (no dispatch), from the state
+    after 3 steps (the line search takes one trial there, as in most iterations); the
+    blocked step loops over ``len(lams) / block`` vmapped steps of ``block`` lanes, as
+    batch_run's segment program does.
     """
     lane = lambda c, lam: batch_mod._lane_step(solver, (lam, X, y), {}, c)
     init = jax.jit(jax.vmap(lambda lam: batch_mod._lane_init(solver, x0, (lam, X, y), {})))
+
+    def blocked(c):
+        def one(j, c):
+            cut = lambda x: jax.lax.dynamic_slice_in_dim(x, j * block, block)
+            new = jax.vmap(lane)(jax.tree_util.tree_map(cut, c), cut(lams))
+            put = lambda x, p: jax.lax.dynamic_update_slice_in_dim(x, p, j * block, 0)
+            return jax.tree_util.tree_map(put, c, new)
+        return jax.lax.fori_loop(0, len(lams) // block, one, c)
+
     # One program for both step counts (a traced bound: a while loop, no unrolling).
     steps = jax.jit(lambda c, k: jax.lax.fori_loop(0, k, lambda i, c: jax.vmap(lane)(c, lams), c))
+    blocks = jax.jit(lambda c: jax.lax.fori_loop(0, 10, lambda i, c: blocked(c), c))
     carry = steps(init(lams), 3)
     vg = jax.vmap(jax.value_and_grad(logreg_loss), in_axes=(0, 0, None, None))
     fg = jax.jit(lambda W: jax.lax.fori_loop(0, 10, lambda i, W: W - 1e-7 * vg(W, lams, X, y)[1], W))
     W = carry[1]
-    t_step, _, _ = timed(lambda: steps(carry, 10), max(repeats, 5) * 4)
-    t_fg, _, _ = timed(lambda: fg(W), max(repeats, 5) * 4)
-    return t_step / 10, t_fg / 10
+    t = interleaved({"step": lambda: steps(carry, 10), "blocks": lambda: blocks(carry), "fg": lambda: fg(W)},
+                    max(repeats, 5) * 4)
+    return t["step"][0] / 10, t["blocks"][0] / 10, t["fg"][0] / 10
 
 
 def trial_counts(solver, x0, lams, X, y):
@@ -175,7 +188,8 @@ def part(title, n_solves, n, d, tol, dtype, repeats, segment_sizes, maxiter=500)
     seg_best = min(segment_sizes, key=lambda g: rows[f"jaxopt_lab.batch_run (segment_size={g})"][0])
     n_calls, lane_steps, calls = segment_counts(
         lambda: jl.batch_run(solver, x0, lams, X, y, in_axes=axes, segment_size=seg_best))
-    t_step, t_fg1 = step_cost(solver, x0, lams, X, y, repeats)
+    block = calls[0][0]
+    t_whole, t_step, t_fg1 = step_cost(solver, x0, lams, X, y, repeats, block)
     vm_steps, most, mean = trial_counts(solver, x0, lams, X, y)
     ref = rows["jit(vmap(LBFGS.run))"][2]
     # The limit: total f+g evaluations x one evaluation's cost in a full batch.
@@ -222,12 +236,13 @@ def part(title, n_solves, n, d, tol, dtype, repeats, segment_sizes, maxiter=500)
                      f"| {vmap_t / best_t:.2f}x | {cpu:.3f} |")
     best = min(v[0] for k, v in rows.items() if k.startswith("jaxopt_lab.batch_run"))
     compacted = lane_steps * t_step / n_solves
-    lines += ["", f"Work of one batch_run (segment_size={seg_best}): {n_calls} segment program call(s) "
-              f"(stage widths x steps: {'; '.join(f'{list(w)} x {st}' for w, st in calls)}), "
+    lines += ["", f"Work of one batch_run (segment_size={seg_best}, blocks of {block} lanes): {n_calls} "
+              f"segment program call(s) (steps, lane-steps: {'; '.join(str(w) for _, w in calls)}), "
               f"{lane_steps} lane-steps for {int(iters.sum())} iterations "
-              f"({lane_steps / iters.sum():.2f}x). One batched L-BFGS step at width {n_solves}: "
-              f"{1e3 * t_step:.3f} ms = {t_step / t_fg1:.1f}x one batched f+g ({1e3 * t_fg1:.3f} ms, both "
-              f"in a fori_loop); lane-steps x step cost / width = **{compacted:.3f} s** (what this "
+              f"({lane_steps / iters.sum():.2f}x). One batched L-BFGS step of all {n_solves} lanes: "
+              f"{1e3 * t_step:.3f} ms in blocks of {block} ({1e3 * t_whole:.3f} ms as one vmap of "
+              f"{n_solves}) = {t_step / t_fg1:.1f}x one batched f+g of {n_solves} ({1e3 * t_fg1:.3f} ms; all "
+              f"in a fori_loop); lane-steps x step cost / {n_solves} = **{compacted:.3f} s** (what this "
               f"compaction costs with no host or dispatch overhead; best batch_run {best / compacted:.2f}x "
               "that). Line-search trials under vmap: over its "
               f"{vm_steps} steps the slowest running lane took {most} f+g trials in all, the mean lane "

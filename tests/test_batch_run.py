@@ -57,17 +57,24 @@ def vmapped(solver, in_axes, *full):
 
 
 def spy_segments(monkeypatch):
-    """Record ``(widths, steps per stage)`` of every segment program call."""
+    """Record ``(block, [steps, lane-steps])`` of every segment program call."""
     calls = []
     program = batch_mod._segment_program
 
-    def spy(spec, widths, *rest):
-        out = program(spec, widths, *rest)
-        calls.append((widths, np.asarray(out[-1]).tolist()))
+    def spy(spec, block, *rest):
+        out = program(spec, block, *rest)
+        calls.append((block, np.asarray(out[-1]).tolist()))
         return out
 
     monkeypatch.setattr(batch_mod, "_segment_program", spy)
     return calls
+
+
+def compacted_lane_steps(iters, block):
+    """Lane-steps of a bucket stepped in blocks, compacted whenever the running lanes fit
+    in fewer blocks: at step k, ceil(#{members with more than k iterations} / block) blocks."""
+    iters = np.asarray(iters)
+    return sum(block * -(-int(np.sum(iters > k)) // block) for k in range(int(iters.max())))
 
 
 def test_lbfgs_matches_vmap_and_compacts(monkeypatch):
@@ -78,43 +85,42 @@ def test_lbfgs_matches_vmap_and_compacts(monkeypatch):
     iters = np.asarray(ref.state.iter_num)
     assert iters.max() - iters.min() >= 4  # lanes stop at different segments
     calls = spy_segments(monkeypatch)
-    out = jl.batch_run(solver, x0, LAMS, X, Y, in_axes=axes, segment_size=3, buckets=(8, 2))
+    out = jl.batch_run(solver, x0, LAMS, X, Y, in_axes=axes, segment_size=3, step_width=2)
     assert_same(out, ref)
     assert np.all(np.asarray(out.state.status) == Status.CONVERGED)
-    # One bucket of 8 slots stepped in two stages: all six members, then (once two or
-    # fewer run) only the first two slots, where the device moved the running lanes.
-    assert all(widths == (8, 2) for widths, _ in calls)
-    steps = np.asarray([s for _, s in calls])
-    assert steps.sum(axis=1).max() <= 3 and steps.sum() == iters.max()
-    assert steps[:, 0].sum() == np.sort(iters)[-3] and steps[:, 1].sum() == iters.max() - np.sort(iters)[-3]
+    # Six members in three blocks of two; a block is stepped only while a running lane
+    # is in it, after the device moved the running lanes to the first slots.
+    assert all(block == 2 for block, _ in calls)
+    steps, lane_steps = np.asarray([w for _, w in calls]).T
+    assert steps.max() <= 3 and steps.sum() == iters.max()
+    assert lane_steps.sum() == compacted_lane_steps(iters, 2) < 6 * iters.max()
 
 
 def test_one_program_call_compacts_on_the_device(monkeypatch):
     # Regression (issue 18): lanes used to be written out and repacked by the host
-    # between segments; now one program call runs the whole cascade of buckets when
-    # segment_size allows, with every member's result equal to its vmap result.
+    # between segments; now one program call runs the whole batch when segment_size
+    # allows, with every member's result equal to its vmap result. 13 members in blocks
+    # of 4 take a bucket of 16 slots, the last 3 empty from the start.
     solver = jl.LBFGS(logreg_loss, tol=1e-8, maxiter=200)
     x0 = jnp.zeros(6)
     axes = (None, 0, None, None)
-    lams = jnp.logspace(-4, 1, 16)
+    lams = jnp.logspace(-4, 1, 13)
     reference = jax.jit(jax.vmap(solver.run, in_axes=axes))
     ref = reference(x0, lams, X, Y)
-    iters = np.sort(np.asarray(ref.state.iter_num))
+    iters = np.asarray(ref.state.iter_num)
     program = batch_mod._segment_program
     calls = spy_segments(monkeypatch)
-    out = jl.batch_run(solver, x0, lams, X, Y, in_axes=axes, segment_size=500, buckets=(16, 4, 1))
+    out = jl.batch_run(solver, x0, lams, X, Y, in_axes=axes, segment_size=500, step_width=4)
     assert_same(out, ref)
     assert len(calls) == 1
-    widths, steps = calls[0]
-    assert widths == (16, 4, 1)
-    # Stage i runs until the running lanes fit in stage i + 1: its steps end at the
-    # iteration count of the member that leaves (16 - width of the next stage) stopped.
-    assert np.cumsum(steps).tolist() == [iters[-5], iters[-2], iters[-1]]
+    block, (steps, lane_steps) = calls[0]
+    assert block == 4 and steps == iters.max()
+    assert lane_steps == compacted_lane_steps(iters, 4) < 16 * iters.max()
     # Other data of the same shapes: the same program, nothing compiled.
     calls.clear()
     cached = program._cache_size()
     lams2, X2, Y2 = lams * 1.5, X[::-1], 1.0 - Y
-    out2 = jl.batch_run(solver, x0, lams2, X2, Y2, in_axes=axes, segment_size=500, buckets=(16, 4, 1))
+    out2 = jl.batch_run(solver, x0, lams2, X2, Y2, in_axes=axes, segment_size=500, step_width=4)
     assert_same(out2, reference(x0, lams2, X2, Y2))
     assert len(calls) == 1 and program._cache_size() == cached
 
@@ -131,7 +137,7 @@ def test_gradient_descent_lookback_nonfinite_and_maxiter():
     ref = vmapped(solver, (None, 0), x0, a)
     status = np.asarray(ref.state.status)
     assert {Status.NONFINITE, Status.MAX_ITER, Status.CONVERGED} <= set(status.tolist())
-    out = jl.batch_run(solver, x0, a, in_axes=(None, 0), segment_size=64, buckets=(8, 2))
+    out = jl.batch_run(solver, x0, a, in_axes=(None, 0), segment_size=64, step_width=2)
     assert_same(out, ref)
     assert np.all(np.isfinite(np.asarray(out.params)))
 
@@ -143,7 +149,7 @@ def test_accelerated_gradient_descent_and_float32():
     lams = jnp.asarray([1e-2, 1e-1, 1.0], jnp.float32)
     ref = vmapped(solver, (None, 0, None, None), x0, lams, x32, y32)
     out = jl.batch_run(solver, x0, lams, x32, y32, in_axes=(None, 0, None, None), segment_size=8,
-                       buckets=(4, 1))
+                       buckets=(4,), step_width=1)
     assert out.params.dtype == jnp.float32
     assert_same(out, ref, rtol=1e-5, atol=1e-6)
 
@@ -165,7 +171,7 @@ def test_osqp_run_adapter():
     solver = jl.OSQP(tol=1e-6, maxiter=2000)
     axes = (None, (None, 0), None, None)
     ref = vmapped(solver, axes, None, (Q, cs), None, (G, h))
-    out = jl.batch_run(solver, None, (Q, cs), None, (G, h), in_axes=axes, segment_size=25, buckets=(8, 2))
+    out = jl.batch_run(solver, None, (Q, cs), None, (G, h), in_axes=axes, segment_size=25, step_width=2)
     assert_same(out, ref)
     assert len(set(np.asarray(ref.state.iter_num).tolist())) > 1
 
@@ -187,7 +193,7 @@ def test_registry_solvers_match_vmap(name):
     full = (x0, *first, LAMS, X, Y)
     axes = (None,) * (1 + len(first)) + (0, None, None)
     ref = vmapped(solver, axes, *full)
-    out = jl.batch_run(solver, *full, in_axes=axes, segment_size=7, buckets=(8, 2))
+    out = jl.batch_run(solver, *full, in_axes=axes, segment_size=7, step_width=2)
     # NonlinearCG's line-search decisions amplify rounding (registry: exact_replay=False),
     # and its last trial step is 2.02 (f_{k-1} - f_k) / slope with a decrease at f's rounding
     # level once converged: the step size is not compared, params and values are.
@@ -217,11 +223,11 @@ def test_multistart_queue():
     ref = vmapped(solver, (0, None), starts, c)
     queue = [(starts[i], None) for i in range(4, 9)]
     out = jl.batch_run(solver, starts[:4], c, in_axes=(0, None), queue=iter(queue), segment_size=3,
-                       buckets=(4, 2))
+                       buckets=(4,), step_width=2)
     assert_same(out, ref)
     # Queue only: members with a zero-length member axis give the structure.
     out2 = jl.batch_run(solver, starts[:0], c, in_axes=(0, None), queue=[(s, None) for s in starts],
-                        segment_size=3, buckets=(4, 2))
+                        segment_size=3, buckets=(4,), step_width=2)
     assert_same(out2, ref)
 
 
@@ -242,6 +248,9 @@ def test_bad_input():
         jl.batch_run(object(), x0, LAMS, X, Y, in_axes=(None, 0, None, None))
     with pytest.raises(TypeError, match="update"):
         jl.batch_run(jl.ScipyMinimize(fun=logreg_loss), x0, LAMS, X, Y, in_axes=(None, 0, None, None))
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="step_width"):
+            jl.batch_run(solver, x0, LAMS, X, Y, in_axes=(None, 0, None, None), step_width=bad)
     with pytest.raises(ValueError, match="buckets"):
         jl.batch_run(solver, x0, LAMS, X, Y, in_axes=(None, 0, None, None), buckets=(0,))
     with pytest.raises(ValueError, match="queue"):

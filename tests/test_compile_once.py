@@ -113,7 +113,7 @@ def test_sweep_run_several_grids_one_shape():
         for g in grids:
             jax.block_until_ready(sweep.run(member, g, X, Y))
     segments = [n for n in c["names"] if n.startswith("jit(_segment_program)")]
-    # Buckets for 6 members: just 6 (default buckets stop at 8); compiled at most once.
+    # One bucket for 6 members (6 slots); compiled at most once.
     assert 1 <= len(segments) <= 4, c["names"]
     shifted = [{"l2": jnp.asarray(g["l2"]) * 1.01} for g in grids]
     with counting() as again:
