@@ -53,10 +53,12 @@ _RUNNING = int(Status.RUNNING)
 _EMPTY = int(Status.CONVERGED)
 DEFAULT_SEGMENT_SIZE = 32
 # Lanes stepped at once on CPU: a block's working set (its carry and its f+g temporaries)
-# stays in cache. Measured on the 128-solve float64 sweep (n=2000, d=100) and on 256
-# small float32 solves, a step of 16-lane blocks costs less than one 128- or 256-lane
-# step. GPUs and TPUs step the whole bucket at once.
-_CPU_STEP_WIDTH = 16
+# stays in cache. On the 128-solve float64 sweep (n=2000, d=100) and on 256 small float32
+# solves (benchmarks/bench_batch_run.py), whole runs with blocks of 8/16/24/32/64 lanes:
+# 32 was fastest on both (sweep 80-84 ms vs 89-100 ms at 16 and 121 ms at 64), and a
+# step of 32-lane blocks costs less than one step of all the lanes. GPUs and TPUs step
+# the whole bucket at once.
+_CPU_STEP_WIDTH = 32
 
 
 # --------------------------------------------------------------------------- one member's solve
@@ -798,9 +800,9 @@ def batch_run(
       mesh: optional 1-D ``jax.sharding.Mesh``; the members are split over its
         devices, each running its own buckets, and the result is sharded over the
         mesh axis when the member count is a multiple of the device count.
-      step_width: lanes stepped at once (a block). Default: 16 on CPU, where a block's
-        working set stays in cache (a step of 16-lane blocks costs less than one step
-        of the whole bucket) and the running lanes are compacted 16 at a time; the whole
+      step_width: lanes stepped at once (a block). Default: 32 on CPU, where a block's
+        working set stays in cache (a step of 32-lane blocks costs less than one step
+        of the whole bucket) and the running lanes are compacted 32 at a time; the whole
         bucket on GPU and TPU.
 
     Returns:
