@@ -82,19 +82,24 @@ def run_problem(name, X, y, lam, repeats):
     rows = []
 
     # jaxopt_lab
+    # Every timed function returns what the table reads (params and counters): the time is
+    # the solve's, not that of handing back more output arrays than the others (each costs
+    # a few microseconds; the whole OptStep, 16 arrays, is timed in its own row).
     solver = jl.LBFGS(logistic, tol=TOL, maxiter=MAXITER)
-    ours = jax.jit(lambda w0: solver.run(w0, X, y, lam))
+    whole = jax.jit(lambda w0: solver.run(w0, X, y, lam))
+    ours = jax.jit(lambda w0: (lambda r: (r.params, r.state.iter_num, r.state.num_fun_eval, r.state.status))(
+        solver.run(w0, X, y, lam)))
     runs = {}  # label -> (callable, result -> (iterations, f evals or None, params, status))
-    runs["jaxopt_lab.LBFGS"] = (lambda: ours(w0), lambda r: (int(r.state.iter_num), int(r.state.num_fun_eval),
-                                                             r.params, jl.status_name(r.state.status)))
+    runs["jaxopt_lab.LBFGS"] = (lambda: ours(w0),
+                                lambda r: (int(r[1]), int(r[2]), r[0], jl.status_name(r[3])))
 
     # jaxopt
     import jaxopt
 
     jsolver = jaxopt.LBFGS(logistic, tol=TOL, maxiter=MAXITER)
-    theirs = jax.jit(lambda w0: jsolver.run(w0, X, y, lam))
-    runs["jaxopt.LBFGS"] = (lambda: theirs(w0), lambda r: (int(r.state.iter_num), int(r.state.num_fun_eval),
-                                                           r.params, ""))
+    theirs = jax.jit(lambda w0: (lambda r: (r.params, r.state.iter_num, r.state.num_fun_eval))(
+        jsolver.run(w0, X, y, lam)))
+    runs["jaxopt.LBFGS"] = (lambda: theirs(w0), lambda r: (int(r[1]), int(r[2]), r[0], ""))
 
     # optax.lbfgs in a jitted while loop (the optax documentation's pattern)
     opt = optax.lbfgs()
@@ -152,6 +157,9 @@ def run_problem(name, X, y, lam, repeats):
         return jnp.asarray(r.x), r.nit, count["f"]
 
     runs["scipy L-BFGS-B (jitted grad)"] = (scipy_run, lambda r: (int(r[1]), int(r[2]), r[0], ""))
+    runs["jaxopt_lab.LBFGS, whole OptStep returned"] = (
+        lambda: whole(w0), lambda r: (int(r.state.iter_num), int(r.state.num_fun_eval), r.params,
+                                      jl.status_name(r.state.status)))
     timings = interleaved({k: fn for k, (fn, _) in runs.items()}, repeats)
     rows = []
     for label, (_, read) in runs.items():
@@ -159,7 +167,7 @@ def run_problem(name, X, y, lam, repeats):
         iters, fev, params, status = read(t["result"])
         rows.append((label, t, iters, fev, gnorm(params), status))
 
-    anchors = [r for r in rows[1:] if r[4] <= 10 * TOL]
+    anchors = [r for r in rows if not r[0].startswith("jaxopt_lab") and r[4] <= 10 * TOL]
     best = min(anchors, key=lambda r: r[1]["median_s"]) if anchors else rows[1]
     jx = rows[1][1]
     lines = [f"### {name} (n={X.shape[0]}, d={d}, float64, tol={TOL:g})", "",
@@ -183,7 +191,7 @@ def run_problem(name, X, y, lam, repeats):
 
 
 def main():
-    repeats = 15
+    repeats = 41
     parts = ["## L-BFGS on logistic regression", "",
              "Command: `OPENBLAS_NUM_THREADS=1 python benchmarks/bench_lbfgs.py`. " + machine() + ". "
              "The solvers run interleaved round-robin in one process (load drift on the shared machine "
