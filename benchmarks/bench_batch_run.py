@@ -124,20 +124,11 @@ def step_cost(solver, x0, lams, X, y, repeats: int, block: int):
 
     Timed as 10 iterations of a ``fori_loop`` in one program (no dispatch), from the state
     after 3 steps (the line search takes one trial there, as in most iterations); the
-    blocked step loops over ``len(lams) / block`` vmapped steps of ``block`` lanes, as
-    batch_run's segment program does.
+    blocked step is batch_run's own (``_step_blocks`` over ``len(lams) / block`` blocks).
     """
     lane = lambda c, lam: batch_mod._lane_step(solver, (lam, X, y), {}, c)
     init = jax.jit(jax.vmap(lambda lam: batch_mod._lane_init(solver, x0, (lam, X, y), {})))
-
-    def blocked(c):
-        def one(j, c):
-            cut = lambda x: jax.lax.dynamic_slice_in_dim(x, j * block, block)
-            new = jax.vmap(lane)(jax.tree_util.tree_map(cut, c), cut(lams))
-            put = lambda x, p: jax.lax.dynamic_update_slice_in_dim(x, p, j * block, 0)
-            return jax.tree_util.tree_map(put, c, new)
-        return jax.lax.fori_loop(0, len(lams) // block, one, c)
-
+    blocked = lambda c: batch_mod._step_blocks(lane, c, lams, block, len(lams) // block)
     # One program for both step counts (a traced bound: a while loop, no unrolling).
     steps = jax.jit(lambda c, k: jax.lax.fori_loop(0, k, lambda i, c: jax.vmap(lane)(c, lams), c))
     blocks = jax.jit(lambda c: jax.lax.fori_loop(0, 10, lambda i, c: blocked(c), c))

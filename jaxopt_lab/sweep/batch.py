@@ -192,6 +192,28 @@ def _take(tree, idx):
     return jax.tree_util.tree_map(lambda x: x[idx], tree)
 
 
+def _running(carry) -> jax.Array:
+    """Which lanes of a ``(prev, params, state)`` carry are still running."""
+    return carry[2].status == _RUNNING
+
+
+def _step_blocks(step: Callable, carry, lanes, block: int, count):
+    """``carry`` after one ``step`` of its first ``count`` blocks of ``block`` slots.
+
+    Each block is a vmapped ``step(carry, lane)`` of ``block`` lanes, and a lane that had
+    stopped keeps its carry (what a vmapped ``while_loop`` does). ``count`` may be traced.
+    """
+
+    def one(j, c):
+        cut = lambda x: jax.lax.dynamic_slice_in_dim(x, j * block, block)
+        part = jax.tree_util.tree_map(cut, c)
+        new = _select(_running(part), jax.vmap(step)(part, jax.tree_util.tree_map(cut, lanes)), part)
+        put = lambda x, p: jax.lax.dynamic_update_slice_in_dim(x, p, j * block, 0)
+        return jax.tree_util.tree_map(put, c, new)
+
+    return jax.lax.fori_loop(0, count, one, carry)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(3, 4))
 def _segment_program(spec: _Spec, block: int, dyn, carry, lanes, shared, ids, fresh, budget, target):
     """One segment over a bucket: initialize fresh lanes, step them in blocks, compact, finish.
@@ -222,37 +244,27 @@ def _segment_program(spec: _Spec, block: int, dyn, carry, lanes, shared, ids, fr
         solver, _, args, kwargs = _capture(spec, dyn, spec.full(lane, shared))
         return _lane_step(solver, args, kwargs, c)
 
-    def running(c):
-        return c[2].status == _RUNNING
-
     carry = jax.lax.cond(jnp.any(fresh), lambda: _select(fresh, jax.vmap(init_one)(lanes), carry),
                          lambda: carry)
     prev, params, state = carry
     state = state._replace(status=jnp.where(ids >= 0, state.status, _EMPTY).astype(state.status.dtype))
     carry = (prev, params, state)
 
-    def step_block(j, c, lanes):
-        cut = lambda x: jax.lax.dynamic_slice_in_dim(x, j * block, block)
-        part = jax.tree_util.tree_map(cut, c)
-        new = _select(running(part), jax.vmap(step_one)(part, jax.tree_util.tree_map(cut, lanes)), part)
-        return jax.tree_util.tree_map(lambda x, p: jax.lax.dynamic_update_slice_in_dim(x, p, j * block, 0),
-                                      c, new)
-
     def compact(parts):
         c, lanes, ids = parts
-        order = jnp.argsort(~running(c), stable=True)
+        order = jnp.argsort(~_running(c), stable=True)
         return _take(c, order), _take(lanes, order), ids[order]
 
     def cond(loop):
         k, _, _, c, _, _ = loop
-        return (k < budget) & (jnp.sum(running(c)) > target)
+        return (k < budget) & (jnp.sum(_running(c)) > target)
 
     def body(loop):
         k, active, work, c, lanes, ids = loop
-        need = (jnp.sum(running(c), dtype=jnp.int32) + block - 1) // block
+        need = (jnp.sum(_running(c), dtype=jnp.int32) + block - 1) // block
         c, lanes, ids = jax.lax.cond(need < active, compact, lambda parts: parts, (c, lanes, ids))
         active = jnp.minimum(active, need)
-        c = jax.lax.fori_loop(0, active, functools.partial(step_block, lanes=lanes), c)
+        c = _step_blocks(step_one, c, lanes, block, active)
         return k + 1, active, work + active * block, c, lanes, ids
 
     zero = jnp.asarray(0, jnp.int32)
@@ -686,10 +698,6 @@ def _check_int_arg(value, name: str) -> int:
     return int(value)
 
 
-def _check_segment_size(segment_size) -> int:
-    return _check_int_arg(segment_size, "segment_size")
-
-
 _PROBED: collections.OrderedDict = collections.OrderedDict()
 
 
@@ -823,7 +831,7 @@ def batch_run(
                         f"solver), got {type(solver).__name__}.")
     if not callable(getattr(solver, "run", None)):
         raise TypeError(f"`solver` must have a `run` method, got {type(solver).__name__}.")
-    segment_size = _check_segment_size(segment_size)
+    segment_size = _check_int_arg(segment_size, "segment_size")
     if step_width is not None:
         step_width = _check_int_arg(step_width, "step_width")
     full = (init_params, *args)
