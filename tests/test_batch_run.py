@@ -328,6 +328,16 @@ for (path, b), a in zip(jax.tree_util.tree_flatten_with_path(ref)[0], jax.tree_u
 # Uneven split (6 members on 4 devices) and a sweep over the mesh.
 out6 = jl.batch_run(solver, x0, lams[:6], X, Y, in_axes=axes, segment_size=3, mesh=mesh)
 np.testing.assert_array_equal(out6.state.iter_num, ref.state.iter_num[:6])
+# One SPMD segment program for the four devices (not one per device), reused for the
+# uneven split (same bucket size).
+from jaxopt_lab.sweep import batch
+assert batch._mesh_segment_program._cache_size() == 1, batch._mesh_segment_program._cache_size()
+assert batch._segment_program._cache_size() == 0
+# Members from a queue refill the devices' slots; each device's results block grows.
+outq = jl.batch_run(solver, x0, lams[:4], X, Y, in_axes=axes, segment_size=3, mesh=mesh,
+                    queue=[(x0, lam, X, Y) for lam in lams[4:]])
+np.testing.assert_array_equal(outq.state.iter_num, ref.state.iter_num)
+np.testing.assert_allclose(outq.params, ref.params, rtol=1e-9, atol=1e-10)
 member = lambda h, X, y: solver.run(x0, h["l2"], X, y)
 res = sweep.run(member, {"l2": lams}, X, Y, mesh=mesh, chunk_size=4)
 np.testing.assert_allclose(res.params, ref.params, rtol=1e-10, atol=1e-10)

@@ -13,7 +13,10 @@ written on the device into a results buffer in member order. Between calls (when
 ``segment_size`` steps were taken, or while members wait) the host refills the free
 slots from the members still waiting (the rest of the batch and an optional queue).
 The segment program is compiled once per bucket size and reused for every later
-sweep of the same shapes.
+sweep of the same shapes. Under a 1-D mesh every device holds a bucket of the same
+size, and one SPMD program (``shard_map`` of the same segment, no collectives) runs
+all of them: one compile for all the devices, each device looping until its own
+lanes stop.
 
 Each lane runs exactly the loop of the base ``run``
 (:meth:`jaxopt_lab.core.solver.IterativeSolver.run`): ``init_state``, the
@@ -214,8 +217,7 @@ def _step_blocks(step: Callable, carry, lanes, block: int, count):
     return jax.lax.fori_loop(0, count, one, carry)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(3, 4))
-def _segment_program(spec: _Spec, block: int, dyn, carry, lanes, shared, ids, fresh, budget, target):
+def _segment(spec: _Spec, block: int, dyn, carry, lanes, shared, ids, fresh, budget, target):
     """One segment over a bucket: initialize fresh lanes, step them in blocks, compact, finish.
 
     Every step runs a ``fori_loop`` over the first ``active`` blocks of ``block`` slots,
@@ -290,12 +292,51 @@ def _segment_program(spec: _Spec, block: int, dyn, carry, lanes, shared, ids, fr
     return carry, lanes, jnp.where(stopped, -1, ids), status, written, out, jnp.stack([k, work])
 
 
-@functools.partial(jax.jit, donate_argnums=(0,))
-def _write(results, outputs, written):
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(3, 4))
+def _segment_program(spec: _Spec, block: int, dyn, carry, lanes, shared, ids, fresh, budget, target):
+    """:func:`_segment` on the default device."""
+    return _segment(spec, block, dyn, carry, lanes, shared, ids, fresh, budget, target)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2), donate_argnums=(4, 5))
+def _mesh_segment_program(spec: _Spec, block: int, mesh: Mesh, dyn, carry, lanes, shared, ids, fresh,
+                          budget, target):
+    """:func:`_segment` on every device of a 1-D ``mesh`` at once, one bucket per device.
+
+    One SPMD program (``shard_map``, no collectives): each device runs the segment of its
+    own slots, with its own loop trip counts, so a device stops when its own lanes do.
+    Compiled once for all the devices. ``work`` comes back as ``[devices, 2]``.
+    """
+    lane = P(mesh.axis_names[0])
+
+    def local(dyn, carry, lanes, shared, ids, fresh, budget, target):
+        out = _segment(spec, block, dyn, carry, lanes, shared, ids, fresh, budget, target)
+        return out[:-1] + (out[-1][None],)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), lane, lane, P(), lane, lane, P(), P()),
+                         out_specs=lane, check_vma=False)(dyn, carry, lanes, shared, ids, fresh, budget,
+                                                          target)
+
+
+def _write_rows(results, outputs, written):
     """``results`` with row ``written[j]`` set to ``outputs[j]`` (slots with -1 write nothing)."""
     n = jax.tree_util.tree_leaves(results)[0].shape[0]
     idx = jnp.where(written >= 0, written, n)  # out of bounds: dropped
     return jax.tree_util.tree_map(lambda r, o: r.at[idx].set(o, mode="drop"), results, outputs)
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def _write(results, outputs, written):
+    """:func:`_write_rows` on the default device."""
+    return _write_rows(results, outputs, written)
+
+
+@functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(1,))
+def _mesh_write(mesh: Mesh, results, outputs, written):
+    """:func:`_write_rows` on every device: each writes its own rows (pool member numbers)."""
+    lane = P(mesh.axis_names[0])
+    return jax.shard_map(_write_rows, mesh=mesh, in_specs=lane, out_specs=lane,
+                         check_vma=False)(results, outputs, written)
 
 
 @jax.jit
@@ -304,9 +345,10 @@ def _refill(lanes, new_lanes, refill):
     return _select(refill, new_lanes, lanes)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _zero_buffers(spec: _Spec, dyn, lanes, shared, capacity: int):
-    """Zeros shaped like a bucket's carry, and like ``capacity`` members' outputs."""
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _zero_buffers(spec: _Spec, dyn, lanes, shared, capacity: int, sharding: NamedSharding | None = None):
+    """Zeros shaped like a bucket's carry, and like ``capacity`` members' outputs (placed
+    with ``sharding`` when given: one block of rows per device)."""
 
     def init_one(lane):
         solver, x0, args, kwargs = _capture(spec, dyn, spec.full(lane, shared))
@@ -320,14 +362,27 @@ def _zero_buffers(spec: _Spec, dyn, lanes, shared, capacity: int):
     carry = jax.eval_shape(jax.vmap(init_one), lanes)
     out = jax.eval_shape(jax.vmap(out_one), carry, lanes)
     zeros = lambda t, lead: jax.tree_util.tree_map(lambda s: jnp.zeros(lead + s.shape[1:], s.dtype), t)
-    return zeros(carry, (jax.tree_util.tree_leaves(carry)[0].shape[0],)), zeros(out, (capacity,))
+    bufs = zeros(carry, (jax.tree_util.tree_leaves(carry)[0].shape[0],)), zeros(out, (capacity,))
+    return bufs if sharding is None else jax.lax.with_sharding_constraint(bufs, sharding)
 
 
-@functools.partial(jax.jit, static_argnums=(1,))
-def _grow(results, capacity: int):
-    """``results`` padded with zero rows to ``capacity`` members."""
-    return jax.tree_util.tree_map(
-        lambda r: jnp.concatenate([r, jnp.zeros((capacity - r.shape[0],) + r.shape[1:], r.dtype)]), results)
+@functools.partial(jax.jit, static_argnums=(2,))
+def _gather_rows(leaves, rows, count: int):
+    """The first ``count`` rows of ``leaves`` in the order ``rows`` (all on the device)."""
+    return [x[:count] if rows is None else x[rows] for x in leaves]
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _grow(results, pools: int, capacity: int):
+    """``results`` (``pools`` blocks of rows, one per device) with each block padded with
+    zero rows to ``capacity`` members."""
+
+    def pad(r):
+        r = r.reshape((pools, -1) + r.shape[1:])
+        r = jnp.concatenate([r, jnp.zeros(r.shape[:1] + (capacity - r.shape[1],) + r.shape[2:], r.dtype)], 1)
+        return r.reshape((-1,) + r.shape[2:])
+
+    return jax.tree_util.tree_map(pad, results)
 
 
 # --------------------------------------------------------------------------- members and buckets
@@ -425,32 +480,24 @@ def _fit(sizes: tuple[int, ...], k: int) -> int:
 
 
 class _Pool:
-    """The lanes of one device: a bucket of slots, each holding one member (or empty).
+    """The host bookkeeping of one device's bucket of slots (each holds one member or none).
 
     Members are numbered per pool in the order they start (``members[j]`` is the global
     id of the pool's member ``j``); their outputs are written, on the device, to row ``j``
-    of ``results``.
+    of the pool's block of the results buffer.
     """
 
-    def __init__(self, device):
-        self.device = device
-        self.size = 0
-        self.block = 1                          # lanes stepped at once (divides size)
-        self.carry = None
-        self.lanes = None
-        self.results = None
-        self.capacity = 0
+    def __init__(self, size: int):
         self.members: list[int] = []
-        self.ids = np.zeros(0, np.int32)        # pool member number per slot (-1: empty)
-        self.fresh = np.zeros(0, bool)          # slot needs init_state before its next segment
-        self.pending = None                     # the outputs of the segment in flight
+        self.ids = np.full(size, -1, np.int32)  # pool member number per slot (-1: empty)
+        self.fresh = np.zeros(size, bool)       # slot needs init_state before its next segment
 
 
-def _target(p: _Pool, waiting: bool) -> np.int32:
-    """Running lanes at which a segment of ``p`` ends (it also ends after ``segment_size``
-    steps): 0 (run to the end), or while members wait, as soon as an eighth of the slots
-    (at least one) can be refilled."""
-    return np.int32(p.size - max(1, p.size // 8) if waiting else 0)
+def _target(size: int, waiting: bool) -> np.int32:
+    """Running lanes at which a segment ends (it also ends after ``segment_size`` steps):
+    0 (run to the end), or while members wait, as soon as an eighth of a bucket's slots (at
+    least one) can be refilled."""
+    return np.int32(size - max(1, size // 8) if waiting else 0)
 
 
 def _step_width(step_width: int | None, device) -> int:
@@ -460,61 +507,108 @@ def _step_width(step_width: int | None, device) -> int:
     return _CPU_STEP_WIDTH if platform == "cpu" else 1 << 30
 
 
-def _put(tree, device):
-    return jax.device_put(tree, device) if device is not None else jax.device_put(tree)
+class _Layout:
+    """Where the slots live: the default device, or one bucket per device of a 1-D mesh
+    (every per-slot array is then sharded over the mesh axis, one block per device)."""
+
+    def __init__(self, mesh: Mesh | None):
+        self.mesh = mesh
+        self.devices = list(mesh.devices.flat) if mesh is not None else [None]
+        if mesh is not None:
+            self.lane = NamedSharding(mesh, P(mesh.axis_names[0]))
+            self.whole = NamedSharding(mesh, P())
+
+    def slots(self, tree):
+        """Per-slot (or per-row) arrays, placed one block per device."""
+        return jax.device_put(tree) if self.mesh is None else jax.device_put(tree, self.lane)
+
+    def arg(self, tree):
+        """A per-slot host array argument: left to the call's own transfer without a mesh
+        (cheaper for small host arrays), sharded over the mesh otherwise."""
+        return tree if self.mesh is None else jax.device_put(tree, self.lane)
+
+    def shared(self, tree):
+        """An argument every device reads whole (replicated over the mesh)."""
+        return tree if self.mesh is None else jax.device_put(tree, self.whole)
+
+    def segment(self, spec, block, dyn, *rest):
+        if self.mesh is None:
+            return _segment_program(spec, block, dyn, *rest)
+        return _mesh_segment_program(spec, block, self.mesh, dyn, *rest)
+
+    def write(self, results, outputs, written):
+        if self.mesh is None:
+            return _write(results, outputs, written)
+        return _mesh_write(self.mesh, results, outputs, written)
 
 
-def _drive(spec: _Spec, dyn, members: _Members, shared: list, devices: list, sizes: tuple[int, ...],
+def _drive(spec: _Spec, dyn, members: _Members, shared: list, mesh: Mesh | None, sizes: tuple[int, ...],
            segment_size: int, step_width: int | None = None):
-    """The host loop: segments on every device's bucket, outputs written on the device.
+    """The host loop: segments over every device's bucket, outputs written on the device.
 
-    Returns ``(out_tree, leaves)``: the output leaves with a leading member axis, in
-    member order.
+    Every device holds a bucket of the same ``size`` slots; one program call runs a
+    segment on all of them (under a mesh, one SPMD program). Returns ``(out_tree,
+    leaves)``: the output leaves with a leading member axis, in member order.
     """
-    pools = [_Pool(d) for d in devices]
-    shared_on = [_put(_device_leaves(shared), p.device) for p in pools]
-    dyn_on = [_put(dyn, p.device) for p in pools]
+    layout = _Layout(mesh)
+    n_pools = len(layout.devices)
+    shared = layout.shared(_device_leaves(shared))
+    dyn = layout.shared(dyn)
     budget = np.int32(segment_size)
-    share = -(-members.n // len(pools)) if members.n else 0
+    share = -(-members.n // n_pools) if members.n else 0
 
     # First buckets: the stacked members split evenly over the devices (queue-only: full buckets).
     first = _fit(sizes, share) if members.n else sizes[-1]
-    for i, p in enumerate(pools):
-        _start(p, spec, dyn_on[i], members, members.pull(first), sizes, shared_on[i], share, step_width)
+    starts = [members.pull(first) for _ in range(n_pools)]
+    size = _fit(sizes, max(len(ids) for ids in starts))
+    block = min(_step_width(step_width, layout.devices[0]), size)
+    size = -(-size // block) * block  # whole blocks; the extra slots start empty
+    pools = [_Pool(size) for _ in range(n_pools)]
+    anyone = next(ids[0] for ids in starts if ids)
+    rows = []
+    for p, ids in zip(pools, starts, strict=True):
+        p.members = list(ids)
+        p.ids[:len(ids)] = np.arange(len(ids))
+        p.fresh[:len(ids)] = True
+        rows.extend(ids + [anyone] * (size - len(ids)))
+    lanes = layout.slots(members.rows(rows))
+    capacity = max(share, size)
+    carry, results = _zero_buffers(spec, dyn, lanes, shared, n_pools * capacity,
+                                   None if mesh is None else layout.lane)
 
-    while True:
-        active = [i for i, p in enumerate(pools) if p.size]
-        if not active:
-            break
-        waiting = members.waiting()
-        for i in active:  # dispatch every device's segment before waiting on any
-            p = pools[i]
-            p.pending = _segment_program(spec, p.block, dyn_on[i], p.carry, p.lanes, shared_on[i],
-                                         _put(p.ids, p.device), _put(p.fresh, p.device), budget,
-                                         _target(p, waiting))
-            p.carry, p.lanes = p.pending[:2]
-            p.results = _write(p.results, p.pending[5], p.pending[4])
-        for i in active:
-            p = pools[i]
-            ids, written = jax.device_get((p.pending[2], p.pending[4]))
-            p.pending = None
-            members.drop([p.members[j] for j in written[written >= 0]])
-            p.ids, p.fresh = np.array(ids), np.zeros(p.size, bool)
-            _refill_pool(p, members)
+    while any(np.any(p.ids >= 0) for p in pools):
+        out = layout.segment(spec, block, dyn, carry, lanes, shared,
+                             layout.arg(np.concatenate([p.ids for p in pools])),
+                             layout.arg(np.concatenate([p.fresh for p in pools])), budget,
+                             _target(size, members.waiting()))
+        carry, lanes = out[:2]
+        results = layout.write(results, out[5], out[4])
+        ids, written = jax.device_get((out[2], out[4]))
+        for d, p in enumerate(pools):
+            cut = slice(d * size, (d + 1) * size)
+            w = written[cut]
+            members.drop([p.members[j] for j in w[w >= 0]])
+            p.ids, p.fresh = np.array(ids[cut]), np.zeros(size, bool)
+        lanes, grown = _refill_pools(pools, members, lanes, layout)
+        if grown > capacity:
+            capacity = max(2 * capacity, grown)
+            results = _grow(results, n_pools, capacity)
+            if mesh is not None:
+                results = layout.slots(results)
 
-    out_tree = jax.tree_util.tree_structure(pools[0].results)
-    if len(pools) == 1 and pools[0].members == list(range(len(pools[0].members))):
-        p = pools[0]
-        leaves = jax.tree_util.tree_leaves(p.results)
-        if p.capacity != len(p.members):
-            leaves = [x[:len(p.members)] for x in leaves]
-        return out_tree, leaves
-    ids = np.concatenate([np.asarray(p.members, np.int64) for p in pools])
-    order = np.argsort(ids, kind="stable")
-    parts = [[np.asarray(x)[:len(p.members)] for x in jax.tree_util.tree_leaves(p.results)]
-             for p in pools if p.members]
-    leaves = [np.concatenate([part[j] for part in parts])[order] for j in range(out_tree.num_leaves)]
-    return out_tree, leaves
+    # The results row of every member (pool d's member j is row d * capacity + j), gathered
+    # into member order on the device (no copy when they already are in order).
+    count = sum(len(p.members) for p in pools)
+    rows = np.empty(count, np.int32)
+    for d, p in enumerate(pools):
+        rows[np.asarray(p.members, np.int64)] = d * capacity + np.arange(len(p.members))
+    leaves = jax.tree_util.tree_leaves(results)
+    if np.array_equal(rows, np.arange(count)):
+        if count != n_pools * capacity:
+            leaves = _gather_rows(leaves, None, count)
+    else:
+        leaves = _gather_rows(leaves, rows, count)
+    return jax.tree_util.tree_structure(results), leaves
 
 
 def _device_leaves(shared: list) -> list:
@@ -523,43 +617,33 @@ def _device_leaves(shared: list) -> list:
             for x in shared]
 
 
-def _start(p: _Pool, spec, dyn, members: _Members, ids: list[int], sizes, shared, share: int,
-           step_width: int | None) -> None:
-    if not ids:
-        return
-    size = _fit(sizes, len(ids))
-    p.block = min(_step_width(step_width, p.device), size)
-    p.size = size = -(-size // p.block) * p.block  # whole blocks; the extra slots start empty
-    p.ids = np.full(size, -1, np.int32)
-    p.ids[:len(ids)] = np.arange(len(ids))
-    p.members = list(ids)
-    p.lanes = _put(members.rows(ids + [ids[0]] * (size - len(ids))), p.device)
-    p.capacity = max(share, size)
-    p.carry, p.results = _zero_buffers(spec, dyn, p.lanes, shared, p.capacity)
-    p.fresh = p.ids >= 0
+def _refill_pools(pools: list[_Pool], members: _Members, lanes, layout: _Layout):
+    """Fill the empty slots of every pool from the members that have not started.
 
-
-def _refill_pool(p: _Pool, members: _Members) -> None:
-    """Fill the empty slots of ``p`` from the members that have not started; drop an empty pool."""
-    free = np.flatnonzero(p.ids < 0)
-    new_ids = members.pull(free.size) if free.size else []
-    if not new_ids:
-        if not np.any(p.ids >= 0):
-            p.size, p.carry, p.lanes = 0, None, None
-        return
-    slots = free[:len(new_ids)]
-    first = len(p.members)
-    p.members.extend(new_ids)
-    if len(p.members) > p.capacity:
-        p.capacity = max(2 * p.capacity, len(p.members))
-        p.results = _grow(p.results, p.capacity)
-    p.ids[slots] = np.arange(first, first + len(new_ids), dtype=np.int32)
-    refill = np.zeros(p.size, bool)
-    refill[slots] = True
-    src = np.full(p.size, new_ids[0], np.int64)
-    src[slots] = new_ids
-    p.lanes = _refill(p.lanes, _put(members.rows(src.tolist()), p.device), _put(refill, p.device))
-    p.fresh = refill
+    Returns ``(lanes, most)``: the lanes with the new members' inputs, and the most members
+    any pool has had (the results rows it needs).
+    """
+    size = pools[0].ids.size
+    refill = np.zeros(len(pools) * size, bool)
+    src: list[int] = []
+    for d, p in enumerate(pools):
+        free = np.flatnonzero(p.ids < 0)
+        new_ids = members.pull(free.size) if free.size else []
+        slots = free[:len(new_ids)]
+        first = len(p.members)
+        p.members.extend(new_ids)
+        p.ids[slots] = np.arange(first, first + len(new_ids), dtype=np.int32)
+        p.fresh[slots] = True
+        refill[d * size + slots] = True
+        row = np.full(size, -1, np.int64)
+        row[slots] = new_ids
+        src.extend(row.tolist())
+    most = max(len(p.members) for p in pools)
+    if not refill.any():
+        return lanes, most
+    anyone = next(i for i in src if i >= 0)
+    rows = members.rows([i if i >= 0 else anyone for i in src])
+    return _refill(lanes, layout.slots(rows), layout.arg(refill)), most
 
 
 # --------------------------------------------------------------------------- arguments
@@ -686,9 +770,10 @@ def _devices(mesh: Mesh | None, axis_name: str | None = None) -> list:
 def _assemble(out_tree, leaves, mesh: Mesh | None, total: int):
     if mesh is not None and total % mesh.devices.size == 0:
         sharding = NamedSharding(mesh, P(mesh.axis_names[0]))
-        leaves = [jax.device_put(x, sharding) for x in leaves]
+        leaves = [x if getattr(x, "sharding", None) == sharding else jax.device_put(x, sharding)
+                  for x in leaves]
     else:
-        leaves = [jnp.asarray(x) for x in leaves]
+        leaves = [x if isinstance(x, jax.Array) else jnp.asarray(x) for x in leaves]
     return jax.tree_util.tree_unflatten(out_tree, leaves)
 
 
@@ -741,7 +826,7 @@ def _solve(spec, dyn, members: _Members, shared, mesh, axis_name, buckets, segme
     if members.n == 0 and buckets is None:
         raise ValueError("`buckets` is required when every member comes from `queue`.")
     sizes = _bucket_sizes(buckets, per_device)
-    out_tree, leaves = _drive(spec, dyn, members, shared, devices, sizes, segment_size, step_width)
+    out_tree, leaves = _drive(spec, dyn, members, shared, mesh, sizes, segment_size, step_width)
     return _assemble(out_tree, leaves, mesh, members.next_id)
 
 
@@ -806,8 +891,10 @@ def batch_run(
         (multi-start, or sweeps larger than memory); their results follow the batch's
         in the output, in queue order.
       mesh: optional 1-D ``jax.sharding.Mesh``; the members are split over its
-        devices, each running its own buckets, and the result is sharded over the
-        mesh axis when the member count is a multiple of the device count.
+        devices, each holding its own bucket; one SPMD program (``shard_map``,
+        compiled once for all the devices) runs every device's segment at once, and
+        the result is sharded over the mesh axis when the member count is a multiple
+        of the device count.
       step_width: lanes stepped at once (a block). Default: 32 on CPU, where a block's
         working set stays in cache (a step of 32-lane blocks costs less than one step
         of the whole bucket) and the running lanes are compacted 32 at a time; the whole
@@ -893,7 +980,7 @@ def sweep_solver_runs(fun: Callable, hparams, args: tuple, kwargs: dict, mesh: M
       fun: the member function ``fun(h, *args, **kwargs)``.
       hparams: the members' hyperparameters (leading member axis on every leaf).
       args, kwargs: the shared arguments.
-      mesh: optional 1-D mesh (members split over its devices, buckets per device).
+      mesh: optional 1-D mesh (members split over its devices, one bucket each).
       chunk_size: optional cap on the lanes run at once (over all devices).
       axis_name: the mesh axis of the members.
 
@@ -925,5 +1012,5 @@ def sweep_solver_runs(fun: Callable, hparams, args: tuple, kwargs: dict, mesh: M
     if chunk_size is not None:
         per_device = min(per_device, max(chunk_size // len(devices), 1))
     sizes = _bucket_sizes(None, per_device)
-    out_tree, out = _drive(spec, None, members, shared, devices, sizes, DEFAULT_SEGMENT_SIZE)
+    out_tree, out = _drive(spec, None, members, shared, mesh, sizes, DEFAULT_SEGMENT_SIZE)
     return _assemble(out_tree, out, mesh, members.n)
