@@ -3,10 +3,12 @@
 Each line search is one ``lax.while_loop`` (a masked ``lax.scan`` of ``maxls`` steps when
 the solver differentiates by unrolling) whose body makes exactly one
 value-and-gradient evaluation, with every decision taken by arithmetic
-(``jnp.where``), never by ``lax.cond``. Under ``vmap`` a ``cond`` turns into a
-``select`` that runs both branches, and nested data-dependent loops run every lane
-until the slowest finishes; here a lane that has accepted its step only waits, and
-the usual case (the first trial step accepted) costs one evaluation.
+(``jnp.where``). Under ``vmap`` a ``cond`` turns into a ``select`` that runs both
+branches, and nested data-dependent loops run every lane until the slowest finishes;
+here a lane that has accepted its step only waits, and the usual case (the first
+trial step accepted) costs one evaluation. The one ``lax.cond`` (the zoom search's
+planning of its next trial, skipped once it stops) costs nothing extra under
+``vmap`` and saves that arithmetic on a single problem.
 
 Complex params work with jaxopt's convention: ``grad`` is the conjugate of what
 ``jax.grad`` returns (the steepest-ascent direction) and slopes are ``Re <g, d>``.
@@ -283,18 +285,25 @@ def strong_wolfe(
         lo_f = jnp.where(to_lo, f, c.lo_f)
         lo_d = jnp.where(to_lo, dphi, c.lo_d)
         bracketed = jnp.isfinite(hi_t)
-        # Next trial: inside the bracket, or beyond t (cubic or secant through the old
-        # low end and t, between 1.1 t and 10 t).
-        inside = interpolate(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d)
-        secant = c.t - dphi * (c.t - c.lo_t) / jnp.where(dphi > c.lo_d, dphi - c.lo_d, 1.0)
-        ext = jnp.where(noise, secant, _cubic_min(c.lo_t, c.lo_f, c.lo_d, c.t, f, dphi))
-        ext = jnp.where(jnp.isfinite(ext) & (dphi > c.lo_d), ext, 4.0 * c.t)
-        outside = jnp.minimum(jnp.clip(ext, 1.1 * c.t, 10.0 * c.t), max_stepsize)
-        next_t = jnp.where(bracketed, inside, outside)
+
+        def plan():
+            # Next trial: inside the bracket, or beyond t (cubic or secant through the old
+            # low end and t, between 1.1 t and 10 t).
+            inside = interpolate(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d)
+            secant = c.t - dphi * (c.t - c.lo_t) / jnp.where(dphi > c.lo_d, dphi - c.lo_d, 1.0)
+            ext = jnp.where(noise, secant, _cubic_min(c.lo_t, c.lo_f, c.lo_d, c.t, f, dphi))
+            ext = jnp.where(jnp.isfinite(ext) & (dphi > c.lo_d), ext, 4.0 * c.t)
+            outside = jnp.minimum(jnp.clip(ext, 1.1 * c.t, 10.0 * c.t), max_stepsize)
+            return jnp.where(bracketed, inside, outside).astype(dtype)
+
         # Stop: accepted; at the largest step with the slope still negative; or the
         # bracket has shrunk below the spacing of floats.
         collapsed = bracketed & (jnp.abs(hi_t - lo_t) <= 2 * jnp.finfo(dtype).eps * jnp.abs(hi_t))
         stop = accept | (~bracketed & (c.t >= max_stepsize)) | collapsed
+        # The next trial is only planned when the search goes on: on one problem the
+        # accepted first trial (the usual case) skips the interpolation; under vmap the
+        # cond is a select (both sides run), as every other decision here.
+        next_t = jax.lax.cond(stop | c.done, lambda: c.t, plan)
         keep = lambda new, old: jnp.where(c.done, old, new)
         take = accept | to_lo
         return _ZoomCarry(
