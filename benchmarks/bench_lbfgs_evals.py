@@ -18,9 +18,7 @@ CPU cores.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,8 +33,8 @@ import optax  # noqa: E402
 import scipy.optimize as so  # noqa: E402
 
 import jaxopt_lab as jl  # noqa: E402
-from benchmarks._timing import block, machine, write_section  # noqa: E402
-from benchmarks.bench_lbfgs import breast_cancer, logistic, synthetic  # noqa: E402
+from benchmarks._timing import machine, write_section  # noqa: E402
+from benchmarks.bench_lbfgs import breast_cancer, interleaved, logistic, synthetic  # noqa: E402
 from jaxopt_lab.problems import mgh  # noqa: E402
 
 TOL = 1e-6
@@ -145,18 +143,6 @@ def problems(quick: bool):
             yield p.name, (lambda q: lambda x: q.fun(x))(p), jnp.asarray(p.start(1.0)), 31
 
 
-def interleaved(fns: dict, repeats: int) -> dict:
-    """``{name: (result of the first call, median s of repeats)}``, the calls round-robin."""
-    results = {k: block(f()) for k, f in fns.items()}
-    times: dict = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            block(f())
-            times[k].append(time.perf_counter() - t0)
-    return {k: (results[k], statistics.median(times[k])) for k in fns}
-
-
 def main() -> int:
     quick = "--quick" in sys.argv
     rows, ratios = [], {name: [] for name in SOLVERS}
@@ -166,9 +152,8 @@ def main() -> int:
         timed = interleaved({k: (lambda run=run, x0=x0: run(x0)) for k, (run, _) in made.items()}, repeats)
         cells = {}
         for sname, (_, read) in made.items():
-            result, median_s = timed[sname]
-            iters, nfev, ok = read(result)
-            cells[sname] = (iters, nfev, ok, 1e3 * median_s)
+            iters, nfev, ok = read(timed[sname]["result"])
+            cells[sname] = (iters, nfev, ok, 1e3 * timed[sname]["median_s"])
         ref = cells["scipy L-BFGS-B"]
         times[pname] = {k: (v[3], v[2]) for k, v in cells.items()}
         for sname, (iters, nfev, ok, _) in cells.items():
