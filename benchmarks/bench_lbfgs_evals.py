@@ -146,7 +146,6 @@ def problems(quick: bool):
 def main() -> int:
     quick = "--quick" in sys.argv
     rows, ratios = [], {name: [] for name in SOLVERS}
-    times: dict = {}
     for pname, fun, x0, repeats in problems(quick):
         made = {sname: make(fun, x0) for sname, make in (SOLVERS | TIMED_ONLY).items()}
         timed = interleaved({k: (lambda run=run, x0=x0: run(x0)) for k, (run, _) in made.items()}, repeats)
@@ -155,7 +154,6 @@ def main() -> int:
             iters, nfev, ok = read(timed[sname]["result"])
             cells[sname] = (iters, nfev, ok, 1e3 * timed[sname]["median_s"])
         ref = cells["scipy L-BFGS-B"]
-        times[pname] = {k: (v[3], v[2]) for k, v in cells.items()}
         for sname, (iters, nfev, ok, _) in cells.items():
             if sname in SOLVERS and ok and ref[2] and ref[0] > 0:
                 ratios[sname].append((iters / ref[0], (nfev - 1) / max(iters, 1)))
@@ -171,8 +169,7 @@ def main() -> int:
              "iteration)`, `-` when the solver did not reach the tolerance; time = median of 11 (logistic) "
              "or 31 (MGH) round-robin calls after a warm-up (compile excluded). optax and optimistix "
              "report no evaluation counts (`?`); optimistix stops on its own test (its final "
-             "gradient norm within "
-             f"{10 * TOL:g} counts as reached).", "",
+             f"gradient norm within {10 * TOL:g} counts as reached).", "",
              "| problem | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for pname, cells in rows:
         out = []
@@ -202,13 +199,13 @@ def main() -> int:
               "| problem | " + " | ".join(n for n in names if n != OURS) + " | vs best anchor |",
               "|---|" + "---|" * len(names)]
     vs_best = {}
-    for pname, cells in times.items():
-        ours_ms, ours_ok = cells[OURS]
+    for pname, cells in rows:
+        _, _, ours_ok, ours_ms = cells[OURS]
         row, best = [], None
         for s in names:
             if s == OURS:
                 continue
-            ms, ok = cells.get(s, (None, False))
+            _, _, ok, ms = cells.get(s, (None, None, False, None))
             row.append(f"{ours_ms / ms:.2f}" if ok and ms else "-")
             if ok and ms and not s.startswith("LBFGS ") and (best is None or ms < best[0]):
                 best = (ms, s)
@@ -216,8 +213,8 @@ def main() -> int:
         if best and ours_ok:
             vs_best[pname] = ours_ms / best[0]
         lines.append(f"| {pname} | " + " | ".join(row) + f" | {last} |")
-    logistic_rows = ("logistic n=20000 d=200", "breast cancer")
-    mgh_ratios = np.array([r for p, r in vs_best.items() if p not in logistic_rows])
+    mgh_names = {p.name for p in mgh.PROBLEMS}
+    mgh_ratios = np.array([r for p, r in vs_best.items() if p in mgh_names])
     if mgh_ratios.size:
         lines += ["", f"MGH problems ({mgh_ratios.size} reached by jaxopt_lab and an anchor): "
                   "jaxopt_lab's time "

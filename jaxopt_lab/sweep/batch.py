@@ -514,9 +514,8 @@ class _Layout:
     def __init__(self, mesh: Mesh | None):
         self.mesh = mesh
         self.devices = list(mesh.devices.flat) if mesh is not None else [None]
-        if mesh is not None:
-            self.lane = NamedSharding(mesh, P(mesh.axis_names[0]))
-            self.whole = NamedSharding(mesh, P())
+        self.lane = NamedSharding(mesh, P(mesh.axis_names[0])) if mesh is not None else None
+        self.whole = NamedSharding(mesh, P()) if mesh is not None else None
 
     def slots(self, tree):
         """Per-slot (or per-row) arrays, placed one block per device."""
@@ -573,8 +572,7 @@ def _drive(spec: _Spec, dyn, members: _Members, shared: list, mesh: Mesh | None,
         rows.extend(ids + [anyone] * (size - len(ids)))
     lanes = layout.slots(members.rows(rows))
     capacity = max(share, size)
-    carry, results = _zero_buffers(spec, dyn, lanes, shared, n_pools * capacity,
-                                   None if mesh is None else layout.lane)
+    carry, results = _zero_buffers(spec, dyn, lanes, shared, n_pools * capacity, layout.lane)
 
     while any(np.any(p.ids >= 0) for p in pools):
         out = layout.segment(spec, block, dyn, carry, lanes, shared,
@@ -592,9 +590,7 @@ def _drive(spec: _Spec, dyn, members: _Members, shared: list, mesh: Mesh | None,
         lanes, grown = _refill_pools(pools, members, lanes, layout)
         if grown > capacity:
             capacity = max(2 * capacity, grown)
-            results = _grow(results, n_pools, capacity)
-            if mesh is not None:
-                results = layout.slots(results)
+            results = layout.slots(_grow(results, n_pools, capacity))
 
     # The results row of every member (pool d's member j is row d * capacity + j), gathered
     # into member order on the device (no copy when they already are in order).
