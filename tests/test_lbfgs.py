@@ -1,4 +1,4 @@
-"""L-BFGS maths: the unrolled two-loop inverse-Hessian product and agreement with SciPy."""
+"""L-BFGS maths: the two-loop inverse-Hessian product (unrolled and rolled) and agreement with SciPy."""
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +7,7 @@ import pytest
 import scipy.optimize as so
 
 import jaxopt_lab as jl
+from jaxopt_lab.solvers.quasi_newton import lbfgs as L
 from jaxopt_lab.solvers.quasi_newton.lbfgs import inverse_hessian_product
 from tests import problems as P
 
@@ -47,6 +48,36 @@ def test_unrolled_product_matches_two_loop_with_empty_slot_and_wrapped_ring():
         traced = jax.jit(inverse_hessian_product)(jnp.asarray(g), jnp.asarray(S), jnp.asarray(Y),
                                                   jnp.asarray(rho), 0.7, ptr)
         np.testing.assert_allclose(traced, out, rtol=1e-10)
+
+
+@pytest.mark.parametrize("d", [8, 400])
+def test_both_recursions_match_two_loop_for_every_ring_position(d):
+    # inverse_hessian_product runs one of them by platform and size (the rolled loops for a
+    # small memory on CPU, the unrolled recursion otherwise): each is checked here directly.
+    m = 5
+    S, Y, rho, g = _memory(0, m, d, skipped=1)
+    for ptr in range(m):
+        ref = _two_loop_reference(g, S, Y, rho, 0.7, ptr)
+        order = [(ptr + k) % m for k in range(m)]
+        unrolled = L._two_loop_unrolled(jnp.asarray(g), jnp.asarray(S), jnp.asarray(Y), jnp.asarray(rho),
+                                        0.7, order, jnp.float64)
+        chrono = L._chronological(jnp.asarray(S), jnp.asarray(Y), jnp.asarray(rho), ptr)
+        rolled = L._two_loop_rolled(jnp.asarray(g), *chrono, 0.7, jnp.float64)
+        public = inverse_hessian_product(jnp.asarray(g), jnp.asarray(S), jnp.asarray(Y), jnp.asarray(rho),
+                                         0.7, ptr)
+        for out in (unrolled, rolled, public):
+            np.testing.assert_allclose(out, ref, rtol=1e-10)
+
+
+@pytest.mark.parametrize(("d", "cpu_loops"), [(5, True), (400, False)])
+def test_recursion_is_rolled_on_cpu_for_small_memories_only(d, cpu_loops):
+    # XLA:CPU compiles a loop over a small memory into one kernel (2-3x faster than the 4 m
+    # operations of the unrolled recursion); a GPU program gets the unrolled recursion.
+    args = (jnp.ones(d), jnp.ones((4, d)), jnp.ones((4, d)), jnp.ones(4), 1.0)
+    traced = jax.jit(inverse_hessian_product).trace(*args)
+    has_loop = lambda platform: "stablehlo.while" in traced.lower(lowering_platforms=(platform,)).as_text()
+    assert has_loop("cpu") == cpu_loops
+    assert not has_loop("cuda")
 
 
 @pytest.mark.parametrize("ptr", [0, 7, "traced"])

@@ -35,13 +35,18 @@ def _quadratic(n, cond, seed=0):
 
 
 def _scipy_cg_iters(fun, x0):
-    # SciPy's CG stops on the inf-norm of the gradient by default; ours on the 2-norm, so
-    # the reference gets the same norm (norm=2) to stop at the same tolerance.
+    """SciPy CG's iterations to the tolerance; None where it stops short of it.
+
+    SciPy's CG stops on the inf-norm of the gradient by default; ours on the 2-norm, so
+    the reference gets the same norm (norm=2) to stop at the same tolerance. On
+    brown_badly_scaled (f about 1e-9 at x = (1e6, 2e-6)) it can end in "precision loss"
+    with ||g|| near 1e-4, depending on the last bits of f (the CPU's floating-point
+    contraction): that run is no reference.
+    """
     f, g = jax.jit(fun), jax.jit(jax.grad(fun))
     r = so.minimize(lambda x: float(f(x)), np.asarray(x0), jac=lambda x: np.asarray(g(x)), method="CG",
                     options=dict(gtol=TOL, maxiter=2000, norm=2))
-    assert r.success
-    return int(r.nit)
+    return int(r.nit) if np.linalg.norm(r.jac) <= TOL else None
 
 
 _PROBLEMS = [("quad8_cond20", _quadratic(8, 20.0), np.zeros(8)),
@@ -60,8 +65,11 @@ def test_nonlinear_cg_within_1p2x_scipy_cg_iterations(method):
         out = jl.NonlinearCG(fun, tol=TOL, maxiter=2000, method=method).run(jnp.asarray(x0))
         assert int(out.state.status) == jl.Status.CONVERGED, (name, jl.status_name(out.state.status))
         assert float(jnp.linalg.norm(jax.grad(fun)(out.params))) <= TOL
-        ratios[name] = int(out.state.iter_num) / _scipy_cg_iters(fun, x0)
+        reference = _scipy_cg_iters(fun, x0)
+        if reference is not None:
+            ratios[name] = int(out.state.iter_num) / reference
     # Over the set, and no problem far off (SciPy's own count varies by a few per problem).
+    assert len(ratios) >= len(_PROBLEMS) - 1, ratios
     assert np.exp(np.mean(np.log(list(ratios.values())))) <= 1.2, ratios
     assert max(ratios.values()) <= 1.5, ratios
 

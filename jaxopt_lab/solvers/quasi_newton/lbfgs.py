@@ -36,6 +36,9 @@ class LbfgsApprox(NamedTuple):
 # Memories up to this size unroll the two-loop recursion (fastest, no loop overhead); larger
 # ones run it as two fori_loops, so that tracing and compile time do not grow with m.
 _UNROLL_MAX = 16
+# On CPU, memories of at most this many bytes per buffer (``m`` times the params) run the
+# rolled loops instead (see :func:`inverse_hessian_product`).
+_ROLLED_CPU_BYTES = 2048
 
 
 def _leaf_dot(a, b):
@@ -66,7 +69,10 @@ def inverse_hessian_product(grad, s_hist, y_hist, rho_hist, gamma, ptr=0):
     vector updates on static slices: no triangular solves, no ``m x m`` Gram matrices and
     no indexing by a traced position, which under ``vmap`` would become per-lane solves
     or gathers. A traced ``ptr`` rotates the buffers first. Memories larger than 16 pairs
-    run the same recursion as two ``fori_loop``s (compile time independent of ``m``).
+    run the same recursion as two ``fori_loop``s (compile time independent of ``m``), and so
+    do small memories on CPU (at most 2 kB per buffer, e.g. ``m = 10`` pairs of up to 50
+    float32 or 25 float64 params, per lane under ``vmap``): XLA:CPU compiles such a loop
+    into one kernel, 2-3x faster than the ``4 m`` operations of the unrolled recursion.
     Empty or skipped slots (``rho = 0``, zero pairs) are exact no-ops.
 
     Args:
@@ -86,14 +92,38 @@ def inverse_hessian_product(grad, s_hist, y_hist, rho_hist, gamma, ptr=0):
     """
     m = rho_hist.shape[0]
     dtype = rho_hist.dtype
-    static = isinstance(ptr, int | np.integer)
-    if not static or (m > _UNROLL_MAX and ptr % m):
-        roll = lambda h: jnp.roll(h, -ptr, axis=0)
-        s_hist, y_hist = jax.tree_util.tree_map(roll, s_hist), jax.tree_util.tree_map(roll, y_hist)
-        rho_hist, ptr = roll(rho_hist), 0
+    if not isinstance(ptr, int | np.integer):
+        (s_hist, y_hist, rho_hist), ptr = _chronological(s_hist, y_hist, rho_hist, ptr), 0
+    rolled = lambda g, s, y, r, c: _two_loop_rolled(g, *_chronological(s, y, r, ptr), c, dtype)
     if m > _UNROLL_MAX:
-        return _two_loop_rolled(grad, s_hist, y_hist, rho_hist, gamma, dtype)
-    order = [(ptr + k) % m for k in range(m)]  # oldest first
+        return rolled(grad, s_hist, y_hist, rho_hist, gamma)
+    unrolled = lambda *a: _two_loop_unrolled(*a, [(ptr + k) % m for k in range(m)], dtype)
+    if _nbytes(s_hist) > _ROLLED_CPU_BYTES:
+        return unrolled(grad, s_hist, y_hist, rho_hist, gamma)
+    # A small memory on CPU: the rolled loops, which XLA:CPU compiles into one kernel each
+    # (a while loop touching about 1 kB per pass), where the unrolled recursion is 4 m
+    # separately dispatched operations: 2-3x faster at d <= 30 (float32), also under vmap.
+    # Elsewhere (GPU) the unrolled recursion, which fuses and needs no loop predicate.
+    return jax.lax.platform_dependent(grad, s_hist, y_hist, rho_hist, gamma, cpu=rolled,
+                                      default=unrolled)
+
+
+def _nbytes(tree) -> int:
+    """Bytes of the arrays of a pytree (per ``vmap`` lane when traced under ``vmap``)."""
+    return sum(int(np.prod(jnp.shape(a))) * jnp.result_type(a).itemsize
+               for a in jax.tree_util.tree_leaves(tree))
+
+
+def _chronological(s_hist, y_hist, rho_hist, ptr):
+    """The buffers rotated so that the oldest pair (at ``ptr``) comes first (as they are if ``ptr`` is 0)."""
+    if isinstance(ptr, int | np.integer) and ptr % rho_hist.shape[0] == 0:
+        return s_hist, y_hist, rho_hist
+    roll = lambda h: jnp.roll(h, -ptr, axis=0)
+    return jax.tree_util.tree_map(roll, s_hist), jax.tree_util.tree_map(roll, y_hist), roll(rho_hist)
+
+
+def _two_loop_unrolled(grad, s_hist, y_hist, rho_hist, gamma, order, dtype):
+    """The two-loop recursion unrolled over the slots in ``order`` (oldest first)."""
     q, alpha = grad, {}
     for i in reversed(order):  # newest first
         alpha[i] = rho_hist[i] * _pair_dot(s_hist, i, q, dtype)
