@@ -24,9 +24,14 @@ def test_minimize_matches_scipy_and_ridge_derivatives(method):
     A, b, x0 = _ridge()
     solver = jl.ScipyMinimize(fun=P.ridge_fun, method=method, tol=1e-12)
     out = solver.run(x0, LAM, A, b)
-    grad = lambda x: np.asarray(jax.grad(P.ridge_fun)(x, LAM, A, b))
-    ref = sopt.minimize(lambda x: float(P.ridge_fun(x, LAM, A, b)), np.zeros(6), jac=grad, method=method,
-                        tol=1e-12)
+    # The reference gets what the wrapper hands SciPy: jitted (value, gradient) and, for
+    # Newton-CG, exact Hessian-vector products (without hessp SciPy differences gradients,
+    # and at tol=1e-12 its final verdict then depends on the last bits of those products).
+    vg = jax.jit(jax.value_and_grad(P.ridge_fun))
+    hvp = jax.jit(lambda x, v: jax.jvp(lambda y: jax.grad(P.ridge_fun)(y, LAM, A, b), (x,), (v,))[1])
+    hessp = (lambda x, v: np.asarray(hvp(jnp.asarray(x), jnp.asarray(v)))) if method == "Newton-CG" else None
+    ref = sopt.minimize(lambda x: tuple(map(np.asarray, vg(jnp.asarray(x), LAM, A, b))), np.zeros(6),
+                        jac=True, hessp=hessp, method=method, tol=1e-12)
     np.testing.assert_allclose(out.params, ref.x, atol=1e-7)
     np.testing.assert_allclose(out.params, P.ridge_solution(LAM, A, b), atol=1e-7)
     # CONVERGED only when our own error (gradient norm at the returned params) is <= tol,
