@@ -13,7 +13,7 @@ while loop stopped at the same gradient norm) and ``optimistix.LBFGS`` (its own 
 test on f and x, ``rtol = atol = 1e-10``; its final gradient norm decides "reached") are timed
 too, with jaxopt_lab's time over each anchor's. The solvers of a problem are timed
 round-robin (load drift hits all alike): medians of 11 on the logistic regressions, of
-31 on the MGH problems. ``--quick``: the logistic problems only. About 6 minutes on 2
+31 on the MGH problems. ``--quick``: the logistic problems only. About 2 minutes on 2
 CPU cores.
 """
 
