@@ -1,6 +1,7 @@
 """L-BFGS maths: the two-loop inverse-Hessian product (unrolled and rolled) and agreement with SciPy."""
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -155,3 +156,75 @@ def test_fixed_stepsize_first_step_is_a_gradient_step(name):
     step = solver.update(x0, state)
     np.testing.assert_allclose(step.params, x0 - 0.1 * jax.grad(fun)(x0), rtol=1e-12)
     assert int(step.state.num_fun_eval) == 2
+
+
+def _rosenbrock(x):
+    return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def _update_loop(solver, x, *args):
+    """Iterate the public ``update`` (which keeps a stopped state itself) until the status stops."""
+    state, update = solver.init_state(x, *args), jax.jit(solver.update)
+    while int(state.status) == int(jl.Status.RUNNING):
+        x, state = update(x, state, *args)
+    return x, state
+
+
+def _history_selects(fn, *args, shape):
+    """Number of ``select_n`` equations with output ``shape`` in the jaxpr of ``fn`` (nested ones too)."""
+    def count(jaxpr):
+        n = 0
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "select_n" and eqn.outvars[0].aval.shape == shape:
+                n += 1
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                n += count(sub)
+        return n
+    return count(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: jl.LBFGS(fun=_rosenbrock, tol=1e-8, history_size=5),
+    lambda: jl.BFGS(fun=_rosenbrock, tol=1e-8),
+    lambda: jl.NonlinearCG(fun=_rosenbrock, tol=1e-8, maxiter=2000),
+    lambda: jl.LBFGSB(fun=_rosenbrock, tol=1e-8, history_size=5),
+], ids=["LBFGS", "BFGS", "NonlinearCG", "LBFGSB"])
+def test_run_loop_step_equals_the_update_loop(make):
+    # Inside run the loop itself keeps stopped states, so the quasi-Newton step skips its own
+    # select of the whole state: the iterates, counts and status must not change by it.
+    solver = make()
+    x0 = jnp.array([-1.2, 1.0, -0.5, 0.8], jnp.float64)
+    args = ((jnp.full(4, -2.0), jnp.full(4, 0.9)),) if isinstance(solver, jl.LBFGSB) else ()
+    out = solver.run(x0, *args)
+    x, state = _update_loop(solver, x0, *args)
+    assert int(out.state.status) == int(state.status) == int(jl.Status.CONVERGED)
+    assert int(out.state.iter_num) == int(state.iter_num)
+    assert int(out.state.num_fun_eval) == int(state.num_fun_eval)
+    np.testing.assert_allclose(out.params, x, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out.state.value, state.value, rtol=1e-12, atol=1e-15)
+
+
+def test_run_loop_step_drops_the_stopped_state_select_of_the_memory():
+    solver = jl.LBFGS(fun=_rosenbrock, history_size=6)
+    x0 = jnp.array([-1.2, 1.0, -0.5, 0.8, 0.3])
+    state = solver.init_state(x0)
+    per_update = _history_selects(solver.update, x0, state, shape=(6, 5))
+    per_loop_step = _history_selects(lambda p, s: solver._loop_step(p, s, (), {}), x0, state, shape=(6, 5))
+    # update selects each of the two buffers to keep a stopped state; the loop step does not.
+    assert per_update - per_loop_step == 2
+
+
+def test_run_iterates_a_subclass_update():
+    # A subclass's own update (here: clip to a box after each step) is what run iterates.
+    class Clipped(jl.LBFGS):
+        def update(self, params, state, *args, **kwargs):
+            out = super().update(params, state, *args, **kwargs)
+            return jl.OptStep(jnp.clip(out.params, -0.5, 0.5), out.state)
+
+    solver = Clipped(fun=_rosenbrock, tol=1e-8, maxiter=40)
+    x0 = jnp.array([-1.2, 1.0, -0.5, 0.8], jnp.float64)
+    out = solver.run(x0)
+    x, state = _update_loop(solver, x0)
+    assert float(jnp.max(jnp.abs(out.params))) <= 0.5
+    assert int(out.state.iter_num) == int(state.iter_num)
+    np.testing.assert_allclose(out.params, x, rtol=0, atol=1e-12)

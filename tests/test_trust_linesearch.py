@@ -279,3 +279,50 @@ def test_lbfgsb_stopped_lane_costs_no_linesearch_evaluations():
         assert np.array_equal(np.asarray(getattr(out.state, field)[0]),
                               np.asarray(getattr(solo_fail.state, field))), field
     np.testing.assert_array_equal(out.params[0], solo_fail.params)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_search_carry_packs_scalars_exactly(dtype):
+    # The line-search loops carry their scalar fields as one vector: every value comes back
+    # bit for bit (inf, NaN, the smallest normal included), with its own dtype.
+    from jaxopt_lab.solvers.linesearch.functions import _ScalarPack, _ZoomCarry
+
+    vec = jnp.arange(3, dtype=dtype)
+    tiny = jnp.finfo(dtype).tiny
+    carry = _ZoomCarry(t=jnp.asarray(0.1, dtype), lo_t=jnp.asarray(tiny, dtype),
+                       lo_f=jnp.asarray(-jnp.inf, dtype), lo_d=jnp.asarray(jnp.nan, dtype), best_x=vec, best_g=2 * vec, best_aux=None,
+                       hi_t=jnp.asarray(jnp.inf, dtype), hi_f=jnp.asarray(3e38, dtype),
+                       hi_d=jnp.asarray(-1.5, dtype), lo_ok=jnp.asarray(True), spread=jnp.asarray(7.0, dtype),
+                       nan_grad=jnp.asarray(False), done=jnp.asarray(True), k=jnp.asarray(29, jnp.int32))
+    pack = _ScalarPack(carry)
+    packed = jax.jit(pack.pack)(carry)
+    assert packed[0].shape == (12,) and packed[0].dtype == dtype  # the 12 scalar fields, one vector
+    back = jax.jit(pack.unpack)(packed)
+    for name, value in carry._asdict().items():
+        if value is None:
+            assert getattr(back, name) is None
+            continue
+        got = getattr(back, name)
+        assert got.dtype == value.dtype, name
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(value), err_msg=name)
+
+
+def test_strong_wolfe_loop_carries_one_scalar_vector():
+    # The jaxpr of the search: its while loop carries the point, gradient and one vector of
+    # scalars (the search's state), not a dozen separate scalars.
+    from jaxopt_lab.solvers.linesearch import functions as F
+
+    f = lambda x: jnp.sum((x - 1.0) ** 2)
+    vg = lambda x: ((f(x), None), jax.grad(f)(x))
+    x = jnp.zeros(3)
+    search = lambda x: F.strong_wolfe(vg, x, f(x), jax.grad(f)(x), -jax.grad(f)(x), 1.0)
+    loops = [e for e in jax.make_jaxpr(search)(x).eqns if e.primitive.name == "while"]
+    assert len(loops) == 1
+    shapes = sorted(v.aval.shape for v in loops[0].outvars)
+    assert shapes == [(3,), (3,), (12,)]
+    out = search(x)
+    # The unit step overshoots to f(2, 2, 2) = f(0); the cubic through both ends is exact on
+    # this quadratic: t = 0.5, the minimizer (1, 1, 1), in two evaluations.
+    assert not bool(out.failed) and int(out.num_evals) == 2
+    np.testing.assert_allclose(out.stepsize, 0.5, rtol=1e-12)
+    np.testing.assert_allclose(out.params, jnp.ones(3), rtol=1e-12)

@@ -622,10 +622,19 @@ class IterativeSolver(JaxoptPositional):
         state = tu.tree_where(maxed & ok, fresh, state)
         return params, state._replace(status=status)
 
+    def _loop_step(self, params, state, args, kwargs) -> OptStep:
+        """One ``update`` as the run loop takes it.
+
+        The loop never steps a stopped state: it ends, or under ``vmap`` (and in a
+        ``batch_run`` bucket) keeps a stopped lane's carry itself. A solver whose ``update``
+        masks stopped states may skip that masking here; by default this is ``update``.
+        """
+        return self.update(params, state, *args, **kwargs)
+
     def _run_loop(self, init_params, *args, **kwargs) -> OptStep:
         state = self.init_state(init_params, *args, **kwargs)
         unroll = self._adjoint().scan
-        step = lambda p, s: self.update(p, s, *args, **kwargs)
+        step = lambda p, s: self._loop_step(p, s, args, kwargs)
         finish = None
         if self._state_at_input:
             finish = lambda prev, p, s: self._finish_run(prev, p, s, *args, **kwargs)

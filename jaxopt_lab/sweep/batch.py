@@ -168,7 +168,7 @@ def _lane_init(solver, x0, args, kwargs):
 
 def _lane_step(solver, args, kwargs, carry):
     """One guarded step of one lane (the base loop's body)."""
-    step = lambda p, s: solver.update(p, s, *args, **kwargs)
+    step = lambda p, s: solver._loop_step(p, s, args, kwargs)
     return _loop.guarded_step(step, solver.verbose, type(solver).__name__, solver._state_at_input)(*carry)
 
 

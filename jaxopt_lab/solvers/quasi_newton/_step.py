@@ -22,6 +22,13 @@ from jaxopt_lab.solvers.linesearch import functions as _linesearch
 from jaxopt_lab.solvers.quasi_newton._helpers import real_problem, stall_count
 
 
+def step_as_given(update: Callable) -> Callable:
+    """Mark an ``update`` that is ``_step`` with its arguments as given: the run loop may then
+    call ``_step`` without the masking of stopped states (a subclass's own ``update`` is unmarked)."""
+    update._is_step = True  # type: ignore[attr-defined]
+    return update
+
+
 class QuasiNewtonState(NamedTuple):
     """State of every quasi-Newton solver (BFGS, DFP, L-BFGS, L-BFGS-B, nonlinear CG).
 
@@ -140,7 +147,7 @@ class QuasiNewtonSolver(_linesearch.LineSearchOptions, IterativeSolver):
             num_fun_eval=zero + 1, num_grad_eval=zero + 1, num_linesearch_iter=zero,
             status=self._init_status(ctx).astype(jnp.int32), num_no_progress=zero)
 
-    def _step(self, params, state, args, kwargs) -> OptStep:
+    def _step(self, params, state, args, kwargs, mask_stopped: bool = True) -> OptStep:
         x, vg, ctx = self._problem(params, args, kwargs)
         grad = self._into(tu.tree_conj(state.grad), ctx)
         dtype = jnp.result_type(state.value)
@@ -168,7 +175,17 @@ class QuasiNewtonSolver(_linesearch.LineSearchOptions, IterativeSolver):
             num_grad_eval=state.num_grad_eval + evals, num_linesearch_iter=state.num_linesearch_iter + evals,
             status=status.astype(jnp.int32), num_no_progress=count)
         new_state = self._adjust_status(state, new_state)
+        if not mask_stopped:
+            return OptStep(self._out(x_new, ctx), new_state)
         return _linesearch.keep_if_stopped(stopped, params, state, self._out(x_new, ctx), new_state)
+
+    def _loop_step(self, params, state, args, kwargs) -> OptStep:
+        # The run loop keeps stopped lanes itself: the step skips its select of the whole
+        # state (the memory included), unless a subclass wrote its own ``update``.
+        if getattr(type(self).update, "_is_step", False):
+            out = self._step(params, state, args, kwargs, mask_stopped=False)
+            return OptStep(out.params, self._finalize(out.state, out.state.value))  # as update does
+        return super()._loop_step(params, state, args, kwargs)
 
     def init_state(self, init_params, *args, **kwargs) -> QuasiNewtonState:
         """Evaluate ``fun`` at ``init_params``; empty Hessian approximation.
@@ -182,6 +199,7 @@ class QuasiNewtonSolver(_linesearch.LineSearchOptions, IterativeSolver):
         """
         return self._init(init_params, args, kwargs)
 
+    @step_as_given
     def update(self, params, state, *args, **kwargs) -> OptStep:
         """One iteration: direction, line search, curvature update.
 
@@ -197,3 +215,4 @@ class QuasiNewtonSolver(_linesearch.LineSearchOptions, IterativeSolver):
           ``NONFINITE`` (NaN gradient where ``f`` was finite) or ``LINESEARCH_FAILED``.
         """
         return self._step(params, state, args, kwargs)
+

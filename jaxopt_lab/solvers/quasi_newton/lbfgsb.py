@@ -16,7 +16,7 @@ from jaxopt_lab.core.checks import check_int, check_positive, is_concrete
 from jaxopt_lab.core.types import OptStep, Status
 from jaxopt_lab.linalg import linear_solve as ls_lib
 from jaxopt_lab.solvers.quasi_newton._helpers import curvature_pair, first_stepsize, is_complex
-from jaxopt_lab.solvers.quasi_newton._step import QuasiNewtonSolver, QuasiNewtonState
+from jaxopt_lab.solvers.quasi_newton._step import QuasiNewtonSolver, QuasiNewtonState, step_as_given
 
 LbfgsbState = QuasiNewtonState  # L-BFGS-B's state (its name in earlier releases and in jaxopt)
 
@@ -303,6 +303,7 @@ class LBFGSB(QuasiNewtonSolver):
         """
         return self._init(init_params, (bounds,) + args, kwargs)
 
+    @step_as_given
     def update(self, params, state: LbfgsbState, bounds, *args, **kwargs) -> OptStep:
         """One L-BFGS-B iteration (Cauchy point, subspace step, line search).
 
@@ -342,3 +343,4 @@ def _match(b, params):
     if jax.tree_util.tree_structure(b) == jax.tree_util.tree_structure(params):
         return b
     return jax.tree_util.tree_map(lambda _: b, params)
+
