@@ -290,7 +290,8 @@ def test_search_carry_packs_scalars_exactly(dtype):
     vec = jnp.arange(3, dtype=dtype)
     tiny = jnp.finfo(dtype).tiny
     carry = _ZoomCarry(t=jnp.asarray(0.1, dtype), lo_t=jnp.asarray(tiny, dtype),
-                       lo_f=jnp.asarray(-jnp.inf, dtype), lo_d=jnp.asarray(jnp.nan, dtype), best_x=vec, best_g=2 * vec, best_aux=None,
+                       lo_f=jnp.asarray(-jnp.inf, dtype), lo_d=jnp.asarray(jnp.nan, dtype),
+                       best_x=vec, best_g=2 * vec, best_aux=None,
                        hi_t=jnp.asarray(jnp.inf, dtype), hi_f=jnp.asarray(3e38, dtype),
                        hi_d=jnp.asarray(-1.5, dtype), lo_ok=jnp.asarray(True), spread=jnp.asarray(7.0, dtype),
                        nan_grad=jnp.asarray(False), done=jnp.asarray(True), k=jnp.asarray(29, jnp.int32))
