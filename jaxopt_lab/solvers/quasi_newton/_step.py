@@ -215,4 +215,3 @@ class QuasiNewtonSolver(_linesearch.LineSearchOptions, IterativeSolver):
           ``NONFINITE`` (NaN gradient where ``f`` was finite) or ``LINESEARCH_FAILED``.
         """
         return self._step(params, state, args, kwargs)
-

@@ -343,4 +343,3 @@ def _match(b, params):
     if jax.tree_util.tree_structure(b) == jax.tree_util.tree_structure(params):
         return b
     return jax.tree_util.tree_map(lambda _: b, params)
-
