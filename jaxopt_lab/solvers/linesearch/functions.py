@@ -117,9 +117,10 @@ def _search_loop(body: Callable, init, maxls: int, unroll: bool):
     The loop carries the scalar fields of the carry (steps, values, slopes, flags and the
     count) as one vector (:class:`_ScalarPack`): each separately carried scalar is a buffer
     of its own that XLA:CPU copies and updates by an operation of its own, and a search has
-    a dozen of them. One vector measured 0.54-0.72x the time of L-BFGS solves of 8-12
-    params whose memory buffers exceed 512 bytes (XLA:CPU then runs independent operations
-    of a loop body on its thread pool), the others unchanged to within 10%.
+    a dozen of them. One vector measured 0.54-0.72x the time of the MGH L-BFGS solves of
+    10-12 params, whose memory buffers exceed 512 bytes (XLA:CPU then runs independent
+    operations of a loop body on its thread pool); the others 0.95-1.11x (watson, 9 params,
+    the 1.11x).
     """
     pack = _ScalarPack(init)
     more = lambda c: ~c.done & (c.k < maxls)
